@@ -1,0 +1,3 @@
+"""glb: a traffic-steering global load balancer."""
+
+__version__ = "0.1.0"

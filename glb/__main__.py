@@ -1,0 +1,5 @@
+"""`python -m glb` runs the command line."""
+
+from glb.cli import main
+
+raise SystemExit(main())

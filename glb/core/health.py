@@ -1,0 +1,141 @@
+"""Health of probe targets as a pure step: rise/fall hysteresis and an EWMA latency score.
+
+`observe(health, result, spec)` folds one probe result into a target's health and reports the
+transition, if any. Nothing here reads a clock: the result carries the time it was taken.
+
+Imports: stdlib and glb.core.model only (pure core).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from enum import StrEnum
+
+from glb.core.model import ProbeSpec, Target
+
+
+class Health(StrEnum):
+    UNKNOWN = "unknown"  # never probed
+    UP = "up"
+    DOWN = "down"
+
+
+class Outcome(StrEnum):
+    """Why a probe succeeded or failed; a fixed set, fit for a metric label."""
+
+    SUCCESS = "success"
+    TIMEOUT = "timeout"
+    REFUSED = "refused"
+    RESET = "reset"
+    BAD_STATUS = "bad_status"
+    BODY_MISMATCH = "body_mismatch"
+    TLS_ERROR = "tls_error"
+    OTHER = "other"
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    outcome: Outcome
+    rtt: float  # seconds from the probe's start to its end
+    at: float  # when the probe ended (monotonic clock seconds)
+    detail: str = ""  # human-readable reason: "connection refused", "status 503"...
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome is Outcome.SUCCESS
+
+    def reason(self) -> str:
+        return self.detail or self.outcome.replace("_", " ")
+
+
+@dataclass(frozen=True, slots=True)
+class TargetHealth:
+    state: Health = Health.UNKNOWN
+    successes: int = 0  # consecutive
+    failures: int = 0  # consecutive
+    latency: float | None = None  # EWMA of successful round trips, seconds
+    last_result: ProbeResult | None = None
+    last_change: float | None = None  # when the state last changed
+    last_failure: ProbeResult | None = None
+
+    @property
+    def unconfirmed(self) -> bool:
+        """True while the newest results disagree with the state (or there is no state yet)."""
+        if self.state is Health.UP:
+            return self.failures > 0
+        if self.state is Health.DOWN:
+            return self.successes > 0
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    target: Target
+    before: Health
+    after: Health
+    at: float
+    reason: str  # "after 2 failures: connection refused"
+
+
+def ewma(previous: float | None, sample: float, alpha: float) -> float:
+    if previous is None:
+        return sample
+    return alpha * sample + (1.0 - alpha) * previous
+
+
+def observe(
+    target: Target, health: TargetHealth, result: ProbeResult
+) -> tuple[TargetHealth, Transition | None]:
+    """Fold one probe result into a target's health."""
+    spec = target.probe
+    if result.ok:
+        new = replace(
+            health,
+            successes=health.successes + 1,
+            failures=0,
+            latency=ewma(health.latency, result.rtt, spec.latency_alpha),
+            last_result=result,
+        )
+    else:
+        new = replace(
+            health,
+            successes=0,
+            failures=health.failures + 1,
+            last_result=result,
+            last_failure=result,
+        )
+    after = _next_state(new, spec)
+    if after is health.state:
+        return new, None
+    new = replace(new, state=after, last_change=result.at)
+    return new, Transition(target, health.state, after, result.at, _reason(new, health.state))
+
+
+def _next_state(health: TargetHealth, spec: ProbeSpec) -> Health:
+    if health.state is Health.UNKNOWN:  # the first result counts at once
+        return Health.UP if health.successes else Health.DOWN
+    if health.state is Health.UP and health.failures >= spec.fall:
+        return Health.DOWN
+    if health.state is Health.DOWN and health.successes >= spec.rise:
+        return Health.UP
+    return health.state
+
+
+def _reason(health: TargetHealth, before: Health) -> str:
+    result = health.last_result
+    assert result is not None  # noqa: S101 (a transition always follows a result)
+    if before is Health.UNKNOWN:
+        first = "first probe succeeded" if result.ok else "first probe failed"
+        return first if result.ok else f"{first}: {result.reason()}"
+    if result.ok:
+        return f"after {_count(health.successes, 'success', 'successes')}"
+    return f"after {_count(health.failures, 'failure', 'failures')}: {result.reason()}"
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
+def next_delay(health: TargetHealth, spec: ProbeSpec) -> float:
+    """Seconds from one probe's start to the next: faster while a change is unconfirmed."""
+    return spec.fast_interval if health.unconfirmed else spec.interval

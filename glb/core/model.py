@@ -1,0 +1,153 @@
+"""The topology glb steers over, as immutable values.
+
+A `Topology` is what a validated configuration becomes: zones, clusters and services, each service
+with its endpoints (one per cluster address). Names are stored lowercase without the trailing dot.
+A probe `Target` is the unit of probing: two endpoints with the same address and probe spec share
+one target, hence one probe and one health state.
+
+Imports: stdlib only (pure core).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class ProbeType(StrEnum):
+    HTTP = "http"
+    HTTPS = "https"
+    TCP = "tcp"
+
+
+class PolicyName(StrEnum):
+    LATENCY = "latency"
+    FAILOVER = "failover"
+    WEIGHTED = "weighted"
+    ROUND_ROBIN = "round_robin"
+
+
+class WhenAllDown(StrEnum):
+    """What DNS answers when no endpoint of a service is eligible."""
+
+    RETURN_ALL = "return_all"  # fail open: every endpoint that is not drained
+    SERVFAIL = "servfail"
+    NO_ANSWER = "no_answer"  # NOERROR with no records (NODATA)
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeSpec:
+    """How one target is probed. Equal specs on equal addresses share a probe."""
+
+    type: ProbeType
+    port: int
+    interval: float  # seconds between probe starts while the state is confirmed
+    timeout: float
+    rise: int
+    fall: int
+    fast_interval: float  # seconds between probe starts while a change is unconfirmed
+    latency_alpha: float  # EWMA weight of the newest round trip, 0 < alpha <= 1
+    path: str = "/"
+    host: str = ""  # Host header (and SNI for https)
+    headers: tuple[tuple[str, str], ...] = ()
+    expect_status: tuple[tuple[int, int], ...] = ((200, 399),)
+    body_contains: str | None = None
+    tls_verify: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One thing to probe: an address with a probe spec."""
+
+    address: str
+    probe: ProbeSpec
+
+    def describe(self) -> str:
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        if self.probe.type is ProbeType.TCP:
+            return f"tcp {host}:{self.probe.port}"
+        return f"{self.probe.type} {host}:{self.probe.port}{self.probe.path}"
+
+
+@dataclass(frozen=True, slots=True)
+class Cluster:
+    name: str
+    region: str
+    addresses: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One address of one cluster serving one service."""
+
+    service: str
+    cluster: str
+    address: str
+    weight: int
+    priority: int
+    target: Target
+    index: int  # position in the service's configuration; the stable tie-breaker
+
+    @property
+    def family(self) -> int:
+        return ipaddress.ip_address(self.address).version
+
+
+@dataclass(frozen=True, slots=True)
+class LatencyBand:
+    """Endpoints whose latency is within this band of the best count as equally fast."""
+
+    relative: float = 0.2  # 20 % above the fastest
+    absolute: float = 0.005  # or 5 ms above it, whichever is larger
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    name: str
+    zone: str
+    policy: PolicyName
+    ttl: int
+    max_answers: int
+    when_all_down: WhenAllDown
+    port: int
+    endpoints: tuple[Endpoint, ...]
+    latency_band: LatencyBand = field(default_factory=LatencyBand)
+
+
+@dataclass(frozen=True, slots=True)
+class Nameserver:
+    name: str
+    address: str | None  # glue, given when the name is inside the zone
+
+
+@dataclass(frozen=True, slots=True)
+class Zone:
+    name: str
+    nameservers: tuple[Nameserver, ...]
+    hostmaster: str  # as a domain name: hostmaster.example.test
+    ttl: int  # of the SOA and NS records
+    negative_ttl: int  # SOA minimum, the TTL of negative answers
+    serial: int
+    refresh: int = 3600
+    retry: int = 600
+    expire: int = 604800
+
+
+@dataclass(frozen=True, slots=True)
+class Topology:
+    zones: tuple[Zone, ...]
+    clusters: tuple[Cluster, ...]
+    services: tuple[Service, ...]
+
+    def service(self, name: str) -> Service | None:
+        for service in self.services:
+            if service.name == name:
+                return service
+        return None
+
+    def targets(self) -> frozenset[Target]:
+        return frozenset(e.target for s in self.services for e in s.endpoints)
+
+    def endpoints_of(self, target: Target) -> tuple[Endpoint, ...]:
+        return tuple(e for s in self.services for e in s.endpoints if e.target == target)

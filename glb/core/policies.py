@@ -1,0 +1,157 @@
+"""Steering policies: from a health snapshot, a service and a query to an ordered list of endpoints.
+
+Each policy ranks candidate endpoints best first and says how many from the front are "preferred"
+(failover prefers only its top priority tier). `decide()` applies the common rules around the
+policies: the address family filter, eligibility (up and not drained), `when_all_down` and
+`max_answers`. Randomness comes from the `rng` passed in; time is not read at all.
+
+Imports: stdlib and glb.core only (pure core).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from glb.core.model import Endpoint, PolicyName, Service, WhenAllDown
+from glb.core.snapshot import HealthSnapshot
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """What the caller knows about the question being answered."""
+
+    family: int | None = None  # 4 (A), 6 (AAAA) or None (any, for the proxy)
+    rotation: int = 0  # a counter the caller advances per query, for round robin
+
+
+@dataclass(frozen=True, slots=True)
+class Ranking:
+    ordered: tuple[Endpoint, ...]  # best first
+    preferred: int  # how many from the front an answer may use
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The result of steering one query."""
+
+    answer: tuple[Endpoint, ...]  # what to hand out, best first, at most max_answers
+    ranked: tuple[Endpoint, ...]  # every candidate best first (fallback order for retries)
+    failed_open: bool = False  # no endpoint was eligible and `return_all` applied
+    servfail: bool = False  # no endpoint was eligible and the service asks for SERVFAIL
+
+
+Policy = Callable[[Sequence[Endpoint], HealthSnapshot, Query, random.Random, Service], Ranking]
+
+
+def _config_order(endpoint: Endpoint) -> tuple[int, int]:
+    return endpoint.priority, endpoint.index
+
+
+def failover(
+    candidates: Sequence[Endpoint],
+    snapshot: HealthSnapshot,
+    query: Query,
+    rng: random.Random,
+    service: Service,
+) -> Ranking:
+    """Lowest priority value first; the answer uses only the first tier, in config order."""
+    ordered = tuple(sorted(candidates, key=_config_order))
+    if not ordered:
+        return Ranking((), 0)
+    top = ordered[0].priority
+    return Ranking(ordered, sum(1 for e in ordered if e.priority == top))
+
+
+def latency(
+    candidates: Sequence[Endpoint],
+    snapshot: HealthSnapshot,
+    query: Query,
+    rng: random.Random,
+    service: Service,
+) -> Ranking:
+    """Fastest EWMA first. Endpoints within the band of the fastest count as equal and keep config
+    order among themselves, so near-equal clusters do not swap places on every probe."""
+    known = [e for e in candidates if snapshot.latency(e) is not None]
+    unknown = sorted((e for e in candidates if snapshot.latency(e) is None), key=_config_order)
+    if not known:
+        return Ranking(tuple(unknown), len(unknown))
+    best = min(_latency(snapshot, e) for e in known)
+    band = service.latency_band
+    limit = best + max(band.absolute, best * band.relative)
+    near = sorted((e for e in known if _latency(snapshot, e) <= limit), key=_config_order)
+    far = sorted(
+        (e for e in known if _latency(snapshot, e) > limit),
+        key=lambda e: (_latency(snapshot, e), e.index),
+    )
+    ordered = (*near, *far, *unknown)
+    return Ranking(ordered, len(ordered))
+
+
+def _latency(snapshot: HealthSnapshot, endpoint: Endpoint) -> float:
+    value = snapshot.latency(endpoint)
+    return float("inf") if value is None else value
+
+
+def weighted(
+    candidates: Sequence[Endpoint],
+    snapshot: HealthSnapshot,
+    query: Query,
+    rng: random.Random,
+    service: Service,
+) -> Ranking:
+    """A weighted random draw without replacement (Efraimidis-Spirakis keys). Weight 0 endpoints
+    come last, in config order: they get traffic only when nothing else is eligible."""
+    positive = [e for e in candidates if e.weight > 0]
+    keyed = sorted(positive, key=lambda e: rng.random() ** (1.0 / e.weight), reverse=True)
+    zero = sorted((e for e in candidates if e.weight <= 0), key=_config_order)
+    ordered = (*keyed, *zero)
+    return Ranking(ordered, len(ordered))
+
+
+def round_robin(
+    candidates: Sequence[Endpoint],
+    snapshot: HealthSnapshot,
+    query: Query,
+    rng: random.Random,
+    service: Service,
+) -> Ranking:
+    """Config order, rotated by the query's counter."""
+    ordered = sorted(candidates, key=lambda e: e.index)
+    if not ordered:
+        return Ranking((), 0)
+    start = query.rotation % len(ordered)
+    rotated = (*ordered[start:], *ordered[:start])
+    return Ranking(rotated, len(rotated))
+
+
+POLICIES: dict[PolicyName, Policy] = {
+    PolicyName.FAILOVER: failover,
+    PolicyName.LATENCY: latency,
+    PolicyName.WEIGHTED: weighted,
+    PolicyName.ROUND_ROBIN: round_robin,
+}
+
+
+def decide(
+    service: Service, snapshot: HealthSnapshot, query: Query, rng: random.Random
+) -> Decision:
+    """Steer one query for `service`: rank its eligible endpoints of the asked family and trim."""
+    family = [e for e in service.endpoints if query.family in (None, e.family)]
+    eligible = [e for e in family if snapshot.is_eligible(e)]
+    policy = POLICIES[service.policy]
+    if eligible:
+        return _trim(policy(eligible, snapshot, query, rng, service), service)
+    if service.when_all_down is WhenAllDown.SERVFAIL:
+        return Decision((), (), servfail=True)
+    if service.when_all_down is WhenAllDown.NO_ANSWER:
+        return Decision((), ())
+    undrained = [e for e in family if not snapshot.is_drained(e)]
+    decision = _trim(policy(undrained, snapshot, query, rng, service), service)
+    return Decision(decision.answer, decision.ranked, failed_open=bool(decision.answer))
+
+
+def _trim(ranking: Ranking, service: Service) -> Decision:
+    count = min(ranking.preferred, service.max_answers)
+    return Decision(ranking.ordered[:count], ranking.ordered)

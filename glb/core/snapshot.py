@@ -1,0 +1,69 @@
+"""The health snapshot: an immutable view of every target's health plus operator drains.
+
+Adapters never mutate a snapshot; the monitor publishes a new one whole on every change.
+
+Imports: stdlib and glb.core only (pure core).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from types import MappingProxyType
+
+from glb.core.health import Health, TargetHealth
+from glb.core.model import Endpoint, Target
+
+_UNPROBED = TargetHealth()
+
+
+class EndpointState(StrEnum):
+    UP = "up"
+    DOWN = "down"
+    UNKNOWN = "unknown"
+    DRAINED = "drained"
+
+
+def _frozen(mapping: Mapping[Target, TargetHealth]) -> Mapping[Target, TargetHealth]:
+    return MappingProxyType(dict(mapping))
+
+
+@dataclass(frozen=True, slots=True)
+class HealthSnapshot:
+    targets: Mapping[Target, TargetHealth] = field(default_factory=lambda: MappingProxyType({}))
+    drained_clusters: frozenset[str] = frozenset()
+    drained_endpoints: frozenset[tuple[str, str]] = frozenset()  # (service, cluster)
+    version: int = 0
+
+    @classmethod
+    def of(
+        cls,
+        targets: Mapping[Target, TargetHealth],
+        *,
+        drained_clusters: frozenset[str] = frozenset(),
+        drained_endpoints: frozenset[tuple[str, str]] = frozenset(),
+        version: int = 0,
+    ) -> HealthSnapshot:
+        return cls(_frozen(targets), drained_clusters, drained_endpoints, version)
+
+    def health(self, target: Target) -> TargetHealth:
+        return self.targets.get(target, _UNPROBED)
+
+    def is_drained(self, endpoint: Endpoint) -> bool:
+        return (
+            endpoint.cluster in self.drained_clusters
+            or (endpoint.service, endpoint.cluster) in self.drained_endpoints
+        )
+
+    def state(self, endpoint: Endpoint) -> EndpointState:
+        if self.is_drained(endpoint):
+            return EndpointState.DRAINED
+        return EndpointState(self.health(endpoint.target).state.value)
+
+    def is_eligible(self, endpoint: Endpoint) -> bool:
+        """May this endpoint be handed to clients? (up and not drained)"""
+        return self.health(endpoint.target).state is Health.UP and not self.is_drained(endpoint)
+
+    def latency(self, endpoint: Endpoint) -> float | None:
+        return self.health(endpoint.target).latency
