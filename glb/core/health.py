@@ -1,6 +1,6 @@
 """Health of probe targets as a pure step: rise/fall hysteresis and an EWMA latency score.
 
-`observe(health, result, spec)` folds one probe result into a target's health and reports the
+`observe(target, health, result)` folds one probe result into a target's health and reports the
 transition, if any. Nothing here reads a clock: the result carries the time it was taken.
 
 Imports: stdlib and glb.core.model only (pure core).

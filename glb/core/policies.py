@@ -106,8 +106,7 @@ def weighted(
     positive = [e for e in candidates if e.weight > 0]
     keyed = sorted(positive, key=lambda e: rng.random() ** (1.0 / e.weight), reverse=True)
     zero = sorted((e for e in candidates if e.weight <= 0), key=_config_order)
-    ordered = (*keyed, *zero)
-    return Ranking(ordered, len(ordered))
+    return Ranking((*keyed, *zero), len(keyed) or len(zero))
 
 
 def round_robin(
@@ -141,6 +140,8 @@ def decide(
     family = [e for e in service.endpoints if query.family in (None, e.family)]
     eligible = [e for e in family if snapshot.is_eligible(e)]
     policy = POLICIES[service.policy]
+    if not family:  # the service has no address of this family at all: NODATA, not an outage
+        return Decision((), ())
     if eligible:
         return _trim(policy(eligible, snapshot, query, rng, service), service)
     if service.when_all_down is WhenAllDown.SERVFAIL:

@@ -1,0 +1,38 @@
+"""glb's configuration: one YAML file plus `GLB_*` environment variables.
+
+    load_settings(path) / parse_settings(text)   -> Settings, or ConfigError with every problem
+    to_topology(settings, serial=...)             -> the core's immutable Topology
+
+The package holds the models and value parsers (`models`), the cross-key checks (`checks`),
+reading and error collection (`loading`) and the conversion to the core model (`topology`).
+
+Imports: pydantic(-settings), yaml, glb.core, glb.errors.
+"""
+
+from glb.config.checks import cross_check, zone_of
+from glb.config.loading import load_settings, parse_settings, validate_settings
+from glb.config.models import (
+    Settings,
+    parse_address,
+    parse_domain,
+    parse_duration,
+    parse_listen,
+    parse_status_ranges,
+)
+from glb.config.topology import probe_spec, to_topology
+
+__all__ = [
+    "Settings",
+    "cross_check",
+    "load_settings",
+    "parse_address",
+    "parse_domain",
+    "parse_duration",
+    "parse_listen",
+    "parse_settings",
+    "parse_status_ranges",
+    "probe_spec",
+    "to_topology",
+    "validate_settings",
+    "zone_of",
+]

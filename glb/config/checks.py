@@ -1,0 +1,208 @@
+"""Checks that span several keys: duplicate names, references, zones, listeners, probe timing.
+
+They run on `Parts`: the validated zones, clusters and services, with None in place of an item
+that is itself invalid, so a broken item elsewhere does not hide these problems.
+
+Imports: glb.config.models, pydantic.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from glb.config.models import (
+    AdminSettings,
+    ClusterSettings,
+    DnsSettings,
+    HttpSettings,
+    ProbeSettings,
+    ServiceSettings,
+    Settings,
+    ZoneSettings,
+)
+from glb.core.model import ProbeType
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Parts:
+    """What the cross-key checks look at."""
+
+    zones: list[ZoneSettings | None]
+    clusters: list[ClusterSettings | None]
+    services: list[ServiceSettings | None]
+    listeners: dict[str, tuple[str, int]] = field(default_factory=dict)
+    zone_names: frozenset[str] = frozenset()  # every zone name given, valid item or not
+    cluster_names: frozenset[str] = frozenset()  # likewise for clusters
+
+    @classmethod
+    def of(cls, settings: Settings) -> Parts:
+        return cls(
+            list(settings.zones),
+            list(settings.clusters),
+            list(settings.services),
+            {
+                "dns.listen": settings.dns.listen,
+                "http.listen": settings.http.listen,
+                "admin.listen": settings.admin.listen,
+            },
+            frozenset(z.name for z in settings.zones),
+            frozenset(c.name for c in settings.clusters),
+        )
+
+    @classmethod
+    def partial(cls, data: Mapping[str, Any]) -> Parts:
+        """Validate each item on its own; an invalid item becomes None."""
+        zones = _each(ZoneSettings, data.get("zones"))
+        clusters = _each(ClusterSettings, data.get("clusters"))
+        listeners = {}
+        sections: dict[str, type[DnsSettings | HttpSettings | AdminSettings]] = {
+            "dns": DnsSettings,
+            "http": HttpSettings,
+            "admin": AdminSettings,
+        }
+        for key, model in sections.items():
+            [section] = _each(model, [data.get(key) or {}])
+            if section is not None:
+                listeners[f"{key}.listen"] = section.listen
+        return cls(
+            zones,
+            clusters,
+            _each(ServiceSettings, data.get("services")),
+            listeners,
+            frozenset(_raw_names(data.get("zones"), zones)),
+            frozenset(_raw_names(data.get("clusters"), clusters)),
+        )
+
+
+def _each(model: type[M], items: object) -> list[M | None]:
+    if not isinstance(items, list):
+        return []
+    valid: list[M | None] = []
+    for item in items:
+        try:
+            valid.append(model.model_validate(item))
+        except ValidationError:
+            valid.append(None)
+    return valid
+
+
+def _raw_names(items: object, valid: Sequence[ZoneSettings | ClusterSettings | None]) -> set[str]:
+    names = {v.name for v in valid if v is not None}
+    for item in items if isinstance(items, list) else []:
+        if isinstance(item, dict) and isinstance(item.get("name"), str):
+            names.add(item["name"].strip().lower().removesuffix("."))
+            names.add(item["name"])
+    return names
+
+
+def cross_check(parts: Parts) -> list[str]:
+    """Every problem that spans several keys."""
+    return [
+        *_duplicates("zones", [z.name if z else None for z in parts.zones]),
+        *_duplicates("clusters", [c.name if c else None for c in parts.clusters]),
+        *_duplicates("services", [s.name if s else None for s in parts.services]),
+        *_check_listeners(parts.listeners),
+        *(r for i, z in enumerate(parts.zones) if z for r in _check_zone(i, z)),
+        *(r for i, c in enumerate(parts.clusters) if c for r in _check_cluster(i, c)),
+        *(r for i, s in enumerate(parts.services) if s for r in _check_service(i, s, parts)),
+    ]
+
+
+def _duplicates(key: str, names: list[str | None]) -> Iterator[str]:
+    counts = Counter(n for n in names if n is not None)
+    for index, name in enumerate(names):
+        if name is not None and counts[name] > 1 and names.index(name) != index:
+            yield f"{key}[{index}].name: duplicate name {name!r}"
+
+
+def _check_listeners(listeners: Mapping[str, tuple[str, int]]) -> Iterator[str]:
+    """TCP listeners may not share a port on one address, or on the wildcard of its family."""
+    seen: list[tuple[str, tuple[str, int]]] = []
+    for key, (host, port) in listeners.items():
+        for other_key, (other_host, other_port) in seen:
+            if port != 0 and port == other_port and _overlap(host, other_host):
+                yield f"{key}: {host}:{port} collides with {other_key} ({other_host}:{other_port})"
+                break
+        seen.append((key, (host, port)))
+
+
+def _overlap(a: str, b: str) -> bool:
+    first, second = ipaddress.ip_address(a), ipaddress.ip_address(b)
+    if first.version != second.version:
+        return False
+    return first == second or first.is_unspecified or second.is_unspecified
+
+
+def _check_zone(index: int, zone: ZoneSettings) -> Iterator[str]:
+    for n, ns in enumerate(zone.nameservers):
+        if inside(ns.name, zone.name) and ns.address is None:
+            yield (
+                f"zones[{index}].nameservers[{n}].address: {ns.name} is inside the zone, "
+                "so it needs an address (glue)"
+            )
+
+
+def _check_cluster(index: int, cluster: ClusterSettings) -> Iterator[str]:
+    for n, address in enumerate(cluster.addresses):
+        if cluster.addresses.index(address) != n:
+            yield f"clusters[{index}].addresses[{n}]: {address} is listed twice"
+
+
+def inside(name: str, zone: str) -> bool:
+    return name == zone or name.endswith("." + zone)
+
+
+def zone_of(name: str, zones: Sequence[str]) -> str | None:
+    """The longest configured zone that contains `name`."""
+    matches = [zone for zone in zones if inside(name, zone)]
+    return max(matches, key=len) if matches else None
+
+
+def _check_service(index: int, service: ServiceSettings, parts: Parts) -> Iterator[str]:
+    here = f"services[{index}]"
+    if zone_of(service.name, list(parts.zone_names)) is None:
+        yield f"{here}.name: {service.name} is not inside any configured zone"
+    yield from _check_backends(here, service, parts)
+    yield from _check_probe(f"{here}.probe", service.probe)
+
+
+def _check_backends(here: str, service: ServiceSettings, parts: Parts) -> Iterator[str]:
+    clusters = {c.name: c for c in parts.clusters if c is not None}
+    listed: set[str] = set()
+    owner: dict[str, str] = {}  # address -> the first of this service's clusters that has it
+    for b, backend in enumerate(service.backends):
+        key = f"{here}.backends[{b}].cluster"
+        if backend.cluster not in parts.cluster_names:
+            known = ", ".join(sorted(parts.cluster_names))
+            yield f"{key}: unknown cluster {backend.cluster!r} (known: {known})"
+        elif backend.cluster in listed:
+            yield f"{key}: cluster {backend.cluster!r} is listed twice"
+            continue
+        listed.add(backend.cluster)
+        cluster = clusters.get(backend.cluster)
+        for address in cluster.addresses if cluster else ():
+            first = owner.setdefault(address, backend.cluster)
+            if first != backend.cluster:
+                yield f"{key}: address {address} is also in cluster {first!r}"
+
+
+def _check_probe(here: str, probe: ProbeSettings) -> Iterator[str]:
+    if probe.timeout > probe.interval:
+        yield (
+            f"{here}.timeout: {probe.timeout:g}s is longer than the interval ({probe.interval:g}s)"
+        )
+    if probe.fast_interval is not None and probe.fast_interval > probe.interval:
+        yield (
+            f"{here}.fast_interval: {probe.fast_interval:g}s is longer than the interval "
+            f"({probe.interval:g}s)"
+        )
+    if probe.type is ProbeType.TCP and (probe.body_contains or probe.headers):
+        yield f"{here}.type: tcp probes only connect; body_contains and headers need http(s)"

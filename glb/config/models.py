@@ -1,0 +1,265 @@
+"""The configuration's shape: pydantic models of the YAML file and the parsers of its values.
+
+Every model forbids unknown keys. `Settings` also reads `GLB_*` environment variables, which win
+over the file (`GLB_DNS__LISTEN=0.0.0.0:53`: nested keys joined with `__`).
+
+Imports: pydantic(-settings), glb.core.model.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import re
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from glb.core.model import PolicyName, ProbeType, WhenAllDown
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+_LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
+
+
+def parse_duration(value: object, *, allow_zero: bool = False) -> float:
+    """`1s`, `250ms`, `2m`, `1h` or a number of seconds; must be positive and finite."""
+    if isinstance(value, bool):
+        raise ValueError("a duration is a number of seconds or a string like 1s, 250ms, 2m")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (match := _DURATION.match(value)):
+        seconds = float(match[1]) * _UNIT_SECONDS[match[2]]
+    else:
+        raise ValueError(f"{value!r} is not a duration (use e.g. 1s, 250ms, 2m or a number)")
+    if not math.isfinite(seconds):
+        raise ValueError("a duration must be finite")
+    if seconds < 0 or (seconds == 0 and not allow_zero):
+        raise ValueError("a duration must be greater than zero")
+    return seconds
+
+
+def parse_duration_or_zero(value: object) -> float:
+    return parse_duration(value, allow_zero=True)
+
+
+def parse_domain(value: object) -> str:
+    """A DNS name, lowercased, without the trailing dot."""
+    if not isinstance(value, str):
+        raise ValueError("a domain name must be a string")
+    name = value.strip().lower().removesuffix(".")
+    if not name or len(name) > 253:
+        raise ValueError(f"{value!r} is not a domain name (1 to 253 characters)")
+    bad = [label for label in name.split(".") if not _LABEL.match(label)]
+    if bad:
+        raise ValueError(f"{value!r} is not a domain name (bad label {bad[0]!r})")
+    return name
+
+
+def parse_address(value: object) -> str:
+    """An IPv4 or IPv6 address in its canonical text form."""
+    try:
+        return str(ipaddress.ip_address(str(value).strip()))
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IPv4 or IPv6 address") from None
+
+
+def parse_listen(value: object) -> tuple[str, int]:
+    """`host:port`, `[v6]:port` or `:port` (all addresses)."""
+    if isinstance(value, tuple | list) and len(value) == 2:
+        value = f"{value[0]}:{value[1]}"
+    text = str(value).strip()
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"{value!r} is not host:port (e.g. 127.0.0.1:5353 or [::1]:5353)")
+    if ":" in host and not (host.startswith("[") and host.endswith("]")):
+        raise ValueError(f"{value!r}: write an IPv6 address in brackets, e.g. [::1]:5353")
+    host = host.removeprefix("[").removesuffix("]") or "0.0.0.0"
+    return parse_address(host), int(port)
+
+
+def parse_status_ranges(value: object) -> tuple[tuple[int, int], ...]:
+    """HTTP status codes and ranges: [200, "200-399", "204"]."""
+    items = value if isinstance(value, list | tuple) else [value]
+    ranges = []
+    for item in items:
+        low, _, high = str(item).strip().partition("-")
+        if not low.isdigit() or (high and not high.isdigit()):
+            raise ValueError(f"{item!r} is not a status code or a range like 200-399")
+        pair = (int(low), int(high or low))
+        if not 100 <= pair[0] <= pair[1] <= 599:
+            raise ValueError(f"{item!r} is not a status range within 100-599")
+        ranges.append(pair)
+    if not ranges:
+        raise ValueError("at least one status code is needed")
+    return tuple(ranges)
+
+
+def check_header_text(value: str) -> str:
+    if any(c in value for c in "\r\n\0"):
+        raise ValueError("must not contain CR, LF or NUL")
+    return value
+
+
+def parse_host_header(value: object) -> str:
+    """A Host header: a name or address, with an optional :port ([v6]:port for IPv6)."""
+    text = check_header_text(str(value).strip())
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest.removeprefix(":") if rest else ""
+        if rest and not rest.startswith(":"):
+            raise ValueError(f"{value!r} is not host:port")
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    else:
+        host, port = text, ""
+    if port and not (port.isdigit() and 0 < int(port) <= 65535):
+        raise ValueError(f"{value!r} has a bad port")
+    if not (_is_domain(host) or _is_address(host)):
+        raise ValueError(f"{value!r} is not a host name or address")
+    return text
+
+
+def _is_domain(text: str) -> bool:
+    try:
+        parse_domain(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_address(text: str) -> bool:
+    try:
+        parse_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+DurationOrZero = Annotated[float, BeforeValidator(parse_duration_or_zero)]
+HeaderText = Annotated[str, AfterValidator(check_header_text)]
+Domain = Annotated[str, BeforeValidator(parse_domain)]
+Address = Annotated[str, BeforeValidator(parse_address)]
+Listen = Annotated[tuple[str, int], BeforeValidator(parse_listen), NoDecode]
+StatusRanges = Annotated[tuple[tuple[int, int], ...], BeforeValidator(parse_status_ranges)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DnsSettings(Strict):
+    listen: Listen = ("127.0.0.1", 5353)
+
+
+class HttpSettings(Strict):
+    listen: Listen = ("127.0.0.1", 8080)
+
+
+class AdminSettings(Strict):
+    listen: Listen = ("127.0.0.1", 9100)
+    token: SecretStr | None = None
+
+
+class LogSettings(Strict):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class NameserverSettings(Strict):
+    name: Domain
+    address: Address | None = None
+
+
+class ZoneSettings(Strict):
+    name: Domain
+    nameservers: list[NameserverSettings] = Field(min_length=1)
+    hostmaster: Domain | None = None  # default: hostmaster.<zone>
+    ttl: int = Field(default=300, ge=0, le=2**31 - 1)
+    negative_ttl: int = Field(default=30, ge=0, le=2**31 - 1)
+    refresh: int = Field(default=3600, ge=1, le=2**31 - 1)
+    retry: int = Field(default=600, ge=1, le=2**31 - 1)
+    expire: int = Field(default=604800, ge=1, le=2**31 - 1)
+
+
+class ClusterSettings(Strict):
+    name: Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9_.-]+$")]
+    region: str | None = None  # default: the cluster's name
+    addresses: list[Address] = Field(min_length=1)
+
+
+class ProbeSettings(Strict):
+    type: ProbeType = ProbeType.HTTP
+    path: str = Field(default="/", pattern=r"^/[^\s]*$")
+    expect_status: StatusRanges = ((200, 399),)
+    interval: Duration = 1.0
+    timeout: Duration = 0.75
+    fast_interval: Duration | None = None  # default: interval / 4
+    rise: int = Field(default=2, ge=1, le=100)
+    fall: int = Field(default=2, ge=1, le=100)
+    latency_alpha: float = Field(default=0.3, gt=0, le=1)
+    host: Annotated[str, BeforeValidator(parse_host_header)] | None = None  # default: service name
+    headers: dict[Annotated[str, Field(pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")], HeaderText] = (
+        Field(default_factory=dict)
+    )
+    body_contains: str | None = Field(default=None, min_length=1)
+    port: Port | None = None  # default: the service port
+    tls_verify: bool = True
+
+
+class BackendSettings(Strict):
+    cluster: str
+    weight: int = Field(default=100, ge=0, le=1_000_000)
+    priority: int = Field(default=1, ge=0, le=1_000_000)
+
+
+class LatencyBandSettings(Strict):
+    relative: float = Field(default=0.2, ge=0, le=10)
+    absolute: DurationOrZero = 0.005
+
+
+class ServiceSettings(Strict):
+    name: Domain
+    policy: PolicyName = PolicyName.LATENCY
+    ttl: int = Field(default=10, ge=0, le=2**31 - 1)
+    max_answers: int = Field(default=1, ge=1, le=64)
+    when_all_down: WhenAllDown = WhenAllDown.RETURN_ALL
+    port: Port = 80
+    probe: ProbeSettings = Field(default_factory=ProbeSettings)
+    latency_band: LatencyBandSettings = Field(default_factory=LatencyBandSettings)
+    backends: list[BackendSettings] = Field(min_length=1)
+
+
+class Settings(BaseSettings):
+    """The whole configuration. The YAML file gives init values; `GLB_*` variables override them
+    (`GLB_DNS__LISTEN=0.0.0.0:53`, nested keys joined with `__`)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="GLB_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    dns: DnsSettings = Field(default_factory=DnsSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    admin: AdminSettings = Field(default_factory=AdminSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+    zones: list[ZoneSettings] = Field(min_length=1)
+    clusters: list[ClusterSettings] = Field(min_length=1)
+    services: list[ServiceSettings] = Field(default_factory=list)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return env_settings, init_settings  # the environment wins over the file

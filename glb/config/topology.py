@@ -1,0 +1,105 @@
+"""From valid Settings to the core's immutable Topology.
+
+Imports: glb.config.models, glb.config.checks, glb.core.model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from glb.config.checks import zone_of
+from glb.config.models import ProbeSettings, ServiceSettings, Settings, ZoneSettings
+from glb.core.model import (
+    Cluster,
+    Endpoint,
+    LatencyBand,
+    Nameserver,
+    ProbeSpec,
+    ProbeType,
+    Service,
+    Target,
+    Topology,
+    Zone,
+)
+
+
+def to_topology(settings: Settings, *, serial: int = 1) -> Topology:
+    """The immutable core model of valid settings. `serial` becomes every zone's SOA serial."""
+    zones = tuple(_zone(z, serial) for z in settings.zones)
+    clusters = tuple(
+        Cluster(c.name, c.region or c.name, tuple(c.addresses)) for c in settings.clusters
+    )
+    by_name = {c.name: c for c in clusters}
+    zone_names = [z.name for z in zones]
+    services = tuple(_service(s, by_name, zone_names) for s in settings.services)
+    return Topology(zones, clusters, services)
+
+
+def _zone(zone: ZoneSettings, serial: int) -> Zone:
+    nameservers = tuple(Nameserver(ns.name, ns.address) for ns in zone.nameservers)
+    hostmaster = zone.hostmaster or f"hostmaster.{zone.name}"
+    return Zone(
+        zone.name,
+        nameservers,
+        hostmaster,
+        zone.ttl,
+        zone.negative_ttl,
+        serial,
+        zone.refresh,
+        zone.retry,
+        zone.expire,
+    )
+
+
+def probe_spec(probe: ProbeSettings, service: ServiceSettings) -> ProbeSpec:
+    return ProbeSpec(
+        type=probe.type,
+        port=probe.port or service.port,
+        interval=probe.interval,
+        timeout=probe.timeout,
+        rise=probe.rise,
+        fall=probe.fall,
+        fast_interval=probe.fast_interval or probe.interval / 4,
+        latency_alpha=probe.latency_alpha,
+        path=probe.path,
+        host="" if probe.type is ProbeType.TCP else (probe.host or service.name),
+        headers=tuple(sorted(probe.headers.items())),
+        expect_status=probe.expect_status,
+        body_contains=probe.body_contains,
+        tls_verify=probe.tls_verify,
+    )
+
+
+def _service(
+    service: ServiceSettings, clusters: Mapping[str, Cluster], zones: list[str]
+) -> Service:
+    spec = probe_spec(service.probe, service)
+    endpoints: list[Endpoint] = []
+    for backend in service.backends:
+        for address in clusters[backend.cluster].addresses:
+            target = Target(address, spec)
+            endpoints.append(
+                Endpoint(
+                    service.name,
+                    backend.cluster,
+                    address,
+                    backend.weight,
+                    backend.priority,
+                    target,
+                    len(endpoints),
+                )
+            )
+    band = LatencyBand(service.latency_band.relative, service.latency_band.absolute)
+    zone = zone_of(service.name, zones)
+    assert zone is not None  # noqa: S101 (cross_check guarantees it)
+    return Service(
+        name=service.name,
+        zone=zone,
+        policy=service.policy,
+        ttl=service.ttl,
+        max_answers=service.max_answers,
+        when_all_down=service.when_all_down,
+        port=service.port,
+        endpoints=tuple(endpoints),
+        latency_band=band,
+    )

@@ -1,0 +1,159 @@
+"""The one scheduler: probes every target, folds the results through the core's health step, and
+publishes a new immutable HealthSnapshot whenever anything changed.
+
+Every distinct target (address + probe spec) gets one task that probes it at its own pace: every
+`interval` while its state is confirmed, every `fast_interval` while the newest results disagree
+with it, never more than one probe in flight. Start times are spread with jitter. The probe
+function, clock, sleep and random generator are injected, so tests can drive it without a network.
+
+Imports: glb.core only (plus asyncio and logging).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+
+from glb.core.health import Outcome, ProbeResult, TargetHealth, Transition, next_delay, observe
+from glb.core.model import Endpoint, Target, Topology
+from glb.core.snapshot import HealthSnapshot
+
+logger = logging.getLogger(__name__)
+
+ProbeFn = Callable[[Target], Awaitable[ProbeResult]]
+Predicate = Callable[[HealthSnapshot], bool]
+
+
+class Monitor:
+    """Owns the health state of every target and the drains; hands out snapshots.
+
+    `first_round()` probes every target once and applies the results at once (call it before
+    serving); `run()` then keeps probing until cancelled. `current()` is cheap and never blocks.
+    """
+
+    def __init__(
+        self,
+        topology: Topology,
+        probe: ProbeFn,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._topology = topology
+        self._probe = probe
+        self._clock = clock
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._health: dict[Target, TargetHealth] = dict.fromkeys(topology.targets(), TargetHealth())
+        self._snapshot = HealthSnapshot.of(self._health)
+        self._changed = asyncio.Event()  # set and replaced on every publish
+        self._publish_pending = False
+        self._tasks: dict[Target, asyncio.Task[None]] = {}
+
+    @property
+    def topology(self) -> Topology:
+        return self._topology
+
+    def current(self) -> HealthSnapshot:
+        return self._snapshot
+
+    async def wait_for(self, predicate: Predicate) -> HealthSnapshot:
+        """Wait until the current snapshot satisfies `predicate` and return it."""
+        while not predicate(self._snapshot):
+            changed = self._changed
+            await changed.wait()
+        return self._snapshot
+
+    async def first_round(self) -> None:
+        """Probe every target once, concurrently, and publish the results together."""
+        targets = list(self._health)
+        results = await asyncio.gather(*(self._probe_safely(t) for t in targets))
+        for target, result in zip(targets, results, strict=True):
+            self._apply(target, result)
+        self._publish()
+
+    async def run(self) -> None:
+        """Probe every target forever (until cancelled), each on its own schedule."""
+        try:
+            for target in list(self._health):
+                self._start(target, first_delay=self._rng.uniform(0, target.probe.interval))
+            await asyncio.Event().wait()
+        finally:
+            await self._stop_all()
+
+    def _start(self, target: Target, *, first_delay: float) -> None:
+        task = asyncio.create_task(self._watch(target, first_delay), name=f"probe {target}")
+        self._tasks[target] = task
+
+    async def _stop_all(self) -> None:
+        tasks = list(self._tasks.values())
+        self._tasks.clear()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _watch(self, target: Target, first_delay: float) -> None:
+        await self._sleep(first_delay)
+        while True:
+            started = self._clock()
+            result = await self._probe_safely(target)
+            self._apply(target, result)
+            self._schedule_publish()
+            delay = next_delay(self._health[target], target.probe)
+            await self._sleep(max(0.0, delay - (self._clock() - started)))
+
+    async def _probe_safely(self, target: Target) -> ProbeResult:
+        """Run one probe; a prober bug or a hang past the deadline becomes a failed result."""
+        started = self._clock()
+        try:
+            async with asyncio.timeout(target.probe.timeout * 2 + 1.0):
+                return await self._probe(target)
+        except TimeoutError:
+            detail = f"probe did not finish within {target.probe.timeout * 2 + 1.0:g}s"
+            return ProbeResult(Outcome.TIMEOUT, self._clock() - started, self._clock(), detail)
+        except Exception as exc:
+            logger.exception("probe of %s raised; counted as a failure", target.describe())
+            now = self._clock()
+            return ProbeResult(Outcome.OTHER, now - started, now, f"probe error: {exc!r}")
+
+    def _apply(self, target: Target, result: ProbeResult) -> None:
+        health, transition = observe(target, self._health[target], result)
+        self._health[target] = health
+        if transition is not None:
+            self._log_transition(transition)
+
+    def _log_transition(self, transition: Transition) -> None:
+        for endpoint in self._topology.endpoints_of(transition.target):
+            logger.info(
+                "%s: %s -> %s %s",
+                _endpoint_name(endpoint),
+                transition.before,
+                transition.after,
+                transition.reason,
+            )
+
+    def _schedule_publish(self) -> None:
+        """Coalesce the results of one loop iteration into one new snapshot."""
+        if not self._publish_pending:
+            self._publish_pending = True
+            asyncio.get_running_loop().call_soon(self._publish)
+
+    def _publish(self) -> None:
+        self._publish_pending = False
+        previous = self._snapshot
+        self._snapshot = HealthSnapshot.of(
+            self._health,
+            drained_clusters=previous.drained_clusters,
+            drained_endpoints=previous.drained_endpoints,
+            version=previous.version + 1,
+        )
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+
+def _endpoint_name(endpoint: Endpoint) -> str:
+    return f"{endpoint.cluster} {endpoint.service} {endpoint.address}"

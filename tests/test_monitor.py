@@ -1,0 +1,214 @@
+"""The monitor driven by a fake prober and a fake clock: scheduling, hysteresis, publishing."""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import random
+from collections.abc import AsyncIterator
+
+import pytest
+
+from glb.config import parse_settings, to_topology
+from glb.core.health import Health, Outcome, ProbeResult
+from glb.core.model import Target, Topology
+from glb.monitor import Monitor
+
+CONFIG = """
+zones: [{name: z.test, nameservers: [{name: ns.z.test, address: 127.0.0.1}]}]
+clusters:
+  - {name: a, addresses: [10.0.0.1]}
+  - {name: b, addresses: [10.0.0.2]}
+services:
+  - name: one.z.test
+    probe: {type: tcp, interval: 1s, timeout: 500ms, rise: 2, fall: 3}
+    backends: [{cluster: a}, {cluster: b}]
+  - name: two.z.test
+    probe: {type: tcp, interval: 1s, timeout: 500ms, rise: 2, fall: 3}
+    backends: [{cluster: a}]
+"""
+
+
+class FakeClock:
+    """Time that moves only when the test says so; sleepers wake in order."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._seq = itertools.count()
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, delay: float) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._sleepers, (self.now + delay, next(self._seq), future))
+        await future
+
+    async def advance(self, seconds: float) -> None:
+        end = self.now + seconds
+        await _settle()
+        while self._sleepers and self._sleepers[0][0] <= end:
+            wake, _, future = heapq.heappop(self._sleepers)
+            self.now = max(self.now, wake)
+            if not future.done():
+                future.set_result(None)
+            await _settle()
+        self.now = end
+
+
+async def _settle() -> None:
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+class FakeProber:
+    """Answers each target with its current scripted outcome and records every call."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.outcome: dict[str, Outcome] = {}
+        self.calls: list[tuple[float, str]] = []
+        self.gate: asyncio.Event | None = None  # when set, probes block until it is set
+        self.in_flight = 0
+        self.max_in_flight = 0
+
+    async def probe(self, target: Target) -> ProbeResult:
+        self.calls.append((self.clock.now, target.address))
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if self.gate is not None:
+                await self.gate.wait()
+            outcome = self.outcome.get(target.address, Outcome.SUCCESS)
+            return ProbeResult(outcome, 0.01, self.clock.now, "")
+        finally:
+            self.in_flight -= 1
+
+    def times(self, address: str) -> list[float]:
+        return [t for t, a in self.calls if a == address]
+
+
+@pytest.fixture
+def topology() -> Topology:
+    return to_topology(parse_settings(CONFIG))
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def prober(clock: FakeClock) -> FakeProber:
+    return FakeProber(clock)
+
+
+@pytest.fixture
+async def monitor(topology, clock, prober) -> AsyncIterator[Monitor]:
+    monitor = Monitor(topology, prober.probe, clock=clock, sleep=clock.sleep, rng=random.Random(7))
+    await monitor.first_round()
+    task = asyncio.create_task(monitor.run())
+    yield monitor
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+def state(monitor: Monitor, address: str) -> Health:
+    [target] = [t for t in monitor.current().targets if t.address == address]
+    return monitor.current().health(target).state
+
+
+async def test_first_round_probes_each_target_once_and_counts_at_once(topology, clock, prober):
+    """The first round probes every distinct target once and its results decide the state."""
+    prober.outcome["10.0.0.2"] = Outcome.REFUSED
+    monitor = Monitor(topology, prober.probe, clock=clock, sleep=clock.sleep)
+    await monitor.first_round()
+    assert sorted(a for _, a in prober.calls) == ["10.0.0.1", "10.0.0.2"]
+    assert state(monitor, "10.0.0.1") is Health.UP
+    assert state(monitor, "10.0.0.2") is Health.DOWN
+    assert monitor.current().version == 1
+
+
+async def test_services_with_the_same_target_share_one_probe(monitor, clock, prober):
+    """Two services probing the same address with the same spec cause one probe per interval."""
+    await clock.advance(10)
+    assert 10 <= len(prober.times("10.0.0.1")) <= 12
+    assert len(prober.times("10.0.0.1")) == len(prober.times("10.0.0.2"))
+
+
+async def test_probe_start_times_are_spread_with_jitter(monitor, clock, prober):
+    """After the first round each target's probes start at a random phase within the interval."""
+    await clock.advance(1.0)
+    phases = {a: prober.times(a)[1] for a in ("10.0.0.1", "10.0.0.2")}
+    assert all(0 <= p < 1.0 for p in phases.values())
+    assert phases["10.0.0.1"] != phases["10.0.0.2"]
+
+
+async def test_failure_is_confirmed_at_the_fast_pace(monitor, clock, prober):
+    """After a failure the target is re-probed every fast_interval until fall failures confirm."""
+    await clock.advance(2.0)
+    prober.outcome["10.0.0.1"] = Outcome.REFUSED
+    failed_from = clock.now
+    async with asyncio.timeout(5):
+        waiting = asyncio.create_task(
+            monitor.wait_for(lambda s: state(monitor, "10.0.0.1") == "down")
+        )
+        await clock.advance(3.0)
+        await waiting
+    times = [t for t in prober.times("10.0.0.1") if t >= failed_from]
+    assert times[1] - times[0] == pytest.approx(0.25)
+    assert times[2] - times[1] == pytest.approx(0.25)
+    assert state(monitor, "10.0.0.2") is Health.UP
+
+
+async def test_recovery_needs_rise_successes(monitor, clock, prober):
+    """A down target comes back only after rise consecutive successes."""
+    prober.outcome["10.0.0.1"] = Outcome.TIMEOUT
+    await clock.advance(3.0)
+    assert state(monitor, "10.0.0.1") is Health.DOWN
+    prober.outcome["10.0.0.1"] = Outcome.SUCCESS
+    before = len(prober.times("10.0.0.1"))
+    seen: dict[int, Health] = {}
+    for _ in range(60):  # 3 s in 50 ms steps: note the state after each new probe
+        await clock.advance(0.05)
+        seen.setdefault(len(prober.times("10.0.0.1")) - before, state(monitor, "10.0.0.1"))
+    assert seen[1] is Health.DOWN
+    assert seen[2] is Health.UP
+
+
+async def test_never_more_than_one_probe_in_flight_per_target(monitor, clock, prober):
+    """A probe that hangs holds back the next probe of that target."""
+    prober.gate = asyncio.Event()
+    await clock.advance(5.0)
+    assert prober.max_in_flight == 2  # one per target, the two targets
+    prober.gate.set()
+    await clock.advance(0.01)
+
+
+async def test_a_prober_exception_counts_as_a_failure(topology, clock, caplog):
+    """A prober that raises is logged and its probe counts as a failed one."""
+
+    async def broken(target: Target) -> ProbeResult:
+        raise RuntimeError("boom")
+
+    monitor = Monitor(topology, broken, clock=clock, sleep=clock.sleep)
+    await monitor.first_round()
+    health = monitor.current().health(next(iter(monitor.current().targets)))
+    assert health.state is Health.DOWN
+    assert health.last_result is not None
+    assert health.last_result.outcome is Outcome.OTHER
+    assert "boom" in health.last_result.detail
+    assert any("raised" in message for message in caplog.messages)
+
+
+async def test_wait_for_returns_the_first_snapshot_that_matches(monitor, clock, prober):
+    """wait_for wakes on a published change and returns the matching snapshot."""
+    before = monitor.current().version
+    waiting = asyncio.create_task(monitor.wait_for(lambda s: s.version > before))
+    await clock.advance(1.5)
+    async with asyncio.timeout(1):
+        snapshot = await waiting
+    assert snapshot.version > before
