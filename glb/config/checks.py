@@ -170,6 +170,9 @@ def _check_service(index: int, service: ServiceSettings, parts: Parts) -> Iterat
     here = f"services[{index}]"
     if zone_of(service.name, list(parts.zone_names)) is None:
         yield f"{here}.name: {service.name} is not inside any configured zone"
+    nameservers = {ns.name for zone in parts.zones if zone for ns in zone.nameservers}
+    if service.name in nameservers:
+        yield f"{here}.name: {service.name} is also a nameserver's name"
     yield from _check_backends(here, service, parts)
     yield from _check_probe(f"{here}.probe", service.probe)
 

@@ -13,7 +13,15 @@ import math
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    FilePath,
+    SecretStr,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -169,6 +177,12 @@ class AdminSettings(Strict):
     token: SecretStr | None = None
 
 
+class ProbesSettings(Strict):
+    """Settings shared by every probe."""
+
+    ca_file: FilePath | None = None  # extra CA certificates (PEM) trusted by https probes
+
+
 class LogSettings(Strict):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -249,6 +263,7 @@ class Settings(BaseSettings):
     http: HttpSettings = Field(default_factory=HttpSettings)
     admin: AdminSettings = Field(default_factory=AdminSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    probes: ProbesSettings = Field(default_factory=ProbesSettings)
     zones: list[ZoneSettings] = Field(min_length=1)
     clusters: list[ClusterSettings] = Field(min_length=1)
     services: list[ServiceSettings] = Field(default_factory=list)

@@ -88,10 +88,10 @@ class Endpoint:
     priority: int
     target: Target
     index: int  # position in the service's configuration; the stable tie-breaker
+    family: int = field(init=False, compare=False)  # 4 or 6, derived from the address
 
-    @property
-    def family(self) -> int:
-        return ipaddress.ip_address(self.address).version
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "family", ipaddress.ip_address(self.address).version)
 
 
 @dataclass(frozen=True, slots=True)

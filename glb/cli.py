@@ -1,0 +1,144 @@
+"""The `glb` command: `serve`, `check` and `demo`. The only module that prints or handles signals.
+
+    glb serve -c FILE     validate FILE, then serve until SIGINT/SIGTERM
+    glb check -c FILE     validate FILE, print every problem, exit 2 if any
+    glb demo              simulated clusters on loopback plus glb, for trying it out
+
+The configuration path comes from `-c` or the GLB_CONFIG environment variable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+from glb import __version__
+from glb.config import Settings, load_settings
+from glb.errors import ConfigError, GLBError
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_CONFIG = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    command: Callable[[argparse.Namespace], int] = args.command
+    return command(args)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="glb", description="A traffic-steering global load balancer."
+    )
+    parser.add_argument("--version", action="version", version=f"glb {__version__}")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+    serve = commands.add_parser("serve", help="serve DNS for the zones in the configuration")
+    _add_config_option(serve)
+    serve.set_defaults(command=_serve)
+    check = commands.add_parser("check", help="validate a configuration file and print problems")
+    _add_config_option(check)
+    check.set_defaults(command=_check)
+    demo = commands.add_parser("demo", help="run glb against simulated clusters on loopback")
+    demo.add_argument("-c", "--config", help="demo configuration (default: config/demo.yaml)")
+    demo.set_defaults(command=_demo)
+    return parser
+
+
+def _add_config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-c",
+        "--config",
+        default=os.environ.get("GLB_CONFIG"),
+        help="configuration file (default: $GLB_CONFIG)",
+    )
+
+
+def _load(args: argparse.Namespace) -> Settings | None:
+    if not args.config:
+        print("glb: no configuration file: pass -c FILE or set GLB_CONFIG", file=sys.stderr)
+        return None
+    try:
+        return load_settings(args.config)
+    except ConfigError as exc:
+        print(f"glb: {args.config} is invalid ({len(exc.reasons)} problem(s)):", file=sys.stderr)
+        for reason in exc.reasons:
+            print(f"  {reason}", file=sys.stderr)
+        return None
+
+
+def _check(args: argparse.Namespace) -> int:
+    settings = _load(args)
+    if settings is None:
+        return EXIT_CONFIG
+    print(
+        f"{args.config}: OK ({len(settings.zones)} zone(s), {len(settings.clusters)} cluster(s), "
+        f"{len(settings.services)} service(s))"
+    )
+    return EXIT_OK
+
+
+def _serve(args: argparse.Namespace) -> int:
+    settings = _load(args)
+    if settings is None:
+        return EXIT_CONFIG
+    setup_logging(settings.log.level)
+    from glb.app import serve
+
+    return run_until_signal(lambda stop: serve(settings, shutdown_trigger=stop.wait))
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from glb.demo import demo_config_path, run_demo
+
+    args.config = args.config or demo_config_path()
+    settings = _load(args)
+    if settings is None:
+        return EXIT_CONFIG
+    setup_logging(settings.log.level)
+    return run_until_signal(lambda stop: run_demo(settings, stop, announce=_announce))
+
+
+def _announce(text: str) -> None:
+    print(text, flush=True)
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def run_until_signal(start: Callable[[asyncio.Event], Coroutine[Any, Any, object]]) -> int:
+    """Run `start(stop)` on uvloop (when installed) until SIGINT or SIGTERM sets `stop`."""
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        try:
+            runner.run(_with_signals(start))
+        except GLBError as exc:
+            print(f"glb: {exc}", file=sys.stderr)
+            return EXIT_ERROR
+    return EXIT_OK
+
+
+async def _with_signals(start: Callable[[asyncio.Event], Coroutine[Any, Any, object]]) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await start(stop)
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop

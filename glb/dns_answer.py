@@ -1,0 +1,357 @@
+"""The authoritative DNS answerer: one query's wire bytes in, the reply's wire bytes out.
+
+`DnsAnswerer.answer()` is synchronous and touches no socket; `glb.dns_server` calls it inline for
+every UDP datagram and TCP message. A query goes through three steps, each its own helper:
+
+1. `parse_request`: header, the single question and the OPT record; anything malformed becomes
+   FORMERR (or a drop when not even a header can be read, or the packet is a response).
+2. `DnsAnswerer._resolve`: the `Outcome` (rcode, AA, answer/authority/additional records) from the
+   pre-built `ZoneIndex` and, for service names, `glb.core.policies.decide`.
+3. `render`: header flags, question (in the query's own case), OPT, and truncation for UDP.
+
+Keeping the outcome separate from the header and question is what lets a later wire cache slot in
+between steps 2 and 3.
+
+Choices: the UDP reply limit is 512 bytes without EDNS, else the client's advertised size clamped
+to 512..1232 (1232 is also what our OPT advertises: no IP fragmentation on common paths). A reply
+over the limit goes out with TC=1, the question kept, no records but the OPT. ANY (RFC 8482) is
+answered minimally: at a service, its A answer (else AAAA, else a synthesized HINFO "RFC8482");
+elsewhere a single record set (SOA, NS, A or AAAA), or NODATA. AXFR/IXFR are REFUSED. Opcodes
+other than QUERY get a header-only NOTIMP (their sections mean other things, e.g. UPDATE's zone).
+
+Pure: no sockets, no asyncio. Imports: glb.core, glb.dns_records and dnslib only.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import random
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+from dnslib import EDNS0, RD, RR, DNSBuffer, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
+
+from glb.core.model import Service, Topology
+from glb.core.policies import Query, decide
+from glb.core.snapshot import HealthSnapshot
+from glb.dns_records import (
+    CLASS_IN,
+    TYPE_A,
+    TYPE_AAAA,
+    TYPE_ANY,
+    TYPE_AXFR,
+    TYPE_FAMILY,
+    TYPE_HINFO,
+    TYPE_IXFR,
+    TYPE_NS,
+    TYPE_OPT,
+    TYPE_SOA,
+    Key,
+    Node,
+    ZoneData,
+    ZoneIndex,
+)
+
+logger = logging.getLogger(__name__)
+
+NOERROR: Final = 0
+FORMERR: Final = 1
+SERVFAIL: Final = 2
+NXDOMAIN: Final = 3
+NOTIMP: Final = 4
+REFUSED: Final = 5
+BADVERS: Final = 16  # extended rcode: high 8 bits travel in the OPT TTL (RFC 6891)
+
+EDNS_PAYLOAD: Final = 1232  # what we advertise, and the most we send over UDP
+CLASSIC_PAYLOAD: Final = 512  # the UDP limit without EDNS
+
+_HEADER: Final = struct.Struct("!6H")
+_QR: Final = 0x8000
+_OPCODE: Final = 0x7800
+_AA: Final = 0x0400
+_TC: Final = 0x0200
+_RD: Final = 0x0100
+_CD: Final = 0x0010
+_MAX_NAME: Final = 255  # octets on the wire (RFC 1035 2.3.4)
+_HINFO_RFC8482: Final = RD(b"\x07RFC8482\x00")  # CPU "RFC8482", OS ""
+_OPT: Final = EDNS0(udp_len=EDNS_PAYLOAD)
+_OPT_BADVERS: Final = EDNS0(udp_len=EDNS_PAYLOAD, ext_rcode=BADVERS >> 4)
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing
+
+
+@dataclass(frozen=True, slots=True)
+class Question:
+    name: DNSLabel  # as sent: the reply echoes its case
+    key: Key  # lowercased labels, for lookups
+    qtype: int
+    qclass: int
+
+
+@dataclass(frozen=True, slots=True)
+class Edns:
+    payload: int  # the client's advertised UDP payload size
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    id: int
+    flags: int
+    question: Question
+    edns: Edns | None
+
+    def udp_limit(self) -> int:
+        if self.edns is None:
+            return CLASSIC_PAYLOAD
+        return max(CLASSIC_PAYLOAD, min(self.edns.payload, EDNS_PAYLOAD))
+
+
+class Malformed(Exception):
+    """The query cannot be answered normally: reply FORMERR, with the question if it was read."""
+
+    def __init__(self, question: Question | None, reason: str) -> None:
+        super().__init__(reason)
+        self.question = question
+
+
+def parse_request(wire: bytes) -> Request:
+    """Parse a query whose header is known to be readable; raise Malformed on any defect."""
+    buffer = DNSBuffer(wire)
+    ident, flags, qdcount, ancount, nscount, arcount = buffer.unpack("!6H")
+    if qdcount != 1:
+        raise Malformed(None, f"{qdcount} questions")
+    try:
+        question = read_question(buffer)
+    except Exception as exc:  # dnslib raises many kinds on junk
+        raise Malformed(None, f"bad question: {exc!r}") from exc
+    try:
+        edns = _read_edns(buffer, (ancount, nscount, arcount))
+    except Exception as exc:
+        raise Malformed(question, f"bad records: {exc!r}") from exc
+    if buffer.remaining():
+        raise Malformed(question, f"{buffer.remaining()} bytes of trailing data")
+    return Request(ident, flags, question, edns)
+
+
+def read_question(buffer: DNSBuffer) -> Question:
+    name = buffer.decode_name()
+    qtype, qclass = buffer.unpack("!HH")
+    labels = name.label
+    if any(len(label) > 63 for label in labels) or sum(len(x) + 1 for x in labels) >= _MAX_NAME:
+        raise ValueError("name too long")
+    return Question(name, tuple(label.lower() for label in labels), qtype, qclass)
+
+
+def _read_edns(buffer: DNSBuffer, counts: tuple[int, int, int]) -> Edns | None:
+    """Skip the answer, authority and additional records, keeping the one OPT (RFC 6891)."""
+    found: list[Edns] = []
+    for section, count in enumerate(counts):
+        for _ in range(count):
+            owner = buffer.decode_name()
+            rtype, rclass, ttl, rdlength = buffer.unpack("!HHIH")
+            buffer.get(rdlength)
+            if rtype == TYPE_OPT:
+                if section != 2 or owner.label:
+                    raise ValueError("OPT outside the additional section or not at the root")
+                found.append(Edns(rclass, (ttl >> 16) & 0xFF))
+    if len(found) > 1:
+        raise ValueError("more than one OPT record")
+    return found[0] if found else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Rendering
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What to say, independent of the header, question and transport."""
+
+    rcode: int
+    aa: bool
+    answer: tuple[RR, ...] = ()
+    authority: tuple[RR, ...] = ()
+    additional: tuple[RR, ...] = ()
+
+
+_REFUSED: Final = Outcome(REFUSED, aa=False)
+_SERVFAIL: Final = Outcome(SERVFAIL, aa=False)
+_BADVERS: Final = Outcome(BADVERS, aa=False)
+
+
+def reply_flags(query_flags: int, rcode: int, *, aa: bool, tc: bool = False) -> int:
+    """QR set; opcode, RD and CD copied; RA clear; the low 4 bits of the rcode."""
+    flags = _QR | (query_flags & (_OPCODE | _RD | _CD)) | (rcode & 0xF)
+    return flags | (_AA if aa else 0) | (_TC if tc else 0)
+
+
+def render(request: Request, outcome: Outcome, *, limit: int | None) -> bytes:
+    """The reply's wire form; over `limit` bytes, a TC=1 reply with the question kept."""
+    opt = _opt_for(request, outcome.rcode)
+    flags = reply_flags(request.flags, outcome.rcode, aa=outcome.aa)
+    wire = _pack(request, flags, outcome.answer, outcome.authority, (*outcome.additional, *opt))
+    if limit is None or len(wire) <= limit:
+        return wire
+    return _pack(request, flags | _TC, (), (), opt)
+
+
+def _opt_for(request: Request, rcode: int) -> tuple[RR, ...]:
+    if request.edns is None:
+        return ()
+    return (_OPT_BADVERS,) if rcode == BADVERS else (_OPT,)
+
+
+def _pack(
+    request: Request,
+    flags: int,
+    answer: tuple[RR, ...],
+    authority: tuple[RR, ...],
+    additional: tuple[RR, ...],
+) -> bytes:
+    q = request.question
+    record = DNSRecord(
+        DNSHeader(id=request.id, bitmap=flags),
+        questions=[DNSQuestion(q.name, q.qtype, q.qclass)],
+        rr=list(answer),
+        auth=list(authority),
+        ar=list(additional),
+    )
+    return bytes(record.pack())
+
+
+def render_error(ident: int, query_flags: int, question: Question | None, rcode: int) -> bytes:
+    """An error reply with no records (and the question only when it could be read)."""
+    flags = reply_flags(query_flags, rcode, aa=False)
+    if question is None:
+        return _HEADER.pack(ident, flags, 0, 0, 0, 0)
+    request = Request(ident, query_flags, question, None)
+    return _pack(request, flags, (), (), ())
+
+
+# ---------------------------------------------------------------------------------------------
+# Answering
+
+
+class DnsAnswerer:
+    """Answers queries for the topology's zones, steering service names by the current health.
+
+    Lookup tables are built once here; `answer()` reads `snapshot()` at most once per query and
+    advances a per-service counter for round robin. Not thread-safe (one event loop calls it).
+    """
+
+    def __init__(
+        self,
+        topology: Topology,
+        snapshot: Callable[[], HealthSnapshot],
+        rng: random.Random | None = None,
+    ) -> None:
+        self._index = ZoneIndex(topology)
+        self._snapshot = snapshot
+        self._rng = rng or random.Random()
+        self._rotation = {s.name: itertools.count() for s in topology.services}
+        self._families = {s.name: {e.family for e in s.endpoints} for s in topology.services}
+
+    def answer(self, wire: bytes, tcp: bool) -> bytes | None:
+        """Reply to one DNS message; None means drop (unparseable header, or a response/QR=1
+        packet). `tcp` may be passed by keyword or by position, so this bound method is itself a
+        `glb.dns_server` handler (`handler(wire, tcp)`)."""
+        if len(wire) < _HEADER.size:
+            return None
+        ident, flags = struct.unpack_from("!HH", wire)
+        if flags & _QR:
+            return None
+        try:
+            return self._answer(wire, ident, flags, tcp=tcp)
+        except Exception:  # the last resort: a bare SERVFAIL cannot fail to pack
+            logger.exception("failed to answer a DNS message (id %d)", ident)
+            return render_error(ident, flags, None, SERVFAIL)
+
+    def _answer(self, wire: bytes, ident: int, flags: int, *, tcp: bool) -> bytes:
+        if flags & _OPCODE:  # header only: other opcodes give the sections other meanings
+            return render_error(ident, flags, None, NOTIMP)
+        try:
+            request = parse_request(wire)
+        except Malformed as exc:
+            logger.debug("FORMERR for id %d: %s", ident, exc)
+            return render_error(ident, flags, exc.question, FORMERR)
+        try:
+            outcome = self._outcome(request)
+        except Exception:
+            logger.exception("failed to answer %s (id %d)", request.question.name, ident)
+            outcome = _SERVFAIL
+        return render(request, outcome, limit=None if tcp else request.udp_limit())
+
+    def _outcome(self, request: Request) -> Outcome:
+        question = request.question
+        if request.edns is not None and request.edns.version > 0:
+            return _BADVERS
+        if question.qclass != CLASS_IN or question.qtype in (TYPE_AXFR, TYPE_IXFR):
+            return _REFUSED
+        return self._resolve(question)
+
+    def _resolve(self, question: Question) -> Outcome:
+        node = self._index.nodes.get(question.key)
+        if node is None:
+            zone = self._index.zone_for(question.key)
+            return _REFUSED if zone is None else _negative(zone, NXDOMAIN)
+        if node.service is not None and question.qtype in TYPE_FAMILY:
+            snapshot = self._snapshot()
+            return self._steer(node.service, node.zone, question.name, question.qtype, snapshot)
+        if question.qtype == TYPE_ANY:
+            return self._any(node, question.name)
+        rrset = node.rrsets.get(question.qtype)
+        if rrset is None:
+            return _negative(node.zone, NOERROR)
+        glue = node.zone.glue if question.qtype == TYPE_NS else ()
+        return Outcome(NOERROR, True, tuple(rrset.records(question.name)), (), glue)
+
+    def _steer(
+        self,
+        service: Service,
+        zone: ZoneData,
+        owner: DNSLabel,
+        qtype: int,
+        snapshot: HealthSnapshot,
+    ) -> Outcome:
+        """A or AAAA at a service name, chosen by the service's policy."""
+        family = TYPE_FAMILY[qtype]
+        if family not in self._families[service.name]:  # nothing to steer: plain NODATA
+            return _negative(zone, NOERROR)
+        query = Query(family=family, rotation=next(self._rotation[service.name]))
+        decision = decide(service, snapshot, query, self._rng)
+        if decision.servfail:
+            return _SERVFAIL
+        if not decision.answer:
+            return _negative(zone, NOERROR)
+        rdata = self._index.rdata
+        records = tuple(
+            RR(owner, qtype, CLASS_IN, service.ttl, rdata[e.address]) for e in decision.answer
+        )
+        return Outcome(NOERROR, True, records)
+
+    def _any(self, node: Node, owner: DNSLabel) -> Outcome:
+        """RFC 8482: one record set, never an enumeration of the name."""
+        if node.service is not None:
+            snapshot = self._snapshot()
+            for qtype in (TYPE_A, TYPE_AAAA):
+                outcome = self._steer(node.service, node.zone, owner, qtype, snapshot)
+                if outcome.answer:
+                    return outcome
+            hinfo = RR(owner, TYPE_HINFO, CLASS_IN, node.service.ttl, _HINFO_RFC8482)
+            return Outcome(NOERROR, True, (hinfo,))
+        for rtype in (TYPE_SOA, TYPE_NS, TYPE_A, TYPE_AAAA):
+            rrset = node.rrsets.get(rtype)
+            if rrset is not None:
+                return Outcome(NOERROR, True, tuple(rrset.records(owner)))
+        return _negative(node.zone, NOERROR)
+
+
+def _negative(zone: ZoneData, rcode: int) -> Outcome:
+    """NXDOMAIN or NODATA: authoritative, with the zone's SOA in the authority section."""
+    return Outcome(rcode, True, authority=(zone.negative_soa,))

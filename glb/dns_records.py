@@ -1,0 +1,171 @@
+"""Zone data for the DNS front end, built once from a `Topology`.
+
+`ZoneIndex` holds what the per-query path looks up: every name glb is authoritative for (services,
+zone apexes, in-zone nameservers and the empty non-terminals between them and their apex), the
+static record sets at those names (SOA, NS, nameserver addresses), each zone's glue and negative
+SOA, and pre-built address rdata for every endpoint. Names are keyed by `name_key`: a tuple of
+lowercased wire labels, so lookups are exact per label and case-insensitive.
+
+Pure: no sockets, no asyncio. Imports: glb.core and dnslib only.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Final
+
+from dnslib import AAAA, NS, RR, SOA, A, DNSLabel
+
+from glb.core.model import Service, Topology, Zone
+
+Key = tuple[bytes, ...]
+
+TYPE_A: Final = 1
+TYPE_NS: Final = 2
+TYPE_SOA: Final = 6
+TYPE_HINFO: Final = 13
+TYPE_AAAA: Final = 28
+TYPE_OPT: Final = 41
+TYPE_IXFR: Final = 251
+TYPE_AXFR: Final = 252
+TYPE_ANY: Final = 255
+CLASS_IN: Final = 1
+
+FAMILY_TYPE: Final = {4: TYPE_A, 6: TYPE_AAAA}
+TYPE_FAMILY: Final = {TYPE_A: 4, TYPE_AAAA: 6}
+
+
+def name_key(name: str) -> Key:
+    """The lookup key of a configured name (lowercase, no trailing dot; "" is the root)."""
+    return tuple(label.encode("ascii").lower() for label in name.split(".")) if name else ()
+
+
+def address_rdata(address: str) -> tuple[int, Any]:
+    """The record type and dnslib rdata of an IPv4 or IPv6 address."""
+    if ipaddress.ip_address(address).version == 4:
+        return TYPE_A, A(address)
+    return TYPE_AAAA, AAAA(address)
+
+
+@dataclass(frozen=True, slots=True)
+class RRSet:
+    """Records of one type at one name; the owner is supplied per query to keep its case."""
+
+    rtype: int
+    ttl: int
+    rdata: tuple[Any, ...]  # dnslib RD instances, never mutated
+
+    def records(self, owner: DNSLabel) -> list[RR]:
+        return [RR(owner, self.rtype, CLASS_IN, self.ttl, rd) for rd in self.rdata]
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneData:
+    zone: Zone
+    negative_soa: RR  # owner is the apex; TTL min(zone.ttl, negative_ttl) (RFC 2308)
+    glue: tuple[RR, ...]  # addresses of in-zone nameservers, for NS answers
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """One existing name. A node with no service and no rrsets is an empty non-terminal."""
+
+    zone: ZoneData  # the longest configured zone containing the name
+    service: Service | None = None
+    rrsets: Mapping[int, RRSet] = field(default_factory=lambda: MappingProxyType({}))
+
+
+class ZoneIndex:
+    """Lookup tables for one topology; immutable once built."""
+
+    def __init__(self, topology: Topology) -> None:
+        self.zones: dict[Key, ZoneData] = {name_key(z.name): _zone_data(z) for z in topology.zones}
+        self.rdata: dict[str, Any] = {
+            e.address: address_rdata(e.address)[1] for s in topology.services for e in s.endpoints
+        }
+        self.nodes: dict[Key, Node] = self._build_nodes(topology)
+
+    def zone_for(self, key: Key) -> ZoneData | None:
+        """The longest configured zone containing `key`, if any."""
+        for start in range(len(key) + 1):
+            zone = self.zones.get(key[start:])
+            if zone is not None:
+                return zone
+        return None
+
+    def _build_nodes(self, topology: Topology) -> dict[Key, Node]:
+        rrsets = _static_rrsets(topology.zones)
+        services = {name_key(s.name): s for s in topology.services}
+        nodes: dict[Key, Node] = {}
+        for key in {*rrsets, *services}:
+            zone = self.zone_for(key)
+            if zone is not None:  # a nameserver outside every zone is not ours to answer for
+                sets = MappingProxyType(rrsets.get(key, {}))
+                nodes[key] = Node(zone, services.get(key), sets)
+        for key, node in list(nodes.items()):
+            apex = len(name_key(node.zone.zone.name))
+            for start in range(1, len(key) - apex):
+                nodes.setdefault(key[start:], Node(node.zone))  # RFC 8020 empty non-terminal
+        return nodes
+
+
+def _zone_data(zone: Zone) -> ZoneData:
+    soa = RR(
+        DNSLabel(zone.name),
+        TYPE_SOA,
+        CLASS_IN,
+        min(zone.ttl, zone.negative_ttl),
+        _soa_rdata(zone),
+    )
+    glue = []
+    for ns in zone.nameservers:
+        if ns.address is not None and _inside(ns.name, zone.name):
+            rtype, rdata = address_rdata(ns.address)
+            glue.append(RR(DNSLabel(ns.name), rtype, CLASS_IN, zone.ttl, rdata))
+    return ZoneData(zone, soa, tuple(glue))
+
+
+def _soa_rdata(zone: Zone) -> SOA:
+    times = (zone.serial, zone.refresh, zone.retry, zone.expire, zone.negative_ttl)
+    return SOA(DNSLabel(zone.nameservers[0].name), DNSLabel(zone.hostmaster), times)
+
+
+def _static_rrsets(zones: Iterable[Zone]) -> dict[Key, dict[int, RRSet]]:
+    """SOA and NS at each apex; A/AAAA at each nameserver name that has an address."""
+    draft = _Draft()
+    for zone in zones:
+        apex = name_key(zone.name)
+        draft.add(apex, TYPE_SOA, zone.ttl, "soa", _soa_rdata(zone))
+        for ns in zone.nameservers:
+            draft.add(apex, TYPE_NS, zone.ttl, ns.name, NS(DNSLabel(ns.name)))
+            if ns.address is not None:
+                rtype, rdata = address_rdata(ns.address)
+                draft.add(name_key(ns.name), rtype, zone.ttl, ns.address, rdata)
+    return draft.freeze()
+
+
+class _Draft:
+    """Record sets being collected. The same nameserver may serve several zones: each rdata is
+    kept once per identity, and an rrset keeps the smallest TTL it was given."""
+
+    def __init__(self) -> None:
+        self.rdata: dict[tuple[Key, int], dict[str, Any]] = {}
+        self.ttl: dict[tuple[Key, int], int] = {}
+
+    def add(self, key: Key, rtype: int, ttl: int, identity: str, rdata: Any) -> None:
+        self.rdata.setdefault((key, rtype), {}).setdefault(identity, rdata)
+        self.ttl[key, rtype] = min(ttl, self.ttl.get((key, rtype), ttl))
+
+    def freeze(self) -> dict[Key, dict[int, RRSet]]:
+        sets: dict[Key, dict[int, RRSet]] = {}
+        for (key, rtype), rdatas in self.rdata.items():
+            rrset = RRSet(rtype, self.ttl[key, rtype], tuple(rdatas.values()))
+            sets.setdefault(key, {})[rtype] = rrset
+        return sets
+
+
+def _inside(name: str, zone: str) -> bool:
+    return name == zone or name.endswith("." + zone)

@@ -1,0 +1,156 @@
+"""The DNS transports: asyncio UDP and TCP (RFC 7766) on sockets the caller has already bound.
+
+`DnsServer` only moves bytes. Each DNS message goes to `handler(wire, tcp)`, a synchronous
+callable (in glb, `DnsAnswerer.answer`) returning the reply or None to drop it. UDP calls it inline
+in `datagram_received`, with no await on the hot path. TCP reads length-prefixed messages in a
+loop: many queries per connection, answered in order, with an idle timeout, a cap on concurrent
+connections and a cap on queries per connection.
+
+Imports: stdlib only (asyncio, socket, logging). It must not import glb.dns_answer: it is handed
+the handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import struct
+from collections.abc import Callable
+from typing import Final, cast
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[bytes, bool], bytes | None]
+
+_LENGTH: Final = struct.Struct("!H")
+
+
+class _UdpProtocol(asyncio.DatagramProtocol):
+    """Answers each datagram inline; a failing handler costs one reply, never the server."""
+
+    def __init__(self, handler: Handler) -> None:
+        self._handler = handler
+        self._transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # a datagram transport, though not always a DatagramTransport subclass (3.11, uvloop)
+        self._transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        try:
+            reply = self._handler(data, False)
+            if reply is not None and self._transport is not None:
+                self._transport.sendto(reply, addr)
+        except Exception:
+            logger.exception("DNS over UDP: failed to answer a datagram from %s", addr)
+
+    def error_received(self, exc: Exception) -> None:
+        logger.debug("DNS over UDP: socket error: %s", exc)
+
+
+class DnsServer:
+    """Serves DNS over UDP and TCP on the given pre-bound sockets until `close()`.
+
+    `start()` returns once both transports are serving. `tcp_sock` is bound but not listening;
+    asyncio's `start_server` calls `listen()` on it. The server owns both sockets from `start()` on
+    and closes them in `close()`.
+    """
+
+    def __init__(
+        self,
+        handler: Handler,
+        udp_sock: socket.socket,
+        tcp_sock: socket.socket,
+        *,
+        tcp_idle_timeout: float = 10.0,
+        max_tcp_connections: int = 1024,
+        max_queries_per_connection: int = 1000,
+    ) -> None:
+        self._handler = handler
+        self._udp_sock = udp_sock
+        self._tcp_sock = tcp_sock
+        self._idle_timeout = tcp_idle_timeout
+        self._max_connections = max_tcp_connections
+        self._max_queries = max_queries_per_connection
+        self._udp: asyncio.DatagramTransport | None = None
+        self._tcp: asyncio.Server | None = None
+        self._connections: set[asyncio.Task[None]] = set()
+        self._closing = False
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._udp, _ = await loop.create_datagram_endpoint(
+            lambda: _UdpProtocol(self._handler), sock=self._udp_sock
+        )
+        self._tcp = await asyncio.start_server(
+            self._on_connection, sock=self._tcp_sock, backlog=min(self._max_connections, 4096)
+        )
+
+    async def close(self) -> None:
+        """Stop accepting, close every connection and wait until their tasks have ended."""
+        self._closing = True
+        if self._udp is not None:
+            self._udp.close()
+        if self._tcp is not None:
+            self._tcp.close()
+        for task in self._connections:
+            task.cancel()
+        await asyncio.gather(*self._connections, return_exceptions=True)
+        if self._tcp is not None:
+            await self._tcp.wait_closed()
+
+    @property
+    def tcp_connections(self) -> int:
+        """How many TCP connections are being served now."""
+        return len(self._connections)
+
+    async def _on_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        task = asyncio.current_task()
+        if task is None or self._closing or len(self._connections) >= self._max_connections:
+            logger.debug("DNS over TCP: refusing %s (closing or at the cap)", _peer(writer))
+            writer.close()
+            return
+        self._connections.add(task)
+        try:
+            await self._serve(reader, writer)
+        except asyncio.CancelledError:
+            raise
+        except (OSError, asyncio.IncompleteReadError, TimeoutError) as exc:
+            logger.debug("DNS over TCP: %s closed: %r", _peer(writer), exc)
+        except Exception:
+            logger.exception("DNS over TCP: connection from %s failed", _peer(writer))
+        finally:
+            self._connections.discard(task)
+            writer.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Answer length-prefixed messages in order until EOF, idleness or the query cap."""
+        for _ in range(self._max_queries):
+            message = await self._read_message(reader)
+            if message is None:
+                return
+            reply = self._handler(message, True)
+            if reply is not None:
+                writer.write(_LENGTH.pack(len(reply)) + reply)
+                async with asyncio.timeout(self._idle_timeout):
+                    await writer.drain()
+        logger.debug("DNS over TCP: %s reached the per-connection query cap", _peer(writer))
+
+    async def _read_message(self, reader: asyncio.StreamReader) -> bytes | None:
+        """The next message, or None on a clean EOF between messages; times out when idle."""
+        async with asyncio.timeout(self._idle_timeout):
+            try:
+                prefix = await reader.readexactly(_LENGTH.size)
+            except asyncio.IncompleteReadError as exc:
+                if exc.partial:
+                    raise
+                return None
+            (length,) = _LENGTH.unpack(prefix)
+            return await reader.readexactly(length)
+
+
+def _peer(writer: asyncio.StreamWriter) -> object:
+    return writer.get_extra_info("peername")

@@ -1,0 +1,152 @@
+"""End to end: glb started from a real config file in front of real backend processes, queried
+over UDP and TCP with dnspython while clusters are killed, frozen and brought back."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import dns.asyncquery
+import dns.message
+import dns.rcode
+import dns.rdatatype
+import pytest
+
+from glb.app import Running, running
+from glb.config import load_settings
+from tests.clusters import ClusterProcess, start_clusters
+
+
+async def query(
+    glb: Running, name: str, rdtype: str = "A", *, tcp: bool = False
+) -> dns.message.Message:
+    host, port = glb.dns_addr
+    request = dns.message.make_query(name, rdtype)
+    if tcp:
+        return await dns.asyncquery.tcp(request, host, port=port, timeout=2)
+    return await dns.asyncquery.udp(request, host, port=port, timeout=2)
+
+
+def addresses(reply: dns.message.Message) -> set[str]:
+    return {item.address for rrset in reply.answer for item in rrset}
+
+
+async def wait_for_answer(glb: Running, name: str, expected: set[str], within: float) -> float:
+    """Query every 20 ms until the answer is `expected`; return how long it took."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    async with asyncio.timeout(within):
+        while True:  # polling from outside, as a resolver would, bounded by the timeout
+            if addresses(await query(glb, name)) == expected:
+                return loop.time() - started
+            await asyncio.sleep(0.02)
+
+
+def write_config(tmp_path: Path, clusters: list[ClusterProcess], **service: object) -> Path:
+    port = clusters[0].port
+    options = {"policy": "failover", "max_answers": 1, **service}
+    lines = [
+        "dns: {listen: '127.0.0.1:0'}",
+        "zones:",
+        "  - name: glb.test",
+        "    nameservers: [{name: ns1.glb.test, address: 127.0.0.1}]",
+        "clusters:",
+        *(f"  - {{name: {c.name}, addresses: [{c.address}]}}" for c in clusters),
+        "services:",
+        "  - name: app.glb.test",
+        f"    port: {port}",
+        *(f"    {key}: {value}" for key, value in options.items()),
+        "    probe: {type: http, path: /healthz}",
+        "    backends:",
+        *(f"      - {{cluster: {c.name}, priority: {i + 1}}}" for i, c in enumerate(clusters)),
+    ]
+    path = tmp_path / "glb.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture
+async def two_clusters() -> AsyncIterator[list[ClusterProcess]]:
+    clusters = await start_clusters(["eu-west", "us-east"])
+    yield clusters
+    await asyncio.gather(*(c.stop() for c in clusters))
+
+
+async def test_answers_point_at_the_preferred_healthy_cluster(tmp_path, two_clusters):
+    """With every cluster up, UDP and TCP answers name the failover policy's first cluster."""
+    eu, _ = two_clusters
+    async with running(load_settings(write_config(tmp_path, two_clusters))) as glb:
+        udp = await query(glb, "app.glb.test")
+        tcp = await query(glb, "APP.glb.test", tcp=True)
+    assert addresses(udp) == {eu.address}
+    assert addresses(tcp) == {eu.address}
+    assert udp.answer[0].ttl == 10
+    assert str(tcp.answer[0].name) == "APP.glb.test."
+
+
+async def test_killed_cluster_leaves_the_answers_and_returns_after_restart(tmp_path, two_clusters):
+    """A cluster whose port refuses connections leaves the answers, and comes back on restart."""
+    eu, us = two_clusters
+    async with running(load_settings(write_config(tmp_path, two_clusters))) as glb:
+        assert addresses(await query(glb, "app.glb.test")) == {eu.address}
+        await eu.kill()
+        await wait_for_answer(glb, "app.glb.test", {us.address}, within=5)
+        await eu.start()
+        await wait_for_answer(glb, "app.glb.test", {eu.address}, within=10)
+
+
+async def test_frozen_cluster_leaves_the_answers_and_returns_after_thaw(tmp_path, two_clusters):
+    """A cluster that accepts connections but never answers leaves the answers, and returns."""
+    eu, us = two_clusters
+    async with running(load_settings(write_config(tmp_path, two_clusters))) as glb:
+        eu.freeze()
+        await wait_for_answer(glb, "app.glb.test", {us.address}, within=8)
+        eu.thaw()
+        await wait_for_answer(glb, "app.glb.test", {eu.address}, within=10)
+
+
+async def test_every_cluster_down_fails_open_with_return_all(tmp_path, two_clusters):
+    """When no cluster is healthy, return_all answers with every cluster's address."""
+    eu, us = two_clusters
+    await asyncio.gather(eu.kill(), us.kill())
+    config = write_config(tmp_path, two_clusters, max_answers=2, policy="latency")
+    async with running(load_settings(config)) as glb:
+        reply = await query(glb, "app.glb.test")
+    assert reply.rcode() == dns.rcode.NOERROR
+    assert addresses(reply) == {eu.address, us.address}
+
+
+async def test_every_cluster_down_gives_servfail_when_asked(tmp_path, two_clusters):
+    """With when_all_down: servfail, a service with no healthy cluster answers SERVFAIL."""
+    for cluster in two_clusters:
+        await cluster.kill()
+    config = write_config(tmp_path, two_clusters, when_all_down="servfail")
+    async with running(load_settings(config)) as glb:
+        reply = await query(glb, "app.glb.test")
+    assert reply.rcode() == dns.rcode.SERVFAIL
+
+
+async def test_latency_policy_prefers_the_faster_cluster(tmp_path):
+    """The latency policy answers with the cluster whose probes return faster."""
+    clusters = await start_clusters(["slow", "fast"], delays=[0.08, 0.0])
+    try:
+        config = write_config(tmp_path, clusters, policy="latency")
+        async with running(load_settings(config)) as glb:
+            assert addresses(await query(glb, "app.glb.test")) == {clusters[1].address}
+    finally:
+        await asyncio.gather(*(c.stop() for c in clusters))
+
+
+async def test_state_changes_are_logged_with_their_reason(tmp_path, two_clusters, caplog):
+    """Every state change is logged in one line naming cluster, service, address and reason."""
+    eu, _ = two_clusters
+    caplog.set_level("INFO", logger="glb.monitor")
+    async with running(load_settings(write_config(tmp_path, two_clusters))) as glb:
+        await eu.kill()
+        async with asyncio.timeout(5):
+            await glb.monitor.wait_for(
+                lambda snap: any(h.state == "down" for h in snap.targets.values())
+            )
+    expected = f"eu-west app.glb.test {eu.address}: up -> down after 2 failures: connection refused"
+    assert expected in caplog.messages

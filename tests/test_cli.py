@@ -1,0 +1,193 @@
+"""The `glb` command as a user runs it: a real process, real config files, real signals."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+import socket
+import sys
+from pathlib import Path
+
+import dns.asyncquery
+import dns.message
+
+from tests.clusters import ROOT, address_block, start_clusters
+
+GOOD = """
+dns: {listen: "127.0.0.1:0"}
+zones: [{name: glb.test, nameservers: [{name: ns1.glb.test, address: 127.0.0.1}]}]
+clusters: [{name: eu-west, addresses: [ADDRESS]}]
+services:
+  - {name: app.glb.test, port: PORT, probe: {type: tcp}, backends: [{cluster: eu-west}]}
+"""
+
+BAD = """
+dns: {listen: "127.0.0.1:99999"}
+zones: [{name: glb.test, nameservers: [{name: ns1.glb.test}]}]
+clusters: [{name: eu-west, addresses: [127.0.0.300]}]
+services:
+  - name: app.other.test
+    colour: blue
+    probe: {timeout: 2s, rise: 0}
+    backends: [{cluster: nowhere}]
+"""
+
+
+async def run_glb(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "glb",
+        *args,
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(30):
+        out, err = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_check_accepts_the_example_config():
+    """glb check on the shipped example prints OK and exits 0."""
+    code, out, _ = await run_glb("check", "-c", "config/example.yaml")
+    assert code == 0
+    assert "OK (1 zone(s), 2 cluster(s), 1 service(s))" in out
+
+
+async def test_check_lists_every_problem_with_its_key_path(tmp_path: Path):
+    """glb check on a bad file prints each problem with file and key path, and exits 2."""
+    path = tmp_path / "bad.yaml"
+    path.write_text(BAD)
+    code, _, err = await run_glb("check", "-c", str(path))
+    assert code == 2
+    for expected in (
+        f"{path}: dns.listen: '127.0.0.1:99999' is not host:port",
+        f"{path}: clusters[0].addresses[0]: '127.0.0.300' is not an IPv4 or IPv6 address",
+        f"{path}: services[0].colour: unknown key",
+        f"{path}: services[0].probe.rise: Input should be greater than or equal to 1",
+    ):
+        assert expected in err
+
+
+async def test_check_reports_cross_field_problems(tmp_path: Path):
+    """Problems spanning keys (zone, cluster references, timeouts) are all reported together."""
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        BAD.replace("99999", "5353")
+        .replace("127.0.0.300", "127.0.0.3")
+        .replace("    colour: blue\n", "")
+        .replace("rise: 0", "rise: 1")
+    )
+    code, _, err = await run_glb("check", "-c", str(path))
+    assert code == 2
+    assert "services[0].name: app.other.test is not inside any configured zone" in err
+    assert "services[0].backends[0].cluster: unknown cluster 'nowhere'" in err
+    assert "services[0].probe.timeout: 2s is longer than the interval (1s)" in err
+    assert "zones[0].nameservers[0].address: ns1.glb.test is inside the zone" in err
+
+
+async def test_serve_refuses_an_invalid_config(tmp_path: Path):
+    """glb serve exits 2 without serving when the file is invalid."""
+    path = tmp_path / "bad.yaml"
+    path.write_text(BAD)
+    code, _, err = await run_glb("serve", "-c", str(path))
+    assert code == 2
+    assert "is invalid" in err
+
+
+async def test_missing_config_is_a_clear_error(tmp_path: Path):
+    """A config path that does not exist, or none at all, is named in a one-line error."""
+    code, _, err = await run_glb("check", "-c", str(tmp_path / "nope.yaml"))
+    assert code == 2
+    assert "cannot read the file" in err
+    code, _, err = await run_glb("serve", env={"PATH": "/usr/bin:/bin"})
+    assert code == 2
+    assert "pass -c FILE or set GLB_CONFIG" in err
+
+
+async def test_serve_answers_dns_and_stops_cleanly_on_sigterm(tmp_path: Path):
+    """glb serve answers queries for its zone and exits 0 on SIGTERM."""
+    [cluster] = await start_clusters(["eu-west"])
+    try:
+        path = tmp_path / "glb.yaml"
+        path.write_text(GOOD.replace("ADDRESS", cluster.address).replace("PORT", str(cluster.port)))
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "glb",
+            "serve",
+            "-c",
+            str(path),
+            cwd=ROOT,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        assert process.stderr is not None
+        port = await _dns_port(process.stderr)
+        reply = await dns.asyncquery.udp(
+            dns.message.make_query("app.glb.test", "A"), "127.0.0.1", port=port, timeout=2
+        )
+        assert [item.address for item in reply.answer[0]] == [cluster.address]
+        process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(10):
+            assert await process.wait() == 0
+    finally:
+        await cluster.stop()
+
+
+async def _dns_port(stderr: asyncio.StreamReader) -> int:
+    async with asyncio.timeout(20):
+        while line := (await stderr.readline()).decode():
+            if match := re.search(r"serving DNS on 127\.0\.0\.1 port (\d+)", line):
+                return int(match[1])
+    raise AssertionError("glb never said it was serving")
+
+
+async def test_demo_serves_its_simulated_clusters(tmp_path: Path):
+    """glb demo starts the simulated clusters and glb, and prints the dig commands to try."""
+    addresses = address_block(3)
+    probe = socket.socket()  # a port free on these fresh addresses, which nothing else uses
+    probe.bind((addresses[0], 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    config = (ROOT / "config" / "demo.yaml").read_text()
+    for n, address in enumerate(addresses):
+        config = config.replace(f"127.0.1.{n + 1}", address)
+    for listen in ("127.0.0.1:5353", "127.0.0.1:8080", "127.0.0.1:9100"):
+        config = config.replace(listen, "127.0.0.1:0")
+    config = config.replace("8080", str(port))
+    path = tmp_path / "demo.yaml"
+    path.write_text(config)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "glb",
+        "demo",
+        "-c",
+        str(path),
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stderr is not None
+        dns_port = await _dns_port(process.stderr)
+        async with asyncio.timeout(10):
+            banner = (await process.stdout.readuntil(b"Press Ctrl-C")).decode()
+        assert f"dig @127.0.0.1 -p {dns_port} app.glb.example.test A +short" in banner
+        assert f"curl -X POST http://{addresses[0]}:{port}/fail" in banner
+        reply = await dns.asyncquery.udp(
+            dns.message.make_query("app.glb.example.test", "A"),
+            "127.0.0.1",
+            port=dns_port,
+            timeout=2,
+        )
+        assert [item.address for item in reply.answer[0]] == [addresses[0]]  # the fastest
+    finally:
+        process.send_signal(signal.SIGINT)
+        async with asyncio.timeout(10):
+            assert await process.wait() == 0
