@@ -17,7 +17,15 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 
-from glb.core.health import Outcome, ProbeResult, TargetHealth, Transition, next_delay, observe
+from glb.core.health import (
+    Outcome,
+    ProbeResult,
+    TargetHealth,
+    Transition,
+    next_delay,
+    observe,
+    observe_passive,
+)
 from glb.core.model import Endpoint, Target, Topology
 from glb.core.snapshot import HealthSnapshot
 
@@ -48,7 +56,11 @@ class Monitor:
         self._clock = clock
         self._sleep = sleep
         self._rng = rng or random.Random()
+        self._services = {service.name: service for service in topology.services}
         self._health: dict[Target, TargetHealth] = dict.fromkeys(topology.targets(), TargetHealth())
+        self._drained_clusters: frozenset[str] = frozenset()
+        self._drained_endpoints: frozenset[tuple[str, str]] = frozenset()
+        self._ready = False
         self._snapshot = HealthSnapshot.of(self._health)
         self._changed = asyncio.Event()  # set and replaced on every publish
         self._publish_pending = False
@@ -58,8 +70,54 @@ class Monitor:
     def topology(self) -> Topology:
         return self._topology
 
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
     def current(self) -> HealthSnapshot:
         return self._snapshot
+
+    def report_request(self, endpoint: Endpoint, *, failed: bool, detail: str = "") -> None:
+        """Passive health: the HTTP proxy's outcome for one request to `endpoint`."""
+        service = self._services.get(endpoint.service)
+        target = endpoint.target
+        if service is None or target not in self._health:
+            return  # an endpoint of a configuration that has since been replaced
+        health, transition = observe_passive(
+            target,
+            self._health[target],
+            failed=failed,
+            detail=detail,
+            eject_after=service.proxy.eject_after,
+            now=self._clock(),
+        )
+        self._health[target] = health
+        if transition is not None:
+            self._log_transition(transition)
+            self._publish()  # out of the answers at once
+
+    def drain(self, cluster: str, service: str | None = None) -> bool:
+        """Take `cluster` out of every answer (or of `service`'s); False if already drained."""
+        return self._set_drain(cluster, service, drained=True)
+
+    def undrain(self, cluster: str, service: str | None = None) -> bool:
+        return self._set_drain(cluster, service, drained=False)
+
+    def _set_drain(self, cluster: str, service: str | None, *, drained: bool) -> bool:
+        if service is None:
+            before = self._drained_clusters
+            self._drained_clusters = before | {cluster} if drained else before - {cluster}
+            changed = before != self._drained_clusters
+        else:
+            previous = self._drained_endpoints
+            key = (service, cluster)
+            self._drained_endpoints = previous | {key} if drained else previous - {key}
+            changed = previous != self._drained_endpoints
+        if changed:
+            scope = f"{cluster} {service}" if service else f"{cluster} (every service)"
+            logger.info("%s: %s by the operator", scope, "drained" if drained else "undrained")
+            self._publish()
+        return changed
 
     async def wait_for(self, predicate: Predicate) -> HealthSnapshot:
         """Wait until the current snapshot satisfies `predicate` and return it."""
@@ -75,6 +133,7 @@ class Monitor:
         for target, result in zip(targets, results, strict=True):
             self._apply(target, result)
         self._publish()
+        self._ready = True
 
     async def run(self) -> None:
         """Probe every target forever (until cancelled), each on its own schedule."""
@@ -144,12 +203,11 @@ class Monitor:
 
     def _publish(self) -> None:
         self._publish_pending = False
-        previous = self._snapshot
         self._snapshot = HealthSnapshot.of(
             self._health,
-            drained_clusters=previous.drained_clusters,
-            drained_endpoints=previous.drained_endpoints,
-            version=previous.version + 1,
+            drained_clusters=self._drained_clusters,
+            drained_endpoints=self._drained_endpoints,
+            version=self._snapshot.version + 1,
         )
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()

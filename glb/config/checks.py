@@ -109,6 +109,7 @@ def cross_check(parts: Parts) -> list[str]:
         *_duplicates("zones", [z.name if z else None for z in parts.zones]),
         *_duplicates("clusters", [c.name if c else None for c in parts.clusters]),
         *_duplicates("services", [s.name if s else None for s in parts.services]),
+        *_check_aliases(parts.services),
         *_check_listeners(parts.listeners),
         *(r for i, z in enumerate(parts.zones) if z for r in _check_zone(i, z)),
         *(r for i, c in enumerate(parts.clusters) if c for r in _check_cluster(i, c)),
@@ -121,6 +122,16 @@ def _duplicates(key: str, names: list[str | None]) -> Iterator[str]:
     for index, name in enumerate(names):
         if name is not None and counts[name] > 1 and names.index(name) != index:
             yield f"{key}[{index}].name: duplicate name {name!r}"
+
+
+def _check_aliases(services: list[ServiceSettings | None]) -> Iterator[str]:
+    """An HTTP Host must lead to one service: aliases may not repeat any service's name."""
+    owner = {s.name: f"services[{i}].name" for i, s in enumerate(services) if s}
+    for i, service in enumerate(services):
+        for a, alias in enumerate(service.aliases if service else ()):
+            first = owner.setdefault(alias, f"services[{i}].aliases[{a}]")
+            if first != f"services[{i}].aliases[{a}]":
+                yield f"services[{i}].aliases[{a}]: {alias} is already used by {first}"
 
 
 def _check_listeners(listeners: Mapping[str, tuple[str, int]]) -> Iterator[str]:

@@ -29,7 +29,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from glb.core.model import PolicyName, ProbeType, WhenAllDown
+from glb.core.model import PolicyName, ProbeType, Scheme, WhenAllDown
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -170,6 +170,7 @@ class DnsSettings(Strict):
 
 class HttpSettings(Strict):
     listen: Listen = ("127.0.0.1", 8080)
+    cluster_header: bool = False  # add X-GLB-Cluster (the cluster that served) to responses
 
 
 class AdminSettings(Strict):
@@ -239,6 +240,12 @@ class LatencyBandSettings(Strict):
     absolute: DurationOrZero = 0.005
 
 
+class TimeoutSettings(Strict):
+    connect: Duration = 2.0
+    first_byte: Duration = 30.0
+    idle: Duration = 60.0
+
+
 class ServiceSettings(Strict):
     name: Domain
     policy: PolicyName = PolicyName.LATENCY
@@ -249,6 +256,16 @@ class ServiceSettings(Strict):
     probe: ProbeSettings = Field(default_factory=ProbeSettings)
     latency_band: LatencyBandSettings = Field(default_factory=LatencyBandSettings)
     backends: list[BackendSettings] = Field(min_length=1)
+    # the HTTP front end
+    aliases: list[Domain] = Field(default_factory=list)
+    scheme: Scheme = Scheme.HTTP
+    upstream_host: Annotated[str, BeforeValidator(parse_host_header)] | None = None
+    upstream_tls_verify: bool = True
+    upstream_sni: Domain | None = None
+    timeouts: TimeoutSettings = Field(default_factory=TimeoutSettings)
+    retries: int = Field(default=2, ge=0, le=10)
+    eject_after: int = Field(default=3, ge=1, le=1000)
+    eject_on_5xx: bool = False
 
 
 class Settings(BaseSettings):

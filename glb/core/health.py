@@ -57,6 +57,9 @@ class TargetHealth:
     last_result: ProbeResult | None = None
     last_change: float | None = None  # when the state last changed
     last_failure: ProbeResult | None = None
+    reason: str = ""  # why the state last changed
+    ejected: bool = False  # taken down by failed proxied requests, not (yet) by probes
+    passive_failures: int = 0  # consecutive failed proxied requests
 
     @property
     def unconfirmed(self) -> bool:
@@ -104,11 +107,45 @@ def observe(
             last_result=result,
             last_failure=result,
         )
+    if not result.ok:
+        new = replace(new, ejected=False)  # the probes now agree: plainly down
     after = _next_state(new, spec)
     if after is health.state:
         return new, None
-    new = replace(new, state=after, last_change=result.at)
-    return new, Transition(target, health.state, after, result.at, _reason(new, health.state))
+    reason = _reason(new, health.state)
+    new = replace(new, state=after, last_change=result.at, reason=reason, ejected=False)
+    return new, Transition(target, health.state, after, result.at, reason)
+
+
+def observe_passive(
+    target: Target,
+    health: TargetHealth,
+    *,
+    failed: bool,
+    detail: str,
+    eject_after: int,
+    now: float,
+) -> tuple[TargetHealth, Transition | None]:
+    """Fold one proxied request's outcome into a target's health (outlier ejection).
+
+    `eject_after` consecutive failures take an UP target down at once, marked ejected; the probes
+    bring it back after `rise` successes, as for any down target."""
+    if not failed:
+        return (replace(health, passive_failures=0) if health.passive_failures else health), None
+    failures = health.passive_failures + 1
+    if health.state is not Health.UP or failures < eject_after:
+        return replace(health, passive_failures=failures), None
+    reason = f"ejected after {_count(failures, 'failed request', 'failed requests')}: {detail}"
+    ejected = replace(
+        health,
+        state=Health.DOWN,
+        ejected=True,
+        successes=0,
+        passive_failures=0,
+        last_change=now,
+        reason=reason,
+    )
+    return ejected, Transition(target, Health.UP, Health.DOWN, now, reason)
 
 
 def _next_state(health: TargetHealth, spec: ProbeSpec) -> Health:

@@ -28,6 +28,11 @@ class PolicyName(StrEnum):
     ROUND_ROBIN = "round_robin"
 
 
+class Scheme(StrEnum):
+    HTTP = "http"
+    HTTPS = "https"
+
+
 class WhenAllDown(StrEnum):
     """What DNS answers when no endpoint of a service is eligible."""
 
@@ -103,6 +108,22 @@ class LatencyBand:
 
 
 @dataclass(frozen=True, slots=True)
+class ProxyOptions:
+    """How the HTTP front end forwards a service's requests to its endpoints."""
+
+    scheme: Scheme = Scheme.HTTP
+    upstream_host: str | None = None  # Host sent upstream; None keeps the client's
+    tls_verify: bool = True  # https upstreams: verify the certificate
+    sni: str | None = None  # https upstreams: default upstream_host, else the service name
+    connect_timeout: float = 2.0
+    first_byte_timeout: float = 30.0  # from the request sent to the response's headers
+    idle_timeout: float = 60.0  # longest silence while streaming either body
+    retries: int = 2  # further endpoints tried after a failed connection
+    eject_after: int = 3  # consecutive failed requests that eject an endpoint
+    eject_on_5xx: bool = False  # count 5xx answers as failures too
+
+
+@dataclass(frozen=True, slots=True)
 class Service:
     name: str
     zone: str
@@ -113,6 +134,8 @@ class Service:
     port: int
     endpoints: tuple[Endpoint, ...]
     latency_band: LatencyBand = field(default_factory=LatencyBand)
+    aliases: tuple[str, ...] = ()  # further names the HTTP front end routes to this service
+    proxy: ProxyOptions = field(default_factory=ProxyOptions)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ class EndpointState(StrEnum):
     DOWN = "down"
     UNKNOWN = "unknown"
     DRAINED = "drained"
+    EJECTED = "ejected"
 
 
 def _frozen(mapping: Mapping[Target, TargetHealth]) -> Mapping[Target, TargetHealth]:
@@ -59,7 +60,10 @@ class HealthSnapshot:
     def state(self, endpoint: Endpoint) -> EndpointState:
         if self.is_drained(endpoint):
             return EndpointState.DRAINED
-        return EndpointState(self.health(endpoint.target).state.value)
+        health = self.health(endpoint.target)
+        if health.ejected:
+            return EndpointState.EJECTED
+        return EndpointState(health.state.value)
 
     def is_eligible(self, endpoint: Endpoint) -> bool:
         """May this endpoint be handed to clients? (up and not drained)"""

@@ -1,0 +1,52 @@
+"""The ports through which adapters reach glb's state without importing each other.
+
+`glb.app` hands each adapter the object implementing these (the monitor); adapters type their
+parameters with these Protocols only. Typing only: nothing here runs.
+
+Imports: stdlib and glb.core only (pure core).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from glb.core.model import Endpoint, Topology
+from glb.core.snapshot import HealthSnapshot
+
+
+class StateView(Protocol):
+    """Read access to the current configuration and health."""
+
+    @property
+    def topology(self) -> Topology:
+        """The topology in force (replaced whole on reload)."""
+        ...
+
+    @property
+    def ready(self) -> bool:
+        """True once the first probe round has been applied."""
+        ...
+
+    def current(self) -> HealthSnapshot:
+        """The newest health snapshot; cheap, never blocks."""
+        ...
+
+
+class PassiveHealth(Protocol):
+    """Where the HTTP proxy reports how each proxied request to an endpoint went."""
+
+    def report_request(self, endpoint: Endpoint, *, failed: bool, detail: str = "") -> None:
+        """`failed`: a connection failure (or a 5xx, when the service counts those)."""
+        ...
+
+
+class DrainControls(Protocol):
+    """Operator drains: take a cluster (everywhere, or for one service) out of rotation."""
+
+    def drain(self, cluster: str, service: str | None = None) -> bool:
+        """Drain; returns False if it was already drained."""
+        ...
+
+    def undrain(self, cluster: str, service: str | None = None) -> bool:
+        """Undrain; returns False if it was not drained."""
+        ...
