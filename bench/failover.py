@@ -31,6 +31,8 @@ from tests.clusters import ClusterProcess, start_clusters
 
 CONFIG = """\
 dns: {{listen: "127.0.0.1:0"}}
+http: {{listen: "127.0.0.1:0"}}
+admin: {{listen: "127.0.0.1:0"}}
 zones:
   - name: bench.test
     nameservers: [{{name: ns1.bench.test, address: 127.0.0.1}}]

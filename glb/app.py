@@ -19,12 +19,19 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
+from aiohttp import web
+
 from glb import __version__
+from glb.admin_api import admin_app
 from glb.config import Settings, to_topology
 from glb.core.model import Topology
+from glb.core.stats import Stats
 from glb.dns_answer import DnsAnswerer
 from glb.dns_server import DnsServer
 from glb.errors import StartupError
+from glb.http_proxy import proxy_app
+from glb.listen import bind_dns, bind_tcp
+from glb.metrics import metrics_handler, metrics_registry
 from glb.monitor import Monitor
 from glb.probes import Prober
 
@@ -36,39 +43,84 @@ class Running:
     """A serving glb: where it listens and what it knows."""
 
     dns_addr: tuple[str, int]
-    topology: Topology
+    http_url: str
+    admin_url: str
     monitor: Monitor
+
+    @property
+    def topology(self) -> Topology:
+        return self.monitor.topology
 
 
 @contextlib.asynccontextmanager
 async def running(settings: Settings) -> AsyncIterator[Running]:
-    """Start glb for `settings`; yield once it serves; stop it on exit."""
+    """Start glb for `settings`; yield once it serves; stop it on exit.
+
+    Order: bind every socket (fail fast) -> admin API (so /readyz answers "not yet") -> first
+    probe round -> DNS and the HTTP proxy -> probing forever. Stopping runs in reverse."""
     topology = to_topology(settings, serial=int(time.time()))
-    udp, tcp = bind_dns(*settings.dns.listen)
     async with contextlib.AsyncExitStack() as stack:
+        udp, tcp = bind_dns(*settings.dns.listen)
         stack.callback(udp.close)
         stack.callback(tcp.close)
+        http_sock = stack.enter_context(bind_tcp(*settings.http.listen))
+        admin_sock = stack.enter_context(bind_tcp(*settings.admin.listen))
         prober = _prober(settings)
         stack.push_async_callback(prober.close)
-        monitor = Monitor(topology, prober.probe)
+        stats = Stats()
+        monitor = Monitor(topology, prober.probe, stats=stats)
+        await _serve_http(stack, _admin(settings, monitor, stats), admin_sock)
         await monitor.first_round()
-        answerer = DnsAnswerer(topology, monitor.current)
+        answerer = DnsAnswerer(
+            topology, monitor.current, stats=stats, query_sample=settings.log.query_sample
+        )
         dns = DnsServer(answerer.answer, udp, tcp)
         await dns.start()
         stack.push_async_callback(dns.close)
+        proxy = proxy_app(monitor, monitor, cluster_header=settings.http.cluster_header)
+        await _serve_http(stack, proxy, http_sock)
         probing = asyncio.create_task(monitor.run(), name="monitor")
         stack.push_async_callback(_cancel, probing)
-        dns_addr = udp.getsockname()[:2]
-        logger.info(
-            "glb %s serving DNS on %s port %d (UDP and TCP) for %d zone(s), %d service(s)",
-            __version__,
-            dns_addr[0],
-            dns_addr[1],
-            len(topology.zones),
-            len(topology.services),
-        )
-        yield Running(dns_addr, topology, monitor)
-        logger.info("glb stopping")
+        glb = Running(udp.getsockname()[:2], _url(http_sock), _url(admin_sock), monitor)
+        _log_started(glb)
+        yield glb
+        logger.info("glb stopping", extra={"event": "stop"})
+
+
+def _admin(settings: Settings, monitor: Monitor, stats: Stats) -> web.Application:
+    """The admin API plus /metrics."""
+    token = settings.admin.token.get_secret_value() if settings.admin.token else None
+    app = admin_app(monitor, monitor, token=token)
+    app.router.add_get("/metrics", metrics_handler(metrics_registry(stats, monitor)))
+    return app
+
+
+async def _serve_http(
+    stack: contextlib.AsyncExitStack, app: web.Application, sock: socket.socket
+) -> None:
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    stack.push_async_callback(runner.cleanup)
+    await web.SockSite(runner, sock).start()
+
+
+def _url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _log_started(glb: Running) -> None:
+    topology = glb.topology
+    logger.info(
+        "glb %s serving DNS on %s port %d (UDP and TCP) for %d zone(s), %d service(s)",
+        __version__,
+        glb.dns_addr[0],
+        glb.dns_addr[1],
+        len(topology.zones),
+        len(topology.services),
+        extra={"event": "start", "version": __version__},
+    )
+    logger.info("HTTP proxy on %s, admin API on %s", glb.http_url, glb.admin_url)
 
 
 async def serve(settings: Settings, *, shutdown_trigger: Callable[[], Awaitable[object]]) -> None:
@@ -89,38 +141,3 @@ async def _cancel(task: asyncio.Task[None]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-
-
-def bind_dns(host: str, port: int, *, attempts: int = 20) -> tuple[socket.socket, socket.socket]:
-    """Bind a UDP and a TCP socket on the same address and port. With port 0 the kernel picks a
-    UDP port and TCP is bound to the same one (retried if that TCP port is taken)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    for _ in range(attempts if port == 0 else 1):
-        udp = _bound(family, socket.SOCK_DGRAM, host, port)
-        try:
-            tcp = _bound(family, socket.SOCK_STREAM, host, udp.getsockname()[1])
-        except StartupError:
-            udp.close()
-            if port:
-                raise
-            continue
-        return udp, tcp
-    raise StartupError(f"could not bind UDP and TCP to one free port on {host}")
-
-
-def _bound(family: int, kind: int, host: str, port: int) -> socket.socket:
-    sock = socket.socket(family, kind)
-    try:
-        if kind == socket.SOCK_STREAM:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        proto = "TCP" if kind == socket.SOCK_STREAM else "UDP"
-        raise StartupError(
-            f"cannot listen on {host} port {port} ({proto}): {exc.strerror}"
-        ) from None
-    sock.setblocking(False)
-    return sock

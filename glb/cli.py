@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import signal
 import sys
@@ -21,6 +20,7 @@ from typing import Any
 from glb import __version__
 from glb.config import Settings, load_settings
 from glb.errors import ConfigError, GLBError
+from glb.logs import setup_logging
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -88,7 +88,7 @@ def _serve(args: argparse.Namespace) -> int:
     settings = _load(args)
     if settings is None:
         return EXIT_CONFIG
-    setup_logging(settings.log.level)
+    setup_logging(settings.log.level, settings.log.format)
     from glb.app import serve
 
     return run_until_signal(lambda stop: serve(settings, shutdown_trigger=stop.wait))
@@ -101,20 +101,12 @@ def _demo(args: argparse.Namespace) -> int:
     settings = _load(args)
     if settings is None:
         return EXIT_CONFIG
-    setup_logging(settings.log.level)
+    setup_logging(settings.log.level, settings.log.format)
     return run_until_signal(lambda stop: run_demo(settings, stop, announce=_announce))
 
 
 def _announce(text: str) -> None:
     print(text, flush=True)
-
-
-def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
 
 
 def run_until_signal(start: Callable[[asyncio.Event], Coroutine[Any, Any, object]]) -> int:

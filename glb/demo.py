@@ -19,7 +19,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from glb.app import running
+from glb.app import Running, running
 from glb.config import Settings
 from glb.errors import StartupError
 
@@ -104,16 +104,29 @@ async def run_demo(
     settings: Settings, stop: asyncio.Event, *, announce: Callable[[str], object]
 ) -> None:
     async with simulated_clusters(settings) as urls, running(settings) as glb:
-        host, port = glb.dns_addr
-        services = [s.name for s in glb.topology.services]
-        lines = ["", "glb demo is running. Try:"]
-        lines += [f"  dig @{host} -p {port} {name} A +short" for name in services]
-        lines += [f"  dig @{host} -p {port} {services[0]} A +tcp"] if services else []
-        lines += ["", "Simulated clusters (make one fail, hang or recover):"]
-        lines += [f"  curl -X POST {url}/fail    # /hang, /recover" for url in urls]
-        lines += ["", "Press Ctrl-C to stop.", ""]
-        announce("\n".join(lines))
+        announce(_banner(glb, urls, settings))
         await stop.wait()
+
+
+def _banner(glb: Running, urls: list[str], settings: Settings) -> str:
+    host, port = glb.dns_addr
+    services = [s.name for s in glb.topology.services]
+    first = services[0] if services else "app.example"
+    token = settings.admin.token.get_secret_value() if settings.admin.token else "TOKEN"
+    auth = f"-H 'Authorization: Bearer {token}'"
+    lines = ["", "glb demo is running. Try:"]
+    lines += [f"  dig @{host} -p {port} {name} A +short" for name in services]
+    lines += [f"  dig @{host} -p {port} {first} A +tcp"]
+    lines += ["", "HTTP front end and admin API:"]
+    lines += [f"  curl -H 'Host: {first}' {glb.http_url}/"]
+    lines += [f"  curl {glb.admin_url}/api/v1/services/{first}"]
+    if settings.clusters:
+        drain = f"{glb.admin_url}/api/v1/clusters/{settings.clusters[0].name}/drain"
+        lines += [f"  curl -X POST {auth} {drain}    # /undrain"]
+    lines += ["", "Simulated clusters (make one fail, hang or recover):"]
+    lines += [f"  curl -X POST {url}/fail    # /hang, /recover" for url in urls]
+    lines += ["", "Press Ctrl-C to stop.", ""]
+    return "\n".join(lines)
 
 
 def demo_config_path() -> str:

@@ -37,6 +37,7 @@ from dnslib import EDNS0, RD, RR, DNSBuffer, DNSHeader, DNSLabel, DNSQuestion, D
 from glb.core.model import Service, Topology
 from glb.core.policies import Query, decide
 from glb.core.snapshot import HealthSnapshot
+from glb.core.stats import Stats
 from glb.dns_records import (
     CLASS_IN,
     TYPE_A,
@@ -78,6 +79,17 @@ _CD: Final = 0x0010
 _MAX_NAME: Final = 255  # octets on the wire (RFC 1035 2.3.4)
 _HINFO_RFC8482: Final = RD(b"\x07RFC8482\x00")  # CPU "RFC8482", OS ""
 _OPT: Final = EDNS0(udp_len=EDNS_PAYLOAD)
+_RCODE_NAMES: Final = {
+    NOERROR: "NOERROR",
+    FORMERR: "FORMERR",
+    SERVFAIL: "SERVFAIL",
+    NXDOMAIN: "NXDOMAIN",
+    NOTIMP: "NOTIMP",
+    REFUSED: "REFUSED",
+    BADVERS: "BADVERS",
+}
+_QTYPE_NAMES: Final = {1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 15: "MX", 16: "TXT", 28: "AAAA"}
+_QTYPE_NAMES.update({33: "SRV", 65: "HTTPS", 255: "ANY"})
 _OPT_BADVERS: Final = EDNS0(udp_len=EDNS_PAYLOAD, ext_rcode=BADVERS >> 4)
 
 
@@ -178,6 +190,7 @@ class Outcome:
     answer: tuple[RR, ...] = ()
     authority: tuple[RR, ...] = ()
     additional: tuple[RR, ...] = ()
+    steered: tuple[tuple[str, str], ...] = ()  # (service, cluster) of each address answered
 
 
 _REFUSED: Final = Outcome(REFUSED, aa=False)
@@ -250,8 +263,12 @@ class DnsAnswerer:
         topology: Topology,
         snapshot: Callable[[], HealthSnapshot],
         rng: random.Random | None = None,
+        stats: Stats | None = None,
+        query_sample: float = 0.0,
     ) -> None:
         self._index = ZoneIndex(topology)
+        self._stats = stats or Stats()
+        self._query_sample = query_sample  # share of queries logged (0: none)
         self._snapshot = snapshot
         self._rng = rng or random.Random()
         self._rotation = {s.name: itertools.count() for s in topology.services}
@@ -262,6 +279,7 @@ class DnsAnswerer:
         packet). `tcp` may be passed by keyword or by position, so this bound method is itself a
         `glb.dns_server` handler (`handler(wire, tcp)`)."""
         if len(wire) < _HEADER.size:
+            self._stats.dns_malformed += 1
             return None
         ident, flags = struct.unpack_from("!HH", wire)
         if flags & _QR:
@@ -273,19 +291,59 @@ class DnsAnswerer:
             return render_error(ident, flags, None, SERVFAIL)
 
     def _answer(self, wire: bytes, ident: int, flags: int, *, tcp: bool) -> bytes:
+        transport = "tcp" if tcp else "udp"
         if flags & _OPCODE:  # header only: other opcodes give the sections other meanings
+            self._stats.dns_queries[(transport, "other", "NOTIMP")] += 1
             return render_error(ident, flags, None, NOTIMP)
         try:
             request = parse_request(wire)
         except Malformed as exc:
             logger.debug("FORMERR for id %d: %s", ident, exc)
+            self._stats.dns_malformed += 1
+            self._stats.dns_queries[(transport, "other", "FORMERR")] += 1
             return render_error(ident, flags, exc.question, FORMERR)
         try:
             outcome = self._outcome(request)
         except Exception:
             logger.exception("failed to answer %s (id %d)", request.question.name, ident)
             outcome = _SERVFAIL
-        return render(request, outcome, limit=None if tcp else request.udp_limit())
+        reply = render(request, outcome, limit=None if tcp else request.udp_limit())
+        self._count(transport, request.question.qtype, outcome, truncated=reply[2] & 0x02)
+        if self._query_sample and self._rng.random() < self._query_sample:
+            self._log_query(transport, request, outcome)
+        return reply
+
+    def _log_query(self, transport: str, request: Request, outcome: Outcome) -> None:
+        question = request.question
+        qtype = _QTYPE_NAMES.get(question.qtype, str(question.qtype))
+        rcode = _RCODE_NAMES.get(outcome.rcode, str(outcome.rcode))
+        answers = [str(rr.rdata) for rr in outcome.answer]
+        logger.info(
+            "query %s %s %s -> %s %s",
+            transport,
+            question.name,
+            qtype,
+            rcode,
+            " ".join(answers) or "(no answer)",
+            extra={
+                "event": "dns_query",
+                "qname": str(question.name),
+                "qtype": qtype,
+                "rcode": rcode,
+                "answers": answers,
+                "transport": transport,
+            },
+        )
+
+    def _count(self, transport: str, qtype: int, outcome: Outcome, *, truncated: int) -> None:
+        stats = self._stats
+        rcode = _RCODE_NAMES.get(outcome.rcode, "other")
+        stats.dns_queries[(transport, _QTYPE_NAMES.get(qtype, "other"), rcode)] += 1
+        if truncated:  # the addresses did not go out: the client retries over TCP
+            stats.dns_truncated += 1
+            return
+        for steered in outcome.steered:
+            stats.dns_answers[steered] += 1
 
     def _outcome(self, request: Request) -> Outcome:
         question = request.question
@@ -333,7 +391,8 @@ class DnsAnswerer:
         records = tuple(
             RR(owner, qtype, CLASS_IN, service.ttl, rdata[e.address]) for e in decision.answer
         )
-        return Outcome(NOERROR, True, records)
+        steered = tuple((service.name, e.cluster) for e in decision.answer)
+        return Outcome(NOERROR, True, records, steered=steered)
 
     def _any(self, node: Node, owner: DNSLabel) -> Outcome:
         """RFC 8482: one record set, never an enumeration of the name."""

@@ -18,6 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from glb.core.health import (
+    Health,
     Outcome,
     ProbeResult,
     TargetHealth,
@@ -28,6 +29,7 @@ from glb.core.health import (
 )
 from glb.core.model import Endpoint, Target, Topology
 from glb.core.snapshot import HealthSnapshot
+from glb.core.stats import Stats
 
 logger = logging.getLogger(__name__)
 
@@ -50,13 +52,25 @@ class Monitor:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
+        stats: Stats | None = None,
     ) -> None:
         self._topology = topology
         self._probe = probe
         self._clock = clock
         self._sleep = sleep
         self._rng = rng or random.Random()
+        self._stats = stats or Stats()
         self._services = {service.name: service for service in topology.services}
+        self._probe_keys = {
+            target: (
+                endpoints[0].cluster,
+                target.address,
+                target.probe.port,
+                target.probe.type.value,
+            )
+            for target in topology.targets()
+            if (endpoints := topology.endpoints_of(target))
+        }
         self._health: dict[Target, TargetHealth] = dict.fromkeys(topology.targets(), TargetHealth())
         self._drained_clusters: frozenset[str] = frozenset()
         self._drained_endpoints: frozenset[tuple[str, str]] = frozenset()
@@ -93,7 +107,9 @@ class Monitor:
         )
         self._health[target] = health
         if transition is not None:
-            self._log_transition(transition)
+            self._record_transition(transition, "ejected")
+            for each in self._topology.endpoints_of(target):
+                self._stats.proxy_ejections[(each.service, each.cluster)] += 1
             self._publish()  # out of the answers at once
 
     def drain(self, cluster: str, service: str | None = None) -> bool:
@@ -113,11 +129,19 @@ class Monitor:
             key = (service, cluster)
             self._drained_endpoints = previous | {key} if drained else previous - {key}
             changed = previous != self._drained_endpoints
-        if changed:
-            scope = f"{cluster} {service}" if service else f"{cluster} (every service)"
-            logger.info("%s: %s by the operator", scope, "drained" if drained else "undrained")
+        if changed:  # the caller (the admin API) logs it, with the operator's reason
+            previous_snapshot = self._snapshot
             self._publish()
+            self._count_changes(previous_snapshot, self._snapshot)
         return changed
+
+    def _count_changes(self, before: HealthSnapshot, after: HealthSnapshot) -> None:
+        """Count every endpoint whose reported state differs between two snapshots."""
+        for service in self._topology.services:
+            for endpoint in service.endpoints:
+                if (to := after.state(endpoint)) is not before.state(endpoint):
+                    key = (service.name, endpoint.cluster, endpoint.address, to.value)
+                    self._stats.transitions[key] += 1
 
     async def wait_for(self, predicate: Predicate) -> HealthSnapshot:
         """Wait until the current snapshot satisfies `predicate` and return it."""
@@ -180,19 +204,41 @@ class Monitor:
             return ProbeResult(Outcome.OTHER, now - started, now, f"probe error: {exc!r}")
 
     def _apply(self, target: Target, result: ProbeResult) -> None:
-        health, transition = observe(target, self._health[target], result)
+        previous = self._health[target]
+        health, transition = observe(target, previous, result)
         self._health[target] = health
+        self._stats.observe_probe(self._probe_keys[target], result.outcome.value, result.rtt)
         if transition is not None:
-            self._log_transition(transition)
+            self._record_transition(transition, transition.after.value)
+        elif previous.ejected and not health.ejected:  # the probes now confirm: plainly down
+            confirmed = Transition(
+                target,
+                Health.DOWN,
+                Health.DOWN,
+                result.at,
+                f"confirmed by probe: {result.reason()}",
+            )
+            self._record_transition(confirmed, Health.DOWN.value)
 
-    def _log_transition(self, transition: Transition) -> None:
+    def _record_transition(self, transition: Transition, to: str) -> None:
+        """Log the change on one line per endpoint, and count it."""
         for endpoint in self._topology.endpoints_of(transition.target):
+            self._stats.transitions[(endpoint.service, endpoint.cluster, endpoint.address, to)] += 1
             logger.info(
                 "%s: %s -> %s %s",
                 _endpoint_name(endpoint),
                 transition.before,
                 transition.after,
                 transition.reason,
+                extra={
+                    "event": "ejection" if to == "ejected" else "state_change",
+                    "service": endpoint.service,
+                    "cluster": endpoint.cluster,
+                    "address": endpoint.address,
+                    "from": transition.before.value,
+                    "to": to,
+                    "reason": transition.reason,
+                },
             )
 
     def _schedule_publish(self) -> None:

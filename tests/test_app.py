@@ -48,6 +48,8 @@ def write_config(tmp_path: Path, clusters: list[ClusterProcess], **service: obje
     options = {"policy": "failover", "max_answers": 1, **service}
     lines = [
         "dns: {listen: '127.0.0.1:0'}",
+        "http: {listen: '127.0.0.1:0'}",
+        "admin: {listen: '127.0.0.1:0'}",
         "zones:",
         "  - name: glb.test",
         "    nameservers: [{name: ns1.glb.test, address: 127.0.0.1}]",

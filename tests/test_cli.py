@@ -16,6 +16,8 @@ from tests.clusters import ROOT, address_block, start_clusters
 
 GOOD = """
 dns: {listen: "127.0.0.1:0"}
+http: {listen: "127.0.0.1:0"}
+admin: {listen: "127.0.0.1:0"}
 zones: [{name: glb.test, nameservers: [{name: ns1.glb.test, address: 127.0.0.1}]}]
 clusters: [{name: eu-west, addresses: [ADDRESS]}]
 services:

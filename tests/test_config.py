@@ -774,10 +774,10 @@ def test_env_listen_wins_over_the_file(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_env_sets_the_admin_token(monkeypatch: pytest.MonkeyPatch) -> None:
     """GLB_ADMIN__TOKEN sets a secret admin token that is not shown in reprs."""
-    monkeypatch.setenv("GLB_ADMIN__TOKEN", "s3cret")
+    monkeypatch.setenv("GLB_ADMIN__TOKEN", "s3cret-s3cret-s3cret")
     settings = load_settings(EXAMPLE)
     assert settings.admin.token is not None
-    assert settings.admin.token.get_secret_value() == "s3cret"
+    assert settings.admin.token.get_secret_value() == "s3cret-s3cret-s3cret"
     assert "s3cret" not in repr(settings)
     assert settings.admin.listen == ("127.0.0.1", 9100)
 
@@ -945,3 +945,106 @@ def test_latency_band_may_be_purely_relative() -> None:
         "- {name: a.example.test, latency_band: {absolute: 0}, backends: [{cluster: eu}]}\n"
     )
     assert topology_of(text).services[0].latency_band == LatencyBand(0.2, 0.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# HTTP front end keys
+
+
+def test_proxy_keys_have_defaults_and_reach_the_topology() -> None:
+    """Every proxy key has a default, and given values land in the service's ProxyOptions."""
+    default = topology_of(with_services("- {name: a.example.test, backends: [{cluster: eu}]}\n"))
+    proxy = default.services[0].proxy
+    assert (proxy.scheme, proxy.upstream_host, proxy.retries, proxy.eject_after) == (
+        "http",
+        None,
+        2,
+        3,
+    )
+    assert (proxy.connect_timeout, proxy.first_byte_timeout, proxy.idle_timeout) == (2, 30, 60)
+    assert default.services[0].aliases == ()
+    given = topology_of(
+        with_services(
+            """\
+            - name: a.example.test
+              aliases: [App.Example.COM.]
+              scheme: https
+              upstream_host: internal.example.test:8443
+              upstream_tls_verify: false
+              upstream_sni: internal.example.test
+              timeouts: {connect: 250ms, first_byte: 5s, idle: 1m}
+              retries: 0
+              eject_after: 1
+              eject_on_5xx: true
+              backends: [{cluster: eu}]
+            """
+        )
+    ).services[0]
+    assert given.aliases == ("app.example.com",)
+    assert given.proxy.scheme == "https"
+    assert given.proxy.upstream_host == "internal.example.test:8443"
+    assert (given.proxy.tls_verify, given.proxy.sni) == (False, "internal.example.test")
+    assert (given.proxy.connect_timeout, given.proxy.first_byte_timeout) == (0.25, 5.0)
+    assert (given.proxy.idle_timeout, given.proxy.retries) == (60.0, 0)
+    assert (given.proxy.eject_after, given.proxy.eject_on_5xx) == (1, True)
+
+
+def test_an_alias_may_not_name_two_services() -> None:
+    """An alias repeating another service's name or alias is reported at the second place."""
+    reasons = reasons_of(
+        with_services(
+            """\
+            - {name: a.example.test, aliases: [www.example.com], backends: [{cluster: eu}]}
+            - name: b.example.test
+              aliases: [a.example.test, www.example.com]
+              backends: [{cluster: us}]
+            """
+        )
+    )
+    assert_reasons(
+        reasons,
+        "<config>",
+        [
+            ("services[1].aliases[0]", "a.example.test is already used by services[0].name"),
+            ("services[1].aliases[1]", "www.example.com is already used by services[0].aliases[0]"),
+        ],
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "fragment"),
+    [
+        ("retries: 11", "less than or equal to 10"),
+        ("eject_after: 0", "greater than or equal to 1"),
+        ("scheme: ftp", "'http' or 'https'"),
+        ("timeouts: {connect: 0}", "greater than zero"),
+    ],
+)
+def test_bad_proxy_keys_are_reported(key: str, fragment: str) -> None:
+    """Out-of-range proxy settings are reported with their key path."""
+    path = "services[0]." + key.split(":")[0] + (".connect" if key.startswith("timeouts") else "")
+    text = with_services(f"- {{name: a.example.test, {key}, backends: [{{cluster: eu}}]}}\n")
+    assert_reasons(reasons_of(text), "<config>", [(path, fragment)])
+
+
+def test_probe_ca_file_must_exist(tmp_path: Path) -> None:
+    """probes.ca_file naming a missing file is a config error; an existing one is accepted."""
+    text = BASE + f"probes: {{ca_file: {tmp_path / 'nope.pem'}}}\n"
+    assert_reasons(reasons_of(text), "<config>", [("probes.ca_file", "does not point to a file")])
+    (tmp_path / "ca.pem").write_text("x")
+    assert parse_settings(BASE + f"probes: {{ca_file: {tmp_path / 'ca.pem'}}}\n").probes.ca_file
+
+
+def test_service_named_like_a_nameserver_is_reported() -> None:
+    """A service may not share its name with a nameserver of the zone."""
+    text = with_services("- {name: ns1.example.test, backends: [{cluster: eu}]}\n")
+    assert_reasons(
+        reasons_of(text), "<config>", [("services[0].name", "is also a nameserver's name")]
+    )
+
+
+@pytest.mark.parametrize("token", ["", "short", "has a space in it somewhere"])
+def test_weak_admin_tokens_are_rejected(token: str) -> None:
+    """An admin token must be at least 16 characters without spaces."""
+    text = BASE + f"admin: {{token: '{token}'}}\n"
+    assert_reasons(reasons_of(text), "<config>", [("admin.token", "at least 16 characters")])

@@ -212,3 +212,81 @@ async def test_wait_for_returns_the_first_snapshot_that_matches(monitor, clock, 
     async with asyncio.timeout(1):
         snapshot = await waiting
     assert snapshot.version > before
+
+
+def endpoint_of(monitor: Monitor, service: str, address: str):
+    [endpoint] = [
+        e
+        for s in monitor.topology.services
+        if s.name == service
+        for e in s.endpoints
+        if e.address == address
+    ]
+    return endpoint
+
+
+async def test_failed_proxied_requests_eject_at_once_and_publish(monitor, caplog):
+    """eject_after failed requests take the target out of the next snapshot, logged with reason."""
+    caplog.set_level("INFO", logger="glb.monitor")
+    endpoint = endpoint_of(monitor, "one.z.test", "10.0.0.1")
+    before = monitor.current().version
+    for _ in range(2):
+        monitor.report_request(endpoint, failed=True, detail="connection refused")
+    assert monitor.current().state(endpoint) == "up"
+    monitor.report_request(endpoint, failed=True, detail="connection refused")
+    assert monitor.current().state(endpoint) == "ejected"
+    assert monitor.current().version > before
+    # the other service sharing this target sees it too: one target, one health
+    assert monitor.current().state(endpoint_of(monitor, "two.z.test", "10.0.0.1")) == "ejected"
+    expected = "ejected after 3 failed requests: connection refused"
+    assert f"a one.z.test 10.0.0.1: up -> down {expected}" in caplog.messages
+
+
+async def test_probes_bring_an_ejected_endpoint_back(monitor, clock):
+    """After ejection, rise successful probes make the endpoint eligible again."""
+    endpoint = endpoint_of(monitor, "one.z.test", "10.0.0.1")
+    for _ in range(3):
+        monitor.report_request(endpoint, failed=True, detail="reset")
+    assert not monitor.current().is_eligible(endpoint)
+    await clock.advance(2.5)
+    assert monitor.current().is_eligible(endpoint)
+
+
+async def test_reports_for_unknown_endpoints_are_ignored(monitor, topology):
+    """A report naming a service the monitor does not know (an old config) changes nothing."""
+    endpoint = endpoint_of(monitor, "one.z.test", "10.0.0.1")
+    stranger = type(endpoint)("gone.z.test", "a", "10.0.0.1", 100, 1, endpoint.target, 0)
+    before = monitor.current()
+    for _ in range(5):
+        monitor.report_request(stranger, failed=True)
+    assert monitor.current() is before
+
+
+async def test_cluster_drain_removes_it_from_every_service_and_undrain_restores(monitor):
+    """Draining a cluster publishes at once; a repeat reports no change; undrain restores."""
+    one = endpoint_of(monitor, "one.z.test", "10.0.0.1")
+    two = endpoint_of(monitor, "two.z.test", "10.0.0.1")
+    assert monitor.drain("a") is True
+    assert monitor.drain("a") is False
+    snapshot = monitor.current()
+    assert (snapshot.state(one), snapshot.state(two)) == ("drained", "drained")
+    assert monitor.undrain("a") is True
+    assert monitor.undrain("a") is False
+    assert monitor.current().state(one) == "up"
+
+
+async def test_service_drain_touches_only_that_service(monitor, clock):
+    """A per-service drain leaves the same cluster in other services, and survives new probes."""
+    assert monitor.drain("a", "one.z.test") is True
+    await clock.advance(3.0)
+    snapshot = monitor.current()
+    assert snapshot.state(endpoint_of(monitor, "one.z.test", "10.0.0.1")) == "drained"
+    assert snapshot.state(endpoint_of(monitor, "two.z.test", "10.0.0.1")) == "up"
+
+
+async def test_ready_only_after_the_first_round(topology, clock, prober):
+    """The monitor reports ready once its first probe round has been applied."""
+    monitor = Monitor(topology, prober.probe, clock=clock, sleep=clock.sleep)
+    assert not monitor.ready
+    await monitor.first_round()
+    assert monitor.ready

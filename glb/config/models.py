@@ -160,6 +160,13 @@ StatusRanges = Annotated[tuple[tuple[int, int], ...], BeforeValidator(parse_stat
 Port = Annotated[int, Field(ge=1, le=65535)]
 
 
+def check_token(token: SecretStr) -> SecretStr:
+    value = token.get_secret_value()
+    if len(value) < 16 or any(c.isspace() for c in value):
+        raise ValueError("an admin token needs at least 16 characters and no spaces")
+    return token
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -175,7 +182,7 @@ class HttpSettings(Strict):
 
 class AdminSettings(Strict):
     listen: Listen = ("127.0.0.1", 9100)
-    token: SecretStr | None = None
+    token: Annotated[SecretStr, AfterValidator(check_token)] | None = None
 
 
 class ProbesSettings(Strict):
@@ -186,6 +193,8 @@ class ProbesSettings(Strict):
 
 class LogSettings(Strict):
     level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["text", "json"] = "text"
+    query_sample: float = Field(default=0.0, ge=0.0, le=1.0)  # share of DNS queries logged
 
 
 class NameserverSettings(Strict):

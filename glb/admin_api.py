@@ -1,0 +1,441 @@
+"""The admin API: liveness and readiness, a JSON view of every service, and operator drains.
+
+    GET  /                                                  the live status page (HTML)
+    GET  /healthz                                           the process is alive
+    GET  /readyz                                            the first probe round has been applied
+    GET  /api/v1/services                                   every service, its endpoints and answer
+    GET  /api/v1/services/{name}                            one service (case and trailing dot free)
+    POST /api/v1/clusters/{cluster}/drain|undrain           a cluster, in every service
+    POST /api/v1/services/{name}/endpoints/{cluster}/drain|undrain   a cluster, in one service
+
+Every route is declared in `ROUTES`; later features (/metrics, the status page) add theirs there.
+Changing calls need `Authorization: Bearer <token>`; with no token configured they are refused.
+Every error, including aiohttp's own 404/405/413, is answered as
+`{"error": {"status": N, "message": "..."}}`, and no response may be cached.
+
+glb's state is reached only through the ports (`StateView`, `DrainControls`) handed in.
+Imports: glb.core and aiohttp only (plus the standard library).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import importlib.resources
+import json
+import logging
+import random
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Final
+
+from aiohttp import hdrs, web
+
+from glb.core.health import ProbeResult, TargetHealth
+from glb.core.model import Endpoint, PolicyName, Service, Topology
+from glb.core.policies import Decision, Query, decide
+from glb.core.ports import DrainControls, StateView
+from glb.core.snapshot import HealthSnapshot
+
+logger = logging.getLogger(__name__)
+
+Json = dict[str, object]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+MAX_BODY: Final = 64 * 1024  # bytes; a larger request body is answered 413
+MAX_REASON: Final = 200  # characters of the optional "reason" in a changing call's body
+CHANGES_DISABLED: Final = (
+    "changing calls are disabled: no admin token configured (set admin.token or GLB_ADMIN__TOKEN)"
+)
+_SAFE_METHODS: Final = frozenset({hdrs.METH_GET, hdrs.METH_HEAD})
+_PER_QUERY: Final = frozenset({PolicyName.WEIGHTED, PolicyName.ROUND_ROBIN})
+
+
+@dataclass(frozen=True, slots=True)
+class Admin:
+    """Everything the handlers need, stored on the app under `ADMIN`."""
+
+    state: StateView
+    drains: DrainControls
+    token: bytes | None  # None: changing calls are refused
+    clock: Callable[[], float]  # the monotonic clock the health times are taken with
+    wall_clock: Callable[[], float]  # seconds since the epoch, to report those times
+
+
+ADMIN: Final = web.AppKey("glb_admin", Admin)
+
+
+@dataclass(frozen=True, slots=True)
+class StatusPage:
+    """The status page's HTML and the Content-Security-Policy that allows only its own code."""
+
+    html: str
+    csp: str
+
+    @classmethod
+    def load(cls) -> StatusPage:
+        """Read glb/static/status.html from the installed package."""
+        html = (importlib.resources.files("glb") / "static" / "status.html").read_text("utf-8")
+        return cls(html, _page_csp(html))
+
+
+STATUS_PAGE: Final = web.AppKey("glb_status_page", StatusPage)
+
+
+def admin_app(
+    state: StateView,
+    drains: DrainControls,
+    *,
+    token: str | None,
+    clock: Callable[[], float] = time.monotonic,
+    wall_clock: Callable[[], float] = time.time,
+) -> web.Application:
+    """The admin API as an aiohttp application; `glb.app` serves it on `admin.listen`."""
+    app = web.Application(middlewares=[_errors, _authorize], client_max_size=MAX_BODY)
+    secret = token.encode() if token else None  # an empty token would match "Bearer "
+    app[ADMIN] = Admin(state, drains, secret, clock, wall_clock)
+    app[STATUS_PAGE] = StatusPage.load()
+    app.add_routes(ROUTES)
+    app.on_response_prepare.append(_no_store)
+    if secret is None:
+        app.on_startup.append(_warn_without_token)
+    return app
+
+
+# --- the status page ---------------------------------------------------------------------------
+
+
+async def status_page(request: web.Request) -> web.Response:
+    page = request.app[STATUS_PAGE]
+    headers = {"Content-Security-Policy": page.csp}
+    return web.Response(text=page.html, content_type="text/html", headers=headers)
+
+
+def _page_csp(html: str) -> str:
+    """Nothing but the page's own inline <script> and <style> (by hash) and same-origin fetches."""
+    scripts = _hashes(html, "script")
+    styles = _hashes(html, "style")
+    return (
+        f"default-src 'none'; script-src {scripts}; style-src {styles}; connect-src 'self'; "
+        "img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    )
+
+
+def _hashes(html: str, tag: str) -> str:
+    bodies = re.findall(rf"<{tag}>(.*?)</{tag}>", html, flags=re.DOTALL)
+    digests = (base64.b64encode(hashlib.sha256(b.encode()).digest()).decode() for b in bodies)
+    return " ".join(f"'sha256-{d}'" for d in digests) or "'none'"
+
+
+# --- liveness and readiness ---------------------------------------------------------------------
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    if request.app[ADMIN].state.ready:
+        return web.json_response({"ready": True})
+    reason = "the first probe round has not been applied yet"
+    return web.json_response({"ready": False, "reason": reason}, status=503)
+
+
+# --- services ------------------------------------------------------------------------------------
+
+
+async def list_services(request: web.Request) -> web.Response:
+    view = _View.now(request.app[ADMIN])
+    return web.json_response({"services": [view.service(s) for s in view.topology.services]})
+
+
+async def get_service(request: web.Request) -> web.Response:
+    view = _View.now(request.app[ADMIN])
+    service = _find_service(view.topology, request.match_info["name"])
+    return web.json_response(view.service(service))
+
+
+@dataclass(frozen=True, slots=True)
+class _View:
+    """Builds the JSON of services against one snapshot and one reading of both clocks."""
+
+    topology: Topology
+    snapshot: HealthSnapshot
+    mono_now: float
+    wall_now: float
+
+    @classmethod
+    def now(cls, admin: Admin) -> _View:
+        state = admin.state
+        return cls(state.topology, state.current(), admin.clock(), admin.wall_clock())
+
+    def service(self, service: Service) -> Json:
+        return {
+            "name": service.name,
+            "zone": service.zone,
+            "aliases": list(service.aliases),
+            "policy": str(service.policy),
+            "ttl": service.ttl,
+            "max_answers": service.max_answers,
+            "when_all_down": str(service.when_all_down),
+            "port": service.port,
+            "endpoints": [self.endpoint(e) for e in service.endpoints],
+            "answer": self.answer(service),
+        }
+
+    def endpoint(self, endpoint: Endpoint) -> Json:
+        health = self.snapshot.health(endpoint.target)
+        return {
+            "cluster": endpoint.cluster,
+            "region": self._region(endpoint.cluster),
+            "address": endpoint.address,
+            "family": endpoint.family,
+            "weight": endpoint.weight,
+            "priority": endpoint.priority,
+            "state": str(self.snapshot.state(endpoint)),
+            "drained": self.snapshot.is_drained(endpoint),
+            "ejected": health.ejected,
+            "eligible": self.snapshot.is_eligible(endpoint),
+            "latency_ms": _ms(health.latency),
+            "last_result": self._result(health.last_result),
+            "last_failure": self._result(health.last_failure),
+            "last_change": self._change(health),
+            "probe": endpoint.target.describe(),
+        }
+
+    def answer(self, service: Service) -> Json:
+        """What DNS would answer now; one draw (seeded) for policies that vary per query."""
+        v4 = decide(service, self.snapshot, Query(family=4), random.Random(0))
+        v6 = decide(service, self.snapshot, Query(family=6), random.Random(0))
+        return {
+            "A": _addresses(v4),
+            "AAAA": _addresses(v6),
+            "failed_open": v4.failed_open or v6.failed_open,
+            "servfail": v4.servfail or v6.servfail,
+            "varies_per_query": service.policy in _PER_QUERY,
+        }
+
+    def _region(self, cluster: str) -> str | None:
+        return next((c.region for c in self.topology.clusters if c.name == cluster), None)
+
+    def _result(self, result: ProbeResult | None) -> Json | None:
+        if result is None:
+            return None
+        return {
+            "outcome": str(result.outcome),
+            "detail": result.reason(),
+            "rtt_ms": _ms(result.rtt),
+            **self._when(result.at),
+        }
+
+    def _change(self, health: TargetHealth) -> Json | None:
+        if health.last_change is None:
+            return None
+        return {**self._when(health.last_change), "reason": health.reason}
+
+    def _when(self, monotonic: float) -> Json:
+        """A monotonic-clock time as an ISO-8601 UTC timestamp and an age in seconds."""
+        ago = max(0.0, self.mono_now - monotonic)
+        at = datetime.fromtimestamp(self.wall_now - ago, tz=UTC)
+        iso = at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return {"at": iso, "seconds_ago": round(ago, 3)}
+
+
+def _addresses(decision: Decision) -> list[str]:
+    return [e.address for e in decision.answer]
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 3)
+
+
+def _find_service(topology: Topology, name: str) -> Service:
+    """By name or alias, case-insensitively, a trailing dot ignored; 404 when there is none."""
+    wanted = name.lower().removesuffix(".")
+    for service in topology.services:
+        if wanted == service.name or wanted in service.aliases:
+            return service
+    known = _listing([s.name for s in topology.services])
+    raise web.HTTPNotFound(text=f"unknown service {name!r} (known: {known})")
+
+
+def _listing(names: list[str], most: int = 10) -> str:
+    """Names for an error message, at most `most` of them."""
+    shown = ", ".join(names[:most]) or "none"
+    return shown if len(names) <= most else f"{shown} and {len(names) - most} more"
+
+
+# --- drains --------------------------------------------------------------------------------------
+
+
+def _drain_handler(*, drained: bool, per_service: bool) -> Handler:
+    """A POST handler that drains (or undrains) a cluster everywhere or in one service."""
+
+    async def handle(request: web.Request) -> web.Response:
+        admin = request.app[ADMIN]
+        reason = await _reason(request)
+        cluster, service = _drain_scope(admin.state.topology, request, per_service=per_service)
+        control = admin.drains.drain if drained else admin.drains.undrain
+        changed = control(cluster, service)
+        action = ("drain" if drained else "undrain") + ("" if changed else " (no change)")
+        _log_drain(request, action, f"{cluster} in {service or 'every service'}", reason)
+        return web.json_response(_drain_result(admin, cluster, service, drained, changed))
+
+    return handle
+
+
+def _drain_scope(
+    topology: Topology, request: web.Request, *, per_service: bool
+) -> tuple[str, str | None]:
+    """The (cluster, service or None) a drain call names; 404 when either is unknown."""
+    cluster = request.match_info["cluster"]
+    known = [c.name for c in topology.clusters]
+    if cluster not in known:
+        raise web.HTTPNotFound(text=f"unknown cluster {cluster!r} (known: {_listing(known)})")
+    if not per_service:
+        return cluster, None
+    service = _find_service(topology, request.match_info["name"])
+    backends = list(dict.fromkeys(e.cluster for e in service.endpoints))
+    if cluster not in backends:
+        message = f"cluster {cluster!r} is not a backend of service {service.name!r}"
+        raise web.HTTPNotFound(text=f"{message} (backends: {_listing(backends)})")
+    return cluster, service.name
+
+
+def _drain_result(
+    admin: Admin, cluster: str, service: str | None, drained: bool, changed: bool
+) -> Json:
+    """`drained` is the state now in force: an undrained endpoint of a drained cluster stays out."""
+    still = service is not None and cluster in admin.state.current().drained_clusters
+    note = f"cluster {cluster!r} is drained for every service" if still else None
+    return {
+        "cluster": cluster,
+        "service": service,
+        "drained": drained or still,
+        "changed": changed,
+        "note": note,
+    }
+
+
+def _log_drain(request: web.Request, action: str, scope: str, reason: str | None) -> None:
+    logger.info("admin API: %s %s from %s; reason: %r", action, scope, request.remote, reason)
+
+
+async def _reason(request: web.Request) -> str | None:
+    """The optional JSON object body of a changing call: {"reason": "..."} at most; 400 if bad."""
+    raw = await request.read()  # over client_max_size: 413
+    if not raw.strip():
+        return None
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError) as exc:  # bad JSON, bad UTF-8, or nested too deep
+        raise web.HTTPBadRequest(text=f"the request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(text="the request body must be a JSON object")
+    unknown = sorted(set(body) - {"reason"})
+    if unknown:
+        raise web.HTTPBadRequest(text=f"unknown key(s) in the request body: {', '.join(unknown)}")
+    reason = body.get("reason")
+    if reason is not None and (not isinstance(reason, str) or len(reason) > MAX_REASON):
+        raise web.HTTPBadRequest(text=f'"reason" must be a string of at most {MAX_REASON} chars')
+    return reason
+
+
+# --- cross-cutting: errors, authorization, headers --------------------------------------------
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every error as JSON: HTTP errors with their status, anything unexpected as a logged 500."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return _error(exc.status, _message(request, exc), _kept_headers(exc))
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        logger.exception("admin API: %s %s failed", request.method, request.path)
+        return _error(500, "internal error; the glb log has the details")
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    body = {"error": {"status": status, "message": message}}
+    return web.json_response(body, status=status, headers=headers)
+
+
+def _message(request: web.Request, exc: web.HTTPException) -> str:
+    """The text given when raised, else a sentence about the request aiohttp refused."""
+    if exc.text and exc.text != f"{exc.status}: {exc.reason}":
+        return exc.text
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        return f"method {request.method} is not allowed on {request.path} (allowed: {allowed})"
+    if exc.status == 404:
+        return f"no such route: {request.method} {request.path}"
+    return exc.reason
+
+
+def _kept_headers(exc: web.HTTPException) -> dict[str, str]:
+    """The headers of an HTTP error worth keeping (Allow, WWW-Authenticate...), not its body's."""
+    dropped = {hdrs.CONTENT_TYPE, hdrs.CONTENT_LENGTH}
+    return {k: v for k, v in exc.headers.items() if k not in dropped}
+
+
+@web.middleware
+async def _authorize(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Changing calls need the bearer token; unknown routes and methods fall through to 404/405."""
+    changing = request.method not in _SAFE_METHODS
+    if changing and request.match_info.http_exception is None:
+        _check_token(request, request.app[ADMIN].token)
+    return await handler(request)
+
+
+def _check_token(request: web.Request, token: bytes | None) -> None:
+    if token is None:
+        raise web.HTTPForbidden(text=CHANGES_DISABLED)
+    scheme, _, given = request.headers.get(hdrs.AUTHORIZATION, "").partition(" ")
+    if scheme.lower() != "bearer" or not given.strip():
+        challenge = 'Bearer realm="glb-admin"'
+        raise web.HTTPUnauthorized(
+            text="this call needs an Authorization: Bearer <token> header",
+            headers={hdrs.WWW_AUTHENTICATE: challenge},
+        )
+    if not hmac.compare_digest(given.strip().encode("utf-8", "surrogateescape"), token):
+        challenge = 'Bearer realm="glb-admin", error="invalid_token"'
+        raise web.HTTPUnauthorized(
+            text="the bearer token is not valid", headers={hdrs.WWW_AUTHENTICATE: challenge}
+        )
+
+
+async def _no_store(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers[hdrs.CACHE_CONTROL] = "no-store"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+
+
+async def _warn_without_token(app: web.Application) -> None:
+    logger.warning("admin API: %s", CHANGES_DISABLED)
+
+
+# --- the route table -----------------------------------------------------------------------------
+
+_CLUSTER: Final = "/api/v1/clusters/{cluster}"
+_ENDPOINT: Final = "/api/v1/services/{name}/endpoints/{cluster}"
+
+ROUTES: Final[tuple[web.RouteDef, ...]] = (
+    web.get("/", status_page),
+    web.get("/healthz", healthz),
+    web.get("/readyz", readyz),
+    web.get("/api/v1/services", list_services),
+    web.get("/api/v1/services/{name}", get_service),
+    web.post(f"{_CLUSTER}/drain", _drain_handler(drained=True, per_service=False)),
+    web.post(f"{_CLUSTER}/undrain", _drain_handler(drained=False, per_service=False)),
+    web.post(f"{_ENDPOINT}/drain", _drain_handler(drained=True, per_service=True)),
+    web.post(f"{_ENDPOINT}/undrain", _drain_handler(drained=False, per_service=True)),
+)

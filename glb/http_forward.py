@@ -1,0 +1,254 @@
+"""Forwarding one plain HTTP request: attempts over the ranked endpoints, body replay, passive
+health reports, and streaming the response back.
+
+Retry rule: after an attempt that produced no response, the next endpoint in ranked order is
+tried if the body can still be sent again (no body, a buffered one, or a streamed one of which
+nothing was read) and either the request never reached the upstream (connect failure) or the
+method is idempotent. A timeout after the request was sent is never retried (504). Bodies up to
+`REPLAY_LIMIT` bytes with a Content-Length are buffered so they can be replayed; larger or
+chunked ones stream straight through.
+
+Timeouts: `connect_timeout` bounds the TCP and TLS handshakes, `first_byte_timeout` runs from the
+end of the request to the response's headers (aiohttp's `sock_read`), `idle_timeout` is the
+longest silence while streaming either body.
+
+Imports: glb.core, glb.http_headers, glb.http_upstream and aiohttp only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Final
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict
+
+from glb.core.model import Endpoint
+from glb.core.ports import PassiveHealth
+from glb.http_headers import downstream_headers, upstream_headers
+from glb.http_upstream import (
+    Failure,
+    Route,
+    classify,
+    failure_response,
+    may_retry,
+    text_response,
+)
+
+logger = logging.getLogger(__name__)
+
+REPLAY_LIMIT: Final = 64 * 1024  # request bodies up to this size are buffered for retries
+
+
+class RequestBody:
+    """The client's request body as each attempt sends it, and whether it can be sent again."""
+
+    def __init__(self, content: aiohttp.StreamReader | None, buffered: bytes | None) -> None:
+        self.content = content  # streamed straight through, when not buffered
+        self.buffered = buffered
+        self.touched = False  # a byte of the streamed body was read: it cannot be replayed
+        self.client_error: BaseException | None = None
+
+    @classmethod
+    async def receive(cls, request: web.Request, idle: float) -> RequestBody:
+        """Buffer a small body with a known length; leave any other to be streamed. A failure to
+        read the client's body is recorded in `client_error`."""
+        body = cls(None, None)
+        length = request.content_length
+        if not request.body_exists:
+            return body
+        if length is None or length > REPLAY_LIMIT:
+            body.content = request.content
+            return body
+        try:
+            async with asyncio.timeout(idle):
+                body.buffered = await request.content.readexactly(length)
+        except (OSError, asyncio.IncompleteReadError, aiohttp.ClientError) as exc:
+            body.client_error = exc
+        return body
+
+    def client_failure(self) -> BaseException | None:
+        """Why reading the client's body failed, if it did (not the upstream's fault)."""
+        return self.client_error
+
+    @property
+    def replayable(self) -> bool:
+        return not self.touched and self.client_error is None
+
+    def payload(self, deadline: asyncio.Timeout, idle: float) -> bytes | _Upload | None:
+        if self.content is None:
+            return self.buffered
+        return _Upload(self, self.content, deadline, idle)
+
+
+class _Upload:
+    """One attempt's view of a streamed body. While it waits on the client, the client's reads
+    are bounded by `idle`; while a chunk is being written upstream, the attempt's deadline is."""
+
+    def __init__(
+        self,
+        body: RequestBody,
+        content: aiohttp.StreamReader,
+        deadline: asyncio.Timeout,
+        idle: float,
+    ) -> None:
+        self._body, self._content = body, content
+        self._deadline, self._idle = deadline, idle
+        self.live = True  # False once the attempt's deadline has been left
+
+    def __aiter__(self) -> _Upload:
+        return self
+
+    async def __anext__(self) -> bytes:
+        self._reschedule(None)
+        try:
+            async with asyncio.timeout(self._idle):
+                chunk = await self._content.readany()
+        except Exception as exc:
+            self._body.client_error = exc
+            raise
+        if not chunk:
+            raise StopAsyncIteration  # from here on aiohttp's first-byte timeout runs
+        self._body.touched = True
+        self._reschedule(self._idle)
+        return chunk
+
+    def _reschedule(self, seconds: float | None) -> None:
+        if self.live:
+            when = None if seconds is None else asyncio.get_running_loop().time() + seconds
+            self._deadline.reschedule(when)
+
+
+class Forwarder:
+    """Forwards plain HTTP requests over one shared `aiohttp.ClientSession`."""
+
+    def __init__(self, session: aiohttp.ClientSession, passive: PassiveHealth) -> None:
+        self._session = session
+        self._passive = passive
+
+    async def forward(
+        self,
+        request: web.Request,
+        route: Route,
+        ranked: Sequence[Endpoint],
+        *,
+        client_host: str,
+        path_qs: str,
+        cluster_header: bool,
+    ) -> web.StreamResponse:
+        """Try `ranked` in order (within the retry budget); relay the first response."""
+        proxy = route.service.proxy
+        body = await RequestBody.receive(request, proxy.idle_timeout)
+        if (error := body.client_failure()) is not None:
+            return _client_failed(error)
+        headers = upstream_headers(
+            request.headers,
+            client_ip=request.remote or "",
+            client_host=client_host,
+            upstream_host=proxy.upstream_host,
+            version=_version(request.version),
+        )
+        failure: Failure | None = None
+        for endpoint in ranked[: proxy.retries + 1]:
+            if failure is not None and not may_retry(
+                failure, request.method, replayable=body.replayable
+            ):
+                break
+            try:
+                upstream = await self._attempt(request, route, endpoint, body, headers, path_qs)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                if (error := body.client_failure()) is not None:
+                    return _client_failed(error)
+                failure = classify(exc, route, endpoint)
+                self._passive.report_request(endpoint, failed=True, detail=failure.detail)
+                continue
+            async with upstream:
+                self._report_answer(route, endpoint, upstream.status)
+                cluster = endpoint.cluster if cluster_header else None
+                return await relay(request, upstream, cluster, proxy.idle_timeout)
+        assert failure is not None  # noqa: S101 (ranked is never empty here)
+        return failure_response(failure)
+
+    async def _attempt(
+        self,
+        request: web.Request,
+        route: Route,
+        endpoint: Endpoint,
+        body: RequestBody,
+        headers: CIMultiDict[str],
+        path_qs: str,
+    ) -> aiohttp.ClientResponse:
+        """One request to `endpoint`, up to its response's headers."""
+        async with asyncio.timeout(None) as deadline:  # moved only by a streamed upload
+            data = body.payload(deadline, route.service.proxy.idle_timeout)
+            try:
+                return await self._session.request(
+                    request.method,
+                    route.url(endpoint, path_qs),
+                    headers=headers,
+                    data=data,
+                    allow_redirects=False,
+                    ssl=route.ssl,
+                    server_hostname=route.server_hostname,
+                    timeout=route.timeout,
+                )
+            finally:
+                if isinstance(data, _Upload):
+                    data.live = False
+
+    def _report_answer(self, route: Route, endpoint: Endpoint, status: int) -> None:
+        failed = status >= 500 and route.service.proxy.eject_on_5xx
+        self._passive.report_request(endpoint, failed=failed, detail=f"status {status}")
+
+
+async def relay(
+    request: web.Request, upstream: aiohttp.ClientResponse, cluster: str | None, idle: float
+) -> web.StreamResponse:
+    """Stream `upstream`'s response to the client. Once the status line is out, a failure can
+    only be signalled by cutting the client's connection, which is what happens."""
+    _read_idle(upstream, idle)
+    headers = downstream_headers(
+        upstream.headers, version=_version(upstream.version), cluster=cluster
+    )
+    response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=headers)
+    try:
+        await response.prepare(request)
+        async for chunk in upstream.content.iter_any():
+            await response.write(chunk)
+        await response.write_eof()
+    except Exception as exc:
+        _cut(request, exc)
+    return response
+
+
+def _read_idle(upstream: aiohttp.ClientResponse, idle: float) -> None:
+    """From the headers on, the upstream's silence is bounded by `idle` (not first-byte)."""
+    connection = upstream.connection
+    if connection is not None and connection.protocol is not None:
+        connection.protocol.read_timeout = idle
+
+
+def _cut(request: web.Request, exc: Exception) -> None:
+    if isinstance(exc, aiohttp.ClientError | ConnectionError | TimeoutError):
+        logger.debug("response to %s %s cut: %r", request.method, request.path, exc)
+    else:
+        logger.error("response to %s %s cut", request.method, request.path, exc_info=exc)
+    if request.transport is not None:
+        request.transport.abort()
+
+
+def _client_failed(exc: BaseException) -> web.Response:
+    if isinstance(exc, TimeoutError):
+        return text_response(408, "glb: the request body stalled")
+    return text_response(400, f"glb: could not read the request body: {_client_detail(exc)}")
+
+
+def _client_detail(exc: BaseException) -> str:
+    return "timed out" if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__
+
+
+def _version(version: aiohttp.HttpVersion | None) -> str:
+    return "1.1" if version is None else f"{version.major}.{version.minor}"

@@ -1,0 +1,209 @@
+"""Prometheus metrics: every metric glb exports is defined here, read at scrape time.
+
+The hot paths count into `glb.core.stats.Stats` (plain integers); health comes from the current
+snapshot. A custom collector turns both into metric families when Prometheus scrapes, so a DNS
+query never pays for a prometheus-client call. Each running glb has its own CollectorRegistry
+(never the global one), with the client's process, platform and GC collectors added.
+
+Metric names and labels are a contract (dashboards and alert rules use them): see README.md.
+
+Imports: glb.core, prometheus_client, aiohttp (through prometheus_client.aiohttp).
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
+from prometheus_client.aiohttp import make_aiohttp_handler
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from glb import __version__
+from glb.core.ports import StateView
+from glb.core.snapshot import EndpointState
+from glb.core.stats import Histogram, Stats
+
+ENDPOINT = ["service", "cluster", "address"]
+PROBE = ["cluster", "address", "port", "type"]
+
+
+class GlbCollector(Collector):
+    """Reads Stats and the current snapshot at scrape time."""
+
+    def __init__(self, stats: Stats, state: StateView) -> None:
+        self._stats = stats
+        self._state = state
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._endpoints()
+        yield from self._probes()
+        yield from self._dns()
+        yield from self._proxy()
+        yield from self._config()
+
+    def _endpoints(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily(
+            "glb_endpoint_up", "1 if the endpoint is up and in rotation, else 0", labels=ENDPOINT
+        )
+        state = GaugeMetricFamily(
+            "glb_endpoint_state",
+            "1 for the endpoint's current state (up, down, unknown, drained, ejected)",
+            labels=[*ENDPOINT, "state"],
+        )
+        latency = GaugeMetricFamily(
+            "glb_endpoint_latency_seconds",
+            "EWMA of the endpoint's successful probe round trips",
+            labels=ENDPOINT,
+        )
+        snapshot = self._state.current()
+        for service in self._state.topology.services:
+            for endpoint in service.endpoints:
+                labels = [service.name, endpoint.cluster, endpoint.address]
+                current = snapshot.state(endpoint)
+                up.add_metric(labels, 1.0 if current is EndpointState.UP else 0.0)
+                for each in EndpointState:
+                    state.add_metric([*labels, each.value], 1.0 if each is current else 0.0)
+                if (seconds := snapshot.latency(endpoint)) is not None:
+                    latency.add_metric(labels, seconds)
+        transitions = CounterMetricFamily(
+            "glb_endpoint_transitions",
+            "Endpoint state changes, by the state changed to",
+            labels=[*ENDPOINT, "to"],
+        )
+        for key, count in sorted(self._stats.transitions.items()):
+            transitions.add_metric(list(key), count)
+        yield from (up, state, latency, transitions)
+
+    def _probes(self) -> Iterator[Metric]:
+        durations = HistogramMetricFamily(
+            "glb_probe_duration_seconds", "Probe round trips, successful or not", labels=PROBE
+        )
+        for key, histogram in sorted(self._stats.probe_durations.items()):
+            _add_histogram(durations, [str(part) for part in key], histogram)
+        results = CounterMetricFamily(
+            "glb_probe_results", "Probe results by outcome", labels=[*PROBE, "result"]
+        )
+        for result_key, count in sorted(self._stats.probe_results.items()):
+            results.add_metric([str(part) for part in result_key], count)
+        yield from (durations, results)
+
+    def _dns(self) -> Iterator[Metric]:
+        stats = self._stats
+        yield _counter(
+            "glb_dns_queries",
+            "DNS queries answered, by transport, query type and response code",
+            ["transport", "qtype", "rcode"],
+            stats.dns_queries.items(),
+        )
+        yield _counter(
+            "glb_dns_answers",
+            "Addresses handed out in DNS answers, by service and cluster",
+            ["service", "cluster"],
+            stats.dns_answers.items(),
+        )
+        yield CounterMetricFamily(
+            "glb_dns_truncated", "UDP answers sent truncated (TC)", value=stats.dns_truncated
+        )
+        yield CounterMetricFamily(
+            "glb_dns_malformed", "DNS messages that could not be parsed", value=stats.dns_malformed
+        )
+
+    def _proxy(self) -> Iterator[Metric]:
+        stats = self._stats
+        yield _counter(
+            "glb_proxy_requests",
+            "Proxied requests by service, serving cluster and status code",
+            ["service", "cluster", "code"],
+            stats.proxy_requests.items(),
+        )
+        durations = HistogramMetricFamily(
+            "glb_proxy_request_duration_seconds",
+            "Proxied request durations, to the end of the response",
+            labels=["service"],
+        )
+        for service, histogram in sorted(stats.proxy_durations.items()):
+            _add_histogram(durations, [service], histogram)
+        yield durations
+        yield _counter(
+            "glb_proxy_retries",
+            "Attempts on a further endpoint after a failed one",
+            ["service"],
+            [((k,), v) for k, v in stats.proxy_retries.items()],
+        )
+        yield _counter(
+            "glb_proxy_ejections",
+            "Endpoints ejected by failed proxied requests",
+            ["service", "cluster"],
+            stats.proxy_ejections.items(),
+        )
+        active = GaugeMetricFamily(
+            "glb_proxy_active_requests", "Requests being proxied now", labels=["service"]
+        )
+        for service, count in sorted(stats.proxy_active.items()):
+            active.add_metric([service], count)
+        yield active
+
+    def _config(self) -> Iterator[Metric]:
+        stats, topology = self._stats, self._state.topology
+        yield _counter(
+            "glb_config_reloads",
+            "Configuration reloads by result",
+            ["result"],
+            (((result,), stats.reloads[result]) for result in ("success", "error")),
+        )
+        if stats.last_reload_success is not None:
+            yield GaugeMetricFamily(
+                "glb_config_last_reload_success_timestamp_seconds",
+                "When the configuration was last loaded successfully (unix time)",
+                value=stats.last_reload_success,
+            )
+        yield GaugeMetricFamily("glb_services", "Configured services", value=len(topology.services))
+        yield GaugeMetricFamily("glb_clusters", "Configured clusters", value=len(topology.clusters))
+        info = GaugeMetricFamily(
+            "glb_build_info", "glb's version and Python's", labels=["version", "python"]
+        )
+        info.add_metric([__version__, platform.python_version()], 1.0)
+        yield info
+
+
+def _counter(
+    name: str,
+    documentation: str,
+    labels: list[str],
+    items: Iterable[tuple[tuple[str, ...], int]],
+) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, documentation, labels=labels)
+    for key, count in sorted(items):
+        family.add_metric(list(key), count)
+    return family
+
+
+def _add_histogram(family: HistogramMetricFamily, labels: list[str], histogram: Histogram) -> None:
+    family.add_metric(labels, histogram.cumulative(), histogram.sum)
+
+
+def metrics_registry(stats: Stats, state: StateView) -> CollectorRegistry:
+    """A registry of glb's own metrics plus the client's process, platform and GC metrics."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(GlbCollector(stats, state))
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    return registry
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def metrics_handler(registry: CollectorRegistry) -> Handler:
+    """The aiohttp handler serving `registry` in the Prometheus text format."""
+    handler: Handler = make_aiohttp_handler(registry)
+    return handler

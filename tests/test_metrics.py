@@ -1,0 +1,352 @@
+"""/metrics end to end: glb started with `running()` in front of real backend processes, scraped
+while probes run, clusters die or are drained and DNS queries arrive. The exposition is parsed
+with prometheus_client and linted with `promtool check metrics`.
+
+Also home of the helpers tests/test_prometheus.py shares: the config, the scrape, `needs()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import shutil
+import socket
+import string
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import dns.asyncquery
+import dns.flags
+import dns.message
+import dns.rcode
+import dns.rdatatype
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
+
+from glb import __version__
+from glb.app import Running, running
+from glb.config import load_settings
+from glb.core.model import Endpoint
+from glb.core.snapshot import EndpointState
+from glb.core.stats import QTYPES
+from tests.clusters import ClusterProcess, address_block, start_clusters
+
+SERVICE = "app.glb.test"
+WIDE = "wide.glb.test"  # many addresses that refuse: fails open with an answer too big for UDP
+WIDE_ADDRESSES = 40  # 40 A records > 512 bytes
+RCODES = {"NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "BADVERS", "other"}
+
+
+def needs(binary: str) -> str:
+    """The path of a Prometheus binary; skip without it locally, fail on CI where it must be."""
+    path = shutil.which(binary)
+    if path is None:
+        reason = f"{binary} not found: apt-get install -y prometheus"
+        if os.environ.get("CI", "").lower() in ("true", "1"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return path
+
+
+def write_config(tmp_path: Path, clusters: list[ClusterProcess], port: int) -> Path:
+    """glb on loopback port 0 with SERVICE on `clusters` (failover) and WIDE on dead addresses."""
+    wide = ", ".join(address_block(WIDE_ADDRESSES))
+    lines = [
+        "dns: {listen: '127.0.0.1:0'}",
+        "http: {listen: '127.0.0.1:0'}",
+        "admin: {listen: '127.0.0.1:0'}",
+        "zones:",
+        "  - name: glb.test",
+        "    nameservers: [{name: ns1.glb.test, address: 127.0.0.1}]",
+        "clusters:",
+        *(f"  - {{name: {c.name}, addresses: [{c.address}]}}" for c in clusters),
+        f"  - {{name: wide, addresses: [{wide}]}}",
+        "services:",
+        f"  - name: {SERVICE}",
+        f"    port: {port}",
+        "    policy: failover",
+        "    probe: {type: http, path: /healthz}",
+        "    backends:",
+        *(f"      - {{cluster: {c.name}, priority: {i + 1}}}" for i, c in enumerate(clusters)),
+        f"  - name: {WIDE}",
+        f"    port: {port}",
+        "    max_answers: 64",
+        "    probe: {type: tcp}",
+        "    backends: [{cluster: wide}]",
+    ]
+    path = tmp_path / "glb.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+class Scrape:
+    """One parsed exposition; samples are looked up by name and a subset of their labels."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.families = list(text_string_to_metric_families(text))
+        self.samples = [sample for family in self.families for sample in family.samples]
+
+    def find(self, name: str, **labels: str) -> list[Sample]:
+        return [s for s in self.samples if s.name == name and labels.items() <= s.labels.items()]
+
+    def value(self, name: str, **labels: str) -> float:
+        """The value of the one sample that matches."""
+        found = self.find(name, **labels)
+        assert len(found) == 1, (name, labels, found)
+        return found[0].value
+
+    def total(self, name: str, **labels: str) -> float:
+        """The sum over every matching sample (0 when none: a counter not yet counted)."""
+        return sum(sample.value for sample in self.find(name, **labels))
+
+
+async def scrape_text(admin_url: str) -> str:
+    async with (
+        asyncio.timeout(5),
+        aiohttp.ClientSession() as session,
+        session.get(f"{admin_url}/metrics") as response,
+    ):
+        assert response.status == 200
+        assert response.content_type == "text/plain"
+        return await response.text()
+
+
+async def scrape(glb: Running) -> Scrape:
+    return Scrape(await scrape_text(glb.admin_url))
+
+
+async def query(
+    glb: Running, name: str, rdtype: str | dns.rdatatype.RdataType = "A", *, tcp: bool = False
+) -> dns.message.Message:
+    host, port = glb.dns_addr
+    request = dns.message.make_query(name, rdtype)
+    if tcp:
+        return await dns.asyncquery.tcp(request, host, port=port, timeout=2)
+    return await dns.asyncquery.udp(request, host, port=port, timeout=2)
+
+
+async def send_raw(glb: Running, datagram: bytes) -> dns.message.Message:
+    """Send one raw UDP datagram and parse the reply."""
+    loop = asyncio.get_running_loop()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.setblocking(False)
+        sock.connect(glb.dns_addr)
+        await loop.sock_sendall(sock, datagram)
+        async with asyncio.timeout(5):
+            return dns.message.from_wire(await loop.sock_recv(sock, 512))
+
+
+def endpoint(glb: Running, service: str, cluster: str) -> Endpoint:
+    (configured,) = (s for s in glb.topology.services if s.name == service)
+    (found,) = (e for e in configured.endpoints if e.cluster == cluster)
+    return found
+
+
+async def run(*command: str, stdin: str = "") -> tuple[int, str]:
+    """Run a command to completion (20 s at most); its exit status and stdout + stderr."""
+    process = await asyncio.create_subprocess_exec(
+        *command,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        async with asyncio.timeout(20):
+            output, _ = await process.communicate(stdin.encode())
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode is not None
+    return process.returncode, output.decode()
+
+
+async def wait_state(glb: Running, cluster: str, state: EndpointState) -> None:
+    target = endpoint(glb, SERVICE, cluster)
+    async with asyncio.timeout(5):
+        await glb.monitor.wait_for(lambda snapshot: snapshot.state(target) is state)
+
+
+@pytest.fixture
+async def clusters() -> AsyncIterator[list[ClusterProcess]]:
+    started = await start_clusters(["eu-west", "us-east"])
+    yield started
+    await asyncio.gather(*(c.stop() for c in started))
+
+
+@pytest.fixture
+async def glb(tmp_path: Path, clusters: list[ClusterProcess]) -> AsyncIterator[Running]:
+    """glb in front of `clusters`, once both are up (a slow first probe may leave one unknown)."""
+    async with running(load_settings(write_config(tmp_path, clusters, clusters[0].port))) as glb:
+        for cluster in clusters:
+            await wait_state(glb, cluster.name, EndpointState.UP)
+        yield glb
+
+
+async def test_killed_cluster_goes_from_up_to_down(glb, clusters):
+    """Killing a cluster turns its up gauge 0, its state "down", and counts the transition."""
+    eu = {"service": SERVICE, "cluster": "eu-west"}
+    before = await scrape(glb)
+    assert before.value("glb_endpoint_up", **eu) == 1
+    assert before.value("glb_endpoint_state", **eu, state="up") == 1
+    assert before.total("glb_endpoint_transitions_total", **eu, to="down") == 0
+    assert before.total("glb_probe_results_total", cluster="eu-west", result="refused") == 0
+    await clusters[0].kill()
+    await wait_state(glb, "eu-west", EndpointState.DOWN)
+    after = await scrape(glb)
+    assert after.value("glb_endpoint_up", **eu) == 0
+    states = {s.labels["state"]: s.value for s in after.find("glb_endpoint_state", **eu)}
+    assert states == {"up": 0, "down": 1, "unknown": 0, "drained": 0, "ejected": 0}
+    assert after.value("glb_endpoint_transitions_total", **eu, to="down") == 1
+    results = {
+        s.labels["result"]: s.value
+        for s in after.find("glb_probe_results_total", cluster="eu-west")
+    }
+    assert results["refused"] >= 1  # a probe in flight at the kill may fail otherwise (reset)
+    assert sum(results.values()) - results["success"] >= 2  # fall: 2
+    assert after.value("glb_endpoint_up", service=SERVICE, cluster="us-east") == 1
+
+
+async def test_latency_is_exported_for_up_endpoints(glb):
+    """Every up endpoint has a positive EWMA probe latency, in seconds."""
+    scraped = await scrape(glb)
+    for cluster in ("eu-west", "us-east"):
+        latency = scraped.value("glb_endpoint_latency_seconds", service=SERVICE, cluster=cluster)
+        assert 0 < latency < 1
+
+
+async def test_probe_histogram_is_consistent_and_grows(glb):
+    """Probe histograms are cumulative, their count equals the results counted, and they grow."""
+    first = await scrape(glb)
+    version = glb.monitor.current().version
+    async with asyncio.timeout(5):  # any new snapshot means another probe result was applied
+        await glb.monitor.wait_for(lambda snapshot: snapshot.version > version)
+    second = await scrape(glb)
+    counts = {
+        cluster: [
+            s.find("glb_probe_duration_seconds_count", cluster=cluster) for s in (first, second)
+        ]
+        for cluster in ("eu-west", "us-east", "wide")
+    }
+    assert all(len(before) == len(after) > 0 for before, after in counts.values())
+    assert sum(s.value for s in second.find("glb_probe_duration_seconds_count")) > sum(
+        s.value for s in first.find("glb_probe_duration_seconds_count")
+    )
+    for series in second.find("glb_probe_duration_seconds_count"):
+        assert_histogram(second, series.labels)
+
+
+def assert_histogram(scraped: Scrape, labels: dict[str, str]) -> None:
+    buckets = scraped.find("glb_probe_duration_seconds_bucket", **labels)
+    bounds = [float(b.labels["le"]) for b in buckets]
+    values = [b.value for b in buckets]
+    assert bounds == sorted(bounds)
+    assert bounds[-1] == float("inf")
+    assert values == sorted(values)  # cumulative
+    count = scraped.value("glb_probe_duration_seconds_count", **labels)
+    assert values[-1] == count
+    assert count == scraped.total("glb_probe_results_total", **labels)
+    assert 0 < scraped.value("glb_probe_duration_seconds_sum", **labels) < count * 2
+
+
+async def test_dns_queries_are_counted_by_transport_qtype_and_rcode(glb, clusters):
+    """Each query is counted once under its transport, qtype and rcode; TC and FORMERR too."""
+    assert (await query(glb, SERVICE)).rcode() == dns.rcode.NOERROR
+    assert (await query(glb, "nosuch.glb.test")).rcode() == dns.rcode.NXDOMAIN
+    assert (await query(glb, SERVICE, "AAAA", tcp=True)).rcode() == dns.rcode.NOERROR
+    formerr = await send_raw(glb, b"\xbe\xef\x01\x00\x00\x00" + b"\x00" * 6)  # no question
+    assert formerr.rcode() == dns.rcode.FORMERR
+    assert (await query(glb, WIDE)).flags & dns.flags.TC
+    full = await query(glb, WIDE, tcp=True)
+    assert sum(len(rrset) for rrset in full.answer) == WIDE_ADDRESSES
+    scraped = await scrape(glb)
+    counted = {
+        tuple(s.labels[k] for k in ("transport", "qtype", "rcode")): s.value
+        for s in scraped.find("glb_dns_queries_total")
+    }
+    assert counted == {
+        ("udp", "A", "NOERROR"): 2,
+        ("udp", "A", "NXDOMAIN"): 1,
+        ("tcp", "AAAA", "NOERROR"): 1,
+        ("udp", "other", "FORMERR"): 1,
+        ("tcp", "A", "NOERROR"): 1,
+    }
+    assert scraped.value("glb_dns_malformed_total") == 1
+    assert scraped.value("glb_dns_truncated_total") == 1
+    assert scraped.value("glb_dns_answers_total", service=SERVICE, cluster="eu-west") == 1
+    assert scraped.total("glb_dns_answers_total", service=SERVICE, cluster="us-east") == 0
+
+
+async def test_truncated_reply_hands_out_no_addresses(glb):
+    """A TC reply carries no addresses, so only the full TCP retry counts them as answers."""
+    assert (await query(glb, WIDE)).flags & dns.flags.TC
+    await query(glb, WIDE, tcp=True)
+    scraped = await scrape(glb)
+    assert scraped.value("glb_dns_answers_total", service=WIDE, cluster="wide") == WIDE_ADDRESSES
+
+
+async def test_drained_cluster_shows_drained_then_up_again(glb):
+    """A drain shows as state "drained" (and not up) until the undrain brings "up" back."""
+    us = {"service": SERVICE, "cluster": "us-east"}
+    assert glb.monitor.drain("us-east")
+    drained = await scrape(glb)
+    assert drained.value("glb_endpoint_state", **us, state="drained") == 1
+    assert drained.value("glb_endpoint_state", **us, state="up") == 0
+    assert drained.value("glb_endpoint_up", **us) == 0
+    assert drained.value("glb_endpoint_transitions_total", **us, to="drained") == 1
+    assert glb.monitor.undrain("us-east")
+    undrained = await scrape(glb)
+    assert undrained.value("glb_endpoint_state", **us, state="up") == 1
+    assert undrained.value("glb_endpoint_up", **us) == 1
+
+
+async def test_build_config_and_process_metrics_are_present(glb):
+    """Build info, configured counts, reload counters and process metrics are exported."""
+    scraped = await scrape(glb)
+    info = scraped.find("glb_build_info")
+    assert [(s.labels["version"], s.value) for s in info] == [(__version__, 1)]
+    assert scraped.value("glb_services") == 2
+    assert scraped.value("glb_clusters") == 3
+    assert scraped.value("glb_config_reloads_total", result="error") == 0
+    for name in ("process_cpu_seconds_total", "process_resident_memory_bytes", "python_info"):
+        assert scraped.find(name), name
+    assert scraped.value("process_open_fds") > 0
+
+
+async def test_client_chosen_names_never_become_label_values(glb):
+    """Hundreds of random names and qtypes add no label value a client chose and few series."""
+    rng = random.Random(20240601)
+    labels = ["".join(rng.choices(string.ascii_lowercase, k=12)) for _ in range(200)]
+    names = [f"{label}.glb.test" if i % 2 else f"{label}.example" for i, label in enumerate(labels)]
+    meta = {0, 41, *range(249, 256)}  # OPT, TKEY, TSIG, IXFR, AXFR...: not plain questions
+    plain = [dns.rdatatype.RdataType.make(t) for t in range(1, 300) if t not in meta]
+    qtypes = [rng.choice(plain) for _ in names]
+    before = await scrape(glb)
+    asked = list(zip(names, qtypes, strict=True))
+    for start in range(0, len(asked), 50):
+        await asyncio.gather(
+            *(query(glb, name, qtype) for name, qtype in asked[start : start + 50])
+        )
+    after = await scrape(glb)
+    assert not [label for label in labels if label in after.text]
+    dns_series = after.find("glb_dns_queries_total")
+    assert {s.labels["qtype"] for s in dns_series} <= QTYPES | {"other"}
+    assert {s.labels["rcode"] for s in dns_series} <= RCODES
+    assert len(after.samples) - len(before.samples) <= len(dns_series)
+    assert len(dns_series) <= 2 * (len(QTYPES) + 1) * len(RCODES)
+
+
+async def test_exposition_passes_promtool_check_metrics(glb, clusters):
+    """`promtool check metrics` finds nothing to complain about in a busy glb's exposition."""
+    promtool = needs("promtool")
+    await query(glb, SERVICE)
+    await query(glb, WIDE)
+    await clusters[1].kill()
+    await wait_state(glb, "us-east", EndpointState.DOWN)
+    glb.monitor.drain("eu-west")
+    text = await scrape_text(glb.admin_url)
+    assert await run(promtool, "check", "metrics", stdin=text) == (0, "")
