@@ -266,11 +266,15 @@ class DnsAnswerer:
         stats: Stats | None = None,
         query_sample: float = 0.0,
     ) -> None:
-        self._index = ZoneIndex(topology)
         self._stats = stats or Stats()
         self._query_sample = query_sample  # share of queries logged (0: none)
         self._snapshot = snapshot
         self._rng = rng or random.Random()
+        self.update(topology)
+
+    def update(self, topology: Topology) -> None:
+        """Answer for a new topology from the next query on (a configuration reload)."""
+        self._index = ZoneIndex(topology)
         self._rotation = {s.name: itertools.count() for s in topology.services}
         self._families = {s.name: {e.family for e in s.endpoints} for s in topology.services}
 
