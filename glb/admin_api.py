@@ -32,6 +32,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from http import HTTPStatus
 from typing import Final
 
 from aiohttp import hdrs, web
@@ -56,6 +57,9 @@ _SAFE_METHODS: Final = frozenset({hdrs.METH_GET, hdrs.METH_HEAD})
 _PER_QUERY: Final = frozenset({PolicyName.WEIGHTED, PolicyName.ROUND_ROBIN})
 
 
+Reload = Callable[[], Awaitable[list[str]]]
+
+
 @dataclass(frozen=True, slots=True)
 class Admin:
     """Everything the handlers need, stored on the app under `ADMIN`."""
@@ -65,6 +69,7 @@ class Admin:
     token: bytes | None  # None: changing calls are refused
     clock: Callable[[], float]  # the monotonic clock the health times are taken with
     wall_clock: Callable[[], float]  # seconds since the epoch, to report those times
+    reload: Reload | None = None  # re-reads the configuration; returns the problems found
 
 
 ADMIN: Final = web.AppKey("glb_admin", Admin)
@@ -94,11 +99,12 @@ def admin_app(
     token: str | None,
     clock: Callable[[], float] = time.monotonic,
     wall_clock: Callable[[], float] = time.time,
+    reload: Reload | None = None,
 ) -> web.Application:
     """The admin API as an aiohttp application; `glb.app` serves it on `admin.listen`."""
     app = web.Application(middlewares=[_errors, _authorize], client_max_size=MAX_BODY)
     secret = token.encode() if token else None  # an empty token would match "Bearer "
-    app[ADMIN] = Admin(state, drains, secret, clock, wall_clock)
+    app[ADMIN] = Admin(state, drains, secret, clock, wall_clock, reload)
     app[STATUS_PAGE] = StatusPage.load()
     app.add_routes(ROUTES)
     app.on_response_prepare.append(_no_store)
@@ -283,10 +289,26 @@ def _drain_handler(*, drained: bool, per_service: bool) -> Handler:
         control = admin.drains.drain if drained else admin.drains.undrain
         changed = control(cluster, service)
         action = ("drain" if drained else "undrain") + ("" if changed else " (no change)")
-        _log_drain(request, action, f"{cluster} in {service or 'every service'}", reason)
+        _log_change(request, action, f"{cluster} in {service or 'every service'}", reason)
         return web.json_response(_drain_result(admin, cluster, service, drained, changed))
 
     return handle
+
+
+async def reload_config(request: web.Request) -> web.Response:
+    """POST /api/v1/reload: re-read the configuration; 200 when applied, 422 with the problems."""
+    admin = request.app[ADMIN]
+    reason = await _reason(request)
+    if admin.reload is None:
+        raise web.HTTPNotImplemented(text="this glb was started without a configuration file")
+    problems = await admin.reload()
+    _log_change(request, "reload" if not problems else "reload (rejected)", "configuration", reason)
+    if problems:
+        body = {"reloaded": False, "errors": problems}
+        return web.json_response(body, status=HTTPStatus.UNPROCESSABLE_ENTITY)
+    topology = admin.state.topology
+    serial = topology.zones[0].serial if topology.zones else None
+    return web.json_response({"reloaded": True, "errors": [], "serial": serial})
 
 
 def _drain_scope(
@@ -322,7 +344,7 @@ def _drain_result(
     }
 
 
-def _log_drain(request: web.Request, action: str, scope: str, reason: str | None) -> None:
+def _log_change(request: web.Request, action: str, scope: str, reason: str | None) -> None:
     logger.info("admin API: %s %s from %s; reason: %r", action, scope, request.remote, reason)
 
 
@@ -434,6 +456,7 @@ ROUTES: Final[tuple[web.RouteDef, ...]] = (
     web.get("/readyz", readyz),
     web.get("/api/v1/services", list_services),
     web.get("/api/v1/services/{name}", get_service),
+    web.post("/api/v1/reload", reload_config),
     web.post(f"{_CLUSTER}/drain", _drain_handler(drained=True, per_service=False)),
     web.post(f"{_CLUSTER}/undrain", _drain_handler(drained=False, per_service=False)),
     web.post(f"{_ENDPOINT}/drain", _drain_handler(drained=True, per_service=True)),

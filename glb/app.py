@@ -16,7 +16,7 @@ import logging
 import socket
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -34,31 +34,42 @@ from glb.listen import bind_dns, bind_tcp
 from glb.metrics import metrics_handler, metrics_registry
 from glb.monitor import Monitor
 from glb.probes import Prober
+from glb.reloader import Reloader
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
 class Running:
-    """A serving glb: where it listens and what it knows."""
+    """A serving glb: where it listens, what it knows, and how to reload it."""
 
     dns_addr: tuple[str, int]
     http_url: str
     admin_url: str
     monitor: Monitor
+    reloader: Reloader
 
     @property
     def topology(self) -> Topology:
         return self.monitor.topology
 
+    async def reload(self) -> list[str]:
+        """Reload the configuration; the problems found, or [] once it is in force."""
+        return await self.reloader.reload()
+
 
 @contextlib.asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[Running]:
-    """Start glb for `settings`; yield once it serves; stop it on exit.
+async def running(
+    settings: Settings, *, load: Callable[[], Settings] | None = None
+) -> AsyncIterator[Running]:
+    """Start glb for `settings`; yield once it serves; stop it gracefully on exit.
 
-    Order: bind every socket (fail fast) -> admin API (so /readyz answers "not yet") -> first
-    probe round -> DNS and the HTTP proxy -> probing forever. Stopping runs in reverse."""
-    topology = to_topology(settings, serial=int(time.time()))
+    Start: bind every socket (fail fast) -> admin API (so /readyz answers "not yet") -> first
+    probe round -> DNS and the HTTP proxy -> probing forever. Stop: /readyz fails at once, the
+    listeners close, in-flight proxied requests get `http.shutdown_grace` to finish, then the
+    rest stops in reverse. `load` re-reads the configuration for `Running.reload()`."""
+    serial = int(time.time())
+    topology = to_topology(settings, serial=serial)
     async with contextlib.AsyncExitStack() as stack:
         udp, tcp = bind_dns(*settings.dns.listen)
         stack.callback(udp.close)
@@ -67,38 +78,56 @@ async def running(settings: Settings) -> AsyncIterator[Running]:
         admin_sock = stack.enter_context(bind_tcp(*settings.admin.listen))
         prober = _prober(settings)
         stack.push_async_callback(prober.close)
-        stats = Stats()
+        stats = Stats(last_reload_success=time.time())
         monitor = Monitor(topology, prober.probe, stats=stats)
-        await _serve_http(stack, _admin(settings, monitor, stats), admin_sock)
+        reloader_slot: list[Reloader] = []
+        admin = _admin(settings, monitor, stats, reloader_slot)
+        await _serve_http(stack, admin, admin_sock, grace=1.0)
         await monitor.first_round()
         answerer = DnsAnswerer(
             topology, monitor.current, stats=stats, query_sample=settings.log.query_sample
         )
+        reloader = Reloader(settings, load, monitor, answerer, stats, serial=serial)
+        reloader_slot.append(reloader)
+        probing = asyncio.create_task(monitor.run(), name="monitor")
+        stack.push_async_callback(_cancel, probing)
         dns = DnsServer(answerer.answer, udp, tcp)
         await dns.start()
         stack.push_async_callback(dns.close)
         proxy = proxy_app(monitor, monitor, cluster_header=settings.http.cluster_header)
-        await _serve_http(stack, proxy, http_sock)
-        probing = asyncio.create_task(monitor.run(), name="monitor")
-        stack.push_async_callback(_cancel, probing)
-        glb = Running(udp.getsockname()[:2], _url(http_sock), _url(admin_sock), monitor)
+        await _serve_http(stack, proxy, http_sock, grace=settings.http.shutdown_grace)
+        stack.callback(_stopping, monitor)  # runs first on exit: /readyz fails at once
+        glb = Running(udp.getsockname()[:2], _url(http_sock), _url(admin_sock), monitor, reloader)
         _log_started(glb)
         yield glb
-        logger.info("glb stopping", extra={"event": "stop"})
 
 
-def _admin(settings: Settings, monitor: Monitor, stats: Stats) -> web.Application:
-    """The admin API plus /metrics."""
+def _stopping(monitor: Monitor) -> None:
+    logger.info("glb stopping", extra={"event": "stop"})
+    monitor.mark_stopping()
+
+
+def _admin(
+    settings: Settings, monitor: Monitor, stats: Stats, reloader: list[Reloader]
+) -> web.Application:
+    """The admin API plus /metrics. `reloader` holds the Reloader once there is one."""
     token = settings.admin.token.get_secret_value() if settings.admin.token else None
-    app = admin_app(monitor, monitor, token=token)
+
+    async def reload() -> list[str]:
+        if not reloader:
+            return ["glb is still starting; try again once /readyz answers 200"]
+        return await reloader[0].reload()
+
+    app = admin_app(monitor, monitor, token=token, reload=reload)
     app.router.add_get("/metrics", metrics_handler(metrics_registry(stats, monitor)))
     return app
 
 
 async def _serve_http(
-    stack: contextlib.AsyncExitStack, app: web.Application, sock: socket.socket
+    stack: contextlib.AsyncExitStack, app: web.Application, sock: socket.socket, *, grace: float
 ) -> None:
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    """Serve `app` on `sock`; on exit stop listening, then give open requests `grace` seconds."""
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=grace)
     await runner.setup()
     stack.push_async_callback(runner.cleanup)
     await web.SockSite(runner, sock).start()
@@ -121,12 +150,6 @@ def _log_started(glb: Running) -> None:
         extra={"event": "start", "version": __version__},
     )
     logger.info("HTTP proxy on %s, admin API on %s", glb.http_url, glb.admin_url)
-
-
-async def serve(settings: Settings, *, shutdown_trigger: Callable[[], Awaitable[object]]) -> None:
-    """Serve until `shutdown_trigger()` completes."""
-    async with running(settings):
-        await shutdown_trigger()
 
 
 def _prober(settings: Settings) -> Prober:

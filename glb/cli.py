@@ -1,6 +1,6 @@
 """The `glb` command: `serve`, `check` and `demo`. The only module that prints or handles signals.
 
-    glb serve -c FILE     validate FILE, then serve until SIGINT/SIGTERM
+    glb serve -c FILE     validate FILE, then serve until SIGINT/SIGTERM; SIGHUP reloads FILE
     glb check -c FILE     validate FILE, print every problem, exit 2 if any
     glb demo              simulated clusters on loopback plus glb, for trying it out
 
@@ -89,9 +89,17 @@ def _serve(args: argparse.Namespace) -> int:
     if settings is None:
         return EXIT_CONFIG
     setup_logging(settings.log.level, settings.log.format)
-    from glb.app import serve
+    path = args.config
+    return run_until_signal(lambda signals: _serve_until_stopped(settings, path, signals))
 
-    return run_until_signal(lambda stop: serve(settings, shutdown_trigger=stop.wait))
+
+async def _serve_until_stopped(settings: Settings, path: str, signals: Signals) -> None:
+    from glb.app import running
+
+    async with running(settings, load=lambda: load_settings(path)) as glb:
+        signals.on_reload = glb.reload
+        await signals.stop.wait()
+        signals.on_reload = None
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -102,15 +110,44 @@ def _demo(args: argparse.Namespace) -> int:
     if settings is None:
         return EXIT_CONFIG
     setup_logging(settings.log.level, settings.log.format)
-    return run_until_signal(lambda stop: run_demo(settings, stop, announce=_announce))
+    return run_until_signal(lambda signals: run_demo(settings, signals.stop, announce=_announce))
 
 
 def _announce(text: str) -> None:
     print(text, flush=True)
 
 
-def run_until_signal(start: Callable[[asyncio.Event], Coroutine[Any, Any, object]]) -> int:
-    """Run `start(stop)` on uvloop (when installed) until SIGINT or SIGTERM sets `stop`."""
+class Signals:
+    """What the process has been told: SIGINT/SIGTERM set `stop` (a second one exits at once);
+    SIGHUP calls `on_reload` when glb is serving."""
+
+    def __init__(self) -> None:
+        self.stop = asyncio.Event()
+        self.on_reload: Callable[[], Coroutine[Any, Any, list[str]]] | None = None
+        self._tasks: set[asyncio.Task[list[str]]] = set()
+
+    def install(self, loop: asyncio.AbstractEventLoop) -> None:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, self._stop, signum)
+        loop.add_signal_handler(signal.SIGHUP, self._reload)
+
+    def _stop(self, signum: int) -> None:
+        if self.stop.is_set():
+            print(f"glb: second {signal.Signals(signum).name}: exiting at once", file=sys.stderr)
+            os._exit(EXIT_ERROR)
+        self.stop.set()
+
+    def _reload(self) -> None:
+        if self.on_reload is None:
+            print("glb: SIGHUP ignored: not serving yet", file=sys.stderr)
+            return
+        task = asyncio.get_running_loop().create_task(self.on_reload())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def run_until_signal(start: Callable[[Signals], Coroutine[Any, Any, object]]) -> int:
+    """Run `start(signals)` on uvloop (when installed) until SIGINT or SIGTERM."""
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         try:
             runner.run(_with_signals(start))
@@ -120,12 +157,10 @@ def run_until_signal(start: Callable[[asyncio.Event], Coroutine[Any, Any, object
     return EXIT_OK
 
 
-async def _with_signals(start: Callable[[asyncio.Event], Coroutine[Any, Any, object]]) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    await start(stop)
+async def _with_signals(start: Callable[[Signals], Coroutine[Any, Any, object]]) -> None:
+    signals = Signals()
+    signals.install(asyncio.get_running_loop())
+    await start(signals)
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

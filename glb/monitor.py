@@ -54,12 +54,24 @@ class Monitor:
         rng: random.Random | None = None,
         stats: Stats | None = None,
     ) -> None:
-        self._topology = topology
         self._probe = probe
         self._clock = clock
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._stats = stats or Stats()
+        self._index(topology)
+        self._health: dict[Target, TargetHealth] = dict.fromkeys(topology.targets(), TargetHealth())
+        self._drained_clusters: frozenset[str] = frozenset()
+        self._drained_endpoints: frozenset[tuple[str, str]] = frozenset()
+        self._ready = False
+        self._snapshot = HealthSnapshot.of(self._health)
+        self._changed = asyncio.Event()  # set and replaced on every publish
+        self._publish_pending = False
+        self._tasks: dict[Target, asyncio.Task[None]] = {}
+        self._running = False
+
+    def _index(self, topology: Topology) -> None:
+        self._topology = topology
         self._services = {service.name: service for service in topology.services}
         self._probe_keys = {
             target: (
@@ -71,14 +83,31 @@ class Monitor:
             for target in topology.targets()
             if (endpoints := topology.endpoints_of(target))
         }
-        self._health: dict[Target, TargetHealth] = dict.fromkeys(topology.targets(), TargetHealth())
-        self._drained_clusters: frozenset[str] = frozenset()
-        self._drained_endpoints: frozenset[tuple[str, str]] = frozenset()
+
+    async def update(self, topology: Topology) -> None:
+        """Switch to a new topology (a configuration reload).
+
+        Targets that are unchanged keep their health, latency, ejection and probe schedule; new
+        targets are probed once before the switch, so their first answer is already informed;
+        removed ones stop being probed. Drains are kept: they name clusters, not targets."""
+        added = [t for t in topology.targets() if t not in self._health]
+        results = await asyncio.gather(*(self._probe_safely(t) for t in added))
+        removed = set(self._health) - topology.targets()
+        self._index(topology)
+        self._health = {t: self._health.get(t, TargetHealth()) for t in topology.targets()}
+        for target, result in zip(added, results, strict=True):
+            self._apply(target, result)
+        for target in removed:
+            if (task := self._tasks.pop(target, None)) is not None:
+                task.cancel()
+        if self._running:
+            for target in added:
+                self._start(target, first_delay=self._rng.uniform(0, target.probe.interval))
+        self._publish()
+
+    def mark_stopping(self) -> None:
+        """Report not ready from now on (shutdown has begun)."""
         self._ready = False
-        self._snapshot = HealthSnapshot.of(self._health)
-        self._changed = asyncio.Event()  # set and replaced on every publish
-        self._publish_pending = False
-        self._tasks: dict[Target, asyncio.Task[None]] = {}
 
     @property
     def topology(self) -> Topology:
@@ -161,11 +190,13 @@ class Monitor:
 
     async def run(self) -> None:
         """Probe every target forever (until cancelled), each on its own schedule."""
+        self._running = True
         try:
             for target in list(self._health):
                 self._start(target, first_delay=self._rng.uniform(0, target.probe.interval))
             await asyncio.Event().wait()
         finally:
+            self._running = False
             await self._stop_all()
 
     def _start(self, target: Target, *, first_delay: float) -> None:
@@ -181,12 +212,14 @@ class Monitor:
 
     async def _watch(self, target: Target, first_delay: float) -> None:
         await self._sleep(first_delay)
-        while True:
+        while target in self._health:
             started = self._clock()
             result = await self._probe_safely(target)
             self._apply(target, result)
             self._schedule_publish()
-            delay = next_delay(self._health[target], target.probe)
+            if (health := self._health.get(target)) is None:
+                return  # removed by a reload while it was being probed
+            delay = next_delay(health, target.probe)
             await self._sleep(max(0.0, delay - (self._clock() - started)))
 
     async def _probe_safely(self, target: Target) -> ProbeResult:
@@ -204,7 +237,9 @@ class Monitor:
             return ProbeResult(Outcome.OTHER, now - started, now, f"probe error: {exc!r}")
 
     def _apply(self, target: Target, result: ProbeResult) -> None:
-        previous = self._health[target]
+        previous = self._health.get(target)
+        if previous is None:
+            return  # the target was removed by a reload while this probe ran
         health, transition = observe(target, previous, result)
         self._health[target] = health
         self._stats.observe_probe(self._probe_keys[target], result.outcome.value, result.rtt)

@@ -24,7 +24,7 @@ from glb.monitor import Monitor
 from glb.probes import Prober
 from tests.stack import Upstreams, config_for, monitored, upstreams
 
-TOKEN = "correct-horse-battery-staple"  # noqa: S105 (a test token)
+TOKEN = "correct-horse-battery-staple"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 PROBE = "{type: http, path: /healthz, interval: 200ms, timeout: 150ms, rise: 1, fall: 1}"
 SERVICES = """

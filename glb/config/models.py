@@ -178,6 +178,7 @@ class DnsSettings(Strict):
 class HttpSettings(Strict):
     listen: Listen = ("127.0.0.1", 8080)
     cluster_header: bool = False  # add X-GLB-Cluster (the cluster that served) to responses
+    shutdown_grace: Duration = 10.0  # time in-flight requests get to finish at shutdown
 
 
 class AdminSettings(Strict):

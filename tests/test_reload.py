@@ -1,0 +1,277 @@
+"""Hot reload and graceful shutdown, on a real glb in front of real backend processes."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import dns.asyncquery
+import dns.message
+import dns.rcode
+import pytest
+
+from glb.app import Running, running
+from glb.config import load_settings
+from tests.clusters import ROOT, ClusterProcess, start_clusters
+
+TOKEN = "reload-test-token-0123"
+
+
+def config(clusters: list[ClusterProcess], services: list[str], **http: str) -> str:
+    listens = ", ".join(f"{k}: {v}" for k, v in {"listen": "'127.0.0.1:0'", **http}.items())
+    port = clusters[0].port
+    lines = [
+        "dns: {listen: '127.0.0.1:0'}",
+        f"http: {{{listens}}}",
+        f"admin: {{listen: '127.0.0.1:0', token: {TOKEN}}}",
+        "zones: [{name: glb.test, nameservers: [{name: ns1.glb.test, address: 127.0.0.1}]}]",
+        "clusters:",
+        *(f"  - {{name: {c.name}, addresses: [{c.address}]}}" for c in clusters),
+        "services:",
+    ]
+    for name in services:
+        lines.append(
+            f"  - {{name: {name}, port: {port}, policy: failover, probe: {{type: tcp}}, "
+            "backends: ["
+            + ", ".join(f"{{cluster: {c.name}, priority: {i + 1}}}" for i, c in enumerate(clusters))
+            + "]}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+async def query(glb: Running, name: str, rdtype: str = "A") -> dns.message.Message:
+    host, port = glb.dns_addr
+    return await dns.asyncquery.udp(
+        dns.message.make_query(name, rdtype), host, port=port, timeout=2
+    )
+
+
+def serial_of(reply: dns.message.Message) -> int:
+    return int(reply.answer[0][0].serial)
+
+
+@pytest.fixture
+async def clusters() -> AsyncIterator[list[ClusterProcess]]:
+    started = await start_clusters(["eu-west", "us-east"])
+    yield started
+    await asyncio.gather(*(c.stop() for c in started))
+
+
+@pytest.fixture
+async def glb(tmp_path: Path, clusters) -> AsyncIterator[tuple[Running, Path]]:
+    path = tmp_path / "glb.yaml"
+    path.write_text(config(clusters, ["app.glb.test"]))
+    async with running(load_settings(path), load=lambda: load_settings(path)) as started:
+        yield started, path
+
+
+async def test_reload_adds_a_service_and_raises_the_serial(glb, clusters):
+    """A valid new file is in force once reload() returns: new names answer, the serial grows."""
+    running_glb, path = glb
+    before = serial_of(await query(running_glb, "glb.test", "SOA"))
+    assert (await query(running_glb, "new.glb.test")).rcode() == dns.rcode.NXDOMAIN
+    path.write_text(config(clusters, ["app.glb.test", "new.glb.test"]))
+    assert await running_glb.reload() == []
+    reply = await query(running_glb, "new.glb.test")
+    assert [item.address for item in reply.answer[0]] == [clusters[0].address]
+    assert serial_of(await query(running_glb, "glb.test", "SOA")) > before
+
+
+async def test_unchanged_targets_keep_health_drains_and_ejections(glb, clusters):
+    """A reload keeps the health, latency and last change of unchanged targets, and every drain."""
+    running_glb, path = glb
+    monitor = running_glb.monitor
+    [eu] = [e for e in running_glb.topology.services[0].endpoints if e.cluster == "eu-west"]
+    monitor.drain("us-east")
+    for _ in range(3):
+        monitor.report_request(eu, failed=True, detail="connection reset")
+    before = monitor.current().health(eu.target)
+    assert before.ejected
+    path.write_text(config(clusters, ["app.glb.test", "other.glb.test"]))
+    assert await running_glb.reload() == []
+    after = monitor.current()
+    kept = after.health(eu.target)
+    assert (kept.state, kept.ejected, kept.last_change, kept.reason) == (
+        before.state,
+        True,
+        before.last_change,
+        before.reason,
+    )
+    assert "us-east" in after.drained_clusters
+
+
+async def test_an_invalid_file_changes_nothing_and_reports_every_problem(glb, clusters):
+    """An invalid new file is rejected with its key paths; the old configuration keeps serving."""
+    running_glb, path = glb
+    path.write_text(config(clusters, ["app.glb.test"]).replace("policy: failover", "policy: best"))
+    problems = await running_glb.reload()
+    assert len(problems) == 1
+    assert "services[0].policy: Input should be" in problems[0]
+    reply = await query(running_glb, "app.glb.test")
+    assert [item.address for item in reply.answer[0]] == [clusters[0].address]
+
+
+async def test_reload_through_the_api_needs_the_token_and_reports_errors(glb, clusters):
+    """POST /api/v1/reload applies a valid file (200), rejects a bad one (422), needs the token."""
+    running_glb, path = glb
+    url = f"{running_glb.admin_url}/api/v1/reload"
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    async with aiohttp.ClientSession() as session:
+        async with session.post(url) as response:
+            assert response.status == 401
+        path.write_text(config(clusters, ["app.glb.test", "api.glb.test"]))
+        async with session.post(url, headers=auth) as response:
+            assert response.status == 200
+            assert (await response.json())["reloaded"] is True
+        path.write_text("zones: []\n")
+        async with session.post(url, headers=auth) as response:
+            body = await response.json()
+            assert response.status == 422
+            assert body["reloaded"] is False
+            assert any("zones: List should have at least 1 item" in e for e in body["errors"])
+        async with session.get(f"{running_glb.admin_url}/metrics") as response:
+            text = await response.text()
+    assert 'glb_config_reloads_total{result="success"} 1.0' in text
+    assert 'glb_config_reloads_total{result="error"} 1.0' in text
+    assert (await query(running_glb, "api.glb.test")).rcode() == dns.rcode.NOERROR
+
+
+async def test_queries_during_reloads_are_all_answered(glb, clusters):
+    """DNS queries sent while the configuration is reloaded again and again all get answers."""
+    running_glb, path = glb
+    answered = 0
+
+    async def ask() -> None:
+        nonlocal answered
+        for _ in range(100):
+            reply = await query(running_glb, "app.glb.test")
+            assert reply.rcode() == dns.rcode.NOERROR
+            answered += 1
+
+    async def reload_repeatedly() -> None:
+        for n in range(5):
+            services = ["app.glb.test"] + ([f"x{n}.glb.test"] if n % 2 else [])
+            path.write_text(config(clusters, services))
+            assert await running_glb.reload() == []
+
+    async with asyncio.timeout(30):
+        await asyncio.gather(ask(), ask(), reload_repeatedly())
+    assert answered == 200
+
+
+async def start_serve(path: Path) -> tuple[asyncio.subprocess.Process, dict[str, str]]:
+    """`glb serve` as a real process; returns it and the addresses it logged."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "glb",
+        "serve",
+        "-c",
+        str(path),
+        cwd=ROOT,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    found: dict[str, str] = {}
+    async with asyncio.timeout(20):
+        while "http" not in found:
+            line = (await process.stderr.readline()).decode()
+            assert line, "glb exited before serving"
+            if " port " in line and "serving DNS on" in line:
+                found["dns"] = line.split(" port ")[1].split()[0]
+            if "HTTP proxy on" in line:
+                found["http"] = line.split("HTTP proxy on ")[1].split(",")[0]
+                found["admin"] = line.split("admin API on ")[1].strip()
+    asyncio.get_running_loop().create_task(_drain(process.stderr))
+    return process, found
+
+
+async def _drain(stream: asyncio.StreamReader) -> None:
+    while await stream.readline():
+        pass
+
+
+async def test_sighup_reloads_the_file(tmp_path: Path, clusters):
+    """SIGHUP makes glb serve re-read its file; a new service then answers."""
+    path = tmp_path / "glb.yaml"
+    path.write_text(config(clusters, ["app.glb.test"]))
+    process, found = await start_serve(path)
+    try:
+        path.write_text(config(clusters, ["app.glb.test", "hup.glb.test"]))
+        process.send_signal(signal.SIGHUP)
+        request = dns.message.make_query("hup.glb.test", "A")
+        async with asyncio.timeout(10):
+            while True:  # polling from outside, as a resolver would
+                reply = await dns.asyncquery.udp(
+                    request, "127.0.0.1", port=int(found["dns"]), timeout=2
+                )
+                if reply.rcode() == dns.rcode.NOERROR:
+                    break
+                await asyncio.sleep(0.05)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(15):
+            assert await process.wait() == 0
+
+
+async def test_sigterm_lets_in_flight_requests_finish_and_fails_readiness(tmp_path: Path):
+    """On SIGTERM, /readyz fails, a proxied request in flight completes, and glb exits 0."""
+    [slow] = await start_clusters(["slow"], delays=[1.5])
+    path = tmp_path / "glb.yaml"
+    path.write_text(config([slow], ["app.glb.test"], shutdown_grace="10s"))
+    process, found = await start_serve(path)
+    try:
+        async with aiohttp.ClientSession() as session:
+            pending = asyncio.create_task(
+                session.get(found["http"] + "/", headers={"Host": "app.glb.test"})
+            )
+            await asyncio.sleep(0.3)  # let the request reach the slow backend before the signal
+            process.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(5):
+                while True:
+                    try:
+                        async with session.get(found["admin"] + "/readyz") as ready:
+                            if ready.status == 503:
+                                break
+                    except aiohttp.ClientConnectionError:
+                        pytest.fail("the admin API closed before the proxy drained")
+                    await asyncio.sleep(0.05)
+            async with asyncio.timeout(10):
+                response = await pending
+                assert response.status == 200
+                assert "hello from slow" in await response.text()
+                response.release()
+        async with asyncio.timeout(15):
+            assert await process.wait() == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await slow.stop()
+
+
+async def test_a_second_signal_exits_at_once(tmp_path: Path):
+    """A second SIGTERM during a graceful shutdown ends the process at once, with status 1."""
+    [slow] = await start_clusters(["slow"], delays=[30.0])
+    path = tmp_path / "glb.yaml"
+    path.write_text(config([slow], ["app.glb.test"], shutdown_grace="60s"))
+    process, found = await start_serve(path)
+    try:
+        async with aiohttp.ClientSession() as session:
+            pending = asyncio.create_task(
+                session.get(found["http"] + "/", headers={"Host": "app.glb.test"})
+            )
+            await asyncio.sleep(0.3)
+            process.send_signal(signal.SIGTERM)
+            await asyncio.sleep(0.3)
+            process.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(5):
+                assert await process.wait() == 1
+            pending.cancel()
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await slow.stop()
