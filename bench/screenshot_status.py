@@ -23,7 +23,7 @@ from glb.config import load_settings
 from tests.clusters import ROOT, ClusterProcess, start_clusters
 from tests.test_status_page import Page, browser, save
 
-TOKEN = "screenshot-token"  # noqa: S105 (a throwaway token for a loopback-only glb)
+TOKEN = "screenshot-token"
 CONFIG = """\
 dns: {{listen: "127.0.0.1:0"}}
 http: {{listen: "127.0.0.1:0"}}

@@ -43,6 +43,11 @@ def name_key(name: str) -> Key:
     return tuple(label.encode("ascii").lower() for label in name.split(".")) if name else ()
 
 
+def wire_name(key: Key) -> bytes:
+    """The uncompressed wire form of a name given as labels (any case is kept as it is)."""
+    return b"".join(bytes((len(label),)) + label for label in key) + b"\x00"
+
+
 def address_rdata(address: str) -> tuple[int, Any]:
     """The record type and dnslib rdata of an IPv4 or IPv6 address."""
     if ipaddress.ip_address(address).version == 4:

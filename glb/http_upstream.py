@@ -103,8 +103,10 @@ def _describe(exc: BaseException, route: Route) -> str:
             return f"connect: {_os_reason(exc.os_error)}"
         case aiohttp.ServerDisconnectedError():
             return "closed the connection before answering"
-        case TimeoutError():
+        case aiohttp.SocketTimeoutError():
             return f"no response within {proxy.first_byte_timeout:g}s"
+        case TimeoutError():
+            return "timed out"  # a stalled upload or websocket handshake
         case aiohttp.ClientOSError():
             return _os_reason(exc)
         case aiohttp.ClientResponseError():

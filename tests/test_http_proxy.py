@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -26,7 +27,8 @@ from yarl import URL
 
 from glb.core.model import Endpoint
 from glb.core.policies import Query, decide
-from glb.core.snapshot import EndpointState
+from glb.core.ports import StateView
+from glb.core.snapshot import EndpointState, HealthSnapshot
 from glb.http_proxy import proxy_app
 from glb.monitor import Monitor
 from tests.clusters import address_block, listen_on_common_port, start_clusters
@@ -252,10 +254,10 @@ class Front:
 
 @contextlib.asynccontextmanager
 async def serve_proxy(
-    monitor: Monitor, passive: Recorder, **options: Any
+    state: StateView, passive: Recorder, **options: Any
 ) -> AsyncIterator[tuple[str, aiohttp.ClientSession]]:
     """glb's proxy app on 127.0.0.1 and a client session for it."""
-    app = proxy_app(monitor, passive, rng=random.Random(1), **options)
+    app = proxy_app(state, passive, rng=random.Random(1), **options)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     try:
@@ -398,6 +400,35 @@ async def test_connect_is_refused() -> None:
         head = b"CONNECT evil.test:443 HTTP/1.1\r\nHost: evil.test:443\r\nConnection: close\r\n\r\n"
         answer = await raw_request(glb.base, head)
     assert answer.startswith(b"HTTP/1.1 421 ")
+
+
+class ReplacedTopology:
+    """A StateView over a monitor whose topology a test can replace (as a reload does)."""
+
+    def __init__(self, monitor: Monitor) -> None:
+        self.monitor = monitor
+        self.topology = monitor.topology
+        self.ready = True
+
+    def current(self) -> HealthSnapshot:
+        return self.monitor.current()
+
+
+async def test_routes_follow_a_replaced_topology() -> None:
+    """When the topology is replaced, routing uses the new one from the next request on."""
+    apps = {"primary": echo_app("primary"), "secondary": echo_app("secondary")}
+    async with (
+        upstreams(apps) as where,
+        monitored(config_for(where, service_yaml(where.port))) as monitor,
+    ):
+        state = ReplacedTopology(monitor)
+        async with serve_proxy(state, Recorder(monitor)) as (base, client):
+            glb = Front(monitor, Recorder(monitor), base, client, apps)
+            assert (await glb.request(host="new.example.test")).status == 421
+            service = dataclasses.replace(state.topology.services[0], aliases=("new.example.test",))
+            state.topology = dataclasses.replace(state.topology, services=(service,))
+            assert (await glb.echo(host="new.example.test"))["cluster"] == "primary"
+            assert (await glb.request(host="www.example.test")).status == 421
 
 
 async def test_no_eligible_endpoint_is_503() -> None:

@@ -9,7 +9,6 @@ Imports: glb.config.models, pydantic.
 from __future__ import annotations
 
 import ipaddress
-from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -103,8 +102,28 @@ def _raw_names(items: object, valid: Sequence[ZoneSettings | ClusterSettings | N
     return names
 
 
+@dataclass(frozen=True)
+class _Known:
+    """What every service's checks look up, computed once per configuration."""
+
+    zones: tuple[str, ...]
+    nameservers: frozenset[str]
+    clusters: Mapping[str, ClusterSettings]
+    cluster_list: str  # the known cluster names, for messages
+
+    @classmethod
+    def of(cls, parts: Parts) -> _Known:
+        return cls(
+            tuple(parts.zone_names),
+            frozenset(ns.name for zone in parts.zones if zone for ns in zone.nameservers),
+            {c.name: c for c in parts.clusters if c is not None},
+            ", ".join(sorted(parts.cluster_names)),
+        )
+
+
 def cross_check(parts: Parts) -> list[str]:
     """Every problem that spans several keys."""
+    known = _Known.of(parts)
     return [
         *_duplicates("zones", [z.name if z else None for z in parts.zones]),
         *_duplicates("clusters", [c.name if c else None for c in parts.clusters]),
@@ -113,15 +132,19 @@ def cross_check(parts: Parts) -> list[str]:
         *_check_listeners(parts.listeners),
         *(r for i, z in enumerate(parts.zones) if z for r in _check_zone(i, z)),
         *(r for i, c in enumerate(parts.clusters) if c for r in _check_cluster(i, c)),
-        *(r for i, s in enumerate(parts.services) if s for r in _check_service(i, s, parts)),
+        *(r for i, s in enumerate(parts.services) if s for r in _check_service(i, s, parts, known)),
     ]
 
 
 def _duplicates(key: str, names: list[str | None]) -> Iterator[str]:
-    counts = Counter(n for n in names if n is not None)
+    """Every repeat of a name after its first use (one pass: fine at 10,000 services)."""
+    seen: set[str] = set()
     for index, name in enumerate(names):
-        if name is not None and counts[name] > 1 and names.index(name) != index:
+        if name is None:
+            continue
+        if name in seen:
             yield f"{key}[{index}].name: duplicate name {name!r}"
+        seen.add(name)
 
 
 def _check_aliases(services: list[ServiceSettings | None]) -> Iterator[str]:
@@ -162,9 +185,11 @@ def _check_zone(index: int, zone: ZoneSettings) -> Iterator[str]:
 
 
 def _check_cluster(index: int, cluster: ClusterSettings) -> Iterator[str]:
+    seen: set[str] = set()
     for n, address in enumerate(cluster.addresses):
-        if cluster.addresses.index(address) != n:
+        if address in seen:
             yield f"clusters[{index}].addresses[{n}]: {address} is listed twice"
+        seen.add(address)
 
 
 def inside(name: str, zone: str) -> bool:
@@ -177,31 +202,32 @@ def zone_of(name: str, zones: Sequence[str]) -> str | None:
     return max(matches, key=len) if matches else None
 
 
-def _check_service(index: int, service: ServiceSettings, parts: Parts) -> Iterator[str]:
+def _check_service(
+    index: int, service: ServiceSettings, parts: Parts, known: _Known
+) -> Iterator[str]:
     here = f"services[{index}]"
-    if zone_of(service.name, list(parts.zone_names)) is None:
+    if zone_of(service.name, known.zones) is None:
         yield f"{here}.name: {service.name} is not inside any configured zone"
-    nameservers = {ns.name for zone in parts.zones if zone for ns in zone.nameservers}
-    if service.name in nameservers:
+    if service.name in known.nameservers:
         yield f"{here}.name: {service.name} is also a nameserver's name"
-    yield from _check_backends(here, service, parts)
+    yield from _check_backends(here, service, parts, known)
     yield from _check_probe(f"{here}.probe", service.probe)
 
 
-def _check_backends(here: str, service: ServiceSettings, parts: Parts) -> Iterator[str]:
-    clusters = {c.name: c for c in parts.clusters if c is not None}
+def _check_backends(
+    here: str, service: ServiceSettings, parts: Parts, known: _Known
+) -> Iterator[str]:
     listed: set[str] = set()
     owner: dict[str, str] = {}  # address -> the first of this service's clusters that has it
     for b, backend in enumerate(service.backends):
         key = f"{here}.backends[{b}].cluster"
         if backend.cluster not in parts.cluster_names:
-            known = ", ".join(sorted(parts.cluster_names))
-            yield f"{key}: unknown cluster {backend.cluster!r} (known: {known})"
+            yield f"{key}: unknown cluster {backend.cluster!r} (known: {known.cluster_list})"
         elif backend.cluster in listed:
             yield f"{key}: cluster {backend.cluster!r} is listed twice"
             continue
         listed.add(backend.cluster)
-        cluster = clusters.get(backend.cluster)
+        cluster = known.clusters.get(backend.cluster)
         for address in cluster.addresses if cluster else ():
             first = owner.setdefault(address, backend.cluster)
             if first != backend.cluster:

@@ -8,8 +8,10 @@ Imports: yaml, pydantic, glb.config.models, glb.config.checks, glb.errors.
 
 from __future__ import annotations
 
+import gc
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -36,18 +38,41 @@ def load_settings(path: str | Path) -> Settings:
     return parse_settings(text, source=str(path))
 
 
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Hold off the cyclic garbage collector while building many small acyclic objects.
+
+    Loading 10,000 services allocates ~10^6 nodes, dicts and models; every allocation burst
+    triggers a collection that walks all of them again, which triples the load time. Reference
+    counting still frees everything; the collector resumes (if it was on) when the block ends.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def parse_settings(text: str, *, source: str = "<config>") -> Settings:
+    with gc_paused():
+        data = _parse_yaml(text, source)
+        return validate_settings(data, source=source)
+
+
+def _parse_yaml(text: str, source: str) -> Mapping[Any, Any]:
     try:
         data = yaml.load(text, Loader=_YAML_LOADER)  # noqa: S506 (a safe loader)
     except yaml.YAMLError as exc:
         raise ConfigError([f"{source}: not valid YAML: {exc}"]) from None
     if data is None:
-        data = {}
+        return {}
     if not isinstance(data, dict):
         raise ConfigError(
             [f"{source}: the top level must be a mapping of keys, not a list or text"]
         )
-    return validate_settings(data, source=source)
+    return data
 
 
 def validate_settings(data: Mapping[Any, Any], *, source: str = "<config>") -> Settings:

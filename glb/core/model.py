@@ -11,8 +11,11 @@ Imports: stdlib only (pure core).
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import lru_cache
+from types import MappingProxyType
 
 
 class ProbeType(StrEnum):
@@ -96,7 +99,13 @@ class Endpoint:
     family: int = field(init=False, compare=False)  # 4 or 6, derived from the address
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "family", ipaddress.ip_address(self.address).version)
+        object.__setattr__(self, "family", _family(self.address))
+
+
+@lru_cache(maxsize=4096)
+def _family(address: str) -> int:
+    """4 or 6; cached because thousands of services share a few ingress addresses."""
+    return ipaddress.ip_address(address).version
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,18 +168,39 @@ class Zone:
 
 @dataclass(frozen=True, slots=True)
 class Topology:
+    """Zones, clusters and services, with lookups indexed once at construction.
+
+    `service(name)` and `endpoints_of(target)` are dictionary lookups, so their cost does not grow
+    with the number of services (the monitor calls `endpoints_of` on every state change).
+    """
+
     zones: tuple[Zone, ...]
     clusters: tuple[Cluster, ...]
     services: tuple[Service, ...]
+    _by_name: Mapping[str, Service] = field(init=False, repr=False, compare=False)
+    _by_target: Mapping[Target, tuple[Endpoint, ...]] = field(init=False, repr=False, compare=False)
+    _targets: frozenset[Target] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        by_target: dict[Target, list[Endpoint]] = {}
+        for service in self.services:
+            for endpoint in service.endpoints:
+                by_target.setdefault(endpoint.target, []).append(endpoint)
+        by_name: dict[str, Service] = {}
+        for service in self.services:
+            by_name.setdefault(service.name, service)  # the first wins, as a scan would find
+        object.__setattr__(self, "_by_name", MappingProxyType(by_name))
+        frozen = {target: tuple(endpoints) for target, endpoints in by_target.items()}
+        object.__setattr__(self, "_by_target", MappingProxyType(frozen))
+        object.__setattr__(self, "_targets", frozenset(frozen))
 
     def service(self, name: str) -> Service | None:
-        for service in self.services:
-            if service.name == name:
-                return service
-        return None
+        return self._by_name.get(name)
 
     def targets(self) -> frozenset[Target]:
-        return frozenset(e.target for s in self.services for e in s.endpoints)
+        """Every distinct probe target: endpoints with equal address and spec share one."""
+        return self._targets
 
     def endpoints_of(self, target: Target) -> tuple[Endpoint, ...]:
-        return tuple(e for s in self.services for e in s.endpoints if e.target == target)
+        """The endpoints probed through `target`, in service then configuration order."""
+        return self._by_target.get(target, ())
