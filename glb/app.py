@@ -94,7 +94,14 @@ async def running(
         dns = DnsServer(answerer.answer, udp, tcp)
         await dns.start()
         stack.push_async_callback(dns.close)
-        proxy = proxy_app(monitor, monitor, cluster_header=settings.http.cluster_header)
+        ca_file = str(settings.probes.ca_file) if settings.probes.ca_file else None
+        proxy = proxy_app(
+            monitor,
+            monitor,
+            cluster_header=settings.http.cluster_header,
+            ca_file=ca_file,
+            stats=stats,
+        )
         await _serve_http(stack, proxy, http_sock, grace=settings.http.shutdown_grace)
         stack.callback(_stopping, monitor)  # runs first on exit: /readyz fails at once
         glb = Running(udp.getsockname()[:2], _url(http_sock), _url(admin_sock), monitor, reloader)
@@ -127,7 +134,13 @@ async def _serve_http(
     stack: contextlib.AsyncExitStack, app: web.Application, sock: socket.socket, *, grace: float
 ) -> None:
     """Serve `app` on `sock`; on exit stop listening, then give open requests `grace` seconds."""
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=grace)
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        handle_signals=False,
+        shutdown_timeout=grace,
+        handler_cancellation=True,  # a client that goes away cancels its upstream request
+    )
     await runner.setup()
     stack.push_async_callback(runner.cleanup)
     await web.SockSite(runner, sock).start()

@@ -10,7 +10,8 @@ chunked ones stream straight through.
 
 Timeouts: `connect_timeout` bounds the TCP and TLS handshakes, `first_byte_timeout` runs from the
 end of the request to the response's headers (aiohttp's `sock_read`), `idle_timeout` is the
-longest silence while streaming either body.
+longest silence of the client (while its body streams in) or of the upstream (while its body
+streams out, or while it does not take the request body).
 
 Imports: glb.core, glb.http_headers, glb.http_upstream and aiohttp only.
 """
@@ -28,8 +29,10 @@ from multidict import CIMultiDict
 
 from glb.core.model import Endpoint
 from glb.core.ports import PassiveHealth
+from glb.core.stats import Stats
 from glb.http_headers import downstream_headers, upstream_headers
 from glb.http_upstream import (
+    SERVED_BY,
     Failure,
     Route,
     classify,
@@ -125,9 +128,12 @@ class _Upload:
 class Forwarder:
     """Forwards plain HTTP requests over one shared `aiohttp.ClientSession`."""
 
-    def __init__(self, session: aiohttp.ClientSession, passive: PassiveHealth) -> None:
+    def __init__(
+        self, session: aiohttp.ClientSession, passive: PassiveHealth, stats: Stats
+    ) -> None:
         self._session = session
         self._passive = passive
+        self._stats = stats
 
     async def forward(
         self,
@@ -151,12 +157,28 @@ class Forwarder:
             upstream_host=proxy.upstream_host,
             version=_version(request.version),
         )
+        return await self._in_order(request, route, ranked, body, headers, path_qs, cluster_header)
+
+    async def _in_order(
+        self,
+        request: web.Request,
+        route: Route,
+        ranked: Sequence[Endpoint],
+        body: RequestBody,
+        headers: CIMultiDict[str],
+        path_qs: str,
+        cluster_header: bool,
+    ) -> web.StreamResponse:
+        """Attempt the endpoints in order while the retry rule allows; relay the first answer."""
         failure: Failure | None = None
-        for endpoint in ranked[: proxy.retries + 1]:
+        for endpoint in ranked[: route.service.proxy.retries + 1]:
             if failure is not None and not may_retry(
                 failure, request.method, replayable=body.replayable
             ):
                 break
+            if failure is not None:
+                self._stats.proxy_retries[route.service.name] += 1
+            request[SERVED_BY] = endpoint.cluster
             try:
                 upstream = await self._attempt(request, route, endpoint, body, headers, path_qs)
             except (aiohttp.ClientError, TimeoutError) as exc:
@@ -168,7 +190,7 @@ class Forwarder:
             async with upstream:
                 self._report_answer(route, endpoint, upstream.status)
                 cluster = endpoint.cluster if cluster_header else None
-                return await relay(request, upstream, cluster, proxy.idle_timeout)
+                return await relay(request, upstream, cluster, route.service.proxy.idle_timeout)
         assert failure is not None  # noqa: S101 (ranked is never empty here)
         return failure_response(failure)
 
@@ -209,26 +231,39 @@ async def relay(
 ) -> web.StreamResponse:
     """Stream `upstream`'s response to the client. Once the status line is out, a failure can
     only be signalled by cutting the client's connection, which is what happens."""
-    _read_idle(upstream, idle)
-    headers = downstream_headers(
-        upstream.headers, version=_version(upstream.version), cluster=cluster
-    )
+    _stop_first_byte_timer(upstream)
+    version = _version(upstream.version)
+    headers = downstream_headers(upstream.headers, version=version, cluster=cluster)
     response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=headers)
     try:
         await response.prepare(request)
-        async for chunk in upstream.content.iter_any():
-            await response.write(chunk)
+        await _pump(upstream.content, response, idle)
         await response.write_eof()
     except Exception as exc:
         _cut(request, exc)
     return response
 
 
-def _read_idle(upstream: aiohttp.ClientResponse, idle: float) -> None:
-    """From the headers on, the upstream's silence is bounded by `idle` (not first-byte)."""
-    connection = upstream.connection
+async def _pump(content: aiohttp.StreamReader, response: web.StreamResponse, idle: float) -> None:
+    """Copy chunks as they arrive; the upstream may be silent for at most `idle` seconds (time
+    spent writing to a slow client does not count)."""
+    loop = asyncio.get_running_loop()
+    async with asyncio.timeout(None) as silence:
+        while True:
+            silence.reschedule(loop.time() + idle)
+            chunk = await content.readany()
+            silence.reschedule(None)
+            if not chunk:
+                return
+            await response.write(chunk)
+
+
+def _stop_first_byte_timer(upstream: aiohttp.ClientResponse) -> None:
+    """aiohttp's `sock_read` timed the first byte; from the headers on `_pump` times silences."""
+    connection = upstream.connection  # None once the whole response is in
     if connection is not None and connection.protocol is not None:
-        connection.protocol.read_timeout = idle
+        connection.protocol.read_timeout = None
+        connection.protocol.start_timeout()  # with no read timeout: cancels the running timer
 
 
 def _cut(request: web.Request, exc: Exception) -> None:

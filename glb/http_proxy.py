@@ -19,6 +19,7 @@ import asyncio
 import itertools
 import logging
 import random
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Final
@@ -31,9 +32,10 @@ from yarl import URL
 from glb.core.model import Endpoint, Topology
 from glb.core.policies import Query, decide
 from glb.core.ports import PassiveHealth, StateView
+from glb.core.stats import Stats
 from glb.http_forward import Forwarder
 from glb.http_headers import is_websocket_upgrade, route_key, upstream_headers
-from glb.http_upstream import Route, TlsContexts, text_response
+from glb.http_upstream import SERVED_BY, Route, TlsContexts, text_response
 from glb.http_websocket import proxy_websocket
 
 logger = logging.getLogger(__name__)
@@ -81,7 +83,9 @@ class HttpProxy:
         cluster_header: bool,
         rng: random.Random,
         tls: TlsContexts,
+        stats: Stats,
     ) -> None:
+        self._stats = stats
         self._state = state
         self._passive = passive
         self._cluster_header = cluster_header
@@ -106,7 +110,8 @@ class HttpProxy:
             skip_auto_headers=_SKIP_AUTO_HEADERS,
             timeout=aiohttp.ClientTimeout(total=None),  # per request, from the service
         )
-        self._session, self._forwarder = session, Forwarder(session, self._passive)
+        self._session = session
+        self._forwarder = Forwarder(session, self._passive, self._stats)
         try:
             yield
         finally:
@@ -146,6 +151,29 @@ class HttpProxy:
         route = self.route(target.host)
         if route is None:
             return text_response(421, f"glb: no service for host {target.host[:200]!r}")
+        return await self._counted(request, route, target)
+
+    async def _counted(
+        self, request: web.Request, route: Route, target: Target
+    ) -> web.StreamResponse:
+        """Steer and forward, counted per service and serving cluster (labels from config only)."""
+        service = route.service.name
+        stats = self._stats
+        stats.proxy_active[service] += 1
+        started = time.monotonic()
+        code: int | str = "aborted"  # the client went away, or the response was cut short
+        try:
+            response = await self._steer(request, route, target)
+            code = response.status
+            return response
+        finally:
+            stats.proxy_active[service] -= 1
+            cluster = request.get(SERVED_BY, "none")
+            stats.observe_proxy(service, cluster, code, time.monotonic() - started)
+
+    async def _steer(
+        self, request: web.Request, route: Route, target: Target
+    ) -> web.StreamResponse:
         query = Query(family=None, rotation=next(self._rotation))
         decision = decide(route.service, self._state.current(), query, self._rng)
         if decision.servfail or not decision.ranked:
@@ -197,6 +225,7 @@ def proxy_app(
     cluster_header: bool = False,
     rng: random.Random | None = None,
     ca_file: str | None = None,
+    stats: Stats | None = None,
 ) -> web.Application:
     """The front end's aiohttp application. `ca_file` (PEM) adds CA certificates to the system
     ones for https upstreams that verify; `cluster_header` adds X-GLB-Cluster to responses."""
@@ -206,6 +235,7 @@ def proxy_app(
         cluster_header=cluster_header,
         rng=rng or random.Random(),
         tls=TlsContexts(ca_file),
+        stats=stats or Stats(),
     )
     app = web.Application(middlewares=[_catch_all])
     app[PROXY] = proxy

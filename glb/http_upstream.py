@@ -21,6 +21,8 @@ from yarl import URL
 from glb.core.model import Endpoint, Scheme, Service
 from glb.http_headers import host_part
 
+SERVED_BY: Final = web.RequestKey("glb_served_by", str)  # the latest attempt's cluster
+
 
 @dataclass(frozen=True, slots=True)
 class Route:

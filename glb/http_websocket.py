@@ -21,7 +21,15 @@ from multidict import CIMultiDict
 from glb.core.model import Endpoint
 from glb.core.ports import PassiveHealth
 from glb.http_headers import CLUSTER_HEADER, VIA_NAME
-from glb.http_upstream import Failure, Route, classify, failure_response, may_retry, text_response
+from glb.http_upstream import (
+    SERVED_BY,
+    Failure,
+    Route,
+    classify,
+    failure_response,
+    may_retry,
+    text_response,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +58,7 @@ async def proxy_websocket(
     for endpoint in ranked[: proxy.retries + 1]:
         if failure is not None and not may_retry(failure, "GET", replayable=True):
             break
+        request[SERVED_BY] = endpoint.cluster
         try:
             upstream = await _connect(session, route, endpoint, headers, path_qs, request)
         except aiohttp.WSServerHandshakeError as exc:

@@ -44,7 +44,7 @@ SERVICE = """\
     port: {port}
     aliases: [www.example.test]
     probe: {{type: {probe}, path: /healthz, interval: 60s, timeout: 1s}}
-    timeouts: {{connect: 1s, first_byte: {first_byte}, idle: 5s}}
+    timeouts: {{connect: 1s, first_byte: {first_byte}, idle: {idle}}}
     retries: {retries}
     eject_after: {eject_after}
     eject_on_5xx: {eject_on_5xx}
@@ -60,6 +60,7 @@ def service_yaml(port: int, **options: Any) -> str:
         "policy": "failover",
         "probe": "http",
         "first_byte": "2s",
+        "idle": "5s",
         "retries": 2,
         "eject_after": 3,
         "eject_on_5xx": "false",
@@ -132,6 +133,16 @@ async def _drop(request: web.Request) -> web.Response:
     return web.Response(text="never sent")
 
 
+async def _stall(request: web.Request) -> web.StreamResponse:
+    """Send the headers and part of a chunked body, then nothing for a second."""
+    response = web.StreamResponse()
+    await response.prepare(request)
+    await response.write(b"0123456789")
+    await asyncio.sleep(1.0)
+    await response.write(b"0123456789")
+    return response
+
+
 async def _download(request: web.Request) -> web.StreamResponse:
     size = int(request.query["size"])
     response = web.StreamResponse()
@@ -177,6 +188,7 @@ def echo_app(name: str) -> web.Application:
     app.router.add_get("/hop", _hop)
     app.router.add_route("*", "/drop", _drop)
     app.router.add_get("/download", _download)
+    app.router.add_get("/stall", _stall)
     app.router.add_route("*", "/upload", _upload)
     app.router.add_get("/ws", _ws)
     app.router.add_route("*", "/{tail:.*}", _echo)
@@ -421,9 +433,9 @@ async def test_routes_follow_a_replaced_topology() -> None:
         upstreams(apps) as where,
         monitored(config_for(where, service_yaml(where.port))) as monitor,
     ):
-        state = ReplacedTopology(monitor)
-        async with serve_proxy(state, Recorder(monitor)) as (base, client):
-            glb = Front(monitor, Recorder(monitor), base, client, apps)
+        state, passive = ReplacedTopology(monitor), Recorder(monitor)
+        async with serve_proxy(state, passive) as (base, client):
+            glb = Front(monitor, passive, base, client, apps)
             assert (await glb.request(host="new.example.test")).status == 421
             service = dataclasses.replace(state.topology.services[0], aliases=("new.example.test",))
             state.topology = dataclasses.replace(state.topology, services=(service,))
@@ -683,6 +695,19 @@ async def test_slow_upstream_is_504() -> None:
     assert b"no response within 0.2s" in reply.body
     assert 0.2 <= elapsed < 0.7
     assert [c for c, _, _ in glb.passive.reports] == ["primary"]
+
+
+async def test_stalled_response_cuts_the_client_connection() -> None:
+    """An upstream silent for idle_timeout after its headers: the client's connection is cut
+    (never a truncated body passed off as complete)."""
+    async with (
+        front(idle="300ms") as glb,
+        glb.client.get(glb.url("/stall"), headers={"Host": HOST}) as response,
+    ):
+        assert response.headers["Transfer-Encoding"] == "chunked"
+        with pytest.raises(aiohttp.ClientPayloadError):
+            async with asyncio.timeout(5):
+                await response.read()
 
 
 async def test_passive_ejection_after_consecutive_failures() -> None:

@@ -350,3 +350,27 @@ async def test_exposition_passes_promtool_check_metrics(glb, clusters):
     glb.monitor.drain("eu-west")
     text = await scrape_text(glb.admin_url)
     assert await run(promtool, "check", "metrics", stdin=text) == (0, "")
+
+
+async def test_proxied_requests_are_counted_by_service_cluster_and_code(glb, clusters):
+    """Proxied requests count by serving cluster and code; retries count once per extra attempt."""
+    eu = clusters[0]
+    url = glb.http_url + "/"
+    async with aiohttp.ClientSession() as session:
+        for _ in range(3):
+            async with session.get(url, headers={"Host": SERVICE}) as response:
+                assert response.status == 200
+        async with session.get(url, headers={"Host": "nobody.example"}) as response:
+            assert response.status == 421
+        await eu.kill()  # the next request fails on eu-west and is retried on us-east
+        async with session.get(url, headers={"Host": SERVICE}) as response:
+            assert response.status == 200
+            assert "us-east" in await response.text()
+    scraped = await scrape(glb)
+    requests = "glb_proxy_requests_total"
+    assert scraped.value(requests, service=SERVICE, cluster="eu-west", code="200") == 3
+    assert scraped.value(requests, service=SERVICE, cluster="us-east", code="200") == 1
+    assert scraped.value("glb_proxy_retries_total", service=SERVICE) == 1
+    assert scraped.value("glb_proxy_request_duration_seconds_count", service=SERVICE) == 4
+    assert scraped.value("glb_proxy_active_requests", service=SERVICE) == 0
+    assert "nobody.example" not in scraped.text  # no label ever takes a client's Host

@@ -218,6 +218,30 @@ async def test_sighup_reloads_the_file(tmp_path: Path, clusters):
             assert await process.wait() == 0
 
 
+async def in_flight(session: aiohttp.ClientSession, admin: str) -> None:
+    """Wait until glb reports one proxied request in flight (its metrics say so)."""
+    wanted = 'glb_proxy_active_requests{service="app.glb.test"} 1.0'
+    async with asyncio.timeout(10):
+        while True:
+            async with session.get(admin + "/metrics") as response:
+                if wanted in await response.text():
+                    return
+            await asyncio.sleep(0.02)
+
+
+async def not_ready(session: aiohttp.ClientSession, admin: str) -> None:
+    """Wait until /readyz answers 503 (the admin API must stay up while the proxy drains)."""
+    async with asyncio.timeout(5):
+        while True:
+            try:
+                async with session.get(admin + "/readyz") as ready:
+                    if ready.status == 503:
+                        return
+            except aiohttp.ClientConnectionError:
+                pytest.fail("the admin API closed before the proxy drained")
+            await asyncio.sleep(0.02)
+
+
 async def test_sigterm_lets_in_flight_requests_finish_and_fails_readiness(tmp_path: Path):
     """On SIGTERM, /readyz fails, a proxied request in flight completes, and glb exits 0."""
     [slow] = await start_clusters(["slow"], delays=[1.5])
@@ -229,17 +253,9 @@ async def test_sigterm_lets_in_flight_requests_finish_and_fails_readiness(tmp_pa
             pending = asyncio.create_task(
                 session.get(found["http"] + "/", headers={"Host": "app.glb.test"})
             )
-            await asyncio.sleep(0.3)  # let the request reach the slow backend before the signal
+            await in_flight(session, found["admin"])
             process.send_signal(signal.SIGTERM)
-            async with asyncio.timeout(5):
-                while True:
-                    try:
-                        async with session.get(found["admin"] + "/readyz") as ready:
-                            if ready.status == 503:
-                                break
-                    except aiohttp.ClientConnectionError:
-                        pytest.fail("the admin API closed before the proxy drained")
-                    await asyncio.sleep(0.05)
+            await not_ready(session, found["admin"])
             async with asyncio.timeout(10):
                 response = await pending
                 assert response.status == 200
@@ -264,9 +280,9 @@ async def test_a_second_signal_exits_at_once(tmp_path: Path):
             pending = asyncio.create_task(
                 session.get(found["http"] + "/", headers={"Host": "app.glb.test"})
             )
-            await asyncio.sleep(0.3)
+            await in_flight(session, found["admin"])
             process.send_signal(signal.SIGTERM)
-            await asyncio.sleep(0.3)
+            await not_ready(session, found["admin"])  # the first signal is being handled
             process.send_signal(signal.SIGTERM)
             async with asyncio.timeout(5):
                 assert await process.wait() == 1
