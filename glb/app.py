@@ -25,10 +25,13 @@ from glb import __version__
 from glb.admin_api import admin_app
 from glb.config import Settings, to_topology
 from glb.core.model import Topology
+from glb.core.rrl import ResponseRateLimiter, RrlConfig
 from glb.core.stats import Stats
 from glb.dns_answer import DnsAnswerer
 from glb.dns_server import DnsServer
 from glb.errors import StartupError
+from glb.http_guard import ClientLimits
+from glb.http_guard import serve as serve_guarded
 from glb.http_proxy import proxy_app
 from glb.listen import bind_dns, bind_tcp
 from glb.metrics import metrics_handler, metrics_registry
@@ -82,16 +85,18 @@ async def running(
         monitor = Monitor(topology, prober.probe, stats=stats)
         reloader_slot: list[Reloader] = []
         admin = _admin(settings, monitor, stats, reloader_slot)
-        await _serve_http(stack, admin, admin_sock, grace=1.0)
+        limits = _client_limits(settings)
+        await _serve_http(stack, admin, admin_sock, grace=1.0, limits=limits)
         await monitor.first_round()
         answerer = DnsAnswerer(
             topology, monitor.current, stats=stats, query_sample=settings.log.query_sample
         )
+        monitor.subscribe(answerer.on_snapshot)  # pre-packed answers follow every change
         reloader = Reloader(settings, load, monitor, answerer, stats, serial=serial)
         reloader_slot.append(reloader)
         probing = asyncio.create_task(monitor.run(), name="monitor")
         stack.push_async_callback(_cancel, probing)
-        dns = DnsServer(answerer.answer, udp, tcp)
+        dns = _dns_server(settings, answerer, udp, tcp, stats)
         await dns.start()
         stack.push_async_callback(dns.close)
         ca_file = str(settings.probes.ca_file) if settings.probes.ca_file else None
@@ -102,7 +107,8 @@ async def running(
             ca_file=ca_file,
             stats=stats,
         )
-        await _serve_http(stack, proxy, http_sock, grace=settings.http.shutdown_grace)
+        grace = settings.http.shutdown_grace
+        await _serve_http(stack, proxy, http_sock, grace=grace, limits=limits)
         stack.callback(_stopping, monitor)  # runs first on exit: /readyz fails at once
         glb = Running(udp.getsockname()[:2], _url(http_sock), _url(admin_sock), monitor, reloader)
         _log_started(glb)
@@ -130,8 +136,55 @@ def _admin(
     return app
 
 
+def _dns_server(
+    settings: Settings,
+    answerer: DnsAnswerer,
+    udp: socket.socket,
+    tcp: socket.socket,
+    stats: Stats,
+) -> DnsServer:
+    dns = settings.dns
+    rrl = dns.rrl
+    limiter = None
+    if rrl.enabled:
+        config = RrlConfig(
+            rate=rrl.responses_per_second,
+            window=rrl.window,
+            slip=rrl.slip,
+            ipv4_prefix=rrl.ipv4_prefix,
+            ipv6_prefix=rrl.ipv6_prefix,
+        )
+        limiter = ResponseRateLimiter(config)
+    return DnsServer(
+        answerer.answer,
+        udp,
+        tcp,
+        tcp_idle_timeout=dns.tcp_idle_timeout,
+        max_tcp_connections=dns.max_tcp_connections,
+        max_queries_per_connection=dns.max_queries_per_connection,
+        rrl=limiter,
+        stats=stats,
+    )
+
+
+def _client_limits(settings: Settings) -> ClientLimits:
+    http = settings.http
+    return ClientLimits(
+        max_request_line=http.max_request_line,
+        max_header_size=http.max_header_size,
+        max_headers=http.max_headers,
+        header_timeout=http.client_header_timeout,
+        idle_timeout=http.client_idle_timeout,
+    )
+
+
 async def _serve_http(
-    stack: contextlib.AsyncExitStack, app: web.Application, sock: socket.socket, *, grace: float
+    stack: contextlib.AsyncExitStack,
+    app: web.Application,
+    sock: socket.socket,
+    *,
+    grace: float,
+    limits: ClientLimits,
 ) -> None:
     """Serve `app` on `sock`; on exit stop listening, then give open requests `grace` seconds."""
     runner = web.AppRunner(
@@ -140,10 +193,15 @@ async def _serve_http(
         handle_signals=False,
         shutdown_timeout=grace,
         handler_cancellation=True,  # a client that goes away cancels its upstream request
+        max_line_size=limits.max_request_line,
+        max_field_size=limits.max_header_size,
+        max_headers=limits.max_headers,
+        keepalive_timeout=limits.idle_timeout,  # an idle (or never used) connection is closed
     )
     await runner.setup()
     stack.push_async_callback(runner.cleanup)
-    await web.SockSite(runner, sock).start()
+    listener = await serve_guarded(runner, sock, limits)
+    stack.callback(listener.close)  # runs before runner.cleanup: stop listening first
 
 
 def _url(sock: socket.socket) -> str:

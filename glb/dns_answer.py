@@ -28,16 +28,17 @@ import itertools
 import logging
 import random
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
 from dnslib import EDNS0, RD, RR, DNSBuffer, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
 
 from glb.core.model import Service, Topology
-from glb.core.policies import Query, decide
+from glb.core.policies import Decision, Query, decide
 from glb.core.snapshot import HealthSnapshot
 from glb.core.stats import Stats
+from glb.dns_cache import QTYPE_LABELS, DnsCache, Packed
 from glb.dns_records import (
     CLASS_IN,
     TYPE_A,
@@ -54,6 +55,7 @@ from glb.dns_records import (
     Node,
     ZoneData,
     ZoneIndex,
+    wire_name,
 )
 
 logger = logging.getLogger(__name__)
@@ -88,8 +90,6 @@ _RCODE_NAMES: Final = {
     REFUSED: "REFUSED",
     BADVERS: "BADVERS",
 }
-_QTYPE_NAMES: Final = {1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 15: "MX", 16: "TXT", 28: "AAAA"}
-_QTYPE_NAMES.update({33: "SRV", 65: "HTTPS", 255: "ANY"})
 _OPT_BADVERS: Final = EDNS0(udp_len=EDNS_PAYLOAD, ext_rcode=BADVERS >> 4)
 
 
@@ -103,6 +103,11 @@ class Question:
     key: Key  # lowercased labels, for lookups
     qtype: int
     qclass: int
+
+    @property
+    def owner(self) -> DNSLabel:
+        """The name in lowercase: what replies are packed with (see `_pack`)."""
+        return DNSLabel(list(self.key))
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,15 +232,21 @@ def _pack(
     authority: tuple[RR, ...],
     additional: tuple[RR, ...],
 ) -> bytes:
+    """Pack with the question (and every owner) in lowercase, then put the query's own spelling of
+    the question name back (same length): names compressed against it take its case, so the
+    bytes are the same whatever the case (case-insensitive compression) and `glb.dns_cache` can
+    splice any spelling into a pre-packed reply."""
     q = request.question
     record = DNSRecord(
         DNSHeader(id=request.id, bitmap=flags),
-        questions=[DNSQuestion(q.name, q.qtype, q.qclass)],
+        questions=[DNSQuestion(q.owner, q.qtype, q.qclass)],
         rr=list(answer),
         auth=list(authority),
         ar=list(additional),
     )
-    return bytes(record.pack())
+    wire = bytes(record.pack())
+    name = wire_name(q.name.label)
+    return wire[:12] + name + wire[12 + len(name) :]
 
 
 def render_error(ident: int, query_flags: int, question: Question | None, rcode: int) -> bytes:
@@ -250,18 +261,24 @@ def render_error(ident: int, query_flags: int, question: Question | None, rcode:
 # ---------------------------------------------------------------------------------------------
 # Answering
 
+SnapshotSource = Callable[[], HealthSnapshot]
+
 
 class DnsAnswerer:
     """Answers queries for the topology's zones, steering service names by the current health.
 
-    Lookup tables are built once here; `answer()` reads `snapshot()` at most once per query and
-    advances a per-service counter for round robin. Not thread-safe (one event loop calls it).
+    `answer()` first asks the `DnsCache` of pre-packed replies, which is valid only while
+    `snapshot()` still returns the snapshot it was built for; otherwise, and for anything the
+    cache does not hold, the full path parses, resolves and packs. Keep the cache current by
+    calling `on_snapshot(snapshot)` after each publish (`Monitor.subscribe(answerer.on_snapshot)`):
+    a stale cache is never rebuilt on the query path, only bypassed. Round robin advances one
+    per-service counter shared by both paths. Not thread-safe (one event loop calls it).
     """
 
     def __init__(
         self,
         topology: Topology,
-        snapshot: Callable[[], HealthSnapshot],
+        snapshot: SnapshotSource,
         rng: random.Random | None = None,
         stats: Stats | None = None,
         query_sample: float = 0.0,
@@ -270,18 +287,54 @@ class DnsAnswerer:
         self._query_sample = query_sample  # share of queries logged (0: none)
         self._snapshot = snapshot
         self._rng = rng or random.Random()
+        self.full_path_queries = 0  # messages the cache did not answer
         self.update(topology)
 
     def update(self, topology: Topology) -> None:
-        """Answer for a new topology from the next query on (a configuration reload)."""
+        """Answer for a new topology from the next query on (a configuration reload); packs the
+        new cache for the current snapshot."""
         self._index = ZoneIndex(topology)
         self._rotation = {s.name: itertools.count() for s in topology.services}
         self._families = {s.name: {e.family for e in s.endpoints} for s in topology.services}
+        self._negatives: dict[tuple[str, int], Outcome] = {}
+        self._cache = DnsCache(topology, self._index.nodes, self, self._rotation, self._rng)
+        try:
+            snapshot = self._snapshot()
+        except Exception:  # the full path will answer SERVFAIL and log it
+            logger.debug("no snapshot to pre-pack DNS replies for", exc_info=True)
+            return
+        self.on_snapshot(snapshot)
+
+    def on_snapshot(self, snapshot: HealthSnapshot) -> None:
+        """Re-pack the replies `snapshot` changes, before it is served (a monitor subscriber)."""
+        try:
+            self._cache.refresh(snapshot)
+        except Exception:  # the cache stays stale, hence bypassed, until a refresh succeeds
+            logger.exception("could not re-pack DNS replies; answering on the full path")
+
+    @property
+    def cache(self) -> DnsCache:
+        return self._cache
 
     def answer(self, wire: bytes, tcp: bool) -> bytes | None:
         """Reply to one DNS message; None means drop (unparseable header, or a response/QR=1
         packet). `tcp` may be passed by keyword or by position, so this bound method is itself a
         `glb.dns_server` handler (`handler(wire, tcp)`)."""
+        sampled = self._query_sample > 0 and self._rng.random() < self._query_sample
+        if not sampled:
+            cache = self._cache
+            try:
+                fresh = cache.snapshot is self._snapshot()
+            except Exception:  # a broken source: the full path answers SERVFAIL and logs it
+                fresh = False
+            reply = cache.reply(wire, tcp, self._stats) if fresh else None
+            if reply is not None:
+                return reply
+        return self.answer_full(wire, tcp, sampled=sampled)
+
+    def answer_full(self, wire: bytes, tcp: bool, *, sampled: bool = False) -> bytes | None:
+        """`answer()` without the cache: parse, resolve and pack (the reference behaviour)."""
+        self.full_path_queries += 1
         if len(wire) < _HEADER.size:
             self._stats.dns_malformed += 1
             return None
@@ -289,12 +342,12 @@ class DnsAnswerer:
         if flags & _QR:
             return None
         try:
-            return self._answer(wire, ident, flags, tcp=tcp)
+            return self._answer(wire, ident, flags, tcp=tcp, sampled=sampled)
         except Exception:  # the last resort: a bare SERVFAIL cannot fail to pack
             logger.exception("failed to answer a DNS message (id %d)", ident)
             return render_error(ident, flags, None, SERVFAIL)
 
-    def _answer(self, wire: bytes, ident: int, flags: int, *, tcp: bool) -> bytes:
+    def _answer(self, wire: bytes, ident: int, flags: int, *, tcp: bool, sampled: bool) -> bytes:
         transport = "tcp" if tcp else "udp"
         if flags & _OPCODE:  # header only: other opcodes give the sections other meanings
             self._stats.dns_queries[(transport, "other", "NOTIMP")] += 1
@@ -313,13 +366,13 @@ class DnsAnswerer:
             outcome = _SERVFAIL
         reply = render(request, outcome, limit=None if tcp else request.udp_limit())
         self._count(transport, request.question.qtype, outcome, truncated=reply[2] & 0x02)
-        if self._query_sample and self._rng.random() < self._query_sample:
+        if sampled:
             self._log_query(transport, request, outcome)
         return reply
 
     def _log_query(self, transport: str, request: Request, outcome: Outcome) -> None:
         question = request.question
-        qtype = _QTYPE_NAMES.get(question.qtype, str(question.qtype))
+        qtype = QTYPE_LABELS.get(question.qtype, str(question.qtype))
         rcode = _RCODE_NAMES.get(outcome.rcode, str(outcome.rcode))
         answers = [str(rr.rdata) for rr in outcome.answer]
         logger.info(
@@ -342,12 +395,40 @@ class DnsAnswerer:
     def _count(self, transport: str, qtype: int, outcome: Outcome, *, truncated: int) -> None:
         stats = self._stats
         rcode = _RCODE_NAMES.get(outcome.rcode, "other")
-        stats.dns_queries[(transport, _QTYPE_NAMES.get(qtype, "other"), rcode)] += 1
+        stats.dns_queries[(transport, QTYPE_LABELS.get(qtype, "other"), rcode)] += 1
         if truncated:  # the addresses did not go out: the client retries over TCP
             stats.dns_truncated += 1
             return
         for steered in outcome.steered:
             stats.dns_answers[steered] += 1
+
+    # -- the cache's Renderer -------------------------------------------------------------
+
+    def pack(self, key: Key, qtypes: Sequence[int], snapshot: HealthSnapshot) -> list[Packed]:
+        """Replies to (key, qtype, IN) as the full path packs them, for `glb.dns_cache`."""
+        packed: dict[int, tuple[Outcome, Packed]] = {}  # shared negatives pack once
+        out = []
+        for qtype in qtypes:
+            question = Question(DNSLabel(list(key)), key, qtype, CLASS_IN)
+            outcome = self._resolve(question, lambda: snapshot)
+            if id(outcome) not in packed:  # the outcome is kept alive: its id stays unique
+                packed[id(outcome)] = (outcome, self._packed(question, outcome))
+            out.append(packed[id(outcome)][1])
+        return out
+
+    def pack_decision(self, key: Key, qtype: int, decision: Decision) -> Packed:
+        """The reply at the service named `key` handing out `decision`, for `glb.dns_cache`."""
+        node = self._index.nodes[key]
+        assert node.service is not None  # noqa: S101  # the cache asks for service names only
+        question = Question(DNSLabel(list(key)), key, qtype, CLASS_IN)
+        outcome = self._decided(node.service, node.zone, question.owner, qtype, decision)
+        return self._packed(question, outcome)
+
+    def _packed(self, question: Question, outcome: Outcome) -> Packed:
+        wire = render(Request(0, 0, question, None), outcome, limit=None)
+        return Packed(wire, _RCODE_NAMES.get(outcome.rcode, "other"), outcome.steered)
+
+    # -- resolution -----------------------------------------------------------------------
 
     def _outcome(self, request: Request) -> Outcome:
         question = request.question
@@ -355,23 +436,23 @@ class DnsAnswerer:
             return _BADVERS
         if question.qclass != CLASS_IN or question.qtype in (TYPE_AXFR, TYPE_IXFR):
             return _REFUSED
-        return self._resolve(question)
+        return self._resolve(question, self._snapshot)
 
-    def _resolve(self, question: Question) -> Outcome:
+    def _resolve(self, question: Question, snapshot: SnapshotSource) -> Outcome:
         node = self._index.nodes.get(question.key)
         if node is None:
             zone = self._index.zone_for(question.key)
-            return _REFUSED if zone is None else _negative(zone, NXDOMAIN)
+            return _REFUSED if zone is None else self._negative(zone, NXDOMAIN)
+        owner = question.owner
         if node.service is not None and question.qtype in TYPE_FAMILY:
-            snapshot = self._snapshot()
-            return self._steer(node.service, node.zone, question.name, question.qtype, snapshot)
+            return self._steer(node.service, node.zone, owner, question.qtype, snapshot())
         if question.qtype == TYPE_ANY:
-            return self._any(node, question.name)
+            return self._any(node, owner, snapshot)
         rrset = node.rrsets.get(question.qtype)
         if rrset is None:
-            return _negative(node.zone, NOERROR)
+            return self._negative(node.zone, NOERROR)
         glue = node.zone.glue if question.qtype == TYPE_NS else ()
-        return Outcome(NOERROR, True, tuple(rrset.records(question.name)), (), glue)
+        return Outcome(NOERROR, True, tuple(rrset.records(owner)), (), glue)
 
     def _steer(
         self,
@@ -384,13 +465,18 @@ class DnsAnswerer:
         """A or AAAA at a service name, chosen by the service's policy."""
         family = TYPE_FAMILY[qtype]
         if family not in self._families[service.name]:  # nothing to steer: plain NODATA
-            return _negative(zone, NOERROR)
+            return self._negative(zone, NOERROR)
         query = Query(family=family, rotation=next(self._rotation[service.name]))
         decision = decide(service, snapshot, query, self._rng)
+        return self._decided(service, zone, owner, qtype, decision)
+
+    def _decided(
+        self, service: Service, zone: ZoneData, owner: DNSLabel, qtype: int, decision: Decision
+    ) -> Outcome:
         if decision.servfail:
             return _SERVFAIL
         if not decision.answer:
-            return _negative(zone, NOERROR)
+            return self._negative(zone, NOERROR)
         rdata = self._index.rdata
         records = tuple(
             RR(owner, qtype, CLASS_IN, service.ttl, rdata[e.address]) for e in decision.answer
@@ -398,12 +484,12 @@ class DnsAnswerer:
         steered = tuple((service.name, e.cluster) for e in decision.answer)
         return Outcome(NOERROR, True, records, steered=steered)
 
-    def _any(self, node: Node, owner: DNSLabel) -> Outcome:
+    def _any(self, node: Node, owner: DNSLabel, snapshot: SnapshotSource) -> Outcome:
         """RFC 8482: one record set, never an enumeration of the name."""
         if node.service is not None:
-            snapshot = self._snapshot()
+            current = snapshot()
             for qtype in (TYPE_A, TYPE_AAAA):
-                outcome = self._steer(node.service, node.zone, owner, qtype, snapshot)
+                outcome = self._steer(node.service, node.zone, owner, qtype, current)
                 if outcome.answer:
                     return outcome
             hinfo = RR(owner, TYPE_HINFO, CLASS_IN, node.service.ttl, _HINFO_RFC8482)
@@ -412,9 +498,13 @@ class DnsAnswerer:
             rrset = node.rrsets.get(rtype)
             if rrset is not None:
                 return Outcome(NOERROR, True, tuple(rrset.records(owner)))
-        return _negative(node.zone, NOERROR)
+        return self._negative(node.zone, NOERROR)
 
-
-def _negative(zone: ZoneData, rcode: int) -> Outcome:
-    """NXDOMAIN or NODATA: authoritative, with the zone's SOA in the authority section."""
-    return Outcome(rcode, True, authority=(zone.negative_soa,))
+    def _negative(self, zone: ZoneData, rcode: int) -> Outcome:
+        """NXDOMAIN or NODATA: authoritative, with the zone's SOA in the authority section; one
+        shared object per zone and rcode."""
+        key = (zone.zone.name, rcode)
+        outcome = self._negatives.get(key)
+        if outcome is None:
+            outcome = self._negatives[key] = Outcome(rcode, True, authority=(zone.negative_soa,))
+        return outcome

@@ -6,31 +6,93 @@ in `datagram_received`, with no await on the hot path. TCP reads length-prefixed
 loop: many queries per connection, answered in order, with an idle timeout, a cap on concurrent
 connections and a cap on queries per connection.
 
-Imports: stdlib only (asyncio, socket, logging). It must not import glb.dns_answer: it is handed
+With a `ResponseRateLimiter` (glb.core.rrl), each UDP reply is first checked against its client
+network's bucket: sent, dropped, or replaced by a bare TC=1 reply (`slip_reply`, built from the
+query's own bytes) so that a real client retries over TCP. TCP is never rate limited: a completed
+handshake proves the source address.
+
+Imports: the standard library and glb.core only. It must not import glb.dns_answer: it is handed
 the handler.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import struct
+import time
 from collections.abc import Callable
 from typing import Final, cast
+
+from glb.core.rrl import ResponseRateLimiter, Verdict
+from glb.core.stats import Stats
 
 logger = logging.getLogger(__name__)
 
 Handler = Callable[[bytes, bool], bytes | None]
 
 _LENGTH: Final = struct.Struct("!H")
+_HEADER: Final = struct.Struct("!6H")
+_SLIP_FLAGS: Final = 0x8000 | 0x0200  # QR, TC
+_COPIED_FLAGS: Final = 0x7800 | 0x0100 | 0x0010  # opcode, RD, CD
+
+
+def slip_reply(query: bytes) -> bytes | None:
+    """A truncated reply to `query`: its ID, opcode, RD and CD, QR and TC set, NOERROR and its
+    question copied byte for byte, no records. None when the question cannot be read (a single
+    question of plain labels, no compression)."""
+    if len(query) < _HEADER.size:
+        return None
+    ident, flags, qdcount, _, _, _ = _HEADER.unpack_from(query)
+    end = _question_end(query) if qdcount == 1 else None
+    if end is None:
+        return None
+    flags = _SLIP_FLAGS | (flags & _COPIED_FLAGS)
+    return _HEADER.pack(ident, flags, 1, 0, 0, 0) + query[_HEADER.size : end]
+
+
+def _question_end(wire: bytes) -> int | None:
+    at = _HEADER.size
+    while at < len(wire):
+        length = wire[at]
+        if length == 0:
+            end = at + 5  # the root label, QTYPE and QCLASS
+            return end if end <= len(wire) else None
+        if length > 63:  # a compression pointer or an extended label type
+            return None
+        at += length + 1
+    return None
+
+
+class _RateLimit:
+    """Applies response rate limiting to UDP replies and counts what it holds back."""
+
+    def __init__(
+        self, limiter: ResponseRateLimiter, stats: Stats, clock: Callable[[], float]
+    ) -> None:
+        self._limiter = limiter
+        self._stats = stats
+        self._clock = clock
+
+    def __call__(self, query: bytes, reply: bytes, addr: tuple[str | int, ...]) -> bytes | None:
+        verdict = self._limiter.check(str(addr[0]), self._clock())
+        if verdict is Verdict.ALLOW:
+            return reply
+        if verdict is Verdict.SLIP and (slipped := slip_reply(query)) is not None:
+            self._stats.dns_rrl_slipped += 1
+            return slipped
+        self._stats.dns_rrl_dropped += 1
+        return None
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):
     """Answers each datagram inline; a failing handler costs one reply, never the server."""
 
-    def __init__(self, handler: Handler) -> None:
+    def __init__(self, handler: Handler, limit: _RateLimit | None = None) -> None:
         self._handler = handler
+        self._limit = limit
         self._transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -40,6 +102,8 @@ class _UdpProtocol(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         try:
             reply = self._handler(data, False)
+            if reply is not None and self._limit is not None:
+                reply = self._limit(data, reply, addr)
             if reply is not None and self._transport is not None:
                 self._transport.sendto(reply, addr)
         except Exception:
@@ -54,7 +118,8 @@ class DnsServer:
 
     `start()` returns once both transports are serving. `tcp_sock` is bound but not listening;
     asyncio's `start_server` calls `listen()` on it. The server owns both sockets from `start()` on
-    and closes them in `close()`.
+    and closes them in `close()`. With `rrl`, UDP replies are rate limited per client network
+    (counted in `stats`).
     """
 
     def __init__(
@@ -66,8 +131,12 @@ class DnsServer:
         tcp_idle_timeout: float = 10.0,
         max_tcp_connections: int = 1024,
         max_queries_per_connection: int = 1000,
+        rrl: ResponseRateLimiter | None = None,
+        stats: Stats | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._handler = handler
+        self._limit = None if rrl is None else _RateLimit(rrl, stats or Stats(), clock)
         self._udp_sock = udp_sock
         self._tcp_sock = tcp_sock
         self._idle_timeout = tcp_idle_timeout
@@ -81,7 +150,7 @@ class DnsServer:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._udp, _ = await loop.create_datagram_endpoint(
-            lambda: _UdpProtocol(self._handler), sock=self._udp_sock
+            lambda: _UdpProtocol(self._handler, self._limit), sock=self._udp_sock
         )
         self._tcp = await asyncio.start_server(
             self._on_connection, sock=self._tcp_sock, backlog=min(self._max_connections, 4096)
@@ -114,6 +183,7 @@ class DnsServer:
             writer.close()
             return
         self._connections.add(task)
+        _no_delay(writer)
         try:
             await self._serve(reader, writer)
         except asyncio.CancelledError:
@@ -150,6 +220,16 @@ class DnsServer:
                 return None
             (length,) = _LENGTH.unpack(prefix)
             return await reader.readexactly(length)
+
+
+def _no_delay(writer: asyncio.StreamWriter) -> None:
+    """Send each reply at once (no Nagle). asyncio only does so for sockets created with
+    proto=IPPROTO_TCP, which the pre-bound ones (proto 0) are not: pipelined replies would
+    otherwise wait for the client's delayed ACK, ~40 ms each."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def _peer(writer: asyncio.StreamWriter) -> object:

@@ -8,6 +8,11 @@ method is idempotent. A timeout after the request was sent is never retried (504
 `REPLAY_LIMIT` bytes with a Content-Length are buffered so they can be replayed; larger or
 chunked ones stream straight through.
 
+Body size: with the service's `max_body_size`, a Content-Length over it is answered 413 before
+anything is sent upstream; a streamed (chunked) body is counted as it passes, and the chunk that
+would take it over the limit is never sent: the upstream request is aborted (the upstream sees
+an incomplete body) and the client gets 413.
+
 Timeouts: `connect_timeout` bounds the TCP and TLS handshakes, `first_byte_timeout` runs from the
 end of the request to the response's headers (aiohttp's `sock_read`), `idle_timeout` is the
 longest silence of the client (while its body streams in) or of the upstream (while its body
@@ -46,22 +51,42 @@ logger = logging.getLogger(__name__)
 REPLAY_LIMIT: Final = 64 * 1024  # request bodies up to this size are buffered for retries
 
 
+class BodyTooLarge(Exception):
+    """The client's request body is over the service's `max_body_size`."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the request body is over {limit} bytes")
+        self.limit = limit
+
+
 class RequestBody:
     """The client's request body as each attempt sends it, and whether it can be sent again."""
 
-    def __init__(self, content: aiohttp.StreamReader | None, buffered: bytes | None) -> None:
+    def __init__(
+        self,
+        content: aiohttp.StreamReader | None,
+        buffered: bytes | None,
+        limit: int | None = None,
+    ) -> None:
         self.content = content  # streamed straight through, when not buffered
         self.buffered = buffered
+        self.limit = limit  # most bytes a streamed body may have (None: no limit)
+        self.streamed = 0  # bytes of the streamed body read so far
         self.touched = False  # a byte of the streamed body was read: it cannot be replayed
         self.client_error: BaseException | None = None
 
     @classmethod
-    async def receive(cls, request: web.Request, idle: float) -> RequestBody:
+    async def receive(
+        cls, request: web.Request, idle: float, limit: int | None = None
+    ) -> RequestBody:
         """Buffer a small body with a known length; leave any other to be streamed. A failure to
-        read the client's body is recorded in `client_error`."""
-        body = cls(None, None)
+        read the client's body (or a Content-Length over `limit`) is recorded in `client_error`."""
+        body = cls(None, None, limit)
         length = request.content_length
         if not request.body_exists:
+            return body
+        if limit is not None and length is not None and length > limit:
+            body.client_error = BodyTooLarge(limit)
             return body
         if length is None or length > REPLAY_LIMIT:
             body.content = request.content
@@ -115,9 +140,18 @@ class _Upload:
             raise
         if not chunk:
             raise StopAsyncIteration  # from here on aiohttp's first-byte timeout runs
+        self._count(len(chunk))
         self._body.touched = True
         self._reschedule(self._idle)
         return chunk
+
+    def _count(self, size: int) -> None:
+        """Raise BodyTooLarge (aborting the upload) before a chunk over the limit is sent."""
+        body = self._body
+        body.streamed += size
+        if body.limit is not None and body.streamed > body.limit:
+            body.client_error = BodyTooLarge(body.limit)
+            raise body.client_error
 
     def _reschedule(self, seconds: float | None) -> None:
         if self.live:
@@ -147,7 +181,7 @@ class Forwarder:
     ) -> web.StreamResponse:
         """Try `ranked` in order (within the retry budget); relay the first response."""
         proxy = route.service.proxy
-        body = await RequestBody.receive(request, proxy.idle_timeout)
+        body = await RequestBody.receive(request, proxy.idle_timeout, proxy.max_body_size)
         if (error := body.client_failure()) is not None:
             return _client_failed(error)
         headers = upstream_headers(
@@ -276,6 +310,10 @@ def _cut(request: web.Request, exc: Exception) -> None:
 
 
 def _client_failed(exc: BaseException) -> web.Response:
+    if isinstance(exc, BodyTooLarge):
+        response = text_response(413, f"glb: {exc}")
+        response.force_close()  # the rest of the body is not worth reading
+        return response
     if isinstance(exc, TimeoutError):
         return text_response(408, "glb: the request body stalled")
     return text_response(400, f"glb: could not read the request body: {_client_detail(exc)}")

@@ -115,6 +115,16 @@ class GlbCollector(Collector):
         yield CounterMetricFamily(
             "glb_dns_malformed", "DNS messages that could not be parsed", value=stats.dns_malformed
         )
+        yield CounterMetricFamily(
+            "glb_dns_rrl_dropped",
+            "UDP responses not sent because of response rate limiting",
+            value=stats.dns_rrl_dropped,
+        )
+        yield CounterMetricFamily(
+            "glb_dns_rrl_slipped",
+            "UDP responses sent as a truncated (TC) reply because of response rate limiting",
+            value=stats.dns_rrl_slipped,
+        )
 
     def _proxy(self) -> Iterator[Metric]:
         stats = self._stats

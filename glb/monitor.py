@@ -1,5 +1,8 @@
 """The one scheduler: probes every target, folds the results through the core's health step, and
-publishes a new immutable HealthSnapshot whenever anything changed.
+publishes a new immutable HealthSnapshot whenever anything changed: at once (in the same loop
+iteration) when a state changes or a drain or ejection happens, within `PUBLISH_DELAY` when a
+result only moves a latency or a counter. A publish copies every target's health, so batching the
+latency-only ones keeps its cost per second flat however many targets are probed.
 
 Every distinct target (address + probe spec) gets one task that probes it at its own pace: every
 `interval` while its state is confirmed, every `fast_interval` while the newest results disagree
@@ -16,6 +19,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
+from typing import Final
 
 from glb.core.health import (
     Health,
@@ -35,6 +39,9 @@ logger = logging.getLogger(__name__)
 
 ProbeFn = Callable[[Target], Awaitable[ProbeResult]]
 Predicate = Callable[[HealthSnapshot], bool]
+
+PUBLISH_DELAY: Final = 0.05  # seconds a result that changes no state may wait to be published
+Subscriber = Callable[[HealthSnapshot], None]
 
 
 class Monitor:
@@ -67,7 +74,9 @@ class Monitor:
         self._snapshot = HealthSnapshot.of(self._health)
         self._changed = asyncio.Event()  # set and replaced on every publish
         self._publish_pending = False
+        self._lazy_publish: asyncio.TimerHandle | None = None
         self._tasks: dict[Target, asyncio.Task[None]] = {}
+        self._subscribers: list[Subscriber] = []
         self._running = False
 
     def _index(self, topology: Topology) -> None:
@@ -119,6 +128,12 @@ class Monitor:
 
     def current(self) -> HealthSnapshot:
         return self._snapshot
+
+    def subscribe(self, callback: Subscriber) -> None:
+        """Call `callback(snapshot)` synchronously after every publish, before any waiter runs
+        (e.g. `DnsAnswerer.on_snapshot`, which re-packs its DNS replies). A raising subscriber
+        is logged and does not stop the others."""
+        self._subscribers.append(callback)
 
     def report_request(self, endpoint: Endpoint, *, failed: bool, detail: str = "") -> None:
         """Passive health: the HTTP proxy's outcome for one request to `endpoint`."""
@@ -197,6 +212,7 @@ class Monitor:
             await asyncio.Event().wait()
         finally:
             self._running = False
+            self._cancel_lazy_publish()
             await self._stop_all()
 
     def _start(self, target: Target, *, first_delay: float) -> None:
@@ -215,8 +231,10 @@ class Monitor:
         while target in self._health:
             started = self._clock()
             result = await self._probe_safely(target)
-            self._apply(target, result)
-            self._schedule_publish()
+            if self._apply(target, result):
+                self._schedule_publish()
+            else:
+                self._schedule_lazy_publish()
             if (health := self._health.get(target)) is None:
                 return  # removed by a reload while it was being probed
             delay = next_delay(health, target.probe)
@@ -236,10 +254,12 @@ class Monitor:
             now = self._clock()
             return ProbeResult(Outcome.OTHER, now - started, now, f"probe error: {exc!r}")
 
-    def _apply(self, target: Target, result: ProbeResult) -> None:
+    def _apply(self, target: Target, result: ProbeResult) -> bool:
+        """Fold one result in; True when a state changed (publish now), False when only the
+        latency, counters or last results did (a publish within PUBLISH_DELAY is enough)."""
         previous = self._health.get(target)
         if previous is None:
-            return  # the target was removed by a reload while this probe ran
+            return False  # the target was removed by a reload while this probe ran
         health, transition = observe(target, previous, result)
         self._health[target] = health
         self._stats.observe_probe(self._probe_keys[target], result.outcome.value, result.rtt)
@@ -254,6 +274,7 @@ class Monitor:
                 f"confirmed by probe: {result.reason()}",
             )
             self._record_transition(confirmed, Health.DOWN.value)
+        return transition is not None or previous.ejected != health.ejected
 
     def _record_transition(self, transition: Transition, to: str) -> None:
         """Log the change on one line per endpoint, and count it."""
@@ -282,14 +303,33 @@ class Monitor:
             self._publish_pending = True
             asyncio.get_running_loop().call_soon(self._publish)
 
+    def _schedule_lazy_publish(self) -> None:
+        """Publish within PUBLISH_DELAY: results that change no state are batched, so a new
+        snapshot (a copy of every target's health, plus the subscribers' work) is made at most
+        ~1/PUBLISH_DELAY times a second however many targets there are."""
+        if not self._publish_pending and self._lazy_publish is None:
+            loop = asyncio.get_running_loop()
+            self._lazy_publish = loop.call_later(PUBLISH_DELAY, self._publish)
+
+    def _cancel_lazy_publish(self) -> None:
+        if self._lazy_publish is not None:
+            self._lazy_publish.cancel()
+            self._lazy_publish = None
+
     def _publish(self) -> None:
         self._publish_pending = False
+        self._cancel_lazy_publish()  # this snapshot carries those results too
         self._snapshot = HealthSnapshot.of(
             self._health,
             drained_clusters=self._drained_clusters,
             drained_endpoints=self._drained_endpoints,
             version=self._snapshot.version + 1,
         )
+        for callback in self._subscribers:
+            try:
+                callback(self._snapshot)
+            except Exception:
+                logger.exception("snapshot subscriber %r failed", callback)
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
 

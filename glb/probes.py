@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 BODY_LIMIT: Final = 64 * 1024  # bytes of body searched for `body_contains`
 HEAD_LIMIT: Final = 64 * 1024  # bytes of status line and headers accepted
+REQUEST_CACHE: Final = 100_000  # requests kept built (one per target)
 _NO_BODY: Final = frozenset({204, 304})
 _DIGITS: Final = {10: frozenset(b"0123456789"), 16: frozenset(b"0123456789abcdefABCDEF")}
 _Verdict = tuple[Outcome, str]
@@ -48,7 +49,8 @@ class Prober:
 
     `probe()` never raises except `asyncio.CancelledError`; every failure is a `ProbeResult`.
     `ca_file` (PEM) adds CA certificates to the system ones for https probes with `tls_verify`.
-    Nothing is held between probes; `close()` is kept so owners can treat probers uniformly.
+    No connection is held between probes, only each target's request bytes (built once);
+    `close()` is kept so owners can treat probers uniformly.
     """
 
     def __init__(
@@ -62,6 +64,7 @@ class Prober:
         self._user_agent = user_agent
         self._verified = _verifying_context(ca_file)
         self._unverified = _unverifying_context()
+        self._requests: dict[Target, bytes] = {}  # each target's request, built once
 
     async def close(self) -> None:
         """Nothing to release: each probe closes its own connection."""
@@ -86,7 +89,15 @@ class Prober:
         if target.probe.type is ProbeType.TCP:
             return await _tcp_check(target)
         tls = self._ssl_context(target) if target.probe.type is ProbeType.HTTPS else None
-        return await _http_check(target, _request(target, self._user_agent), tls)
+        return await _http_check(target, self._request(target), tls)
+
+    def _request(self, target: Target) -> bytes:
+        """The target's request bytes; the same on every probe, so built on the first."""
+        if (request := self._requests.get(target)) is None:
+            if len(self._requests) >= REQUEST_CACHE:  # targets of replaced configurations
+                self._requests.clear()
+            request = self._requests[target] = _request(target, self._user_agent)
+        return request
 
     def _ssl_context(self, target: Target) -> ssl.SSLContext:
         return self._verified if target.probe.tls_verify else self._unverified

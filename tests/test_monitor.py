@@ -290,3 +290,26 @@ async def test_ready_only_after_the_first_round(topology, clock, prober):
     assert not monitor.ready
     await monitor.first_round()
     assert monitor.ready
+
+
+async def test_state_changes_publish_at_once_and_latency_only_results_are_batched(
+    monitor, clock, prober
+):
+    """A state change is in the next snapshot at once; results that change no state are not
+    each published (they wait up to PUBLISH_DELAY, and batch)."""
+    before = monitor.current().version
+    await clock.advance(10.0)  # ~20 successful probes, no real time for a delayed publish
+    assert len(prober.calls) > 20
+    assert monitor.current().version - before < 5
+    prober.outcome["10.0.0.2"] = Outcome.REFUSED
+    await clock.advance(1.0)  # fall 3 at fast pace: confirmed within a second
+    assert state(monitor, "10.0.0.2") is Health.DOWN  # published without real time passing
+    probed_at = prober.times("10.0.0.1")[-1]
+    async with asyncio.timeout(2):  # the latency-only result still arrives, a little later
+        await monitor.wait_for(
+            lambda s: any(
+                h.last_result is not None and h.last_result.at == probed_at
+                for t, h in s.targets.items()
+                if t.address == "10.0.0.1"
+            )
+        )

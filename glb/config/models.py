@@ -34,6 +34,9 @@ from glb.core.model import PolicyName, ProbeType, Scheme, WhenAllDown
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 _LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
+_SIZE = re.compile(r"^\s*(\d+)\s*([kmgt]i?b|b)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
+_SIZE_UNITS |= {"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 
 
 def parse_duration(value: object, *, allow_zero: bool = False) -> float:
@@ -55,6 +58,22 @@ def parse_duration(value: object, *, allow_zero: bool = False) -> float:
 
 def parse_duration_or_zero(value: object) -> float:
     return parse_duration(value, allow_zero=True)
+
+
+def parse_size(value: object) -> int:
+    """A number of bytes: an integer, or a string like `512KiB`, `10MiB`, `1GB` (KB, MB, GB, TB
+    are powers of 1000; KiB, MiB, GiB, TiB powers of 1024); must be at least 1."""
+    if isinstance(value, bool):
+        raise ValueError("a size is a number of bytes or a string like 10MiB or 1GB")
+    if isinstance(value, int):
+        size = value
+    elif isinstance(value, str) and (match := _SIZE.match(value)):
+        size = int(match[1]) * _SIZE_UNITS[(match[2] or "b").lower()]
+    else:
+        raise ValueError(f"{value!r} is not a size (use bytes or e.g. 512KiB, 10MiB, 1GB)")
+    if size < 1:
+        raise ValueError("a size must be at least 1 byte")
+    return size
 
 
 def parse_domain(value: object) -> str:
@@ -134,6 +153,16 @@ def parse_host_header(value: object) -> str:
     return text
 
 
+PROBE_HOST_ADDRESS = "$address"  # probe.host: send the probed address:port as Host
+
+
+def parse_probe_host(value: object) -> str:
+    """A probe's Host header, or `$address` for the probed address itself."""
+    if isinstance(value, str) and value.strip() == PROBE_HOST_ADDRESS:
+        return PROBE_HOST_ADDRESS
+    return parse_host_header(value)
+
+
 def _is_domain(text: str) -> bool:
     try:
         parse_domain(text)
@@ -158,6 +187,7 @@ Address = Annotated[str, BeforeValidator(parse_address)]
 Listen = Annotated[tuple[str, int], BeforeValidator(parse_listen), NoDecode]
 StatusRanges = Annotated[tuple[tuple[int, int], ...], BeforeValidator(parse_status_ranges)]
 Port = Annotated[int, Field(ge=1, le=65535)]
+Size = Annotated[int, BeforeValidator(parse_size)]
 
 
 def check_token(token: SecretStr) -> SecretStr:
@@ -171,14 +201,34 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class RrlSettings(Strict):
+    """Response rate limiting of DNS over UDP, per client network (glb.core.rrl)."""
+
+    enabled: bool = False
+    responses_per_second: float = Field(default=20.0, gt=0, le=1_000_000)
+    window: Duration = 1.0  # a network may use `window` seconds of its rate at once (the burst)
+    slip: int = Field(default=2, ge=0, le=100)  # every slip-th limited reply goes out TC=1
+    ipv4_prefix: int = Field(default=24, ge=0, le=32)
+    ipv6_prefix: int = Field(default=56, ge=0, le=128)
+
+
 class DnsSettings(Strict):
     listen: Listen = ("127.0.0.1", 5353)
+    tcp_idle_timeout: Duration = 10.0  # a TCP client silent this long (or mid-message) is closed
+    max_tcp_connections: int = Field(default=1024, ge=1, le=1_000_000)
+    max_queries_per_connection: int = Field(default=1000, ge=1, le=1_000_000)
+    rrl: RrlSettings = Field(default_factory=RrlSettings)
 
 
 class HttpSettings(Strict):
     listen: Listen = ("127.0.0.1", 8080)
     cluster_header: bool = False  # add X-GLB-Cluster (the cluster that served) to responses
     shutdown_grace: Duration = 10.0  # time in-flight requests get to finish at shutdown
+    max_request_line: int = Field(default=8190, ge=256, le=1_048_576)  # bytes
+    max_header_size: int = Field(default=8190, ge=256, le=1_048_576)  # bytes, per header line
+    max_headers: int = Field(default=100, ge=1, le=10_000)
+    client_header_timeout: Duration = 10.0  # for a request's head, from its first byte
+    client_idle_timeout: Duration = 75.0  # an idle keep-alive connection is closed
 
 
 class AdminSettings(Strict):
@@ -230,7 +280,8 @@ class ProbeSettings(Strict):
     rise: int = Field(default=2, ge=1, le=100)
     fall: int = Field(default=2, ge=1, le=100)
     latency_alpha: float = Field(default=0.3, gt=0, le=1)
-    host: Annotated[str, BeforeValidator(parse_host_header)] | None = None  # default: service name
+    # default: the service name; set it (or `$address`) so services on one ingress share probes
+    host: Annotated[str, BeforeValidator(parse_probe_host)] | None = None
     headers: dict[Annotated[str, Field(pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")], HeaderText] = (
         Field(default_factory=dict)
     )
@@ -276,6 +327,7 @@ class ServiceSettings(Strict):
     retries: int = Field(default=2, ge=0, le=10)
     eject_after: int = Field(default=3, ge=1, le=1000)
     eject_on_5xx: bool = False
+    max_body_size: Size | None = None  # bytes; a larger request body is answered 413
 
 
 class Settings(BaseSettings):

@@ -1,6 +1,6 @@
 """From valid Settings to the core's immutable Topology.
 
-Imports: glb.config.models, glb.config.checks, glb.core.model.
+Imports: glb.config.models, glb.config.checks, glb.config.loading, glb.core.model.
 """
 
 from __future__ import annotations
@@ -8,7 +8,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from glb.config.checks import zone_of
-from glb.config.models import ProbeSettings, ServiceSettings, Settings, ZoneSettings
+from glb.config.loading import gc_paused
+from glb.config.models import (
+    PROBE_HOST_ADDRESS,
+    ProbeSettings,
+    ServiceSettings,
+    Settings,
+    ZoneSettings,
+)
 from glb.core.model import (
     Cluster,
     Endpoint,
@@ -26,14 +33,37 @@ from glb.core.model import (
 
 def to_topology(settings: Settings, *, serial: int = 1) -> Topology:
     """The immutable core model of valid settings. `serial` becomes every zone's SOA serial."""
-    zones = tuple(_zone(z, serial) for z in settings.zones)
-    clusters = tuple(
-        Cluster(c.name, c.region or c.name, tuple(c.addresses)) for c in settings.clusters
-    )
-    by_name = {c.name: c for c in clusters}
-    zone_names = [z.name for z in zones]
-    services = tuple(_service(s, by_name, zone_names) for s in settings.services)
-    return Topology(zones, clusters, services)
+    with gc_paused():
+        zones = tuple(_zone(z, serial) for z in settings.zones)
+        clusters = tuple(
+            Cluster(c.name, c.region or c.name, tuple(c.addresses)) for c in settings.clusters
+        )
+        by_name = {c.name: c for c in clusters}
+        zone_names = [z.name for z in zones]
+        targets = _Targets()
+        services = tuple(_service(s, by_name, zone_names, targets) for s in settings.services)
+        return Topology(zones, clusters, services)
+
+
+class _Targets:
+    """Interns probe targets: every endpoint with an equal address and spec gets the same object.
+
+    Equal targets are one probe either way (they hash and compare equal); interning keeps one
+    copy in memory instead of one per service, and makes dictionary lookups hit on identity.
+    """
+
+    def __init__(self) -> None:
+        self._specs: dict[ProbeSpec, ProbeSpec] = {}
+        self._targets: dict[tuple[str, ProbeSpec], Target] = {}
+
+    def spec(self, spec: ProbeSpec) -> ProbeSpec:
+        return self._specs.setdefault(spec, spec)
+
+    def target(self, address: str, spec: ProbeSpec) -> Target:
+        key = (address, spec)
+        if (known := self._targets.get(key)) is None:
+            known = self._targets[key] = Target(address, spec)
+        return known
 
 
 def _zone(zone: ZoneSettings, serial: int) -> Zone:
@@ -63,7 +93,7 @@ def probe_spec(probe: ProbeSettings, service: ServiceSettings) -> ProbeSpec:
         fast_interval=probe.fast_interval or probe.interval / 4,
         latency_alpha=probe.latency_alpha,
         path=probe.path,
-        host="" if probe.type is ProbeType.TCP else (probe.host or service.name),
+        host=_probe_host(probe, service),
         headers=tuple(sorted(probe.headers.items())),
         expect_status=probe.expect_status,
         body_contains=probe.body_contains,
@@ -71,14 +101,26 @@ def probe_spec(probe: ProbeSettings, service: ServiceSettings) -> ProbeSpec:
     )
 
 
+def _probe_host(probe: ProbeSettings, service: ServiceSettings) -> str:
+    """The Host header of an http(s) probe ("" sends the probed address:port, as tcp has none).
+
+    By default it is the service name, as an ingress that routes by Host needs: each service is
+    then probed on its own. An explicit `host` (or `$address`) is the same for every service
+    that sets it, so services on the same addresses with the same probe share one target.
+    """
+    if probe.type is ProbeType.TCP or probe.host == PROBE_HOST_ADDRESS:
+        return ""
+    return probe.host or service.name
+
+
 def _service(
-    service: ServiceSettings, clusters: Mapping[str, Cluster], zones: list[str]
+    service: ServiceSettings, clusters: Mapping[str, Cluster], zones: list[str], targets: _Targets
 ) -> Service:
-    spec = probe_spec(service.probe, service)
+    spec = targets.spec(probe_spec(service.probe, service))
     endpoints: list[Endpoint] = []
     for backend in service.backends:
         for address in clusters[backend.cluster].addresses:
-            target = Target(address, spec)
+            target = targets.target(address, spec)
             endpoints.append(
                 Endpoint(
                     service.name,
@@ -115,5 +157,6 @@ def _service(
             retries=service.retries,
             eject_after=service.eject_after,
             eject_on_5xx=service.eject_on_5xx,
+            max_body_size=service.max_body_size,
         ),
     )

@@ -130,6 +130,7 @@ class ProxyOptions:
     retries: int = 2  # further endpoints tried after a failed connection
     eject_after: int = 3  # consecutive failed requests that eject an endpoint
     eject_on_5xx: bool = False  # count 5xx answers as failures too
+    max_body_size: int | None = None  # bytes; a larger request body is refused (413)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,353 @@
+"""DNS throughput: glb's answerer behind its UDP server, against a pre-packed echo reference.
+
+    python -m bench.dns                 # dnsperf runs (installs dnsperf with apt-get if missing)
+    python -m bench.dns --micro         # in-process answer() calls per second, fast vs full path
+    python -m bench.dns --rebuild 10000 # time to pack the cache for 10,000 services
+
+The dnsperf mode starts each server in its own process pinned to CPU 0 (taskset) and runs dnsperf
+pinned to CPU 1, on loopback: first the reference (a uvloop server that copies one pre-packed reply
+and patches the ID), then glb (DnsAnswerer + DnsServer on uvloop, as `glb serve` wires them, with
+one probe result published `--churn` times a second through `on_snapshot`) on a names-only file
+(A for every service name) and on a mix (A, AAAA, NXDOMAIN, NODATA, ECS, random 0x20 case; dnsperf
+-B raw messages). It prints QPS, lost queries, average latency and the ratio glb/reference, then
+p99 latency at half glb's rate (dnsperf -Q, -v per-query latencies).
+
+The glb server here answers from a fixed topology and synthetic snapshots (no probes), so it
+measures the DNS path alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import re
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import cast
+
+from glb.config import parse_settings, to_topology
+from glb.core.health import Health, TargetHealth
+from glb.core.model import Topology
+from glb.core.snapshot import HealthSnapshot
+from glb.core.stats import Stats
+from glb.dns_answer import DnsAnswerer
+from glb.dns_server import DnsServer
+
+ZONE = "bench.test"
+POLICIES = ("latency", "failover", "weighted", "round_robin")
+
+
+# ---------------------------------------------------------------------------------------------
+# Topology, snapshots, queries
+
+
+def config(services: int) -> str:
+    clusters = "\n".join(
+        f'  - {{name: c{c}, addresses: [192.0.2.{c + 1}, "2001:db8::{c + 1}"]}}' for c in range(4)
+    )
+    lines = [
+        f"zones: [{{name: {ZONE}, nameservers: [{{name: ns1.{ZONE}, address: 192.0.2.53}}]}}]",
+        "clusters:",
+        clusters,
+        "services:",
+    ]
+    for i in range(services):
+        backends = ", ".join(f"{{cluster: c{c}, weight: {10 * (c + 1)}}}" for c in range(4))
+        policy = POLICIES[i % len(POLICIES)]
+        lines.append(f"  - {{name: s{i}.{ZONE}, policy: {policy}, backends: [{backends}]}}")
+    return "\n".join(lines) + "\n"
+
+
+def topology_of(services: int) -> Topology:
+    return to_topology(parse_settings(config(services)), serial=1)
+
+
+def snapshot(topology: Topology, rnd: random.Random, version: int = 0) -> HealthSnapshot:
+    health = {
+        t: TargetHealth(state=Health.UP, latency=rnd.choice([0.010, 0.011, 0.030]))
+        for t in topology.targets()
+    }
+    return HealthSnapshot.of(health, version=version)
+
+
+def raw_query(name: str, qtype: int, *, edns: bytes | None = None) -> bytes:
+    labels = b"".join(bytes((len(x),)) + x.encode() for x in name.split(".")) + b"\x00"
+    counts = struct.pack("!6H", 0, 0x0100, 1, 0, 0, 0 if edns is None else 1)
+    return counts + labels + struct.pack("!HH", qtype, 1) + (edns or b"")
+
+
+ECS_OPT = b"\x00" + struct.pack("!HHIH", 41, 1232, 0, 11) + struct.pack("!HHHBB", 8, 7, 1, 24, 0)
+ECS_OPT += bytes([198, 51, 100])
+
+
+def mix_queries(services: int, count: int, rnd: random.Random) -> list[bytes]:
+    """A, AAAA, NXDOMAIN, NODATA (TXT) and ECS queries, names in random 0x20 case."""
+    out = []
+    for _ in range(count):
+        name = "".join(
+            c.upper() if rnd.random() < 0.5 else c for c in f"s{rnd.randrange(services)}"
+        )
+        kind = rnd.random()
+        if kind < 0.4:
+            out.append(raw_query(f"{name}.{ZONE}", 1))
+        elif kind < 0.6:
+            out.append(raw_query(f"{name}.{ZONE}", 28, edns=ECS_OPT[:1] + ECS_OPT[1:11]))
+        elif kind < 0.75:
+            out.append(raw_query(f"nx{rnd.randrange(10**6)}.{ZONE}", 1))
+        elif kind < 0.9:
+            out.append(raw_query(f"{name}.{ZONE}", 16))
+        else:
+            out.append(raw_query(f"{name}.{ZONE}", 1, edns=ECS_OPT))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Servers (run in a child process, pinned by the parent)
+
+
+class _Echo(asyncio.DatagramProtocol):
+    """The reference: one pre-packed reply, the query's ID patched in."""
+
+    def __init__(self, reply: bytes) -> None:
+        self._tail = reply[2:]
+        self._transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        if self._transport is not None:
+            self._transport.sendto(data[:2] + self._tail, addr)
+
+
+def _bound(kind: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, kind)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+async def serve(kind: str, services: int, churn: float) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    topology = topology_of(services)
+    rnd = random.Random(1)
+    box = [snapshot(topology, rnd)]
+    answerer = DnsAnswerer(topology, lambda: box[0], stats=Stats())
+    udp = _bound(socket.SOCK_DGRAM)
+    if kind == "echo":
+        reply = answerer.answer(raw_query(f"s0.{ZONE}", 1), False) or b""
+        transport, _ = await loop.create_datagram_endpoint(lambda: _Echo(reply), sock=udp)
+        closers: list[Callable[[], object]] = [transport.close]
+    else:
+        tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        tcp.bind(("127.0.0.1", udp.getsockname()[1]))
+        server = DnsServer(answerer.answer, udp, tcp)
+        await server.start()
+        closers = [server.close]
+    print(udp.getsockname()[1], flush=True)
+    health, targets = dict(box[0].targets), list(box[0].targets)
+    while not stop.is_set():  # churn: one probe result (a new latency) per 1/churn s, published
+        try:  # as the monitor publishes: a whole new snapshot, then its subscribers
+            async with asyncio.timeout(1 / churn if churn > 0 else None):
+                await stop.wait()
+        except TimeoutError:
+            target = rnd.choice(targets)
+            health[target] = TargetHealth(state=Health.UP, latency=rnd.uniform(0.009, 0.031))
+            box[0] = HealthSnapshot.of(health, version=box[0].version + 1)
+            answerer.on_snapshot(box[0])
+    for close in closers:
+        result = close()
+        if asyncio.iscoroutine(result):
+            await result
+    print(f"full path: {answerer.full_path_queries}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# dnsperf driving
+
+
+def ensure_dnsperf() -> str:
+    path = shutil.which("dnsperf")
+    if path is None:
+        print("dnsperf missing: apt-get install dnsperf")
+        subprocess.run(["apt-get", "update", "-qq"], check=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "dnsperf"], check=True)
+        path = shutil.which("dnsperf")
+    assert path is not None
+    return path
+
+
+class Child:
+    """A server process pinned to CPU 0; knows its port."""
+
+    def __init__(self, kind: str, services: int, churn: float) -> None:
+        argv = [sys.executable, "-m", "bench.dns", "--serve", kind, "--services", str(services)]
+        argv += ["--churn", str(churn)]
+        self.process = subprocess.Popen(
+            ["taskset", "-c", "0", *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        assert self.process.stdout is not None
+        self.port = int(self.process.stdout.readline())
+
+    def stop(self) -> str:
+        self.process.send_signal(signal.SIGTERM)
+        _, err = self.process.communicate(timeout=30)
+        return err.strip()
+
+
+def dnsperf(port: int, datafile: Path, seconds: int, extra: list[str]) -> str:
+    argv = ["taskset", "-c", "1", ensure_dnsperf(), "-s", "127.0.0.1", "-p", str(port)]
+    argv += ["-d", str(datafile), "-l", str(seconds), "-c", "4", "-q", "200", *extra]
+    return subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+
+
+def figures(output: str) -> dict[str, float]:
+    def grab(pattern: str) -> float:
+        match = re.search(pattern, output)
+        return float(match.group(1)) if match else float("nan")
+
+    latencies = sorted(
+        float(line.rsplit(None, 1)[-1]) for line in output.splitlines() if line.startswith("> ")
+    )
+    p99 = latencies[int(len(latencies) * 0.99)] if latencies else float("nan")
+    return {
+        "qps": grab(r"Queries per second:\s+([\d.]+)"),
+        "lost": grab(r"Queries lost:\s+(\d+)"),
+        "sent": grab(r"Queries sent:\s+(\d+)"),
+        "avg_ms": grab(r"Average Latency \(s\):\s+([\d.]+)") * 1000,
+        "p99_ms": p99 * 1000,
+    }
+
+
+def report(label: str, f: dict[str, float]) -> None:
+    line = f"{label:28} {f['qps']:>10,.0f} q/s  lost {f['lost']:>6.0f}/{f['sent']:<8.0f}"
+    line += f" avg {f['avg_ms']:.3f} ms"
+    if f["p99_ms"] == f["p99_ms"]:  # not NaN
+        line += f"  p99 {f['p99_ms']:.3f} ms"
+    print(line, flush=True)
+
+
+def run_dnsperf(args: argparse.Namespace) -> None:
+    ensure_dnsperf()
+    rnd = random.Random(7)
+    with tempfile.TemporaryDirectory() as tmp:
+        names = Path(tmp, "names.txt")
+        names.write_text("".join(f"s{i}.{ZONE} A\n" for i in range(args.services)))
+        mix = Path(tmp, "mix.bin")
+        mix.write_bytes(
+            b"".join(struct.pack("!H", len(q)) + q for q in mix_queries(args.services, 20000, rnd))
+        )
+        echo = Child("echo", args.services, 0)
+        reference = figures(dnsperf(echo.port, names, args.seconds, []))
+        echo.stop()
+        report("reference echo (names)", reference)
+        glb = Child("glb", args.services, args.churn)
+        fast = figures(dnsperf(glb.port, names, args.seconds, []))
+        report("glb (names)", fast)
+        report("glb (mix, -B)", figures(dnsperf(glb.port, mix, args.seconds, ["-B"])))
+        half = str(int(fast["qps"] / 2))
+        report(
+            f"glb (names, -Q {half})",
+            figures(dnsperf(glb.port, names, args.seconds, ["-Q", half, "-v"])),
+        )
+        print(glb.stop())
+        print(f"ratio glb/reference (names): {fast['qps'] / reference['qps']:.2f}")
+
+
+# ---------------------------------------------------------------------------------------------
+# In-process figures
+
+
+def micro(args: argparse.Namespace) -> None:
+    topology = topology_of(args.services)
+    rnd = random.Random(3)
+    current = snapshot(topology, rnd)
+    answerer = DnsAnswerer(topology, lambda: current, stats=Stats())
+    edns = b"\x00" + struct.pack("!HHIH", 41, 1232, 0, 0)
+    cases = {
+        "A latency": raw_query(f"s0.{ZONE}", 1),
+        "A failover, EDNS": raw_query(f"S1.{ZONE}", 1, edns=edns),
+        "AAAA weighted": raw_query(f"s2.{ZONE}", 28),
+        "A round robin": raw_query(f"s3.{ZONE}", 1),
+        "TXT (NODATA)": raw_query(f"s0.{ZONE}", 16),
+        "A + ECS (full path)": raw_query(f"s0.{ZONE}", 1, edns=ECS_OPT),
+        "NXDOMAIN (full path)": raw_query(f"nx.{ZONE}", 1),
+    }
+    for label, wire in cases.items():
+        fast = _rate(answerer.answer, wire, 0.5)
+        full = _rate(answerer.answer_full, wire, 0.5)
+        print(
+            f"{label:24} answer() {fast:>10,.0f}/s   full path {full:>8,.0f}/s  x{fast / full:.0f}"
+        )
+
+
+def _rate(call: Callable[[bytes, bool], object], wire: bytes, seconds: float) -> float:
+    count, started = 0, time.perf_counter()
+    deadline = started + seconds
+    while (now := time.perf_counter()) < deadline:
+        for _ in range(200):
+            call(wire, False)
+        count += 200
+    return count / (now - started)
+
+
+def rebuild(args: argparse.Namespace) -> None:
+    topology = topology_of(args.rebuild)
+    rnd = random.Random(5)
+    current = snapshot(topology, rnd)
+    started = time.perf_counter()
+    answerer = DnsAnswerer(topology, lambda: current, stats=Stats())
+    built = time.perf_counter() - started
+    cache = answerer.cache
+    print(f"{args.rebuild} services: build {built:.2f} s, {len(cache.entries):,} entries")
+    targets = list(topology.targets())
+    down = dict(current.targets)
+    down[targets[0]] = TargetHealth(state=Health.DOWN)
+    before, started = cache.rebuilt, time.perf_counter()
+    answerer.on_snapshot(HealthSnapshot.of(down, version=1))
+    took = time.perf_counter() - started
+    repacked = cache.rebuilt - before
+    print(f"one target down: refresh {took * 1000:.1f} ms, {repacked} services re-packed")
+    jitter = {
+        t: TargetHealth(state=Health.UP, latency=h.latency) for t, h in current.targets.items()
+    }
+    started = time.perf_counter()
+    answerer.on_snapshot(HealthSnapshot.of(jitter, version=2))
+    took = time.perf_counter() - started
+    print(f"every target re-probed, same state: refresh {took * 1000:.1f} ms")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--micro", action="store_true", help="in-process answer() rates")
+    parser.add_argument("--rebuild", type=int, default=0, help="time a cache build of N services")
+    parser.add_argument("--serve", choices=["glb", "echo"], help=argparse.SUPPRESS)
+    parser.add_argument("--services", type=int, default=1000)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--churn", type=float, default=10.0, help="snapshots published per second")
+    args = parser.parse_args()
+    if args.serve:
+        import uvloop
+
+        uvloop.run(serve(args.serve, args.services, args.churn))
+    elif args.micro:
+        micro(args)
+    elif args.rebuild:
+        rebuild(args)
+    else:
+        run_dnsperf(args)
+
+
+if __name__ == "__main__":
+    main()

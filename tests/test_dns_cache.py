@@ -1,0 +1,480 @@
+"""The pre-packed fast path (glb.dns_cache) against the full parse-and-pack path: same bytes."""
+
+from __future__ import annotations
+
+import random
+import struct
+from collections import Counter
+from dataclasses import dataclass
+
+import dns.message
+import dns.rcode
+import dns.rdatatype
+import pytest
+
+from glb.core.health import Health
+from glb.core.model import PolicyName, Topology
+from glb.core.snapshot import HealthSnapshot
+from glb.core.stats import Stats
+from glb.dns_answer import DnsAnswerer
+from glb.dns_cache import WEIGHTED_VARIANTS
+from glb.monitor import Monitor
+from tests.dns_helpers import ZONE, Box, addresses, make_topology, snapshot_of
+
+QTYPES = (1, 28, 6, 2, 255, 15, 16, 65, 97, 5, 12, 257, 1234)
+POLICIES = ("latency", "failover", "weighted", "round_robin")
+WHEN_ALL_DOWN = ("return_all", "servfail", "no_answer")
+RD, AD, CD, DO = 0x0100, 0x0020, 0x0010, 0x8000
+
+
+# ---------------------------------------------------------------------------------------------
+# Generated topologies, snapshots and queries
+
+
+def random_config(rnd: random.Random, services: int) -> str:
+    """Zones, clusters with IPv4/IPv6 mixes, services of every policy and option."""
+    clusters = []
+    for c in range(6):
+        v4 = [f"192.0.{c}.{i}" for i in range(1, rnd.randint(0, 3) + 1)]
+        v6 = [f'"2001:db8:{c}::{i}"' for i in range(1, rnd.randint(0, 2) + 1)]
+        clusters.append(f"  - {{name: c{c}, addresses: [{', '.join(v4 + v6) or '192.0.99.9'}]}}")
+    lines = [
+        "zones:",
+        f"  - {{name: {ZONE}, negative_ttl: 45, nameservers: [{{name: ns1.{ZONE}, "
+        f'address: 192.0.2.53}}, {{name: ns2.{ZONE}, address: "2001:db8::53"}}]}}',
+        f"  - {{name: sub.{ZONE}, nameservers: [{{name: ns1.{ZONE}, address: 192.0.2.53}}]}}",
+        "clusters:",
+        *clusters,
+        "services:",
+    ]
+    for s in range(services):
+        parent = rnd.choice(["", "deep.ent.", "sub.", "x.sub."])
+        backends = ", ".join(
+            f"{{cluster: c{c}, weight: {rnd.choice([0, 1, 10, 70, 100])}, "
+            f"priority: {rnd.randint(1, 3)}}}"
+            for c in rnd.sample(range(6), rnd.randint(1, 5))
+        )
+        lines.append(
+            f"  - {{name: s{s}.{parent}{ZONE}, policy: {rnd.choice(POLICIES)}, "
+            f"when_all_down: {rnd.choice(WHEN_ALL_DOWN)}, max_answers: {rnd.randint(1, 5)}, "
+            f"ttl: {rnd.randint(1, 60)}, backends: [{backends}]}}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def random_snapshot(rnd: random.Random, topology: Topology) -> HealthSnapshot:
+    states = {
+        t.address: rnd.choice([Health.UP, Health.UP, Health.DOWN, Health.UNKNOWN])
+        for t in topology.targets()
+    }
+    latencies = {t.address: rnd.choice([0.001, 0.010, 0.011, 0.050]) for t in topology.targets()}
+    clusters = [c.name for c in topology.clusters]
+    return snapshot_of(
+        topology,
+        default=Health.UP,
+        states=states,
+        latencies=latencies,
+        drained_clusters=frozenset(rnd.sample(clusters, rnd.choice([0, 0, 0, 1]))),
+        drained_endpoints=frozenset(
+            (e.service, e.cluster)
+            for s in topology.services
+            for e in s.endpoints
+            if rnd.random() < 0.05
+        ),
+    )
+
+
+def wire_name(labels: list[str]) -> bytes:
+    return b"".join(bytes((len(x),)) + x.encode() for x in labels) + b"\x00"
+
+
+def opt(payload: int, *, flags: int = 0, version: int = 0, options: bytes = b"") -> bytes:
+    return b"\x00" + struct.pack("!HHBBHH", 41, payload, 0, version, flags, len(options)) + options
+
+
+def query(
+    name: str,
+    qtype: int,
+    *,
+    ident: int = 0x4242,
+    flags: int = RD,
+    edns: bytes | None = None,
+    qclass: int = 1,
+) -> bytes:
+    counts = (1, 0, 0, 0 if edns is None else 1)
+    question = wire_name(name.split(".")) + struct.pack("!HH", qtype, qclass)
+    return struct.pack("!6H", ident, flags, *counts) + question + (edns or b"")
+
+
+def random_case(rnd: random.Random, name: str) -> str:
+    return "".join(c.upper() if rnd.random() < 0.3 else c for c in name)
+
+
+def random_query(rnd: random.Random, names: list[str]) -> bytes:
+    name = random_case(rnd, rnd.choice(names))
+    edns = rnd.choice(
+        [
+            None,
+            None,
+            opt(rnd.choice([0, 512, 1232, 1400, 4096])),
+            opt(1232, flags=DO),
+            opt(4096, options=struct.pack("!HH", 10, 8) + b"cookie!!"),
+        ]
+    )
+    flags = rnd.choice([RD, RD, 0, RD | AD, CD, RD | CD])
+    return query(name, rnd.choice(QTYPES), ident=rnd.randrange(65536), flags=flags, edns=edns)
+
+
+def query_names(topology: Topology) -> list[str]:
+    names = [s.name for s in topology.services] + [ZONE, f"ns1.{ZONE}", f"ns2.{ZONE}"]
+    names += [f"ent.{ZONE}", f"sub.{ZONE}", f"x.sub.{ZONE}", f"nope.{ZONE}", "example.org"]
+    return names
+
+
+@dataclass
+class Pair:
+    """Two answerers over the same topology and snapshots: one answers with its cache, the
+    other always on the full path."""
+
+    box: Box
+    fast: DnsAnswerer
+    full: DnsAnswerer
+
+    @classmethod
+    def of(cls, topology: Topology, snapshot: HealthSnapshot | None = None) -> Pair:
+        box = Box(snapshot or snapshot_of(topology))
+        fast = DnsAnswerer(topology, box, random.Random(1), Stats())
+        full = DnsAnswerer(topology, box, random.Random(2), Stats())
+        return cls(box, fast, full)
+
+    def publish(self, snapshot: HealthSnapshot) -> None:
+        self.box.current = snapshot
+        self.fast.on_snapshot(snapshot)
+
+    def both(self, wire: bytes, *, tcp: bool = False) -> tuple[bytes | None, bytes | None, bool]:
+        """(fast reply, full reply, whether the fast answerer used its cache)."""
+        before = self.fast.full_path_queries
+        fast = self.fast.answer(wire, tcp)
+        return fast, self.full.answer_full(wire, tcp), self.fast.full_path_queries == before
+
+
+def without_addresses(wire: bytes) -> tuple[object, ...]:
+    """A reply with the answer addresses left out (weighted draws differ between answerers)."""
+    reply = dns.message.from_wire(wire)
+    answer = [(r.name, r.rdtype, r.ttl, len(r)) for r in reply.answer]
+    return (
+        reply.id,
+        reply.flags,
+        reply.ednsflags,
+        reply.question,
+        answer,
+        reply.authority,
+        len(wire),
+    )
+
+
+def weighted_names(topology: Topology) -> set[str]:
+    return {s.name for s in topology.services if s.policy is PolicyName.WEIGHTED}
+
+
+# ---------------------------------------------------------------------------------------------
+# The fast path gives the full path's bytes
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_fast_and_full_paths_give_the_same_bytes(seed):
+    """Over generated topologies, health states, drains and queries (case, types, EDNS, flags,
+    UDP and TCP), the cache answers byte for byte as the full path does (weighted draws aside)."""
+    rnd = random.Random(seed)
+    topology = make_topology(random_config(rnd, 30))
+    pair = Pair.of(topology, random_snapshot(rnd, topology))
+    names, weighted = query_names(topology), weighted_names(topology)
+    hits = 0
+    for i in range(1500):
+        if i % 250 == 0:
+            pair.publish(random_snapshot(rnd, topology))
+        wire = random_query(rnd, names)
+        fast, full, hit = pair.both(wire, tcp=rnd.random() < 0.2)
+        assert fast is not None
+        assert full is not None
+        hits += hit
+        qname = dns.message.from_wire(wire).question[0].name.to_text(True).lower()
+        if qname in weighted and dns.message.from_wire(full).answer:
+            assert without_addresses(fast) == without_addresses(full), wire.hex()
+        else:
+            assert fast == full, wire.hex()
+    assert hits > 900
+    assert pair.fast.cache.rebuilt > 0
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_stats_are_counted_alike_on_both_paths(seed):
+    """Queries, truncations and (outside weighted draws) answers per cluster count the same."""
+    rnd = random.Random(100 + seed)
+    topology = make_topology(random_config(rnd, 20))
+    pair = Pair.of(topology, random_snapshot(rnd, topology))
+    names = [*query_names(topology), f"big.{ZONE}"]
+    for _ in range(1000):
+        pair.both(random_query(rnd, names), tcp=rnd.random() < 0.2)
+    fast, full = pair.fast._stats, pair.full._stats
+    assert fast.dns_queries == full.dns_queries
+    assert fast.dns_truncated == full.dns_truncated
+    weighted = weighted_names(topology)
+
+    def per_service(stats: Stats) -> Counter[str]:
+        totals: Counter[str] = Counter()
+        for (service, _), n in stats.dns_answers.items():
+            totals[service] += n if service in weighted else 0
+        return totals
+
+    assert per_service(fast) == per_service(full)
+    plain = {k: v for k, v in fast.dns_answers.items() if k[0] not in weighted}
+    assert plain == {k: v for k, v in full.dns_answers.items() if k[0] not in weighted}
+
+
+def test_test_topology_truncation_and_case_match():
+    """The shared test topology: 64-address answers truncate alike; any case is echoed."""
+    pair = Pair.of(make_topology())
+    for payload in (None, 0, 512, 1232, 4096):
+        edns = None if payload is None else opt(payload)
+        for name in (f"big.{ZONE}", f"BiG.{ZONE}", f"App.{ZONE}", f"NOPE.{ZONE}"):
+            for tcp in (False, True):
+                wire = query(name, 28, edns=edns)
+                fast, full, _ = pair.both(wire, tcp=tcp)
+                assert fast is not None
+                assert full is not None
+                if name.lower().startswith("big"):
+                    assert without_addresses(fast) == without_addresses(full)
+                else:
+                    assert fast == full
+    reply = dns.message.from_wire(pair.fast.answer(query(f"ApP.{ZONE}", 1), False) or b"")
+    assert reply.answer[0].name.to_text() == f"ApP.{ZONE}."
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-query policies
+
+SPLIT = """
+zones: [{name: z.test, nameservers: [{name: ns.z.test, address: 192.0.2.53}]}]
+clusters:
+  - {name: a, addresses: [192.0.2.1]}
+  - {name: b, addresses: [192.0.2.2]}
+  - {name: c, addresses: [192.0.2.3]}
+services:
+  - name: split.z.test
+    policy: weighted
+    backends: [{cluster: a, weight: 70}, {cluster: b, weight: 20}, {cluster: c, weight: 10}]
+  - name: two.z.test
+    policy: weighted
+    max_answers: 2
+    backends: [{cluster: a, weight: 70}, {cluster: b, weight: 20}, {cluster: c, weight: 10}]
+  - name: rr.z.test
+    policy: round_robin
+    backends: [{cluster: a}, {cluster: b}, {cluster: c}]
+"""
+
+
+def test_weighted_variants_follow_the_weights():
+    """Over many cached answers, each endpoint comes first in its weight's share (within 2 %)."""
+    topology = make_topology(SPLIT)
+    pair = Pair.of(topology)
+    seen: Counter[str] = Counter()
+    total = WEIGHTED_VARIANTS * 100
+    for _ in range(total):
+        fast, _, hit = pair.both(query("split.z.test", 1))
+        assert hit
+        seen[addresses(dns.message.from_wire(fast or b""))[0]] += 1
+    shares = {a: n / total for a, n in seen.items()}
+    assert shares == pytest.approx({"192.0.2.1": 0.7, "192.0.2.2": 0.2, "192.0.2.3": 0.1}, abs=0.02)
+
+
+def test_weighted_second_answers_follow_the_draw():
+    """With two answers, the second follows the weights of the rest (b before c about 2:1)."""
+    pair = Pair.of(make_topology(SPLIT))
+    pairs: Counter[tuple[str, ...]] = Counter()
+    for _ in range(WEIGHTED_VARIANTS * 20):
+        fast, _, _ = pair.both(query("two.z.test", 1))
+        pairs[tuple(addresses(dns.message.from_wire(fast or b"")))] += 1
+    after_a = pairs["192.0.2.1", "192.0.2.2"] / (
+        pairs["192.0.2.1", "192.0.2.2"] + pairs["192.0.2.1", "192.0.2.3"]
+    )
+    assert after_a == pytest.approx(20 / 30, abs=0.15)
+
+
+def test_round_robin_rotates_evenly_and_like_the_full_path():
+    """Cached round robin hands out each endpoint equally, in the full path's order."""
+    pair = Pair.of(make_topology(SPLIT))
+    firsts: Counter[str] = Counter()
+    for _ in range(300):
+        fast, full, hit = pair.both(query("rr.z.test", 1))
+        assert hit
+        assert fast == full
+        firsts[addresses(dns.message.from_wire(fast or b""))[0]] += 1
+    assert firsts == {"192.0.2.1": 100, "192.0.2.2": 100, "192.0.2.3": 100}
+
+
+# ---------------------------------------------------------------------------------------------
+# Invalidation
+
+APP = f"app.{ZONE}"
+
+
+def test_a_published_snapshot_changes_the_cached_answer_at_once():
+    """on_snapshot re-packs the touched services; answering never re-packs."""
+    topology = make_topology()
+    pair = Pair.of(topology)
+    cache = pair.fast.cache
+    assert addresses(dns.message.from_wire(pair.fast.answer(query(APP, 1), False) or b"")) == [
+        "192.0.2.1"
+    ]
+    rebuilt = cache.rebuilt
+    for _ in range(100):
+        pair.fast.answer(query(APP, 1), False)
+    assert cache.rebuilt == rebuilt
+    pair.publish(snapshot_of(topology, states={"192.0.2.1": Health.DOWN}))
+    assert cache.rebuilt > rebuilt
+    fast, full, hit = pair.both(query(APP, 1))
+    assert hit
+    assert fast == full
+    assert addresses(dns.message.from_wire(fast or b"")) == ["192.0.2.2"]
+
+
+def test_unchanged_steering_inputs_repack_nothing():
+    """A new snapshot that changes only latencies of a failover service re-packs nothing."""
+    topology = make_topology()
+    pair = Pair.of(topology)
+    before = pair.fast.cache.rebuilt
+    latencies = {"192.0.2.1": 0.2, "2001:db8::1": 0.2}
+    same = snapshot_of(topology, latencies={**latencies, "192.0.2.3": 0.05})
+    pair.publish(same)
+    touched = pair.fast.cache.rebuilt - before
+    assert touched <= 1  # only fast.glb.example.test (latency policy) may change
+    assert pair.both(query(APP, 1))[2]
+
+
+def test_a_stale_cache_is_bypassed_not_rebuilt():
+    """Without on_snapshot, a new snapshot sends queries to the full path, still correct."""
+    topology = make_topology()
+    pair = Pair.of(topology)
+    rebuilt = pair.fast.cache.rebuilt
+    pair.box.current = snapshot_of(topology, states={"192.0.2.1": Health.DOWN})
+    fast, full, hit = pair.both(query(APP, 1))
+    assert not hit
+    assert fast == full
+    assert addresses(dns.message.from_wire(fast or b"")) == ["192.0.2.2"]
+    assert pair.fast.cache.rebuilt == rebuilt
+
+
+def test_update_repacks_for_the_new_topology():
+    """update(topology) answers the new topology's names from the cache at once."""
+    pair = Pair.of(make_topology())
+    split = make_topology(SPLIT)
+    pair.fast.update(split)
+    pair.full.update(split)
+    pair.publish(snapshot_of(split))
+    fast, full, hit = pair.both(query("rr.z.test", 1))
+    assert hit
+    assert fast == full
+    assert not pair.both(query(APP, 1))[2]  # gone: REFUSED on the full path
+
+
+def test_monitor_subscribers_get_every_published_snapshot():
+    """Monitor.subscribe(answerer.on_snapshot): a drain changes the cached answer at once."""
+    topology = make_topology()
+    monitor = Monitor(topology, probe=None)  # type: ignore[arg-type]  # never probes here
+    answerer = DnsAnswerer(topology, monitor.current)
+    monitor.subscribe(answerer.on_snapshot)
+    up = HealthSnapshot.of(dict.fromkeys(topology.targets(), snapshot_of(topology).health(
+        next(iter(topology.targets())))))  # fmt: skip
+    monitor._health = dict(up.targets)  # as after a probe round
+    monitor.drain("us")
+    assert answerer.cache.snapshot is monitor.current()
+    before = answerer.full_path_queries
+    reply = dns.message.from_wire(answerer.answer(query(APP, 1), False) or b"")
+    assert addresses(reply) == ["192.0.2.1"]
+    monitor.drain("eu")
+    reply = dns.message.from_wire(answerer.answer(query(APP, 1), False) or b"")
+    assert addresses(reply) == []
+    assert answerer.full_path_queries == before
+
+
+# ---------------------------------------------------------------------------------------------
+# Unusual messages take the full path
+
+ECS = struct.pack("!HHHBB", 8, 7, 1, 24, 0) + bytes([192, 0, 2])
+COOKIE = struct.pack("!HH", 10, 8) + b"12345678"
+QUESTION = wire_name(APP.split(".")) + struct.pack("!HH", 1, 1)
+OPT_RR = opt(1232)
+ANSWER_RR = b"\xc0\x0c" + QUESTION[-4:] + struct.pack("!IH", 5, 4) + bytes(4)
+
+
+def header(flags: int = RD, counts: tuple[int, int, int, int] = (1, 0, 0, 0)) -> bytes:
+    return struct.pack("!6H", 0x1234, flags, *counts)
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [
+        pytest.param(query(APP, 1, edns=opt(1232, options=ECS)), id="ecs"),
+        pytest.param(query(APP, 1, edns=opt(1232, version=1)), id="edns-version-1"),
+        pytest.param(query(APP, 1, flags=RD | 0x0200), id="tc-set"),
+        pytest.param(query(APP, 1, flags=RD | 0x0400), id="aa-set"),
+        pytest.param(query(APP, 1, flags=RD | 0x0040), id="z-set"),
+        pytest.param(query(APP, 1, flags=RD | 0x0080), id="ra-set"),
+        pytest.param(query(APP, 1, flags=RD | 0x0003), id="rcode-set"),
+        pytest.param(query(APP, 1, flags=0x2900), id="opcode-update"),
+        pytest.param(query(APP, 1, qclass=3), id="class-ch"),
+        pytest.param(header(counts=(2, 0, 0, 0)) + QUESTION * 2, id="qdcount-2"),
+        pytest.param(header(counts=(1, 1, 0, 0)) + QUESTION + ANSWER_RR, id="answer-record"),
+        pytest.param(header(counts=(1, 0, 0, 2)) + QUESTION + OPT_RR * 2, id="two-opts"),
+        pytest.param(header(counts=(1, 0, 0, 1)) + QUESTION + b"\x01x" + OPT_RR[1:], id="opt-name"),
+        pytest.param(header() + QUESTION + b"junk", id="trailing"),
+        pytest.param(header(counts=(1, 0, 0, 1)) + QUESTION, id="missing-opt"),
+        pytest.param(
+            header(counts=(1, 0, 0, 1)) + QUESTION + OPT_RR[:-1] + b"\x01\x00", id="optlen"
+        ),
+        pytest.param(header() + b"\x03app\xc0\x10" + b"\x00\x01\x00\x01", id="compressed-name"),
+        pytest.param(header() + QUESTION[:-2], id="cut-question"),
+        pytest.param(query(f"nope.{ZONE}", 1), id="nxdomain"),
+        pytest.param(query("example.org", 1), id="refused"),
+        pytest.param(query(f"rr.{ZONE}", 255), id="any-at-round-robin"),
+    ],
+)
+def test_unusual_messages_take_the_full_path(wire):
+    """Messages the cache cannot vouch for are answered by the full path, correctly."""
+    pair = Pair.of(make_topology())
+    fast, full, hit = pair.both(wire)
+    assert not hit
+    assert fast == full
+    assert pair.fast.answer(wire, True) == pair.full.answer_full(wire, True)
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [
+        pytest.param(query(APP, 1, edns=opt(1232, options=COOKIE)), id="cookie"),
+        pytest.param(query(APP, 1, edns=opt(4096, flags=DO)), id="do-bit"),
+        pytest.param(query(APP, 1, flags=RD | AD | CD), id="ad-cd"),
+        pytest.param(query(APP.upper(), 65), id="https"),
+        pytest.param(query(APP, 97), id="type-97-is-not-https"),
+    ],
+)
+def test_usual_extras_stay_on_the_fast_path(wire):
+    """Cookies, DO, AD/CD and letter-valued qtypes are answered from the cache, identically."""
+    pair = Pair.of(make_topology())
+    fast, full, hit = pair.both(wire)
+    assert hit is (struct.unpack_from("!H", wire, len(wire) - 4)[0] != 97)
+    assert fast == full
+
+
+def test_query_sampling_logs_and_answers_alike(caplog):
+    """A sampled query (query_sample=1) goes through the full path and is logged."""
+    topology = make_topology()
+    box = Box(snapshot_of(topology))
+    answerer = DnsAnswerer(topology, box, random.Random(3), query_sample=1.0)
+    caplog.set_level("INFO", logger="glb.dns_answer")
+    reply = dns.message.from_wire(answerer.answer(query(APP, 1), False) or b"")
+    assert reply.rcode() == dns.rcode.NOERROR
+    assert answerer.full_path_queries == 1
+    assert [r.getMessage() for r in caplog.records] == [f"query udp {APP}. A -> NOERROR 192.0.2.1"]
+    assert dns.rdatatype.A == 1
