@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import dns.asyncquery
 import dns.message
 import dns.rcode
@@ -152,3 +153,38 @@ async def test_state_changes_are_logged_with_their_reason(tmp_path, two_clusters
             )
     expected = f"eu-west app.glb.test {eu.address}: up -> down after 2 failures: connection refused"
     assert expected in caplog.messages
+
+
+async def test_drain_through_the_api_moves_dns_and_proxy_and_undrain_restores(
+    tmp_path, two_clusters
+):
+    """A drain via the admin API moves the DNS answer and the proxy target at once; undrain
+    puts them back."""
+    eu, us = two_clusters
+    token = "drain-test-token-0123456789"
+    config = write_config(tmp_path, two_clusters)
+    config.write_text(
+        config.read_text().replace(
+            "admin: {listen: '127.0.0.1:0'}", f"admin: {{listen: '127.0.0.1:0', token: {token}}}"
+        )
+    )
+    auth = {"Authorization": f"Bearer {token}"}
+    async with running(load_settings(config)) as glb, aiohttp.ClientSession() as session:
+
+        async def served_by() -> str:
+            async with session.get(glb.http_url + "/", headers={"Host": "app.glb.test"}) as r:
+                assert r.status == 200
+                return (await r.text()).split()[2]  # "hello from <cluster> (...)"
+
+        assert addresses(await query(glb, "app.glb.test")) == {eu.address}
+        assert await served_by() == "eu-west"
+        drain = f"{glb.admin_url}/api/v1/clusters/eu-west/drain"
+        async with session.post(drain, headers=auth) as response:
+            assert response.status == 200
+        assert addresses(await query(glb, "app.glb.test")) == {us.address}
+        assert addresses(await query(glb, "app.glb.test", tcp=True)) == {us.address}
+        assert await served_by() == "us-east"
+        async with session.post(drain.replace("/drain", "/undrain"), headers=auth) as response:
+            assert response.status == 200
+        assert addresses(await query(glb, "app.glb.test")) == {eu.address}
+        assert await served_by() == "eu-west"
