@@ -3,6 +3,7 @@
     python -m bench.dns                 # dnsperf runs (installs dnsperf with apt-get if missing)
     python -m bench.dns --micro         # in-process answer() calls per second, fast vs full path
     python -m bench.dns --rebuild 10000 # time to pack the cache for 10,000 services
+    python -m bench.dns --reload-stall 10000  # answer latency while 10,000 services reload
 
 The dnsperf mode starts each server in its own process pinned to CPU 0 (taskset) and runs dnsperf
 pinned to CPU 1, on loopback: first the reference (a uvloop server that copies one pre-packed reply
@@ -20,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
+import itertools
 import random
 import re
 import shutil
@@ -29,6 +32,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -328,10 +332,90 @@ def rebuild(args: argparse.Namespace) -> None:
     print(f"every target re-probed, same state: refresh {took * 1000:.1f} ms")
 
 
+class Asker:
+    """A thread asking the server one A query at a time (blocking socket), timing each reply."""
+
+    def __init__(self, port: int, services: int) -> None:
+        self.latencies: list[tuple[float, float]] = []  # (sent at, seconds to the reply)
+        self.lost = 0
+        self._stop = threading.Event()
+        self._queries = [raw_query(f"s{i}.{ZONE}", 1) for i in range(0, services, 7)]
+        self._thread = threading.Thread(target=self._run, args=(port,), daemon=True)
+        self._thread.start()
+
+    def _run(self, port: int) -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.connect(("127.0.0.1", port))
+        sock.settimeout(30)
+        for wire in itertools.cycle(self._queries):
+            if self._stop.is_set():
+                break
+            sent = time.perf_counter()
+            sock.send(wire)
+            try:
+                sock.recv(4096)
+            except TimeoutError:
+                self.lost += 1
+                continue
+            self.latencies.append((sent, time.perf_counter() - sent))
+        sock.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+async def stall(services: int, mode: str) -> None:
+    """Reload `services` services (the monitor's publish first, as the reloader does) while a
+    thread keeps asking; print the longest wait for an answer during the reload."""
+    topology = topology_of(services)
+    rnd = random.Random(9)
+    box = [snapshot(topology, rnd)]
+    answerer = DnsAnswerer(topology, lambda: box[0], stats=Stats())
+    udp = _bound(socket.SOCK_DGRAM)
+    tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    tcp.bind(("127.0.0.1", udp.getsockname()[1]))
+    server = DnsServer(answerer.answer, udp, tcp)
+    await server.start()
+    new = to_topology(parse_settings(config(services)), serial=2)
+    gc.collect()  # the set-up's garbage is not the reload's
+    asker = Asker(udp.getsockname()[1], services)
+    await asyncio.sleep(0.5)
+    started = time.perf_counter()
+    box[0] = snapshot(new, rnd, version=1)
+    answerer.on_snapshot(box[0])
+    if mode == "sync":
+        answerer.update(new)
+    else:
+        await answerer.update_async(new)
+    took = time.perf_counter() - started
+    await asyncio.sleep(0.5)
+    asker.stop()
+    await server.close()
+    ended = started + took  # answers outstanding at any time during the reload:
+    during = [lat for sent, lat in asker.latencies if sent <= ended and sent + lat >= started]
+    worst = max(during, default=float("nan")) * 1000
+    print(
+        f"{services} services, {mode:5} reload {took:.2f} s: {len(during)} answers during it, "
+        f"max latency {worst:.1f} ms, lost {asker.lost}",
+        flush=True,
+    )
+
+
+def reload_stall(args: argparse.Namespace) -> None:
+    import uvloop
+
+    modes = ["sync", "async"] if args.reload_mode == "both" else [args.reload_mode]
+    for mode in modes:
+        uvloop.run(stall(args.reload_stall, mode))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--micro", action="store_true", help="in-process answer() rates")
     parser.add_argument("--rebuild", type=int, default=0, help="time a cache build of N services")
+    parser.add_argument("--reload-stall", type=int, default=0, help="reload N services, timed")
+    parser.add_argument("--reload-mode", choices=["sync", "async", "both"], default="both")
     parser.add_argument("--serve", choices=["glb", "echo"], help=argparse.SUPPRESS)
     parser.add_argument("--services", type=int, default=1000)
     parser.add_argument("--seconds", type=int, default=10)
@@ -345,6 +429,8 @@ def main() -> None:
         micro(args)
     elif args.rebuild:
         rebuild(args)
+    elif args.reload_stall:
+        reload_stall(args)
     else:
         run_dnsperf(args)
 

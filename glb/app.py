@@ -5,6 +5,10 @@ sockets are bound (fail fast), the first probe round has been applied, and the D
 answers. Leaving it stops everything in reverse order. `serve(settings, shutdown_trigger)` runs
 until the trigger completes. No signal handling here: that is the CLI's job.
 
+With `workers=N` the main process also starts N-1 worker processes (`glb.workers`) that serve
+DNS and HTTP on the same ports (SO_REUSEPORT); `serve_worker(fd, stop)` is a worker's own
+composition: the same DNS answerer, DNS server and proxy, fed by the main instead of a monitor.
+
 Imports: everything.
 """
 
@@ -13,10 +17,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 import ssl
+import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -25,6 +31,7 @@ from glb import __version__
 from glb.admin_api import admin_app
 from glb.config import Settings, to_topology
 from glb.core.model import Topology
+from glb.core.ports import PassiveHealth, StateView
 from glb.core.rrl import ResponseRateLimiter, RrlConfig
 from glb.core.stats import Stats
 from glb.dns_answer import DnsAnswerer
@@ -38,6 +45,8 @@ from glb.metrics import metrics_handler, metrics_registry
 from glb.monitor import Monitor
 from glb.probes import Prober
 from glb.reloader import Reloader
+from glb.remote_state import RemoteState, receive_start
+from glb.workers import Channel, Start, WorkerInfo, WorkerPool
 
 logger = logging.getLogger(__name__)
 
@@ -51,10 +60,17 @@ class Running:
     admin_url: str
     monitor: Monitor
     reloader: Reloader
+    pool: WorkerPool
 
     @property
     def topology(self) -> Topology:
         return self.monitor.topology
+
+    @property
+    def workers(self) -> list[WorkerInfo]:
+        """The worker processes (none unless started with workers > 1): pids and the delay of
+        the newest snapshot each applied."""
+        return self.pool.workers
 
     async def reload(self) -> list[str]:
         """Reload the configuration; the problems found, or [] once it is in force."""
@@ -63,56 +79,157 @@ class Running:
 
 @contextlib.asynccontextmanager
 async def running(
-    settings: Settings, *, load: Callable[[], Settings] | None = None
+    settings: Settings,
+    *,
+    load: Callable[[], Settings] | None = None,
+    workers: int = 1,
+    worker_command: Sequence[str] | None = None,
 ) -> AsyncIterator[Running]:
     """Start glb for `settings`; yield once it serves; stop it gracefully on exit.
 
     Start: bind every socket (fail fast) -> admin API (so /readyz answers "not yet") -> first
-    probe round -> DNS and the HTTP proxy -> probing forever. Stop: /readyz fails at once, the
-    listeners close, in-flight proxied requests get `http.shutdown_grace` to finish, then the
-    rest stops in reverse. `load` re-reads the configuration for `Running.reload()`."""
+    probe round -> DNS and the HTTP proxy -> `workers - 1` worker processes, each serving ->
+    probing forever. Stop: /readyz fails at once, the listeners close (the workers' too),
+    in-flight proxied requests get `http.shutdown_grace` to finish, then the rest stops in
+    reverse. `load` re-reads the configuration for `Running.reload()`; `worker_command` starts
+    one worker (default: this Python running `glb worker`)."""
     serial = int(time.time())
     topology = to_topology(settings, serial=serial)
+    shared = workers > 1  # the DNS and HTTP ports are shared with the workers
     async with contextlib.AsyncExitStack() as stack:
-        udp, tcp = bind_dns(*settings.dns.listen)
+        udp, tcp = bind_dns(*settings.dns.listen, reuse_port=shared)
         stack.callback(udp.close)
         stack.callback(tcp.close)
-        http_sock = stack.enter_context(bind_tcp(*settings.http.listen))
+        http_sock = stack.enter_context(bind_tcp(*settings.http.listen, reuse_port=shared))
         admin_sock = stack.enter_context(bind_tcp(*settings.admin.listen))
         prober = _prober(settings)
         stack.push_async_callback(prober.close)
         stats = Stats(last_reload_success=time.time())
         monitor = Monitor(topology, prober.probe, stats=stats)
+        command = worker_command or _worker_command(settings)
+        pool = WorkerPool(
+            workers - 1, settings=settings, monitor=monitor, stats=stats, command=command
+        )
         reloader_slot: list[Reloader] = []
-        admin = _admin(settings, monitor, stats, reloader_slot)
+        admin = _admin(settings, monitor, pool.stats, reloader_slot)
         limits = _client_limits(settings)
         await _serve_http(stack, admin, admin_sock, grace=1.0, limits=limits)
         await monitor.first_round()
         answerer = DnsAnswerer(
-            topology, monitor.current, stats=stats, query_sample=settings.log.query_sample
+            topology,
+            monitor.current,
+            stats=stats,
+            query_sample=settings.log.query_sample,
+            server_id=f"glb-{os.getpid()} main",
         )
         monitor.subscribe(answerer.on_snapshot)  # pre-packed answers follow every change
-        reloader = Reloader(settings, load, monitor, answerer, stats, serial=serial)
+        reloader = Reloader(
+            settings, load, monitor, answerer, stats, serial=serial, also=pool.update_topology
+        )
         reloader_slot.append(reloader)
         probing = asyncio.create_task(monitor.run(), name="monitor")
         stack.push_async_callback(_cancel, probing)
         dns = _dns_server(settings, answerer, udp, tcp, stats)
         await dns.start()
         stack.push_async_callback(dns.close)
-        ca_file = str(settings.probes.ca_file) if settings.probes.ca_file else None
-        proxy = proxy_app(
-            monitor,
-            monitor,
-            cluster_header=settings.http.cluster_header,
-            ca_file=ca_file,
-            stats=stats,
-        )
         grace = settings.http.shutdown_grace
+        stack.push_async_callback(pool.close, grace + 5.0)  # after the main's own drain
+        proxy = _proxy(settings, monitor, monitor, stats)
         await _serve_http(stack, proxy, http_sock, grace=grace, limits=limits)
+        await pool.start(udp.getsockname()[1], http_sock.getsockname()[1])
+        stack.callback(pool.stop)  # the workers drain while the main does
         stack.callback(_stopping, monitor)  # runs first on exit: /readyz fails at once
-        glb = Running(udp.getsockname()[:2], _url(http_sock), _url(admin_sock), monitor, reloader)
+        glb = Running(
+            udp.getsockname()[:2], _url(http_sock), _url(admin_sock), monitor, reloader, pool
+        )
         _log_started(glb)
         yield glb
+
+
+async def serve_worker(fd: int, stop: asyncio.Event) -> None:
+    """A worker process: serve DNS and HTTP on the main's ports from the state the main sends
+    over the socketpair end `fd`, until the main says stop or goes away, or `stop` is set."""
+    channel = await Channel.open(socket.socket(fileno=fd))
+    try:
+        start = await receive_start(channel)
+        async with _worker_serving(start, channel) as state:
+            await state.run(stop)
+    finally:
+        channel.close()
+
+
+@contextlib.asynccontextmanager
+async def _worker_serving(start: Start, channel: Channel) -> AsyncIterator[RemoteState]:
+    """A worker's listeners, bound with SO_REUSEPORT to the ports the main chose."""
+    settings = start.settings
+    async with contextlib.AsyncExitStack() as stack:
+        udp, tcp = bind_dns(settings.dns.listen[0], start.dns_port, reuse_port=True)
+        stack.callback(udp.close)
+        stack.callback(tcp.close)
+        http_host = settings.http.listen[0]
+        http_sock = stack.enter_context(bind_tcp(http_host, start.http_port, reuse_port=True))
+        stats = Stats()
+        state = RemoteState(channel, start, stats)
+        answerer = DnsAnswerer(
+            start.topology,
+            state.current,
+            stats=stats,
+            query_sample=settings.log.query_sample,
+            server_id=f"glb-{os.getpid()} worker {start.index}",
+        )
+        state.subscribe(answerer.on_snapshot)
+        updates: set[asyncio.Task[None]] = set()  # held until done: never fire and forget
+
+        def follow_topology(topology: Topology) -> None:
+            task = asyncio.get_running_loop().create_task(answerer.update_async(topology))
+            updates.add(task)
+            task.add_done_callback(updates.discard)
+
+        state.subscribe_topology(follow_topology)  # packs off the loop, like the main's reload
+        dns = _dns_server(settings, answerer, udp, tcp, stats)
+        await dns.start()
+        stack.push_async_callback(dns.close)
+        limits = _client_limits(settings)
+        proxy = _proxy(settings, state, state, stats)
+        await _serve_http(
+            stack, proxy, http_sock, grace=settings.http.shutdown_grace, limits=limits
+        )
+        logger.info(
+            "worker %d (pid %d) serving: DNS port %d, HTTP port %d",
+            start.index,
+            os.getpid(),
+            start.dns_port,
+            start.http_port,
+            extra={"event": "start", "worker": start.index},
+        )
+        yield state
+
+
+def _worker_command(settings: Settings) -> list[str]:
+    log = settings.log
+    return [
+        sys.executable,
+        "-m",
+        "glb",
+        "worker",
+        "--log-level",
+        log.level,
+        "--log-format",
+        log.format,
+    ]
+
+
+def _proxy(
+    settings: Settings, state: StateView, passive: PassiveHealth, stats: Stats
+) -> web.Application:
+    ca_file = str(settings.probes.ca_file) if settings.probes.ca_file else None
+    return proxy_app(
+        state,
+        passive,
+        cluster_header=settings.http.cluster_header,
+        ca_file=ca_file,
+        stats=stats,
+    )
 
 
 def _stopping(monitor: Monitor) -> None:
@@ -121,9 +238,13 @@ def _stopping(monitor: Monitor) -> None:
 
 
 def _admin(
-    settings: Settings, monitor: Monitor, stats: Stats, reloader: list[Reloader]
+    settings: Settings,
+    monitor: Monitor,
+    stats: Callable[[], Stats],
+    reloader: list[Reloader],
 ) -> web.Application:
-    """The admin API plus /metrics. `reloader` holds the Reloader once there is one."""
+    """The admin API plus /metrics (`stats`: every process's counts, summed). `reloader` holds
+    the Reloader once there is one."""
     token = settings.admin.token.get_secret_value() if settings.admin.token else None
 
     async def reload() -> list[str]:

@@ -1,10 +1,12 @@
 """The `glb` command: `serve`, `check` and `demo`. The only module that prints or handles signals.
 
     glb serve -c FILE     validate FILE, then serve until SIGINT/SIGTERM; SIGHUP reloads FILE
+                          (--workers N, or GLB_WORKERS: N processes share the DNS and HTTP ports)
     glb check -c FILE     validate FILE, print every problem, exit 2 if any
     glb demo              simulated clusters on loopback plus glb, for trying it out
 
-The configuration path comes from `-c` or the GLB_CONFIG environment variable.
+The configuration path comes from `-c` or the GLB_CONFIG environment variable. `glb worker` is
+internal: `glb serve --workers N` starts N-1 of them (see glb.workers).
 """
 
 from __future__ import annotations
@@ -41,7 +43,20 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
     serve = commands.add_parser("serve", help="serve DNS for the zones in the configuration")
     _add_config_option(serve)
+    serve.add_argument(
+        "-w",
+        "--workers",
+        type=_positive,
+        default=os.environ.get("GLB_WORKERS", "1"),
+        help="processes serving DNS and HTTP on shared ports; probes run once (default: "
+        "$GLB_WORKERS or 1)",
+    )
     serve.set_defaults(command=_serve)
+    worker = commands.add_parser("worker")  # internal: started by `glb serve --workers N`
+    worker.add_argument("--fd", type=int, required=True)
+    worker.add_argument("--log-level", default="info")
+    worker.add_argument("--log-format", default="text")
+    worker.set_defaults(command=_worker)
     check = commands.add_parser("check", help="validate a configuration file and print problems")
     _add_config_option(check)
     check.set_defaults(command=_check)
@@ -49,6 +64,16 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("-c", "--config", help="demo configuration (default: config/demo.yaml)")
     demo.set_defaults(command=_demo)
     return parser
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of workers")
+    return value
 
 
 def _add_config_option(parser: argparse.ArgumentParser) -> None:
@@ -89,17 +114,29 @@ def _serve(args: argparse.Namespace) -> int:
     if settings is None:
         return EXIT_CONFIG
     setup_logging(settings.log.level, settings.log.format)
-    path = args.config
-    return run_until_signal(lambda signals: _serve_until_stopped(settings, path, signals))
+    path, workers = args.config, args.workers
+    return run_until_signal(lambda signals: _serve_until_stopped(settings, path, workers, signals))
 
 
-async def _serve_until_stopped(settings: Settings, path: str, signals: Signals) -> None:
+async def _serve_until_stopped(
+    settings: Settings, path: str, workers: int, signals: Signals
+) -> None:
     from glb.app import running
 
-    async with running(settings, load=lambda: load_settings(path)) as glb:
+    async with running(settings, load=lambda: load_settings(path), workers=workers) as glb:
         signals.on_reload = glb.reload
         await signals.stop.wait()
         signals.on_reload = None
+
+
+def _worker(args: argparse.Namespace) -> int:
+    """One worker process: the main tells it when to stop (also on Ctrl-C, which reaches the
+    whole process group), so only SIGTERM stops it directly; SIGHUP is the main's."""
+    from glb.app import serve_worker
+
+    setup_logging(args.log_level, args.log_format)
+    fd = args.fd
+    return run_until_signal(lambda signals: serve_worker(fd, signals.stop), worker=True)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -126,7 +163,12 @@ class Signals:
         self.on_reload: Callable[[], Coroutine[Any, Any, list[str]]] | None = None
         self._tasks: set[asyncio.Task[list[str]]] = set()
 
-    def install(self, loop: asyncio.AbstractEventLoop) -> None:
+    def install(self, loop: asyncio.AbstractEventLoop, *, worker: bool = False) -> None:
+        if worker:  # the main process stops its workers and reloads them
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+            loop.add_signal_handler(signal.SIGTERM, self._stop, signal.SIGTERM)
+            return
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, self._stop, signum)
         loop.add_signal_handler(signal.SIGHUP, self._reload)
@@ -146,20 +188,25 @@ class Signals:
         task.add_done_callback(self._tasks.discard)
 
 
-def run_until_signal(start: Callable[[Signals], Coroutine[Any, Any, object]]) -> int:
-    """Run `start(signals)` on uvloop (when installed) until SIGINT or SIGTERM."""
+def run_until_signal(
+    start: Callable[[Signals], Coroutine[Any, Any, object]], *, worker: bool = False
+) -> int:
+    """Run `start(signals)` on uvloop (when installed) until SIGINT or SIGTERM (a `worker`:
+    SIGTERM only)."""
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         try:
-            runner.run(_with_signals(start))
+            runner.run(_with_signals(start, worker))
         except GLBError as exc:
             print(f"glb: {exc}", file=sys.stderr)
             return EXIT_ERROR
     return EXIT_OK
 
 
-async def _with_signals(start: Callable[[Signals], Coroutine[Any, Any, object]]) -> None:
+async def _with_signals(
+    start: Callable[[Signals], Coroutine[Any, Any, object]], worker: bool
+) -> None:
     signals = Signals()
-    signals.install(asyncio.get_running_loop())
+    signals.install(asyncio.get_running_loop(), worker=worker)
     await start(signals)
 
 

@@ -18,23 +18,30 @@ over the limit goes out with TC=1, the question kept, no records but the OPT. AN
 answered minimally: at a service, its A answer (else AAAA, else a synthesized HINFO "RFC8482");
 elsewhere a single record set (SOA, NS, A or AAAA), or NODATA. AXFR/IXFR are REFUSED. Opcodes
 other than QUERY get a header-only NOTIMP (their sections mean other things, e.g. UPDATE's zone).
+`CH TXT id.server` and `CH TXT hostname.bind` (RFC 4892) answer the `server_id` the answerer was
+given (which process answered, with `glb serve --workers`); every other non-IN query is REFUSED.
 
-Pure: no sockets, no asyncio. Imports: glb.core, glb.dns_records and dnslib only.
+No sockets; asyncio only for `DnsAnswerer.update_async`, which packs a new topology's replies in
+a worker thread. Imports: glb.core, glb.dns_records, glb.dns_cache and dnslib only.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import copy
+import gc
 import itertools
 import logging
 import random
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from dnslib import EDNS0, RD, RR, DNSBuffer, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
+from dnslib import EDNS0, RD, RR, TXT, DNSBuffer, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
 
-from glb.core.model import Service, Topology
+from glb.core.model import Endpoint, Service, Topology
 from glb.core.policies import Decision, Query, decide
 from glb.core.snapshot import HealthSnapshot
 from glb.core.stats import Stats
@@ -72,6 +79,7 @@ EDNS_PAYLOAD: Final = 1232  # what we advertise, and the most we send over UDP
 CLASSIC_PAYLOAD: Final = 512  # the UDP limit without EDNS
 
 _HEADER: Final = struct.Struct("!6H")
+_U16: Final = struct.Struct("!H")
 _QR: Final = 0x8000
 _OPCODE: Final = 0x7800
 _AA: Final = 0x0400
@@ -91,6 +99,9 @@ _RCODE_NAMES: Final = {
     BADVERS: "BADVERS",
 }
 _OPT_BADVERS: Final = EDNS0(udp_len=EDNS_PAYLOAD, ext_rcode=BADVERS >> 4)
+CLASS_CH: Final = 3
+TYPE_TXT: Final = 16
+SERVER_ID_NAMES: Final = frozenset({(b"id", b"server"), (b"hostname", b"bind")})  # RFC 4892
 
 
 # ---------------------------------------------------------------------------------------------
@@ -264,6 +275,41 @@ def render_error(ident: int, query_flags: int, question: Question | None, rcode:
 SnapshotSource = Callable[[], HealthSnapshot]
 
 
+@contextlib.contextmanager
+def _collector_held() -> Iterator[None]:
+    """Hold off the cyclic garbage collector while a new topology's ~10^6 objects are made, then
+    freeze them (`gc.freeze()`: out of every later collection; reference counting still frees
+    them). Collections walking them, 100-600 ms each at 10,000 services and run by whichever
+    thread allocates while holding the GIL, would stall the event loop answering meanwhile; with
+    the collector merely paused, the first collection after it walks them all at once."""
+    enabled = gc.isenabled()
+    gc.disable()
+    gc.freeze()  # what exists already (the old topology) too: refcounting frees it later
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
+
+
+@dataclass(frozen=True, slots=True)
+class _Tables:
+    """What answering derives from one topology; built apart from the answerer (possibly in a
+    worker thread), then put in force whole."""
+
+    topology: Topology
+    index: ZoneIndex
+    rotation: dict[str, Iterator[int]]  # round robin: a counter per service, shared with the cache
+    families: dict[str, set[int]]  # the address families each service has
+
+    @classmethod
+    def of(cls, topology: Topology) -> _Tables:
+        rotation: dict[str, Iterator[int]] = {s.name: itertools.count() for s in topology.services}
+        families = {s.name: {e.family for e in s.endpoints} for s in topology.services}
+        return cls(topology, ZoneIndex(topology), rotation, families)
+
+
 class DnsAnswerer:
     """Answers queries for the topology's zones, steering service names by the current health.
 
@@ -282,31 +328,80 @@ class DnsAnswerer:
         rng: random.Random | None = None,
         stats: Stats | None = None,
         query_sample: float = 0.0,
+        server_id: str | None = None,
     ) -> None:
         self._stats = stats or Stats()
+        self._server_id = server_id  # answered to CH TXT id.server (None: REFUSED)
         self._query_sample = query_sample  # share of queries logged (0: none)
         self._snapshot = snapshot
         self._rng = rng or random.Random()
         self.full_path_queries = 0  # messages the cache did not answer
+        self._building: DnsCache | None = None  # packed by update_async, not yet swapped in
         self.update(topology)
 
     def update(self, topology: Topology) -> None:
         """Answer for a new topology from the next query on (a configuration reload); packs the
-        new cache for the current snapshot."""
-        self._index = ZoneIndex(topology)
-        self._rotation = {s.name: itertools.count() for s in topology.services}
-        self._families = {s.name: {e.family for e in s.endpoints} for s in topology.services}
-        self._negatives: dict[tuple[str, int], Outcome] = {}
-        self._cache = DnsCache(topology, self._index.nodes, self, self._rotation, self._rng)
+        new cache for the current snapshot on this thread, which can take seconds at 10,000
+        services: on an event loop, use `update_async`."""
+        self._install(_Tables.of(topology), self._rng)
+        snapshot = self._current()
+        if snapshot is not None:
+            self.on_snapshot(snapshot)
+
+    async def update_async(self, topology: Topology) -> None:
+        """`update()` without stalling the event loop. The new zone index is built in a worker
+        thread, then put in force at once (the full path answers the new topology from the next
+        query on); the new cache is packed in a worker thread too, swapped in back on the loop
+        and brought up to the snapshot current then. Until the swap the full path answers, and
+        `on_snapshot` leaves the pending cache alone. A later update supersedes a pending one."""
+        with _collector_held():
+            tables = await asyncio.to_thread(_Tables.of, topology)
+        retired = [self._cache, self._index]  # freed in a worker thread, not on the loop
+        cache = self._install(tables, random.Random(self._rng.getrandbits(64)))
+        await asyncio.to_thread(retired.clear)
+        snapshot = self._current()
+        if snapshot is None:
+            return
+        self._building = cache
         try:
-            snapshot = self._snapshot()
+            with _collector_held():
+                await asyncio.to_thread(cache.prepare, snapshot)
+        except Exception:  # the full path answers until the next update
+            logger.exception("could not pack DNS replies for the new topology")
+            return
+        if self._building is not cache:
+            return  # superseded while packing
+        self._building = None
+        cache.activate()
+        if (current := self._current()) is not None:
+            self.on_snapshot(current)
+
+    def _install(self, tables: _Tables, rng: random.Random) -> DnsCache:
+        """Put `tables` in force for the full path; return their cache, not built yet, which packs
+        through a copy of this answerer bound to `tables` (so it may pack in another thread:
+        later updates rebind this answerer's attributes, never mutate the copy's)."""
+        self._index, self._rotation, self._families = tables.index, tables.rotation, tables.families
+        self._negatives: dict[tuple[str, int], Outcome] = {}
+        self._building = None
+        renderer = copy.copy(self)
+        for held in ("_cache", "_building"):  # else each copy would keep the caches before it
+            vars(renderer).pop(held, None)
+        renderer._negatives = {}
+        renderer._rng = rng
+        self._cache = DnsCache(tables.topology, tables.index.nodes, renderer, self._rotation, rng)
+        return self._cache
+
+    def _current(self) -> HealthSnapshot | None:
+        try:
+            return self._snapshot()
         except Exception:  # the full path will answer SERVFAIL and log it
             logger.debug("no snapshot to pre-pack DNS replies for", exc_info=True)
-            return
-        self.on_snapshot(snapshot)
+            return None
 
     def on_snapshot(self, snapshot: HealthSnapshot) -> None:
         """Re-pack the replies `snapshot` changes, before it is served (a monitor subscriber)."""
+        if self._building is not None:  # update_async catches up when it swaps the cache in
+            return
         try:
             self._cache.refresh(snapshot)
         except Exception:  # the cache stays stale, hence bypassed, until a refresh succeeds
@@ -420,9 +515,32 @@ class DnsAnswerer:
         """The reply at the service named `key` handing out `decision`, for `glb.dns_cache`."""
         node = self._index.nodes[key]
         assert node.service is not None  # noqa: S101  # the cache asks for service names only
+        if decision.answer and not decision.servfail:
+            return self._pack_addresses(key, qtype, node.service.ttl, decision.answer)
         question = Question(DNSLabel(list(key)), key, qtype, CLASS_IN)
         outcome = self._decided(node.service, node.zone, question.owner, qtype, decision)
         return self._packed(question, outcome)
+
+    def _pack_addresses(
+        self, key: Key, qtype: int, ttl: int, answer: tuple[Endpoint, ...]
+    ) -> Packed:
+        """What `_packed` makes of `_decided`'s address answer, without dnslib (the cache packs
+        one per service and type): each record's owner compresses to the question at 12."""
+        packed = self._index.packed
+        question = wire_name(key) + struct.pack("!HH", qtype, CLASS_IN)
+        header = _HEADER.pack(0, _QR | _AA, 1, len(answer), 0, 0)
+        fixed = struct.pack("!HHHI", 0xC00C, qtype, CLASS_IN, ttl)
+        records = b"".join(
+            fixed + _U16.pack(len(packed[e.address])) + packed[e.address] for e in answer
+        )
+        steered = tuple((e.service, e.cluster) for e in answer)
+        return Packed(header + question + records, "NOERROR", steered)
+
+    def pack_negative(self, apex: Key) -> Packed:
+        """The NXDOMAIN reply to (apex, A, IN) were the apex absent, for `glb.dns_cache`, which
+        re-uses its authority section (the zone's negative SOA) under any name in the zone."""
+        question = Question(DNSLabel(list(apex)), apex, TYPE_A, CLASS_IN)
+        return self._packed(question, self._negative(self._index.zones[apex], NXDOMAIN))
 
     def _packed(self, question: Question, outcome: Outcome) -> Packed:
         wire = render(Request(0, 0, question, None), outcome, limit=None)
@@ -434,9 +552,22 @@ class DnsAnswerer:
         question = request.question
         if request.edns is not None and request.edns.version > 0:
             return _BADVERS
+        if question.qclass == CLASS_CH:
+            return self._chaos(question)
         if question.qclass != CLASS_IN or question.qtype in (TYPE_AXFR, TYPE_IXFR):
             return _REFUSED
         return self._resolve(question, self._snapshot)
+
+    def _chaos(self, question: Question) -> Outcome:
+        """`CH TXT id.server` / `hostname.bind`: which server (process) answered; else REFUSED."""
+        if (
+            self._server_id is None
+            or question.key not in SERVER_ID_NAMES
+            or question.qtype != TYPE_TXT
+        ):
+            return _REFUSED
+        record = RR(question.owner, TYPE_TXT, CLASS_CH, 0, TXT(self._server_id))
+        return Outcome(NOERROR, False, (record,))
 
     def _resolve(self, question: Question, snapshot: SnapshotSource) -> Outcome:
         node = self._index.nodes.get(question.key)

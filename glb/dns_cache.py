@@ -6,8 +6,18 @@ header, finds the question's end with one `bytes.find`, validates an optional OP
 one dict lookup and returns `id + head + question-as-sent + body`: the query's own question bytes
 are spliced in (same length, so every offset holds), and every name in the reply that compresses
 to the question takes its case from them. Anything else returns None and the caller takes the full
-path: odd flags, other sections, an OPT that is not version 0 or carries an ECS option, or a name
-and type with no entry (NXDOMAIN names, REFUSED zones, unusual types).
+path: odd flags, other sections, an OPT that is not version 0 or carries an ECS option, a class
+other than IN, AXFR/IXFR, or (rarely) a name whose negative SOA would compress differently.
+
+Entries hold only names and types with data (and ANY, A and AAAA everywhere). Any other question is
+negative, answered per query from the zone: `DnsCache.reply()` walks the name's labels to its
+longest zone suffix (a dict of zone apexes) and returns NXDOMAIN (the name is not in the zone) or
+NODATA (it is: a service, an apex, a nameserver or an empty non-terminal) with the zone's negative
+SOA, or REFUSED (no AA, no records) outside every zone. The SOA record is packed once per zone for
+a question naming the apex itself (`Negative`); under a longer name the apex sits further into the
+question, so the record's compression pointers move by that many bytes. Names at or under a name
+below the apex that the SOA itself contains (e.g. its MNAME ns1.<apex>) would compress the SOA
+further: those get full entries (when they exist) or the full path.
 
 Each entry is a few `Variant`s (one reply each) and a counter: round robin shares the answerer's
 per-service counter so both paths rotate alike; weighted cycles over `WEIGHTED_VARIANTS` draws of
@@ -15,7 +25,11 @@ the policy whose first answers follow the weights to within 1/WEIGHTED_VARIANTS.
 one reply is packed (no EDNS, by the `Renderer`); the EDNS and truncated (TC=1) forms are derived.
 
 Rebuilding never happens on the query path: `rebuild(snapshot)` packs everything (start-up, a new
-topology); `refresh(snapshot)` (the monitor's publish hook) re-packs only the services whose
+topology) and serves it; `prepare(snapshot)` packs without serving, touching nothing another
+thread uses (the answerer packs a new topology in a worker thread), and `activate()` serves what
+it packed. A snapshot whose targets are not this topology's (the monitor publishes the next
+topology's health before the answerer gets that topology) leaves the cache stale, not re-packed.
+`refresh(snapshot)` (the monitor's publish hook) re-packs only the services whose
 steering inputs changed: it diffs the snapshot's targets by identity, then compares each touched
 service's candidates (and, for the latency policy, its decision) with the last ones packed.
 
@@ -46,6 +60,7 @@ from glb.dns_records import (
     TYPE_SOA,
     Key,
     Node,
+    ZoneData,
     name_key,
     wire_name,
 )
@@ -58,6 +73,11 @@ CACHED_QTYPES: Final = (
 QTYPE_LABELS: Final = {1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 15: "MX", 16: "TXT", 28: "AAAA"}
 QTYPE_LABELS.update({33: "SRV", 65: "HTTPS", 255: "ANY"})  # the rest count as "other"
 _STEERED_QTYPES: Final = (TYPE_A, TYPE_AAAA, TYPE_ANY)
+_ZONE_TRANSFERS: Final = (251, 252)  # IXFR, AXFR: REFUSED
+_NXDOMAIN_FLAGS: Final = 0x8403  # QR AA NXDOMAIN
+_NODATA_FLAGS: Final = 0x8400  # QR AA NOERROR
+_REFUSED_FLAGS: Final = 0x8005  # QR REFUSED
+_MAX_NAME: Final = 255  # octets on the wire (RFC 1035 2.3.4)
 
 _ONE_QUESTION: Final = b"\x00\x01\x00\x00\x00\x00\x00\x00"
 _ONE_QUESTION_OPT: Final = b"\x00\x01\x00\x00\x00\x00\x00\x01"
@@ -99,6 +119,10 @@ class Renderer(Protocol):
         """The A or AAAA reply at the service named `key` handing out `decision`."""
         ...
 
+    def pack_negative(self, apex: Key) -> Packed:
+        """The NXDOMAIN reply to (apex, A, IN) as if the zone's apex did not exist."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Form:
@@ -127,6 +151,60 @@ class Entry:
     udp: Stamp
     tcp: Stamp
     raw: bytes | None  # exact qtype+qclass bytes when lower() could alias them (e.g. HTTPS)
+
+
+@dataclass(frozen=True, slots=True)
+class Negative:
+    """A zone's negative SOA record as packed after a question naming the apex itself.
+
+    `pointers` are the offsets in `authority` of its compression pointers (owner, MNAME, RNAME):
+    all point at the apex in the question or into the record, so they move with the apex.
+    `below` holds the names under the apex that the SOA's MNAME and RNAME end with (lowercase
+    wire form): a question name at or under one of them compresses the SOA differently."""
+
+    authority: bytes
+    pointers: tuple[int, ...]
+    below: frozenset[bytes]
+    shifted: dict[int, bytes]  # `authority` by the apex's offset in the question name (memo)
+
+    @classmethod
+    def of(cls, packed: Packed, apex: bytes, below: frozenset[bytes]) -> Negative:
+        authority = packed.wire[12 + len(apex) + 4 :]
+        owner, at = _name_pointer(authority, 0)
+        mname, at = _name_pointer(authority, at + 10)  # after type, class, TTL and RDLENGTH
+        rname, _ = _name_pointer(authority, at)
+        pointers = tuple(p for p in (owner, mname, rname) if p is not None)
+        return cls(authority, pointers, below, {0: authority})
+
+    def at(self, shift: int) -> bytes:
+        """The record for a question whose name has `shift` bytes of labels before the apex."""
+        authority = self.shifted.get(shift)
+        if authority is None:
+            data = bytearray(self.authority)
+            for at in self.pointers:
+                struct.pack_into("!H", data, at, struct.unpack_from("!H", data, at)[0] + shift)
+            authority = self.shifted[shift] = bytes(data)
+        return authority
+
+
+def _name_pointer(wire: bytes, at: int) -> tuple[int | None, int]:
+    """The offset of the compression pointer ending the name at `at` (None: not compressed), and
+    the offset after the name."""
+    while wire[at]:
+        if wire[at] >= 0xC0:
+            return at, at + 2
+        at += wire[at] + 1
+    return None, at + 1
+
+
+def _below_apex(apex: Key, names: Sequence[str]) -> frozenset[bytes]:
+    """The names strictly under `apex` that end one of `names` (lowercase wire form)."""
+    found: set[bytes] = set()
+    for name in names:
+        key = name_key(name)
+        if len(key) > len(apex) and key[len(key) - len(apex) :] == apex:
+            found.update(wire_name(key[i:]) for i in range(len(key) - len(apex)))
+    return frozenset(found)
 
 
 @lru_cache(maxsize=4096)
@@ -189,17 +267,19 @@ class DnsCache:
         self.entries: dict[bytes, Entry] = {}
         self.snapshot: HealthSnapshot | None = None
         self.rebuilt = 0
+        self._topology = topology
         self._nodes = nodes
         self._renderer = renderer
         self._rotation = rotation
         self._rng = rng
-        self._services = {name_key(s.name): s for s in topology.services}
+        self._prepared: HealthSnapshot | None = None
         self._signatures: dict[str, object] = {}
         self._names: dict[Key, bytes] = {}  # wire form of each name, lowercase
+        self._known: frozenset[bytes] = frozenset()  # every name in _nodes, in wire form
+        self._zones: dict[bytes, Negative] = {}  # by the apex in wire form
+        self._services: dict[Key, Service] = {}
         self._services_of: dict[Target, list[tuple[Key, Service]]] = {}
-        for key, service in self._services.items():
-            for target in {e.target for e in service.endpoints}:
-                self._services_of.setdefault(target, []).append((key, service))
+        self._target_ids: frozenset[int] = frozenset()  # ids of the topology's targets
 
     # -- the query path ---------------------------------------------------------------------
 
@@ -217,7 +297,7 @@ class DnsCache:
             return None
         entry = self.entries.get(wire[12:end].lower())
         if entry is None or (entry.raw is not None and wire[end - 4 : end] != entry.raw):
-            return None
+            return self._negative(wire, end, payload, tcp, stats)
         variant = entry.variants[next(entry.counter) % entry.n]
         form = variant.plain if payload < 0 else variant.edns
         size = form.size
@@ -232,20 +312,93 @@ class DnsCache:
             heads, body = form.tc_heads, form.tc_body
         return wire[:2] + heads[(wire[2] & 1) | ((wire[3] >> 3) & 2)] + wire[12:end] + body
 
+    def _negative(
+        self, wire: bytes, end: int, payload: int, tcp: bool, stats: Stats
+    ) -> bytes | None:
+        """NXDOMAIN, NODATA or REFUSED for a question no entry holds; None: take the full path."""
+        if wire[end - 2 : end] != b"\x00\x01":  # class IN only (the full path answers CH)
+            return None
+        name = wire[12 : end - 4].lower()
+        found = self.zone_of(name)
+        if found is None:
+            return None
+        negative, shift = found
+        qtype = (wire[end - 4] << 8) | wire[end - 3]
+        if negative is None or qtype in _ZONE_TRANSFERS:
+            flags, rcode, authority = _REFUSED_FLAGS, "REFUSED", b""
+        elif name in self._known:
+            if qtype in _STEERED_QTYPES:  # ANY at a round robin or weighted service
+                return None
+            flags, rcode, authority = _NODATA_FLAGS, "NOERROR", negative.at(shift)
+        else:
+            flags, rcode, authority = _NXDOMAIN_FLAGS, "NXDOMAIN", negative.at(shift)
+        edns = payload >= 0
+        size = end + len(authority) + (len(OPT_WIRE) if edns else 0)
+        transport = "tcp" if tcp else "udp"
+        stats.dns_queries[transport, QTYPE_LABELS.get(qtype, "other"), rcode] += 1
+        if not (tcp or size <= _CLASSIC or (size <= payload and size <= _EDNS_MAX)):
+            stats.dns_truncated += 1
+            flags, authority = flags | _TC, b""
+        heads = _heads(flags, 1, 0, 1 if authority else 0, 1 if edns else 0)
+        head = heads[(wire[2] & 1) | ((wire[3] >> 3) & 2)]
+        return wire[:2] + head + wire[12:end] + authority + (OPT_WIRE if edns else b"")
+
+    def zone_of(self, name: bytes) -> tuple[Negative | None, int] | None:
+        """The longest zone containing `name` (lowercase wire form) and the offset of its apex in
+        `name`; (None, 0) outside every zone; None when the full path must answer (a malformed
+        or overlong name, or one at or under a name the zone's SOA contains)."""
+        last = len(name) - 1
+        if last >= _MAX_NAME:
+            return None
+        starts, at = [], 0
+        while at < last:
+            if name[at] > 63:
+                return None
+            starts.append(at)
+            at += name[at] + 1
+        if at != last:  # a label ran past the first zero byte
+            return None
+        starts.append(last)
+        for i, start in enumerate(starts):
+            negative = self._zones.get(name[start:])
+            if negative is not None:
+                if negative.below and any(name[s:] in negative.below for s in starts[:i]):
+                    return None
+                return negative, start
+        return None, 0
+
     # -- building -----------------------------------------------------------------------------
 
     def rebuild(self, snapshot: HealthSnapshot) -> None:
-        """Pack every entry for `snapshot`."""
-        self.snapshot = None
+        """Pack every entry for `snapshot` and serve them."""
+        self.prepare(snapshot)
+        self.activate()
+
+    def prepare(self, snapshot: HealthSnapshot) -> None:
+        """Pack every entry for `snapshot` without serving them (`self.snapshot` stays None until
+        `activate()`); touches only this cache, its inputs are immutable, and the rotation
+        counters are only stored, so it may run in a worker thread while nothing else uses it."""
+        self.snapshot = self._prepared = None
         self.entries.clear()
         self._signatures.clear()
+        self._index_services()
+        self._zones = {
+            wire_name(apex): self._zone_negative(apex, zone)
+            for apex, zone in {
+                name_key(n.zone.zone.name): n.zone for n in self._nodes.values()
+            }.items()
+        }
         for key, node in self._nodes.items():
-            steered = _STEERED_QTYPES if node.service is not None else ()
-            qtypes = [t for t in CACHED_QTYPES if t not in steered]
+            qtypes = self._qtypes(key, node)
             self._put(key, qtypes, self._renderer.pack(key, qtypes, snapshot), _NO_ROTATION)
         for key, service in self._services.items():
             self._pack_service(key, service, snapshot)
-        self.snapshot = snapshot
+        self._known = frozenset(self._name(key) for key in self._nodes)
+        self._prepared = snapshot
+
+    def activate(self) -> None:
+        """Serve what `prepare` packed (on the thread that answers)."""
+        self.snapshot = self._prepared
 
     def refresh(self, snapshot: HealthSnapshot) -> None:
         """Re-pack what `snapshot` changes since the last snapshot built."""
@@ -255,18 +408,57 @@ class DnsCache:
             return
         if snapshot is before:
             return
-        for key, service in self._touched(before, snapshot):
+        touched = self._touched(before, snapshot)
+        if touched is None:  # the next topology's health: stay stale until it is installed
+            return
+        for key, service in touched:
             self._pack_service(key, service, snapshot)
         self.snapshot = snapshot
 
-    def _touched(self, before: HealthSnapshot, after: HealthSnapshot) -> list[tuple[Key, Service]]:
+    def _index_services(self) -> None:
+        self._services = {name_key(s.name): s for s in self._topology.services}
+        self._services_of = {}
+        for key, service in self._services.items():
+            for target in {e.target for e in service.endpoints}:
+                self._services_of.setdefault(target, []).append((key, service))
+        self._target_ids = frozenset(map(id, self._topology.targets()))  # the snapshots' keys
+
+    def _zone_negative(self, apex: Key, zone: ZoneData) -> Negative:
+        names = (zone.zone.nameservers[0].name, zone.zone.hostmaster)
+        packed = self._renderer.pack_negative(apex)
+        return Negative.of(packed, wire_name(apex), _below_apex(apex, names))
+
+    def _qtypes(self, key: Key, node: Node) -> list[int]:
+        """The types to pack at a name: those with data, ANY, A and AAAA (every type at names
+        the negative path cannot take); services' A, AAAA and ANY are packed apart."""
+        steered = _STEERED_QTYPES if node.service is not None else ()
+        every = self.zone_of(self._name(key)) is None
+        return [
+            t
+            for t in CACHED_QTYPES
+            if t not in steered and (every or t in _STEERED_QTYPES or t in node.rrsets)
+        ]
+
+    def _name(self, key: Key) -> bytes:
+        name = self._names.get(key)
+        if name is None:
+            name = self._names[key] = wire_name(key)
+        return name
+
+    def _touched(
+        self, before: HealthSnapshot, after: HealthSnapshot
+    ) -> list[tuple[Key, Service]] | None:
+        """The services whose steering inputs may differ between the two snapshots; None when
+        `after` holds targets that are not this topology's objects (it is the next topology's)."""
+        changed = _changed_targets(before.targets, after.targets)
+        if changed is None:
+            if any(id(t) not in self._target_ids for t in after.targets):
+                return None
+            return list(self._services.items())
         if (before.drained_clusters, before.drained_endpoints) != (
             after.drained_clusters,
             after.drained_endpoints,
         ):
-            return list(self._services.items())
-        changed = _changed_targets(before.targets, after.targets)
-        if changed is None:
             return list(self._services.items())
         touched: dict[Key, Service] = {}
         for target in changed:
@@ -371,9 +563,7 @@ class DnsCache:
     ) -> None:
         """Enter the replies to (key, qtype, IN); `memo` shares the variants of equal replies
         (keyed by the identity of `Packed` objects the caller keeps alive)."""
-        name = self._names.get(key)
-        if name is None:
-            name = self._names[key] = wire_name(key)
+        name = self._name(key)
         memo = {} if memo is None else memo
         for p in packed:
             if id(p) not in memo:

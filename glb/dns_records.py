@@ -88,9 +88,9 @@ class ZoneIndex:
 
     def __init__(self, topology: Topology) -> None:
         self.zones: dict[Key, ZoneData] = {name_key(z.name): _zone_data(z) for z in topology.zones}
-        self.rdata: dict[str, Any] = {
-            e.address: address_rdata(e.address)[1] for s in topology.services for e in s.endpoints
-        }
+        addresses = {e.address for s in topology.services for e in s.endpoints}  # parse each once
+        self.rdata: dict[str, Any] = {a: address_rdata(a)[1] for a in addresses}
+        self.packed: dict[str, bytes] = {a: ipaddress.ip_address(a).packed for a in addresses}
         self.nodes: dict[Key, Node] = self._build_nodes(topology)
 
     def zone_for(self, key: Key) -> ZoneData | None:

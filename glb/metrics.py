@@ -35,19 +35,26 @@ ENDPOINT = ["service", "cluster", "address"]
 PROBE = ["cluster", "address", "port", "type"]
 
 
-class GlbCollector(Collector):
-    """Reads Stats and the current snapshot at scrape time."""
+StatsSource = Callable[[], Stats]
 
-    def __init__(self, stats: Stats, state: StateView) -> None:
-        self._stats = stats
+
+class GlbCollector(Collector):
+    """Reads Stats and the current snapshot at scrape time. `stats` is one Stats, or a callable
+    returning the one to export (with workers: the sum of every process's, `Stats.merged`)."""
+
+    def __init__(self, stats: Stats | StatsSource, state: StateView) -> None:
+        self._source: StatsSource = stats if callable(stats) else lambda: stats
         self._state = state
+        self._stats = Stats()
 
     def collect(self) -> Iterator[Metric]:
+        self._stats = self._source()  # one consistent read per scrape
         yield from self._endpoints()
         yield from self._probes()
         yield from self._dns()
         yield from self._proxy()
         yield from self._config()
+        yield from self._workers()
 
     def _endpoints(self) -> Iterator[Metric]:
         up = GaugeMetricFamily(
@@ -183,6 +190,22 @@ class GlbCollector(Collector):
         info.add_metric([__version__, platform.python_version()], 1.0)
         yield info
 
+    def _workers(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "glb_workers",
+            "Processes serving DNS and HTTP now, the main one included (glb serve --workers)",
+            value=self._stats.workers,
+        )
+        delay = GaugeMetricFamily(
+            "glb_worker_propagation_seconds",
+            "Time from a health snapshot's publication in the main process to its use in a "
+            "worker's answers, for the newest snapshot each worker applied",
+            labels=["worker"],
+        )
+        for worker, seconds in sorted(self._stats.worker_propagation.items()):
+            delay.add_metric([worker], seconds)
+        yield delay
+
 
 def _counter(
     name: str,
@@ -200,8 +223,9 @@ def _add_histogram(family: HistogramMetricFamily, labels: list[str], histogram: 
     family.add_metric(labels, histogram.cumulative(), histogram.sum)
 
 
-def metrics_registry(stats: Stats, state: StateView) -> CollectorRegistry:
-    """A registry of glb's own metrics plus the client's process, platform and GC metrics."""
+def metrics_registry(stats: Stats | StatsSource, state: StateView) -> CollectorRegistry:
+    """A registry of glb's own metrics plus the client's process, platform and GC metrics (the
+    process metrics are the main process's only)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(GlbCollector(stats, state))
     ProcessCollector(registry=registry)

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 
 from glb.config import Settings, to_topology
+from glb.core.model import Topology
 from glb.core.stats import Stats
 from glb.dns_answer import DnsAnswerer
 from glb.errors import ConfigError
@@ -42,7 +43,11 @@ class Reloader:
         stats: Stats,
         *,
         serial: int,
+        also: Callable[[Topology], None] | None = None,
     ) -> None:
+        """`also` is called with every new topology once the monitor and answerer have it (the
+        worker pool, which passes it on to the worker processes)."""
+        self._also = also
         self._settings = settings
         self._load = load
         self._monitor = monitor
@@ -71,7 +76,9 @@ class Reloader:
         self._serial = max(self._serial + 1, int(time.time()))
         topology = to_topology(settings, serial=self._serial)
         await self._monitor.update(topology)
-        self._answerer.update(topology)
+        await self._answerer.update_async(topology)
+        if self._also is not None:
+            self._also(topology)
         changed = [
             key for key in RESTART_ONLY if _section(settings, key) != _section(self._settings, key)
         ]

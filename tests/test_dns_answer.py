@@ -368,6 +368,24 @@ def test_non_in_class_is_refused(answerer, rdclass):
     assert reply.question[0].rdclass == rdclass
 
 
+@pytest.mark.parametrize("name", ["id.server", "HOSTNAME.bind"])
+def test_chaos_id_server_names_the_answering_process(box, name):
+    """CH TXT id.server and hostname.bind answer the server id; other CH queries stay REFUSED."""
+    answerer = DnsAnswerer(TOPOLOGY, box, random.Random(7), server_id="glb-42 worker 1")
+    query = dns.message.make_query(name, "TXT", rdclass=dns.rdataclass.CH)
+    reply = reply_to(answerer, query.to_wire())
+    assert reply.rcode() == dns.rcode.NOERROR
+    (rrset,) = reply.answer
+    assert rrset.rdclass == dns.rdataclass.CH
+    assert [b"".join(item.strings) for item in rrset] == [b"glb-42 worker 1"]
+    for other, rdtype in (("version.bind", "TXT"), (name, "A")):
+        query = dns.message.make_query(other, rdtype, rdclass=dns.rdataclass.CH)
+        assert reply_to(answerer, query.to_wire()).rcode() == dns.rcode.REFUSED
+    unnamed = DnsAnswerer(TOPOLOGY, box, random.Random(7))  # no server id: REFUSED as before
+    query = dns.message.make_query(name, "TXT", rdclass=dns.rdataclass.CH)
+    assert reply_to(unnamed, query.to_wire()).rcode() == dns.rcode.REFUSED
+
+
 @pytest.mark.parametrize("rdtype", ["AXFR", "IXFR"])
 def test_zone_transfers_are_refused(answerer, rdtype):
     """Zone transfers are not offered."""

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import Counter
-from dataclasses import dataclass, field
-from typing import Final
+from collections.abc import Iterable
+from dataclasses import dataclass, field, fields
+from typing import Any, Final
 
 # seconds; probes and proxied requests on loopback take ~0.2-2 ms, across regions 10-300 ms
 LATENCY_BUCKETS: Final = (
@@ -46,6 +47,11 @@ class Histogram:
     @property
     def count(self) -> int:
         return sum(self.buckets)
+
+    def add(self, other: Histogram) -> None:
+        """Add `other`'s observations (same bounds) into this one."""
+        self.buckets = [a + b for a, b in zip(self.buckets, other.buckets, strict=True)]
+        self.sum += other.sum
 
     def cumulative(self) -> list[tuple[str, int]]:
         """[(upper bound as text, observations <= it)], ending with +Inf."""
@@ -81,6 +87,25 @@ class Stats:
     # configuration
     reloads: Counter[str] = field(default_factory=Counter)  # result: success | error
     last_reload_success: float | None = None  # unix time
+    # worker processes (`glb serve --workers N`), kept by the main process only
+    workers: int = 1  # processes serving DNS and HTTP now, the main one included
+    worker_propagation: dict[str, float] = field(default_factory=dict)  # worker -> last delay, s
+
+    @classmethod
+    def merged(cls, main: Stats, others: Iterable[Stats]) -> Stats:
+        """The sum of the main process's counts and its workers' (a new Stats); the reload and
+        worker fields are the main's (`_MAIN_ONLY`)."""
+        total = cls(**{name: getattr(main, name) for name in _MAIN_ONLY})
+        total.worker_propagation = dict(main.worker_propagation)
+        for part in (main, *others):
+            total.add(part)
+        return total
+
+    def add(self, other: Stats) -> None:
+        """Add `other`'s counters, gauges and histograms into these (not the `_MAIN_ONLY` ones)."""
+        for each in fields(self):
+            if each.name not in _MAIN_ONLY:
+                setattr(self, each.name, _sum(getattr(self, each.name), getattr(other, each.name)))
 
     def observe_probe(self, key: tuple[str, str, int, str], outcome: str, seconds: float) -> None:
         histogram = self.probe_durations.get(key)
@@ -95,3 +120,18 @@ class Stats:
         if histogram is None:
             histogram = self.proxy_durations[service] = Histogram()
         histogram.observe(seconds)
+
+
+_MAIN_ONLY: Final = frozenset({"last_reload_success", "workers", "worker_propagation"})
+
+
+def _sum(mine: Any, theirs: Any) -> Any:
+    """One Stats field plus another's: a Counter, a dict of Histograms or a number."""
+    if isinstance(mine, Counter):
+        mine.update(theirs)  # update() adds and keeps zero gauges, unlike `+`
+        return mine
+    if isinstance(mine, dict):
+        for key, histogram in theirs.items():
+            mine.setdefault(key, Histogram(histogram.bounds)).add(histogram)
+        return mine
+    return mine + theirs
