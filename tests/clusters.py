@@ -122,3 +122,36 @@ async def start_clusters(
     ]
     await asyncio.gather(*(c.start(s) for c, s in zip(clusters, socks, strict=True)))
     return clusters
+
+
+def write_config(
+    directory: Path,
+    clusters: list[ClusterProcess],
+    *,
+    probe: str = "{type: http, path: /healthz}",
+    **service: object,
+) -> Path:
+    """glb.yaml in `directory`: every listener on port 0, zone glb.test, one cluster per
+    process, and app.glb.test on all of them in order (failover unless `service` says)."""
+    port = clusters[0].port
+    options = {"policy": "failover", "max_answers": 1, **service}
+    lines = [
+        "dns: {listen: '127.0.0.1:0'}",
+        "http: {listen: '127.0.0.1:0'}",
+        "admin: {listen: '127.0.0.1:0'}",
+        "zones:",
+        "  - name: glb.test",
+        "    nameservers: [{name: ns1.glb.test, address: 127.0.0.1}]",
+        "clusters:",
+        *(f"  - {{name: {c.name}, addresses: [{c.address}]}}" for c in clusters),
+        "services:",
+        "  - name: app.glb.test",
+        f"    port: {port}",
+        *(f"    {key}: {value}" for key, value in options.items()),
+        f"    probe: {probe}",
+        "    backends:",
+        *(f"      - {{cluster: {c.name}, priority: {i + 1}}}" for i, c in enumerate(clusters)),
+    ]
+    path = directory / "glb.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path

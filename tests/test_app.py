@@ -4,19 +4,16 @@ over UDP and TCP with dnspython while clusters are killed, frozen and brought ba
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import aiohttp
 import dns.asyncquery
 import dns.message
 import dns.rcode
 import dns.rdatatype
-import pytest
 
 from glb.app import Running, running
 from glb.config import load_settings
-from tests.clusters import ClusterProcess, start_clusters
+from tests.clusters import start_clusters, write_config
 
 
 async def query(
@@ -44,42 +41,10 @@ async def wait_for_answer(glb: Running, name: str, expected: set[str], within: f
             await asyncio.sleep(0.02)
 
 
-def write_config(tmp_path: Path, clusters: list[ClusterProcess], **service: object) -> Path:
-    port = clusters[0].port
-    options = {"policy": "failover", "max_answers": 1, **service}
-    lines = [
-        "dns: {listen: '127.0.0.1:0'}",
-        "http: {listen: '127.0.0.1:0'}",
-        "admin: {listen: '127.0.0.1:0'}",
-        "zones:",
-        "  - name: glb.test",
-        "    nameservers: [{name: ns1.glb.test, address: 127.0.0.1}]",
-        "clusters:",
-        *(f"  - {{name: {c.name}, addresses: [{c.address}]}}" for c in clusters),
-        "services:",
-        "  - name: app.glb.test",
-        f"    port: {port}",
-        *(f"    {key}: {value}" for key, value in options.items()),
-        "    probe: {type: http, path: /healthz}",
-        "    backends:",
-        *(f"      - {{cluster: {c.name}, priority: {i + 1}}}" for i, c in enumerate(clusters)),
-    ]
-    path = tmp_path / "glb.yaml"
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-@pytest.fixture
-async def two_clusters() -> AsyncIterator[list[ClusterProcess]]:
-    clusters = await start_clusters(["eu-west", "us-east"])
-    yield clusters
-    await asyncio.gather(*(c.stop() for c in clusters))
-
-
-async def test_answers_point_at_the_preferred_healthy_cluster(tmp_path, two_clusters):
+async def test_answers_point_at_the_preferred_healthy_cluster(tmp_path, clusters):
     """With every cluster up, UDP and TCP answers name the failover policy's first cluster."""
-    eu, _ = two_clusters
-    async with running(load_settings(write_config(tmp_path, two_clusters))) as glb:
+    eu, _ = clusters
+    async with running(load_settings(write_config(tmp_path, clusters))) as glb:
         udp = await query(glb, "app.glb.test")
         tcp = await query(glb, "APP.glb.test", tcp=True)
     assert addresses(udp) == {eu.address}
@@ -88,10 +53,10 @@ async def test_answers_point_at_the_preferred_healthy_cluster(tmp_path, two_clus
     assert str(tcp.answer[0].name) == "APP.glb.test."
 
 
-async def test_killed_cluster_leaves_the_answers_and_returns_after_restart(tmp_path, two_clusters):
+async def test_killed_cluster_leaves_the_answers_and_returns_after_restart(tmp_path, clusters):
     """A cluster whose port refuses connections leaves the answers, and comes back on restart."""
-    eu, us = two_clusters
-    async with running(load_settings(write_config(tmp_path, two_clusters))) as glb:
+    eu, us = clusters
+    async with running(load_settings(write_config(tmp_path, clusters))) as glb:
         assert addresses(await query(glb, "app.glb.test")) == {eu.address}
         await eu.kill()
         await wait_for_answer(glb, "app.glb.test", {us.address}, within=5)
@@ -99,32 +64,32 @@ async def test_killed_cluster_leaves_the_answers_and_returns_after_restart(tmp_p
         await wait_for_answer(glb, "app.glb.test", {eu.address}, within=10)
 
 
-async def test_frozen_cluster_leaves_the_answers_and_returns_after_thaw(tmp_path, two_clusters):
+async def test_frozen_cluster_leaves_the_answers_and_returns_after_thaw(tmp_path, clusters):
     """A cluster that accepts connections but never answers leaves the answers, and returns."""
-    eu, us = two_clusters
-    async with running(load_settings(write_config(tmp_path, two_clusters))) as glb:
+    eu, us = clusters
+    async with running(load_settings(write_config(tmp_path, clusters))) as glb:
         eu.freeze()
         await wait_for_answer(glb, "app.glb.test", {us.address}, within=8)
         eu.thaw()
         await wait_for_answer(glb, "app.glb.test", {eu.address}, within=10)
 
 
-async def test_every_cluster_down_fails_open_with_return_all(tmp_path, two_clusters):
+async def test_every_cluster_down_fails_open_with_return_all(tmp_path, clusters):
     """When no cluster is healthy, return_all answers with every cluster's address."""
-    eu, us = two_clusters
+    eu, us = clusters
     await asyncio.gather(eu.kill(), us.kill())
-    config = write_config(tmp_path, two_clusters, max_answers=2, policy="latency")
+    config = write_config(tmp_path, clusters, max_answers=2, policy="latency")
     async with running(load_settings(config)) as glb:
         reply = await query(glb, "app.glb.test")
     assert reply.rcode() == dns.rcode.NOERROR
     assert addresses(reply) == {eu.address, us.address}
 
 
-async def test_every_cluster_down_gives_servfail_when_asked(tmp_path, two_clusters):
+async def test_every_cluster_down_gives_servfail_when_asked(tmp_path, clusters):
     """With when_all_down: servfail, a service with no healthy cluster answers SERVFAIL."""
-    for cluster in two_clusters:
+    for cluster in clusters:
         await cluster.kill()
-    config = write_config(tmp_path, two_clusters, when_all_down="servfail")
+    config = write_config(tmp_path, clusters, when_all_down="servfail")
     async with running(load_settings(config)) as glb:
         reply = await query(glb, "app.glb.test")
     assert reply.rcode() == dns.rcode.SERVFAIL
@@ -141,11 +106,11 @@ async def test_latency_policy_prefers_the_faster_cluster(tmp_path):
         await asyncio.gather(*(c.stop() for c in clusters))
 
 
-async def test_state_changes_are_logged_with_their_reason(tmp_path, two_clusters, caplog):
+async def test_state_changes_are_logged_with_their_reason(tmp_path, clusters, caplog):
     """Every state change is logged in one line naming cluster, service, address and reason."""
-    eu, _ = two_clusters
+    eu, _ = clusters
     caplog.set_level("INFO", logger="glb.monitor")
-    async with running(load_settings(write_config(tmp_path, two_clusters))) as glb:
+    async with running(load_settings(write_config(tmp_path, clusters))) as glb:
         await eu.kill()
         async with asyncio.timeout(5):
             await glb.monitor.wait_for(
@@ -155,14 +120,12 @@ async def test_state_changes_are_logged_with_their_reason(tmp_path, two_clusters
     assert expected in caplog.messages
 
 
-async def test_drain_through_the_api_moves_dns_and_proxy_and_undrain_restores(
-    tmp_path, two_clusters
-):
+async def test_drain_through_the_api_moves_dns_and_proxy_and_undrain_restores(tmp_path, clusters):
     """A drain via the admin API moves the DNS answer and the proxy target at once; undrain
     puts them back."""
-    eu, us = two_clusters
+    eu, us = clusters
     token = "drain-test-token-0123456789"
-    config = write_config(tmp_path, two_clusters)
+    config = write_config(tmp_path, clusters)
     config.write_text(
         config.read_text().replace(
             "admin: {listen: '127.0.0.1:0'}", f"admin: {{listen: '127.0.0.1:0', token: {token}}}"

@@ -13,6 +13,7 @@ import dns.asyncquery
 import dns.message
 
 from tests.clusters import ROOT, address_block, start_clusters
+from tests.serve import start_serve, stop_serve
 
 GOOD = """
 dns: {listen: "127.0.0.1:0"}
@@ -117,25 +118,15 @@ async def test_serve_answers_dns_and_stops_cleanly_on_sigterm(tmp_path: Path):
     try:
         path = tmp_path / "glb.yaml"
         path.write_text(GOOD.replace("ADDRESS", cluster.address).replace("PORT", str(cluster.port)))
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "glb",
-            "serve",
-            "-c",
-            str(path),
-            cwd=ROOT,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        assert process.stderr is not None
-        port = await _dns_port(process.stderr)
+        served = await start_serve(path)
         reply = await dns.asyncquery.udp(
-            dns.message.make_query("app.glb.test", "A"), "127.0.0.1", port=port, timeout=2
+            dns.message.make_query("app.glb.test", "A"),
+            "127.0.0.1",
+            port=served.dns_port,
+            timeout=2,
         )
         assert [item.address for item in reply.answer[0]] == [cluster.address]
-        process.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(10):
-            assert await process.wait() == 0
+        assert await stop_serve(served) == 0
     finally:
         await cluster.stop()
 

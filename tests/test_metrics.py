@@ -32,7 +32,7 @@ from glb.config import load_settings
 from glb.core.model import Endpoint
 from glb.core.snapshot import EndpointState
 from glb.core.stats import QTYPES
-from tests.clusters import ClusterProcess, address_block, start_clusters
+from tests.clusters import ClusterProcess, address_block
 
 SERVICE = "app.glb.test"
 WIDE = "wide.glb.test"  # many addresses that refuse: fails open with an answer too big for UDP
@@ -169,13 +169,6 @@ async def wait_state(glb: Running, cluster: str, state: EndpointState) -> None:
     target = endpoint(glb, SERVICE, cluster)
     async with asyncio.timeout(5):
         await glb.monitor.wait_for(lambda snapshot: snapshot.state(target) is state)
-
-
-@pytest.fixture
-async def clusters() -> AsyncIterator[list[ClusterProcess]]:
-    started = await start_clusters(["eu-west", "us-east"])
-    yield started
-    await asyncio.gather(*(c.stop() for c in started))
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from yarl import URL
 
 from glb.app import Running, running
 from glb.config import load_settings
-from tests.clusters import ClusterProcess, start_clusters
+from tests.clusters import ClusterProcess
 from tests.test_metrics import SERVICE, Scrape, needs, run, scrape, write_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,13 +41,6 @@ GRAFANA_VARIABLES = {
     "__interval": "1m",
     "__range": "1h",
 }
-
-
-@pytest.fixture
-async def clusters() -> AsyncIterator[list[ClusterProcess]]:
-    started = await start_clusters(["eu-west", "us-east"])
-    yield started
-    await asyncio.gather(*(c.stop() for c in started))
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,7 +15,8 @@ import pytest
 
 from glb.app import Running, running
 from glb.config import load_settings
-from tests.clusters import ROOT, ClusterProcess, start_clusters
+from tests.clusters import ClusterProcess, start_clusters
+from tests.serve import start_serve
 
 TOKEN = "reload-test-token-0123"
 
@@ -52,13 +52,6 @@ async def query(glb: Running, name: str, rdtype: str = "A") -> dns.message.Messa
 
 def serial_of(reply: dns.message.Message) -> int:
     return int(reply.answer[0][0].serial)
-
-
-@pytest.fixture
-async def clusters() -> AsyncIterator[list[ClusterProcess]]:
-    started = await start_clusters(["eu-west", "us-east"])
-    yield started
-    await asyncio.gather(*(c.stop() for c in started))
 
 
 @pytest.fixture
@@ -163,43 +156,12 @@ async def test_queries_during_reloads_are_all_answered(glb, clusters):
     assert answered == 200
 
 
-async def start_serve(path: Path) -> tuple[asyncio.subprocess.Process, dict[str, str]]:
-    """`glb serve` as a real process; returns it and the addresses it logged."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "glb",
-        "serve",
-        "-c",
-        str(path),
-        cwd=ROOT,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    assert process.stderr is not None
-    found: dict[str, str] = {}
-    async with asyncio.timeout(20):
-        while "http" not in found:
-            line = (await process.stderr.readline()).decode()
-            assert line, "glb exited before serving"
-            if " port " in line and "serving DNS on" in line:
-                found["dns"] = line.split(" port ")[1].split()[0]
-            if "HTTP proxy on" in line:
-                found["http"] = line.split("HTTP proxy on ")[1].split(",")[0]
-                found["admin"] = line.split("admin API on ")[1].strip()
-    asyncio.get_running_loop().create_task(_drain(process.stderr))
-    return process, found
-
-
-async def _drain(stream: asyncio.StreamReader) -> None:
-    while await stream.readline():
-        pass
-
-
 async def test_sighup_reloads_the_file(tmp_path: Path, clusters):
     """SIGHUP makes glb serve re-read its file; a new service then answers."""
     path = tmp_path / "glb.yaml"
     path.write_text(config(clusters, ["app.glb.test"]))
-    process, found = await start_serve(path)
+    served = await start_serve(path)
+    process = served.process
     try:
         path.write_text(config(clusters, ["app.glb.test", "hup.glb.test"]))
         process.send_signal(signal.SIGHUP)
@@ -207,7 +169,7 @@ async def test_sighup_reloads_the_file(tmp_path: Path, clusters):
         async with asyncio.timeout(10):
             while True:  # polling from outside, as a resolver would
                 reply = await dns.asyncquery.udp(
-                    request, "127.0.0.1", port=int(found["dns"]), timeout=2
+                    request, "127.0.0.1", port=served.dns_port, timeout=2
                 )
                 if reply.rcode() == dns.rcode.NOERROR:
                     break
@@ -247,15 +209,16 @@ async def test_sigterm_lets_in_flight_requests_finish_and_fails_readiness(tmp_pa
     [slow] = await start_clusters(["slow"], delays=[1.5])
     path = tmp_path / "glb.yaml"
     path.write_text(config([slow], ["app.glb.test"], shutdown_grace="10s"))
-    process, found = await start_serve(path)
+    served = await start_serve(path)
+    process = served.process
     try:
         async with aiohttp.ClientSession() as session:
             pending = asyncio.create_task(
-                session.get(found["http"] + "/", headers={"Host": "app.glb.test"})
+                session.get(served.http + "/", headers={"Host": "app.glb.test"})
             )
-            await in_flight(session, found["admin"])
+            await in_flight(session, served.admin)
             process.send_signal(signal.SIGTERM)
-            await not_ready(session, found["admin"])
+            await not_ready(session, served.admin)
             async with asyncio.timeout(10):
                 response = await pending
                 assert response.status == 200
@@ -274,15 +237,16 @@ async def test_a_second_signal_exits_at_once(tmp_path: Path):
     [slow] = await start_clusters(["slow"], delays=[30.0])
     path = tmp_path / "glb.yaml"
     path.write_text(config([slow], ["app.glb.test"], shutdown_grace="60s"))
-    process, found = await start_serve(path)
+    served = await start_serve(path)
+    process = served.process
     try:
         async with aiohttp.ClientSession() as session:
             pending = asyncio.create_task(
-                session.get(found["http"] + "/", headers={"Host": "app.glb.test"})
+                session.get(served.http + "/", headers={"Host": "app.glb.test"})
             )
-            await in_flight(session, found["admin"])
+            await in_flight(session, served.admin)
             process.send_signal(signal.SIGTERM)
-            await not_ready(session, found["admin"])  # the first signal is being handled
+            await not_ready(session, served.admin)  # the first signal is being handled
             process.send_signal(signal.SIGTERM)
             async with asyncio.timeout(5):
                 assert await process.wait() == 1

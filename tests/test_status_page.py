@@ -34,7 +34,7 @@ from glb.admin_api import admin_app
 from glb.app import running
 from glb.config import load_settings
 from glb.monitor import Monitor
-from tests.clusters import ROOT, ClusterProcess, start_clusters
+from tests.clusters import ROOT, write_config
 from tests.stack import Upstreams, config_for, monitored, upstreams
 
 ARTIFACTS = ROOT / "test-artifacts"
@@ -330,43 +330,15 @@ def test_the_page_stays_small() -> None:
 # --- in a real browser --------------------------------------------------------------------------
 
 
-def write_config(directory: Path, clusters: list[ClusterProcess]) -> Path:
-    lines = [
-        "dns: {listen: '127.0.0.1:0'}",
-        "http: {listen: '127.0.0.1:0'}",
-        "admin: {listen: '127.0.0.1:0'}",
-        "zones: [{name: glb.test, nameservers: [{name: ns1.glb.test, address: 127.0.0.1}]}]",
-        "clusters:",
-        *(f"  - {{name: {c.name}, addresses: [{c.address}]}}" for c in clusters),
-        "services:",
-        "  - name: app.glb.test",
-        f"    port: {clusters[0].port}",
-        "    policy: failover",
-        f"    probe: {PROBE}",
-        "    backends:",
-        *(f"      - {{cluster: {c.name}, priority: {i + 1}}}" for i, c in enumerate(clusters)),
-    ]
-    path = directory / "glb.yaml"
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-@pytest.fixture
-async def two_clusters() -> AsyncIterator[list[ClusterProcess]]:
-    clusters = await start_clusters(["eu-west", "us-east"])
-    yield clusters
-    await asyncio.gather(*(c.stop() for c in clusters))
-
-
 def row(cluster: str, state: str) -> str:
     return f'[data-service="app.glb.test"] tr[data-cluster="{cluster}"][data-state="{state}"]'
 
 
-async def test_a_killed_cluster_turns_down_on_the_page(tmp_path, two_clusters):
+async def test_a_killed_cluster_turns_down_on_the_page(tmp_path, clusters):
     """In Chromium, a cluster's row shows "up", then "down" within 10 s of its process dying."""
-    eu, _ = two_clusters
+    eu, _ = clusters
     async with (
-        running(load_settings(write_config(tmp_path, two_clusters))) as glb,
+        running(load_settings(write_config(tmp_path, clusters, probe=PROBE))) as glb,
         browser() as page,
     ):
         async with asyncio.timeout(10):

@@ -10,10 +10,9 @@ import os
 import re
 import signal
 import socket
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +31,9 @@ from glb.core.stats import Stats
 from glb.dns_answer import DnsAnswerer
 from glb.remote_state import RemoteState
 from glb.workers import Applied, Channel, Publish, Ready, Start
-from tests.clusters import ROOT, ClusterProcess, start_clusters
+from tests.clusters import ClusterProcess
 from tests.dns_helpers import CONFIG, ZONE, make_query, make_topology, snapshot_of
+from tests.serve import Served, start_serve, stop_serve
 
 TOKEN = "workers-test-token-0123"
 WORKERS = 3
@@ -62,88 +62,15 @@ def config(clusters: list[ClusterProcess], services: list[str], interval: str = 
     return "\n".join(lines) + "\n"
 
 
-@dataclass
-class Served:
-    """A running `glb serve` process, the addresses it logged, and every line it logs."""
-
-    process: asyncio.subprocess.Process
-    dns_port: int = 0
-    http: str = ""
-    admin: str = ""
-    lines: list[str] = field(default_factory=list)
-    logged: asyncio.Event = field(default_factory=asyncio.Event)
-
-    async def wait_for_line(
-        self, pattern: str, within: float = 10, since: int = 0
-    ) -> re.Match[str]:
-        """The first line from the `since`-th on that matches `pattern`."""
-        async with asyncio.timeout(within):
-            while True:
-                for line in self.lines[since:]:
-                    if match := re.search(pattern, line):
-                        return match
-                self.logged.clear()
-                await self.logged.wait()
-
-
-async def _follow(served: Served, stream: asyncio.StreamReader) -> None:
-    while line := (await stream.readline()).decode():
-        served.lines.append(line)
-        served.logged.set()
-
-
-async def start_serve(path: Path, tasks: set[asyncio.Task[None]]) -> Served:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "glb",
-        "serve",
-        "-c",
-        str(path),
-        "--workers",
-        str(WORKERS),
-        cwd=ROOT,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    assert process.stderr is not None
-    served = Served(process)
-    tasks.add(asyncio.create_task(_follow(served, process.stderr)))
-    dns_line = await served.wait_for_line(r"serving DNS on 127\.0\.0\.1 port (\d+)", within=30)
-    http_line = await served.wait_for_line(r"HTTP proxy on (\S+), admin API on (\S+)")
-    served.dns_port = int(dns_line[1])
-    served.http, served.admin = http_line[1], http_line[2]
-    return served
-
-
-async def stop_serve(served: Served) -> int:
-    """SIGTERM the main process; its exit status."""
-    if served.process.returncode is None:
-        served.process.send_signal(signal.SIGTERM)
-    try:
-        async with asyncio.timeout(20):
-            return await served.process.wait()
-    finally:
-        if served.process.returncode is None:
-            served.process.kill()
-
-
-@pytest.fixture
-async def clusters() -> AsyncIterator[list[ClusterProcess]]:
-    started = await start_clusters(["eu-west", "us-east"])
-    yield started
-    await asyncio.gather(*(c.stop() for c in started))
-
-
 @pytest.fixture
 async def serve(tmp_path: Path) -> AsyncIterator[Callable[[str], Awaitable[Served]]]:
     """Start `glb serve --workers 3` on a config text; stopped (and its workers gone) after."""
     started: list[Served] = []
-    tasks: set[asyncio.Task[None]] = set()
 
     async def start(text: str) -> Served:
         path = tmp_path / "glb.yaml"
         path.write_text(text)
-        started.append(await start_serve(path, tasks))
+        started.append(await start_serve(path, "--workers", str(WORKERS)))
         return started[-1]
 
     yield start
@@ -153,8 +80,6 @@ async def serve(tmp_path: Path) -> AsyncIterator[Callable[[str], Awaitable[Serve
         for pid in pids:  # a test that failed half-way must not leave a worker behind
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-    for task in tasks:
-        task.cancel()
 
 
 # --- DNS to a chosen process -----------------------------------------------------------------
