@@ -14,18 +14,19 @@ would take it over the limit is never sent: the upstream request is aborted (the
 an incomplete body) and the client gets 413.
 
 Timeouts: `connect_timeout` bounds the TCP and TLS handshakes, `first_byte_timeout` runs from the
-end of the request to the response's headers (aiohttp's `sock_read`), `idle_timeout` is the
-longest silence of the client (while its body streams in) or of the upstream (while its body
-streams out, or while it does not take the request body).
+end of the request to the response's headers, `idle_timeout` is the longest silence of the
+client (while its body streams in) or of the upstream (while its body streams out, or while it
+does not take the request body). Upstream requests go through glb's own HTTP/1.1 client
+(`glb.http_client`, keep-alive pools per endpoint); aiohttp serves the client side only.
 
-Imports: glb.core, glb.http_headers, glb.http_upstream and aiohttp only.
+Imports: glb.core, glb.http_headers, glb.http_upstream, glb.http_client and aiohttp only.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Final
 
 import aiohttp
@@ -35,6 +36,7 @@ from multidict import CIMultiDict
 from glb.core.model import Endpoint
 from glb.core.ports import PassiveHealth
 from glb.core.stats import Stats
+from glb.http_client import HttpClient, Response, UpstreamError
 from glb.http_headers import downstream_headers, upstream_headers
 from glb.http_upstream import (
     SERVED_BY,
@@ -106,32 +108,18 @@ class RequestBody:
     def replayable(self) -> bool:
         return not self.touched and self.client_error is None
 
-    def payload(self, deadline: asyncio.Timeout, idle: float) -> bytes | _Upload | None:
-        if self.content is None:
-            return self.buffered
-        return _Upload(self, self.content, deadline, idle)
-
 
 class _Upload:
-    """One attempt's view of a streamed body. While it waits on the client, the client's reads
-    are bounded by `idle`; while a chunk is being written upstream, the attempt's deadline is."""
+    """One attempt's view of a streamed body: each read from the client is bounded by `idle`,
+    counted against the body limit and marks the body as no longer replayable."""
 
-    def __init__(
-        self,
-        body: RequestBody,
-        content: aiohttp.StreamReader,
-        deadline: asyncio.Timeout,
-        idle: float,
-    ) -> None:
-        self._body, self._content = body, content
-        self._deadline, self._idle = deadline, idle
-        self.live = True  # False once the attempt's deadline has been left
+    def __init__(self, body: RequestBody, content: aiohttp.StreamReader, idle: float) -> None:
+        self._body, self._content, self._idle = body, content, idle
 
     def __aiter__(self) -> _Upload:
         return self
 
     async def __anext__(self) -> bytes:
-        self._reschedule(None)
         try:
             async with asyncio.timeout(self._idle):
                 chunk = await self._content.readany()
@@ -139,10 +127,9 @@ class _Upload:
             self._body.client_error = exc
             raise
         if not chunk:
-            raise StopAsyncIteration  # from here on aiohttp's first-byte timeout runs
+            raise StopAsyncIteration
         self._count(len(chunk))
         self._body.touched = True
-        self._reschedule(self._idle)
         return chunk
 
     def _count(self, size: int) -> None:
@@ -153,19 +140,12 @@ class _Upload:
             body.client_error = BodyTooLarge(body.limit)
             raise body.client_error
 
-    def _reschedule(self, seconds: float | None) -> None:
-        if self.live:
-            when = None if seconds is None else asyncio.get_running_loop().time() + seconds
-            self._deadline.reschedule(when)
-
 
 class Forwarder:
-    """Forwards plain HTTP requests over one shared `aiohttp.ClientSession`."""
+    """Forwards plain HTTP requests over one shared `HttpClient`."""
 
-    def __init__(
-        self, session: aiohttp.ClientSession, passive: PassiveHealth, stats: Stats
-    ) -> None:
-        self._session = session
+    def __init__(self, client: HttpClient, passive: PassiveHealth, stats: Stats) -> None:
+        self._client = client
         self._passive = passive
         self._stats = stats
 
@@ -215,20 +195,22 @@ class Forwarder:
             request[SERVED_BY] = endpoint.cluster
             try:
                 upstream = await self._attempt(request, route, endpoint, body, headers, path_qs)
-            except (aiohttp.ClientError, TimeoutError) as exc:
+            except Exception as exc:
                 if (error := body.client_failure()) is not None:
                     return _client_failed(error)
+                if not isinstance(exc, UpstreamError | TimeoutError | OSError):
+                    raise  # a bug: the error boundary logs it
                 failure = classify(exc, route, endpoint)
                 self._passive.report_request(endpoint, failed=True, detail=failure.detail)
                 continue
             async with upstream:
                 self._report_answer(route, endpoint, upstream.status)
                 cluster = endpoint.cluster if cluster_header else None
-                return await relay(request, upstream, cluster, route.service.proxy.idle_timeout)
+                return await relay(request, upstream, cluster)
         assert failure is not None  # noqa: S101 (ranked is never empty here)
         return failure_response(failure)
 
-    async def _attempt(
+    def _attempt(
         self,
         request: web.Request,
         route: Route,
@@ -236,72 +218,61 @@ class Forwarder:
         body: RequestBody,
         headers: CIMultiDict[str],
         path_qs: str,
-    ) -> aiohttp.ClientResponse:
-        """One request to `endpoint`, up to its response's headers."""
-        async with asyncio.timeout(None) as deadline:  # moved only by a streamed upload
-            data = body.payload(deadline, route.service.proxy.idle_timeout)
-            try:
-                return await self._session.request(
-                    request.method,
-                    route.url(endpoint, path_qs),
-                    headers=headers,
-                    data=data,
-                    allow_redirects=False,
-                    ssl=route.ssl,
-                    server_hostname=route.server_hostname,
-                    timeout=route.timeout,
-                )
-            finally:
-                if isinstance(data, _Upload):
-                    data.live = False
+    ) -> Awaitable[Response]:
+        """One request to `endpoint`, up to its response's headers (not a coroutine of its own:
+        one frame fewer to resume per event)."""
+        data: bytes | _Upload | None = body.buffered
+        chunked = False
+        if body.content is not None:
+            data = _Upload(body, body.content, route.service.proxy.idle_timeout)
+            chunked = "Content-Length" not in headers
+        return self._client.request(
+            route.origin(endpoint),
+            request.method,
+            path_qs,
+            headers.items(),
+            data,
+            timeouts=route.timeouts,
+            chunked=chunked,
+        )
 
     def _report_answer(self, route: Route, endpoint: Endpoint, status: int) -> None:
         failed = status >= 500 and route.service.proxy.eject_on_5xx
         self._passive.report_request(endpoint, failed=failed, detail=f"status {status}")
 
 
+class _Coalesced(web.StreamResponse):
+    """A response whose headers wait for its body, to go out in the same write, as aiohttp's
+    `web.Response` does (a StreamResponse sends them once prepared). The switch is a private
+    aiohttp class attribute: should it go, the headers merely get a write of their own."""
+
+    _send_headers_immediately = False
+
+
 async def relay(
-    request: web.Request, upstream: aiohttp.ClientResponse, cluster: str | None, idle: float
+    request: web.Request, upstream: Response, cluster: str | None
 ) -> web.StreamResponse:
     """Stream `upstream`'s response to the client. Once the status line is out, a failure can
     only be signalled by cutting the client's connection, which is what happens."""
-    _stop_first_byte_timer(upstream)
-    version = _version(upstream.version)
-    headers = downstream_headers(upstream.headers, version=version, cluster=cluster)
-    response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=headers)
+    headers = downstream_headers(upstream.headers, version=upstream.version, cluster=cluster)
+    complete = upstream.complete  # all of it is in (a small body): one write, with the headers
+    kind = _Coalesced if complete else web.StreamResponse
+    response = kind(status=upstream.status, reason=upstream.reason, headers=headers)
     try:
         await response.prepare(request)
-        await _pump(upstream.content, response, idle)
+        if complete:
+            await response.write_eof(upstream.read_nowait())
+            return response
+        while chunk := await upstream.read():  # the upstream's silences bounded by idle_timeout
+            await response.write(chunk)
         await response.write_eof()
     except Exception as exc:
         _cut(request, exc)
     return response
 
 
-async def _pump(content: aiohttp.StreamReader, response: web.StreamResponse, idle: float) -> None:
-    """Copy chunks as they arrive; the upstream may be silent for at most `idle` seconds (time
-    spent writing to a slow client does not count)."""
-    loop = asyncio.get_running_loop()
-    async with asyncio.timeout(None) as silence:
-        while True:
-            silence.reschedule(loop.time() + idle)
-            chunk = await content.readany()
-            silence.reschedule(None)
-            if not chunk:
-                return
-            await response.write(chunk)
-
-
-def _stop_first_byte_timer(upstream: aiohttp.ClientResponse) -> None:
-    """aiohttp's `sock_read` timed the first byte; from the headers on `_pump` times silences."""
-    connection = upstream.connection  # None once the whole response is in
-    if connection is not None and connection.protocol is not None:
-        connection.protocol.read_timeout = None
-        connection.protocol.start_timeout()  # with no read timeout: cancels the running timer
-
-
 def _cut(request: web.Request, exc: Exception) -> None:
-    if isinstance(exc, aiohttp.ClientError | ConnectionError | TimeoutError):
+    if isinstance(exc, UpstreamError | aiohttp.ClientError | ConnectionError | TimeoutError):
         logger.debug("response to %s %s cut: %r", request.method, request.path, exc)
     else:
         logger.error("response to %s %s cut", request.method, request.path, exc_info=exc)

@@ -33,6 +33,7 @@ from glb.core.model import Endpoint, Topology
 from glb.core.policies import Query, decide
 from glb.core.ports import PassiveHealth, StateView
 from glb.core.stats import Stats
+from glb.http_client import HttpClient
 from glb.http_forward import Forwarder
 from glb.http_headers import is_websocket_upgrade, route_key, upstream_headers
 from glb.http_upstream import SERVED_BY, Route, TlsContexts, text_response
@@ -98,7 +99,8 @@ class HttpProxy:
         self._forwarder: Forwarder | None = None
 
     async def client_session(self, app: web.Application) -> AsyncIterator[None]:
-        """cleanup_ctx: one client session (keep-alive pools per endpoint) for the app's life."""
+        """cleanup_ctx: for the app's life, one HTTP client for plain requests and one aiohttp
+        session for websockets (each with keep-alive pools per endpoint)."""
         session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(
                 limit=POOL_LIMIT,
@@ -110,12 +112,14 @@ class HttpProxy:
             skip_auto_headers=_SKIP_AUTO_HEADERS,
             timeout=aiohttp.ClientTimeout(total=None),  # per request, from the service
         )
+        client = HttpClient(limit=POOL_LIMIT_PER_ENDPOINT, keepalive=KEEPALIVE)
         self._session = session
-        self._forwarder = Forwarder(session, self._passive, self._stats)
+        self._forwarder = Forwarder(client, self._passive, self._stats)
         try:
             yield
         finally:
             self._session = self._forwarder = None
+            await client.close()
             await session.close()
 
     def route(self, host: str) -> Route | None:

@@ -4,20 +4,22 @@ timeouts, URLs), the classification of a failed attempt, and glb's own short err
 Routes are computed once per topology by `glb.http_proxy`; `glb.http_forward` and
 `glb.http_websocket` use them for every attempt.
 
-Imports: glb.core, aiohttp (and yarl, its URL type) only; never another adapter.
+Imports: glb.core, glb.http_headers, glb.http_client (the plain requests' client), aiohttp (and
+yarl, its URL type) only; never another adapter.
 """
 
 from __future__ import annotations
 
 import os
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 import aiohttp
 from aiohttp import web
 from yarl import URL
 
+from glb import http_client as hc
 from glb.core.model import Endpoint, Scheme, Service
 from glb.http_headers import host_part
 
@@ -31,7 +33,18 @@ class Route:
     service: Service
     ssl: ssl.SSLContext | bool  # True (the default, unused) for plain http
     server_hostname: str | None  # SNI and the name the certificate must match
-    timeout: aiohttp.ClientTimeout
+    timeout: aiohttp.ClientTimeout  # websockets (aiohttp)
+    timeouts: hc.Timeouts  # plain requests (glb.http_client)
+    _origins: dict[str, hc.Origin] = field(default_factory=dict, repr=False, compare=False)
+
+    def origin(self, endpoint: Endpoint) -> hc.Origin:
+        """Where plain requests to `endpoint` go (one connection pool per origin)."""
+        origin = self._origins.get(endpoint.address)
+        if origin is None:
+            context = self.ssl if isinstance(self.ssl, ssl.SSLContext) else None
+            origin = hc.Origin(endpoint.address, self.service.port, context, self.server_hostname)
+            self._origins[endpoint.address] = origin
+        return origin
 
     def url(self, endpoint: Endpoint, path_qs: str, *, websocket: bool = False) -> URL:
         """The upstream URL of `path_qs` (raw, kept byte for byte) on `endpoint`."""
@@ -64,11 +77,12 @@ class TlsContexts:
             sock_connect=proxy.connect_timeout,  # TCP and TLS handshakes
             sock_read=proxy.first_byte_timeout,  # from the request sent; then `idle_timeout`
         )
+        timeouts = hc.Timeouts(proxy.connect_timeout, proxy.first_byte_timeout, proxy.idle_timeout)
         if proxy.scheme is not Scheme.HTTPS:
-            return Route(service, True, None, timeout)
+            return Route(service, True, None, timeout, timeouts)
         context = self.verified if proxy.tls_verify else self.unverified
         name = proxy.sni or (host_part(proxy.upstream_host) if proxy.upstream_host else None)
-        return Route(service, context, name or service.name, timeout)
+        return Route(service, context, name or service.name, timeout, timeouts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,11 +99,39 @@ _NOT_REACHED: Final = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutEr
 
 
 def classify(exc: BaseException, route: Route, endpoint: Endpoint) -> Failure:
-    """Turn an attempt's exception into a `Failure` whose detail names the endpoint."""
+    """Turn an attempt's exception (aiohttp's or glb.http_client's) into a `Failure` whose
+    detail names the endpoint."""
     where = f"{endpoint.cluster} {route.url(endpoint, '').authority}"
-    reached = not isinstance(exc, _NOT_REACHED)
-    timeout = isinstance(exc, TimeoutError)
-    return Failure(f"{where}: {_describe(exc, route)}", reached, timeout)
+    if isinstance(exc, hc.UpstreamError):
+        reached = exc.reached
+        detail = _describe_lean(exc, route)
+    else:
+        reached = not isinstance(exc, _NOT_REACHED)
+        detail = _describe(exc, route)
+    return Failure(f"{where}: {detail}", reached, isinstance(exc, TimeoutError))
+
+
+def _describe_lean(exc: hc.UpstreamError, route: Route) -> str:
+    """The same texts as `_describe`, for glb.http_client's errors."""
+    proxy = route.service.proxy
+    match exc:
+        case hc.ConnectTimeout():
+            return f"connect timed out after {proxy.connect_timeout:g}s"
+        case hc.CertificateError():
+            return f"TLS certificate: {exc.error}"
+        case hc.TlsError():
+            return f"TLS: {exc.error}"
+        case hc.ConnectError():
+            return f"connect: {_os_reason(exc.error)}"
+        case hc.ConnectionBroken():
+            return _os_reason(exc.error)
+        case hc.FirstByteTimeout():
+            return f"no response within {proxy.first_byte_timeout:g}s"
+        case hc.UploadTimeout() | hc.IdleTimeout():
+            return "timed out"
+        case hc.InvalidResponse():
+            return f"invalid response: {exc}"
+    return str(exc) or type(exc).__name__  # ServerDisconnected: "closed the connection ..."
 
 
 def _describe(exc: BaseException, route: Route) -> str:

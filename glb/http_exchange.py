@@ -1,0 +1,228 @@
+"""One upstream connection of glb's HTTP client (`glb.http_client`): `Connection`, an
+`asyncio.Protocol`, writes a request (its body streamed with flow control) and feeds the bytes
+it receives to the current `glb.http_response.Response`; once the request is written and the
+response read to its end, it goes back to its pool (`Owner`) if both sides allow keep-alive.
+
+Imports: the standard library, glb.http_wire and glb.http_response only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterable, Collection
+from typing import Final, Protocol, cast
+
+from glb.http_response import (
+    ConnectionBroken,
+    Response,
+    ServerDisconnected,
+    Timeouts,
+    UploadTimeout,
+    UpstreamError,
+    expire,
+)
+from glb.http_wire import Limits, request_head
+
+IDEMPOTENT: Final = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+
+
+class Owner(Protocol):
+    """What a connection tells its pool."""
+
+    def release(self, connection: Connection, now: float) -> None: ...
+
+    def lost(self, connection: Connection) -> None: ...
+
+
+class Connection(asyncio.Protocol):
+    """One connection to an upstream, carrying one exchange at a time."""
+
+    def __init__(self, owner: Owner, limits: Limits) -> None:
+        self.owner = owner
+        self.limits = limits
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.idle_since = 0.0
+        self.requests = 0  # exchanges started; over 1: the connection was reused
+        self._response: Response | None = None
+        self._writing = False  # the current request is not fully written yet
+        self._sent = False  # a byte of the current request was handed to the transport
+        self._reusable = True  # the current request was written whole
+        self._write_paused = False
+        self._read_paused = False
+        self._drain: asyncio.Future[None] | None = None
+
+    # --- asyncio.Protocol ---
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        response = self._response
+        if response is None:
+            self.close()  # nothing was asked: the connection is out of step
+        else:
+            response.feed(data)
+
+    def eof_received(self) -> bool:
+        if self._response is not None:
+            self._response.eof()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.owner.lost(self)
+        response, self._response = self._response, None
+        if response is not None:
+            response.lost(exc)
+        self._wake_drain()
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._wake_drain()
+
+    # --- the exchange ---
+
+    async def exchange(
+        self,
+        method: str,
+        target: str,
+        headers: Collection[tuple[str, str]],
+        body: bytes | AsyncIterable[bytes] | None,
+        timeouts: Timeouts,
+        chunked: bool,
+    ) -> Response:
+        """Send the request and wait for the response head; on any failure (or cancellation)
+        the connection is closed."""
+        self.requests += 1
+        self._sent, self._reusable = False, True
+        response = self._response = Response(self, method, timeouts.idle)
+        try:
+            head = request_head(method, target, headers, chunked=chunked)
+            if body is None or isinstance(body, bytes):
+                self._write(head + body if body else head)
+            else:
+                await self._stream(response, head, body, chunked)
+            await response.wait_head(timeouts.first_byte)
+        except UpstreamError as exc:
+            self.abort()
+            exc.stale = self._stale(exc, response, method)
+            raise
+        except BaseException:
+            self.abort()
+            response.discard()
+            raise
+        return response
+
+    def _stale(self, exc: UpstreamError, response: Response, method: str) -> bool:
+        if self.requests == 1 or response.received or response.body_touched:
+            return False
+        if not isinstance(exc, ServerDisconnected | ConnectionBroken):
+            return False
+        return method in IDEMPOTENT or not self._sent
+
+    def _write(self, data: bytes) -> None:
+        """Write a whole request."""
+        transport = self.transport
+        if self.closed or transport is None or transport.is_closing():
+            raise ServerDisconnected
+        self._sent = True
+        transport.write(data)
+
+    async def _stream(
+        self, response: Response, head: bytes, body: AsyncIterable[bytes], chunked: bool
+    ) -> None:
+        """Write the head, then the body as it comes; the request is written once it ends."""
+        self._writing = True
+        self._write(head)
+        assert self.transport is not None  # noqa: S101 (checked by _write)
+        await self._upload(response, body, self.transport, chunked)
+        self._writing = False
+        self._maybe_release()
+
+    async def _upload(
+        self,
+        response: Response,
+        body: AsyncIterable[bytes],
+        transport: asyncio.Transport,
+        chunked: bool,
+    ) -> None:
+        """Stream `body` (framed as chunks if `chunked`); stop early if the response head
+        arrives first or the connection goes (the connection is then not reused)."""
+        async for chunk in body:
+            response.body_touched = True
+            if self.closed or response.head_in:
+                self._reusable = False
+                return
+            if chunk:
+                transport.writelines(
+                    [b"%x\r\n" % len(chunk), chunk, b"\r\n"] if chunked else [chunk]
+                )
+            if self._write_paused:
+                await self._drained(response.idle)
+        if chunked and not self.closed:
+            transport.write(b"0\r\n\r\n")
+
+    async def _drained(self, idle: float) -> None:
+        loop = asyncio.get_running_loop()
+        waiter = self._drain = loop.create_future()
+        timer = loop.call_later(idle, expire, waiter, UploadTimeout)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._drain = None
+
+    def _wake_drain(self) -> None:
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_result(None)
+
+    # --- called by the response ---
+
+    def head_arrived(self) -> None:
+        self._wake_drain()  # an upload waiting for the upstream to read stops
+
+    def finished(self) -> None:
+        self._maybe_release()
+
+    def pause_reading(self) -> None:
+        if not self._read_paused and self.transport is not None:
+            self._read_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self._read_paused and self.transport is not None:
+            self._read_paused = False
+            self.transport.resume_reading()
+
+    def _maybe_release(self) -> None:
+        """Back to the pool once the request is written and the response read, if both allow."""
+        response = self._response
+        if response is None or self._writing or not response.done:
+            return
+        self._response = None
+        if not (response.reusable and self._reusable) or self.closed:
+            self.close()
+            return
+        self.resume_reading()
+        self.owner.release(self, asyncio.get_running_loop().time())
+
+    def abort(self) -> None:
+        """Close at once; the current response (if any) hears nothing more."""
+        self._response = None
+        if not self.closed:
+            self.closed = True
+            self.owner.lost(self)
+            if self.transport is not None:
+                self.transport.abort()
+
+    def close(self) -> None:
+        self._response = None
+        if not self.closed:
+            self.closed = True
+            self.owner.lost(self)
+            if self.transport is not None:
+                self.transport.close()
