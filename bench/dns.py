@@ -91,6 +91,7 @@ def raw_query(name: str, qtype: int, *, edns: bytes | None = None) -> bytes:
 
 ECS_OPT = b"\x00" + struct.pack("!HHIH", 41, 1232, 0, 11) + struct.pack("!HHHBB", 8, 7, 1, 24, 0)
 ECS_OPT += bytes([198, 51, 100])
+PLAIN_OPT = b"\x00" + struct.pack("!HHIH", 41, 1232, 0, 0)  # EDNS0, no options
 
 
 def mix_queries(services: int, count: int, rnd: random.Random) -> list[bytes]:
@@ -104,7 +105,7 @@ def mix_queries(services: int, count: int, rnd: random.Random) -> list[bytes]:
         if kind < 0.4:
             out.append(raw_query(f"{name}.{ZONE}", 1))
         elif kind < 0.6:
-            out.append(raw_query(f"{name}.{ZONE}", 28, edns=ECS_OPT[:1] + ECS_OPT[1:11]))
+            out.append(raw_query(f"{name}.{ZONE}", 28, edns=PLAIN_OPT))
         elif kind < 0.75:
             out.append(raw_query(f"nx{rnd.randrange(10**6)}.{ZONE}", 1))
         elif kind < 0.9:
