@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,7 +17,7 @@ import pytest
 from glb.app import Running, running
 from glb.config import load_settings
 from tests.clusters import ClusterProcess, start_clusters
-from tests.serve import start_serve
+from tests.serve import Served, start_serve
 
 TOKEN = "reload-test-token-0123"
 
@@ -204,54 +205,55 @@ async def not_ready(session: aiohttp.ClientSession, admin: str) -> None:
             await asyncio.sleep(0.02)
 
 
-async def test_sigterm_lets_in_flight_requests_finish_and_fails_readiness(tmp_path: Path):
-    """On SIGTERM, /readyz fails, a proxied request in flight completes, and glb exits 0."""
-    [slow] = await start_clusters(["slow"], delays=[1.5])
-    path = tmp_path / "glb.yaml"
-    path.write_text(config([slow], ["app.glb.test"], shutdown_grace="10s"))
+@contextlib.asynccontextmanager
+async def request_in_flight(
+    directory: Path, *, delay: float, grace: str
+) -> AsyncIterator[tuple[Served, asyncio.Task[aiohttp.ClientResponse]]]:
+    """`glb serve` in front of a backend answering after `delay` seconds, with one proxied
+    request to it in flight; the process is killed on exit if a test left it running."""
+    [slow] = await start_clusters(["slow"], delays=[delay])
+    path = directory / "glb.yaml"
+    path.write_text(config([slow], ["app.glb.test"], shutdown_grace=grace))
     served = await start_serve(path)
-    process = served.process
     try:
         async with aiohttp.ClientSession() as session:
             pending = asyncio.create_task(
                 session.get(served.http + "/", headers={"Host": "app.glb.test"})
             )
             await in_flight(session, served.admin)
-            process.send_signal(signal.SIGTERM)
-            await not_ready(session, served.admin)
-            async with asyncio.timeout(10):
-                response = await pending
-                assert response.status == 200
-                assert "hello from slow" in await response.text()
-                response.release()
-        async with asyncio.timeout(15):
-            assert await process.wait() == 0
+            yield served, pending
+            pending.cancel()
     finally:
-        if process.returncode is None:
-            process.kill()
+        if served.process.returncode is None:
+            served.process.kill()
         await slow.stop()
+
+
+async def test_sigterm_lets_in_flight_requests_finish_and_fails_readiness(tmp_path: Path):
+    """On SIGTERM, /readyz fails, a proxied request in flight completes, and glb exits 0."""
+    async with (
+        request_in_flight(tmp_path, delay=1.5, grace="10s") as (served, pending),
+        aiohttp.ClientSession() as session,
+    ):
+        served.process.send_signal(signal.SIGTERM)
+        await not_ready(session, served.admin)
+        async with asyncio.timeout(10):
+            response = await pending
+            assert response.status == 200
+            assert "hello from slow" in await response.text()
+            response.release()
+        async with asyncio.timeout(15):
+            assert await served.process.wait() == 0
 
 
 async def test_a_second_signal_exits_at_once(tmp_path: Path):
     """A second SIGTERM during a graceful shutdown ends the process at once, with status 1."""
-    [slow] = await start_clusters(["slow"], delays=[30.0])
-    path = tmp_path / "glb.yaml"
-    path.write_text(config([slow], ["app.glb.test"], shutdown_grace="60s"))
-    served = await start_serve(path)
-    process = served.process
-    try:
-        async with aiohttp.ClientSession() as session:
-            pending = asyncio.create_task(
-                session.get(served.http + "/", headers={"Host": "app.glb.test"})
-            )
-            await in_flight(session, served.admin)
-            process.send_signal(signal.SIGTERM)
-            await not_ready(session, served.admin)  # the first signal is being handled
-            process.send_signal(signal.SIGTERM)
-            async with asyncio.timeout(5):
-                assert await process.wait() == 1
-            pending.cancel()
-    finally:
-        if process.returncode is None:
-            process.kill()
-        await slow.stop()
+    async with (
+        request_in_flight(tmp_path, delay=30.0, grace="60s") as (served, _),
+        aiohttp.ClientSession() as session,
+    ):
+        served.process.send_signal(signal.SIGTERM)
+        await not_ready(session, served.admin)  # the first signal is being handled
+        served.process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(5):
+            assert await served.process.wait() == 1
