@@ -43,6 +43,18 @@ def _iso(created: float) -> str:
     return f"{seconds}.{int(created % 1 * 1000):03d}Z"
 
 
+class MalformedRequestFilter(logging.Filter):
+    """Keeps aiohttp's per-request tracebacks for malformed HTTP (bad request lines, oversized or
+    conflicting headers...) out of the log unless debugging: hostile clients must not be able to
+    flood it. Such requests are still answered 400 (or 413, 431...) as before."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is None or type(exc).__module__ != "aiohttp.http_exceptions":
+            return True
+        return logging.getLogger().isEnabledFor(logging.DEBUG)
+
+
 def setup_logging(level: str, format: str = "text", stream: TextIO | None = None) -> None:
     """Send every glb log record at `level` or above to `stream` (stderr) in `format`."""
     handler = logging.StreamHandler(stream or sys.stderr)
@@ -53,3 +65,6 @@ def setup_logging(level: str, format: str = "text", stream: TextIO | None = None
     root.addHandler(handler)
     root.setLevel(level.upper())
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # no line per request
+    server = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, MalformedRequestFilter) for f in server.filters):
+        server.addFilter(MalformedRequestFilter())

@@ -106,3 +106,26 @@ def test_dns_query_log_is_sampled(
     assert len(lines) == logged
     if lines:
         assert lines[0].getMessage() == "query udp App.z.test. A -> NOERROR 192.0.2.1"
+
+
+@pytest.mark.usefixtures("restore_logging")
+@pytest.mark.parametrize(("level", "kept"), [("info", False), ("debug", True)])
+def test_malformed_http_tracebacks_are_kept_out_unless_debugging(level: str, kept: bool) -> None:
+    """aiohttp's traceback for a malformed request is dropped at info and kept at debug; other
+    aiohttp server errors are always kept."""
+    from aiohttp.http_exceptions import BadHttpMessage
+
+    stream = io.StringIO()
+    setup_logging(level, "text", stream)
+    server = logging.getLogger("aiohttp.server")
+    try:
+        raise BadHttpMessage("Content-Length can't be present with Transfer-Encoding")
+    except BadHttpMessage:
+        server.exception("Error handling request from %s", "127.0.0.1")
+    try:
+        raise RuntimeError("a real bug")
+    except RuntimeError:
+        server.exception("Unhandled exception")
+    text = stream.getvalue()
+    assert ("BadHttpMessage" in text) is kept
+    assert "RuntimeError: a real bug" in text
