@@ -13,7 +13,7 @@ import random
 import shutil
 import socket
 import string
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import aiohttp
@@ -30,7 +30,7 @@ from glb import __version__
 from glb.app import Running, running
 from glb.config import load_settings
 from glb.core.model import Endpoint
-from glb.core.snapshot import EndpointState
+from glb.core.snapshot import EndpointState, HealthSnapshot
 from glb.core.stats import QTYPES
 from tests.clusters import ClusterProcess, address_block
 
@@ -212,13 +212,20 @@ async def test_latency_is_exported_for_up_endpoints(glb):
         assert 0 < latency < 1
 
 
+def newer_than(version: int) -> Callable[[HealthSnapshot], bool]:
+    return lambda snapshot: snapshot.version > version
+
+
 async def test_probe_histogram_is_consistent_and_grows(glb):
     """Probe histograms are cumulative, their count equals the results counted, and they grow."""
     first = await scrape(glb)
-    version = glb.monitor.current().version
-    async with asyncio.timeout(5):  # any new snapshot means another probe result was applied
-        await glb.monitor.wait_for(lambda snapshot: snapshot.version > version)
-    second = await scrape(glb)
+    before = sum(s.value for s in first.find("glb_probe_duration_seconds_count"))
+    async with asyncio.timeout(5):  # results are counted at once, published within 50 ms
+        while True:
+            await glb.monitor.wait_for(newer_than(glb.monitor.current().version))
+            second = await scrape(glb)
+            if sum(s.value for s in second.find("glb_probe_duration_seconds_count")) > before:
+                break
     counts = {
         cluster: [
             s.find("glb_probe_duration_seconds_count", cluster=cluster) for s in (first, second)
