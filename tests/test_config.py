@@ -830,9 +830,14 @@ def test_env_variable_naming_no_setting_is_reported(
     ]
 
 
-def test_glb_config_variable_is_not_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
-    """GLB_CONFIG (the path of the file, read by the CLI) is not mistaken for a setting."""
-    monkeypatch.setenv("GLB_CONFIG", "/etc/glb/glb.yaml")
+@pytest.mark.parametrize(
+    ("name", "value"), [("GLB_CONFIG", "/etc/glb/glb.yaml"), ("GLB_WORKERS", "3")]
+)
+def test_command_line_variables_are_not_settings(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    """GLB_CONFIG and GLB_WORKERS (read by the command line) are not mistaken for settings."""
+    monkeypatch.setenv(name, value)
     assert load_settings(EXAMPLE).dns.listen == ("127.0.0.1", 5353)
 
 

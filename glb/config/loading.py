@@ -23,7 +23,7 @@ from glb.config.models import Settings
 from glb.errors import ConfigError
 
 ENV_PREFIX = "GLB_"
-ENV_NOT_SETTINGS = frozenset({"GLB_CONFIG"})  # read by the command line, not a setting
+ENV_NOT_SETTINGS = frozenset({"GLB_CONFIG", "GLB_WORKERS"})  # read by the command line
 # libyaml's loader parses ~20x faster than the pure-Python one (10,000 services: 0.4 s vs 8 s)
 _YAML_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
