@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
+import struct
 from dataclasses import dataclass, field
 
+import dns.asyncquery
 import dns.message
 import dns.rdatatype
 
@@ -144,3 +147,30 @@ def addresses(reply: dns.message.Message) -> list[str]:
     """The A/AAAA addresses of the answer section, in order."""
     types = (dns.rdatatype.A, dns.rdatatype.AAAA)
     return [rd.address for rrset in reply.answer if rrset.rdtype in types for rd in rrset]
+
+
+async def query_over(
+    addr: tuple[str, int],
+    name: str,
+    rdtype: str | dns.rdatatype.RdataType = "A",
+    *,
+    tcp: bool = False,
+) -> dns.message.Message:
+    """One query to a running DNS server at `addr` (e.g. `Running.dns_addr`) over UDP or TCP."""
+    host, port = addr
+    request = dns.message.make_query(name, rdtype)
+    if tcp:
+        return await dns.asyncquery.tcp(request, host, port=port, timeout=2)
+    return await dns.asyncquery.udp(request, host, port=port, timeout=2)
+
+
+def framed(message: dns.message.Message) -> bytes:
+    """A message with its DNS-over-TCP length prefix."""
+    wire = message.to_wire()
+    return struct.pack("!H", len(wire)) + wire
+
+
+async def read_reply(reader: asyncio.StreamReader) -> dns.message.Message:
+    """One length-prefixed DNS-over-TCP message."""
+    (length,) = struct.unpack("!H", await reader.readexactly(2))
+    return dns.message.from_wire(await reader.readexactly(length))

@@ -14,16 +14,13 @@ import dns.rdatatype
 from glb.app import Running, running
 from glb.config import load_settings
 from tests.clusters import start_clusters, write_config
+from tests.dns_helpers import query_over
 
 
 async def query(
-    glb: Running, name: str, rdtype: str = "A", *, tcp: bool = False
+    glb: Running, name: str, rdtype: str | dns.rdatatype.RdataType = "A", *, tcp: bool = False
 ) -> dns.message.Message:
-    host, port = glb.dns_addr
-    request = dns.message.make_query(name, rdtype)
-    if tcp:
-        return await dns.asyncquery.tcp(request, host, port=port, timeout=2)
-    return await dns.asyncquery.udp(request, host, port=port, timeout=2)
+    return await query_over(glb.dns_addr, name, rdtype, tcp=tcp)
 
 
 def addresses(reply: dns.message.Message) -> set[str]:

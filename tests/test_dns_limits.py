@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-import struct
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -19,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from glb.app import Running, running
 from glb.config import parse_settings
+from tests.dns_helpers import framed, read_reply
 
 NAME = "ns1.glb.test"  # answered from the configuration alone: no probes needed
 ADDRESS = "192.0.2.53"
@@ -55,16 +55,6 @@ def query(ident: int | None = None) -> dns.message.Message:
     if ident is not None:
         message.id = ident
     return message
-
-
-def framed(message: dns.message.Message) -> bytes:
-    wire = message.to_wire()
-    return struct.pack("!H", len(wire)) + wire
-
-
-async def read_reply(reader: asyncio.StreamReader) -> dns.message.Message:
-    (length,) = struct.unpack("!H", await reader.readexactly(2))
-    return dns.message.from_wire(await reader.readexactly(length))
 
 
 async def answered_over_tcp(glb: Running, source: str = CLIENT_A) -> bool:

@@ -16,7 +16,7 @@ import dns.rcode
 import pytest
 
 from glb.dns_server import DnsServer
-from tests.dns_helpers import ZONE, addresses, make_answerer, make_query
+from tests.dns_helpers import ZONE, addresses, framed, make_answerer, make_query, read_reply
 
 HOST = "127.0.0.1"
 APP = f"app.{ZONE}"
@@ -63,16 +63,6 @@ async def start() -> AsyncIterator[Start]:
 @pytest.fixture
 async def port(start: Start) -> int:
     return (await start())[1]
-
-
-def framed(message: dns.message.Message) -> bytes:
-    wire = message.to_wire()
-    return struct.pack("!H", len(wire)) + wire
-
-
-async def read_reply(reader: asyncio.StreamReader) -> dns.message.Message:
-    (length,) = struct.unpack("!H", await reader.readexactly(2))
-    return dns.message.from_wire(await reader.readexactly(length))
 
 
 async def connect(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:

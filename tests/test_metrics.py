@@ -33,6 +33,7 @@ from glb.core.model import Endpoint
 from glb.core.snapshot import EndpointState, HealthSnapshot
 from glb.core.stats import QTYPES
 from tests.clusters import ClusterProcess, address_block
+from tests.dns_helpers import query_over
 
 SERVICE = "app.glb.test"
 WIDE = "wide.glb.test"  # many addresses that refuse: fails open with an answer too big for UDP
@@ -122,11 +123,7 @@ async def scrape(glb: Running) -> Scrape:
 async def query(
     glb: Running, name: str, rdtype: str | dns.rdatatype.RdataType = "A", *, tcp: bool = False
 ) -> dns.message.Message:
-    host, port = glb.dns_addr
-    request = dns.message.make_query(name, rdtype)
-    if tcp:
-        return await dns.asyncquery.tcp(request, host, port=port, timeout=2)
-    return await dns.asyncquery.udp(request, host, port=port, timeout=2)
+    return await query_over(glb.dns_addr, name, rdtype, tcp=tcp)
 
 
 async def send_raw(glb: Running, datagram: bytes) -> dns.message.Message:

@@ -17,6 +17,7 @@ import pytest
 from glb.app import Running, running
 from glb.config import load_settings
 from tests.clusters import ClusterProcess, start_clusters
+from tests.dns_helpers import query_over
 from tests.serve import Served, start_serve
 
 TOKEN = "reload-test-token-0123"
@@ -45,10 +46,7 @@ def config(clusters: list[ClusterProcess], services: list[str], **http: str) -> 
 
 
 async def query(glb: Running, name: str, rdtype: str = "A") -> dns.message.Message:
-    host, port = glb.dns_addr
-    return await dns.asyncquery.udp(
-        dns.message.make_query(name, rdtype), host, port=port, timeout=2
-    )
+    return await query_over(glb.dns_addr, name, rdtype)
 
 
 def serial_of(reply: dns.message.Message) -> int:

@@ -97,32 +97,38 @@ def identity_of(reply: dns.message.Message) -> str:
 
 async def udp_per_process(port: int, attempts: int = 300) -> dict[str, Any]:
     """One UDP socket per glb process: SO_REUSEPORT hashes each source port to one process."""
-    backend = dns.asyncbackend.get_default_backend()
-    found: dict[str, Any] = {}
-    for _ in range(attempts):
-        sock = await backend.make_socket(  # type: ignore[no-untyped-call]
-            socket.AF_INET, socket.SOCK_DGRAM, 0, ("127.0.0.1", 0)
-        )
-        reply = await dns.asyncquery.udp(chaos_id(), "127.0.0.1", port=port, sock=sock, timeout=2)
-        if identity_of(reply) in found:
-            await sock.close()
-        else:
-            found[identity_of(reply)] = sock
-        if len(found) == WORKERS:
-            return found
-    await close_all(found)
-    raise AssertionError(f"only {sorted(found)} answered from {attempts} source ports")
+
+    async def open_socket(backend: Any) -> Any:
+        return await backend.make_socket(socket.AF_INET, socket.SOCK_DGRAM, 0, ("127.0.0.1", 0))
+
+    return await _per_process(port, attempts, open_socket, dns.asyncquery.udp, "answered")
 
 
 async def tcp_per_process(port: int, attempts: int = 300) -> dict[str, Any]:
     """One open DNS-over-TCP connection per glb process."""
+
+    async def open_socket(backend: Any) -> Any:
+        address = ("127.0.0.1", port)
+        return await backend.make_socket(
+            socket.AF_INET, socket.SOCK_STREAM, 0, None, address, timeout=2
+        )
+
+    return await _per_process(port, attempts, open_socket, dns.asyncquery.tcp, "accepted")
+
+
+async def _per_process(
+    port: int,
+    attempts: int,
+    open_socket: Callable[[Any], Awaitable[Any]],
+    send: Callable[..., Awaitable[dns.message.Message]],
+    verb: str,
+) -> dict[str, Any]:
+    """Open sockets until every glb process has answered on one; {identity: socket}."""
     backend = dns.asyncbackend.get_default_backend()
     found: dict[str, Any] = {}
     for _ in range(attempts):
-        sock = await backend.make_socket(  # type: ignore[no-untyped-call]
-            socket.AF_INET, socket.SOCK_STREAM, 0, None, ("127.0.0.1", port), timeout=2
-        )
-        reply = await dns.asyncquery.tcp(chaos_id(), "127.0.0.1", port=port, sock=sock, timeout=2)
+        sock = await open_socket(backend)
+        reply = await send(chaos_id(), "127.0.0.1", port=port, sock=sock, timeout=2)
         if identity_of(reply) in found:
             await sock.close()
         else:
@@ -130,7 +136,7 @@ async def tcp_per_process(port: int, attempts: int = 300) -> dict[str, Any]:
         if len(found) == WORKERS:
             return found
     await close_all(found)
-    raise AssertionError(f"only {sorted(found)} accepted from {attempts} connections")
+    raise AssertionError(f"only {sorted(found)} {verb} from {attempts} source ports")
 
 
 async def ask(sock: Any, port: int, name: str, *, tcp: bool = False) -> dns.message.Message:

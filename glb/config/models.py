@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
+from collections.abc import Callable
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -148,7 +149,7 @@ def parse_host_header(value: object) -> str:
         host, port = text, ""
     if port and not (port.isdigit() and 0 < int(port) <= 65535):
         raise ValueError(f"{value!r} has a bad port")
-    if not (_is_domain(host) or _is_address(host)):
+    if not (_parses(parse_domain, host) or _parses(parse_address, host)):
         raise ValueError(f"{value!r} is not a host name or address")
     return text
 
@@ -163,17 +164,9 @@ def parse_probe_host(value: object) -> str:
     return parse_host_header(value)
 
 
-def _is_domain(text: str) -> bool:
+def _parses(parse: Callable[[object], str], text: str) -> bool:
     try:
-        parse_domain(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _is_address(text: str) -> bool:
-    try:
-        parse_address(text)
+        parse(text)
     except ValueError:
         return False
     return True
