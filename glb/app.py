@@ -37,9 +37,9 @@ from glb.core.stats import Stats
 from glb.dns_answer import DnsAnswerer
 from glb.dns_server import DnsServer
 from glb.errors import StartupError
-from glb.http_guard import ClientLimits
 from glb.http_guard import serve as serve_guarded
-from glb.http_proxy import proxy_app
+from glb.http_proxy import HttpProxy
+from glb.http_server import ClientLimits, HttpServer
 from glb.listen import bind_dns, bind_tcp
 from glb.metrics import metrics_handler, metrics_registry
 from glb.monitor import Monitor
@@ -135,7 +135,7 @@ async def running(
         grace = settings.http.shutdown_grace
         stack.push_async_callback(pool.close, grace + 5.0)  # after the main's own drain
         proxy = _proxy(settings, monitor, monitor, stats)
-        await _serve_http(stack, proxy, http_sock, grace=grace, limits=limits)
+        await _serve_proxy(stack, proxy, http_sock, grace=grace, limits=limits)
         await pool.start(udp.getsockname()[1], http_sock.getsockname()[1])
         stack.callback(pool.stop)  # the workers drain while the main does
         stack.callback(_stopping, monitor)  # runs first on exit: /readyz fails at once
@@ -191,7 +191,7 @@ async def _worker_serving(start: Start, channel: Channel) -> AsyncIterator[Remot
         stack.push_async_callback(dns.close)
         limits = _client_limits(settings)
         proxy = _proxy(settings, state, state, stats)
-        await _serve_http(
+        await _serve_proxy(
             stack, proxy, http_sock, grace=settings.http.shutdown_grace, limits=limits
         )
         logger.info(
@@ -219,11 +219,9 @@ def _worker_command(settings: Settings) -> list[str]:
     ]
 
 
-def _proxy(
-    settings: Settings, state: StateView, passive: PassiveHealth, stats: Stats
-) -> web.Application:
+def _proxy(settings: Settings, state: StateView, passive: PassiveHealth, stats: Stats) -> HttpProxy:
     ca_file = str(settings.probes.ca_file) if settings.probes.ca_file else None
-    return proxy_app(
+    return HttpProxy(
         state,
         passive,
         cluster_header=settings.http.cluster_header,
@@ -323,6 +321,22 @@ async def _serve_http(
     stack.push_async_callback(runner.cleanup)
     listener = await serve_guarded(runner, sock, limits)
     stack.callback(listener.close)  # runs before runner.cleanup: stop listening first
+
+
+async def _serve_proxy(
+    stack: contextlib.AsyncExitStack,
+    proxy: HttpProxy,
+    sock: socket.socket,
+    *,
+    grace: float,
+    limits: ClientLimits,
+) -> None:
+    """Serve the proxy on `sock` with glb's own HTTP server; on exit stop listening, give open
+    requests `grace` seconds, then close the upstream connections."""
+    server = HttpServer(proxy.handle, limits)
+    stack.push_async_callback(proxy.close)
+    await server.start(sock)
+    stack.push_async_callback(server.close, grace)
 
 
 def _url(sock: socket.socket) -> str:

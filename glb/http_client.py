@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import deque
-from collections.abc import AsyncIterable, Collection
+from collections.abc import AsyncIterable, Callable, Collection
 from dataclasses import dataclass, field
 
 from glb.http_exchange import Connection
@@ -65,6 +65,7 @@ __all__ = [
     "TlsError",
     "UploadTimeout",
     "UpstreamError",
+    "connect",
 ]
 
 Body = bytes | AsyncIterable[bytes] | None
@@ -154,24 +155,7 @@ class _Pool:
                 self._waiters.remove(waiter)
 
     async def _handshake(self, connection: Connection) -> None:
-        origin = self.origin
-        loop = asyncio.get_running_loop()
-        try:
-            await loop.create_connection(
-                lambda: connection,
-                origin.host,
-                origin.port,
-                ssl=origin.ssl,
-                server_hostname=origin.server_hostname if origin.ssl else None,
-            )
-        except TimeoutError:
-            raise
-        except ssl.SSLCertVerificationError as exc:
-            raise CertificateError(exc) from exc
-        except ssl.SSLError as exc:
-            raise TlsError(exc) from exc
-        except OSError as exc:
-            raise ConnectError(exc) from exc
+        await connect(self.origin, lambda: connection)
 
     def release(self, connection: Connection, now: float) -> None:
         connection.idle_since = now
@@ -199,6 +183,28 @@ class _Pool:
         for connection in list(self.open):
             connection.close()
         self.idle.clear()
+
+
+async def connect(origin: Origin, protocol: Callable[[], asyncio.Protocol]) -> None:
+    """Open a connection to `origin` for `protocol` (TCP, then TLS when the origin has an SSL
+    context); failures are raised as `ConnectError`s (TimeoutError passes through)."""
+    loop = asyncio.get_running_loop()
+    try:
+        await loop.create_connection(
+            protocol,
+            origin.host,
+            origin.port,
+            ssl=origin.ssl,
+            server_hostname=origin.server_hostname if origin.ssl else None,
+        )
+    except TimeoutError:
+        raise
+    except ssl.SSLCertVerificationError as exc:
+        raise CertificateError(exc) from exc
+    except ssl.SSLError as exc:
+        raise TlsError(exc) from exc
+    except OSError as exc:
+        raise ConnectError(exc) from exc
 
 
 class HttpClient:

@@ -17,9 +17,11 @@ Timeouts: `connect_timeout` bounds the TCP and TLS handshakes, `first_byte_timeo
 end of the request to the response's headers, `idle_timeout` is the longest silence of the
 client (while its body streams in) or of the upstream (while its body streams out, or while it
 does not take the request body). Upstream requests go through glb's own HTTP/1.1 client
-(`glb.http_client`, keep-alive pools per endpoint); aiohttp serves the client side only.
+(`glb.http_client`, keep-alive pools per endpoint), client requests come from glb's own server
+(`glb.http_server`).
 
-Imports: glb.core, glb.http_headers, glb.http_upstream, glb.http_client and aiohttp only.
+Imports: glb.core, glb.http_headers, glb.http_upstream, glb.http_client and glb.http_server
+only.
 """
 
 from __future__ import annotations
@@ -29,8 +31,6 @@ import logging
 from collections.abc import Awaitable, Sequence
 from typing import Final
 
-import aiohttp
-from aiohttp import web
 from multidict import CIMultiDict
 
 from glb.core.model import Endpoint
@@ -38,15 +38,8 @@ from glb.core.ports import PassiveHealth
 from glb.core.stats import Stats
 from glb.http_client import HttpClient, Response, UpstreamError
 from glb.http_headers import downstream_headers, upstream_headers
-from glb.http_upstream import (
-    SERVED_BY,
-    Failure,
-    Route,
-    classify,
-    failure_response,
-    may_retry,
-    text_response,
-)
+from glb.http_server import BodyError, Request, RequestBody
+from glb.http_upstream import Failure, Route, classify, failure_text, may_retry
 
 logger = logging.getLogger(__name__)
 
@@ -61,12 +54,12 @@ class BodyTooLarge(Exception):
         self.limit = limit
 
 
-class RequestBody:
+class Body:
     """The client's request body as each attempt sends it, and whether it can be sent again."""
 
     def __init__(
         self,
-        content: aiohttp.StreamReader | None,
+        content: RequestBody | None,
         buffered: bytes | None,
         limit: int | None = None,
     ) -> None:
@@ -78,25 +71,24 @@ class RequestBody:
         self.client_error: BaseException | None = None
 
     @classmethod
-    async def receive(
-        cls, request: web.Request, idle: float, limit: int | None = None
-    ) -> RequestBody:
+    async def receive(cls, request: Request, idle: float, limit: int | None = None) -> Body:
         """Buffer a small body with a known length; leave any other to be streamed. A failure to
         read the client's body (or a Content-Length over `limit`) is recorded in `client_error`."""
         body = cls(None, None, limit)
-        length = request.content_length
-        if not request.body_exists:
+        content = request.body
+        if content is None:
             return body
+        length = content.length
         if limit is not None and length is not None and length > limit:
             body.client_error = BodyTooLarge(limit)
             return body
         if length is None or length > REPLAY_LIMIT:
-            body.content = request.content
+            body.content = content
             return body
         try:
             async with asyncio.timeout(idle):
-                body.buffered = await request.content.readexactly(length)
-        except (OSError, asyncio.IncompleteReadError, aiohttp.ClientError) as exc:
+                body.buffered = await content.read_all()
+        except (BodyError, TimeoutError) as exc:
             body.client_error = exc
         return body
 
@@ -113,7 +105,7 @@ class _Upload:
     """One attempt's view of a streamed body: each read from the client is bounded by `idle`,
     counted against the body limit and marks the body as no longer replayable."""
 
-    def __init__(self, body: RequestBody, content: aiohttp.StreamReader, idle: float) -> None:
+    def __init__(self, body: Body, content: RequestBody, idle: float) -> None:
         self._body, self._content, self._idle = body, content, idle
 
     def __aiter__(self) -> _Upload:
@@ -122,7 +114,7 @@ class _Upload:
     async def __anext__(self) -> bytes:
         try:
             async with asyncio.timeout(self._idle):
-                chunk = await self._content.readany()
+                chunk = await self._content.read()
         except Exception as exc:
             self._body.client_error = exc
             raise
@@ -151,38 +143,39 @@ class Forwarder:
 
     async def forward(
         self,
-        request: web.Request,
+        request: Request,
         route: Route,
         ranked: Sequence[Endpoint],
         *,
         client_host: str,
         path_qs: str,
         cluster_header: bool,
-    ) -> web.StreamResponse:
+    ) -> None:
         """Try `ranked` in order (within the retry budget); relay the first response."""
         proxy = route.service.proxy
-        body = await RequestBody.receive(request, proxy.idle_timeout, proxy.max_body_size)
+        body = await Body.receive(request, proxy.idle_timeout, proxy.max_body_size)
         if (error := body.client_failure()) is not None:
-            return _client_failed(error)
+            _client_failed(request, error)
+            return
         headers = upstream_headers(
             request.headers,
-            client_ip=request.remote or "",
+            client_ip=request.remote,
             client_host=client_host,
             upstream_host=proxy.upstream_host,
-            version=_version(request.version),
+            version=request.version,
         )
-        return await self._in_order(request, route, ranked, body, headers, path_qs, cluster_header)
+        await self._in_order(request, route, ranked, body, headers, path_qs, cluster_header)
 
     async def _in_order(
         self,
-        request: web.Request,
+        request: Request,
         route: Route,
         ranked: Sequence[Endpoint],
-        body: RequestBody,
+        body: Body,
         headers: CIMultiDict[str],
         path_qs: str,
         cluster_header: bool,
-    ) -> web.StreamResponse:
+    ) -> None:
         """Attempt the endpoints in order while the retry rule allows; relay the first answer."""
         failure: Failure | None = None
         for endpoint in ranked[: route.service.proxy.retries + 1]:
@@ -192,12 +185,13 @@ class Forwarder:
                 break
             if failure is not None:
                 self._stats.proxy_retries[route.service.name] += 1
-            request[SERVED_BY] = endpoint.cluster
+            request.served_by = endpoint.cluster
             try:
                 upstream = await self._attempt(request, route, endpoint, body, headers, path_qs)
             except Exception as exc:
                 if (error := body.client_failure()) is not None:
-                    return _client_failed(error)
+                    _client_failed(request, error)
+                    return
                 if not isinstance(exc, UpstreamError | TimeoutError | OSError):
                     raise  # a bug: the error boundary logs it
                 failure = classify(exc, route, endpoint)
@@ -206,16 +200,17 @@ class Forwarder:
             async with upstream:
                 self._report_answer(route, endpoint, upstream.status)
                 cluster = endpoint.cluster if cluster_header else None
-                return await relay(request, upstream, cluster)
+                await relay(request, upstream, cluster)
+                return
         assert failure is not None  # noqa: S101 (ranked is never empty here)
-        return failure_response(failure)
+        request.text(*failure_text(failure))
 
     def _attempt(
         self,
-        request: web.Request,
+        request: Request,
         route: Route,
         endpoint: Endpoint,
-        body: RequestBody,
+        body: Body,
         headers: CIMultiDict[str],
         path_qs: str,
     ) -> Awaitable[Response]:
@@ -241,58 +236,43 @@ class Forwarder:
         self._passive.report_request(endpoint, failed=failed, detail=f"status {status}")
 
 
-class _Coalesced(web.StreamResponse):
-    """A response whose headers wait for its body, to go out in the same write, as aiohttp's
-    `web.Response` does (a StreamResponse sends them once prepared). The switch is a private
-    aiohttp class attribute: should it go, the headers merely get a write of their own."""
-
-    _send_headers_immediately = False
-
-
-async def relay(
-    request: web.Request, upstream: Response, cluster: str | None
-) -> web.StreamResponse:
+async def relay(request: Request, upstream: Response, cluster: str | None) -> None:
     """Stream `upstream`'s response to the client. Once the status line is out, a failure can
     only be signalled by cutting the client's connection, which is what happens."""
     headers = downstream_headers(upstream.headers, version=upstream.version, cluster=cluster)
-    complete = upstream.complete  # all of it is in (a small body): one write, with the headers
-    kind = _Coalesced if complete else web.StreamResponse
-    response = kind(status=upstream.status, reason=upstream.reason, headers=headers)
+    if upstream.complete:  # all of it is in (a small body): one write, with the headers
+        body = upstream.read_nowait()
+        if not upstream.length_known:
+            headers["Content-Length"] = str(len(body))
+        request.respond(upstream.status, upstream.reason, headers.items(), body)
+        return
+    if not upstream.length_known:
+        headers.popall("Content-Length", None)  # sent along a chunked body: never both
+    request.start(upstream.status, upstream.reason, headers.items(), length=upstream.length_known)
     try:
-        await response.prepare(request)
-        if complete:
-            await response.write_eof(upstream.read_nowait())
-            return response
         while chunk := await upstream.read():  # the upstream's silences bounded by idle_timeout
-            await response.write(chunk)
-        await response.write_eof()
+            await request.write(chunk)
+        request.finish()
     except Exception as exc:
         _cut(request, exc)
-    return response
 
 
-def _cut(request: web.Request, exc: Exception) -> None:
-    if isinstance(exc, UpstreamError | aiohttp.ClientError | ConnectionError | TimeoutError):
-        logger.debug("response to %s %s cut: %r", request.method, request.path, exc)
+def _cut(request: Request, exc: Exception) -> None:
+    if isinstance(exc, UpstreamError | BodyError | ConnectionError | TimeoutError):
+        logger.debug("response to %s %s cut: %r", request.method, request.target[:200], exc)
     else:
-        logger.error("response to %s %s cut", request.method, request.path, exc_info=exc)
-    if request.transport is not None:
-        request.transport.abort()
+        logger.error("response to %s %s cut", request.method, request.target[:200], exc_info=exc)
+    request.abort()
 
 
-def _client_failed(exc: BaseException) -> web.Response:
+def _client_failed(request: Request, exc: BaseException) -> None:
     if isinstance(exc, BodyTooLarge):
-        response = text_response(413, f"glb: {exc}")
-        response.force_close()  # the rest of the body is not worth reading
-        return response
-    if isinstance(exc, TimeoutError):
-        return text_response(408, "glb: the request body stalled")
-    return text_response(400, f"glb: could not read the request body: {_client_detail(exc)}")
+        request.text(413, f"glb: {exc}")  # the body is unread: the connection closes after
+    elif isinstance(exc, TimeoutError):
+        request.text(408, "glb: the request body stalled")
+    else:
+        request.text(400, f"glb: could not read the request body: {_client_detail(exc)}")
 
 
 def _client_detail(exc: BaseException) -> str:
     return "timed out" if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__
-
-
-def _version(version: aiohttp.HttpVersion | None) -> str:
-    return "1.1" if version is None else f"{version.major}.{version.minor}"

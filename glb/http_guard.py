@@ -1,4 +1,4 @@
-"""Client limits of glb's HTTP listeners, and the request-head timeout aiohttp lacks (slowloris).
+"""The request-head timeout aiohttp's server lacks (slowloris), for the admin API.
 
 aiohttp enforces the sizes (`max_line_size`, `max_field_size`, `max_headers`: 400 when over) and
 closes a connection that waits for a request longer than `keepalive_timeout` after opening or
@@ -15,7 +15,10 @@ Once a head is complete nothing is timed here: bodies stream at their own pace (
 aiohttp's own keep-alive check uses; tests/test_http_limits.py fails if an aiohttp upgrade
 changes it.
 
-Imports: aiohttp and the standard library only.
+Used for the admin API, which aiohttp serves; proxied traffic has glb's own server
+(`glb.http_server`, where `ClientLimits` is defined), which times heads itself.
+
+Imports: aiohttp, glb.http_server (for `ClientLimits`) and the standard library only.
 """
 
 from __future__ import annotations
@@ -23,10 +26,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from dataclasses import dataclass
 from typing import Final, cast
 
 from aiohttp import web
+
+from glb.http_server import ClientLimits
 
 logger = logging.getLogger(__name__)
 
@@ -36,17 +40,6 @@ TIMED_OUT: Final = (
     b"Content-Length: 38\r\n\r\nglb: the request head took too long.\r\n"
 )
 _FIRST: Final = object()  # the head period that starts when the connection opens
-
-
-@dataclass(frozen=True, slots=True)
-class ClientLimits:
-    """What one HTTP client may send and how slowly (settings `http.*`)."""
-
-    max_request_line: int = 8190  # bytes
-    max_header_size: int = 8190  # bytes of one header line
-    max_headers: int = 100
-    header_timeout: float = 10.0  # seconds to send a request head
-    idle_timeout: float = 75.0  # seconds an idle keep-alive connection is kept
 
 
 class HeadTimeout(asyncio.Protocol):

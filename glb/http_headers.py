@@ -31,21 +31,10 @@ HOP_BY_HOP: Final = frozenset(
 )
 # Never forwarded upstream: glb answers `Expect: 100-continue` itself before reading the body.
 _REQUEST_ONLY: Final = frozenset({"expect"})
-# Set by aiohttp's websocket client for the upstream handshake; the client's own are not reused.
-_WEBSOCKET_HANDSHAKE: Final = frozenset(
-    {
-        "sec-websocket-key",
-        "sec-websocket-version",
-        "sec-websocket-extensions",
-        "sec-websocket-protocol",
-        "sec-websocket-accept",
-    }
-)
 CLUSTER_HEADER: Final = "X-GLB-Cluster"
 VIA_NAME: Final = "glb"
 # What each direction drops, besides the headers named in Connection (built once, not per request).
 _UPSTREAM_DROP: Final = HOP_BY_HOP | _REQUEST_ONLY | {"host"}
-_UPSTREAM_DROP_WEBSOCKET: Final = _UPSTREAM_DROP | _WEBSOCKET_HANDSHAKE
 _VIA: Final = {"1.1": f"1.1 {VIA_NAME}", "1.0": f"1.0 {VIA_NAME}"}
 
 
@@ -113,15 +102,20 @@ def upstream_headers(
     client_host: str,
     upstream_host: str | None,
     version: str,
-    websocket: bool = False,
+    upgrade: str | None = None,
 ) -> CIMultiDict[str]:
-    """The headers sent upstream for a client request with `headers`."""
-    out = without(headers, _UPSTREAM_DROP_WEBSOCKET if websocket else _UPSTREAM_DROP)
+    """The headers sent upstream for a client request with `headers`; with `upgrade` (the
+    protocol of an Upgrade request, e.g. "websocket") the upgrade is asked for again upstream,
+    the client's Sec-WebSocket-* headers passing through so that the handshake is end to end."""
+    out = without(headers, _UPSTREAM_DROP)
     out["Host"] = upstream_host or client_host
     out["X-Forwarded-For"] = appended(out, "X-Forwarded-For", client_ip)
     out["X-Forwarded-Proto"] = "http"
     out["X-Forwarded-Host"] = client_host
     out["Via"] = appended(out, "Via", via(version))
+    if upgrade is not None:
+        out["Connection"] = "Upgrade"
+        out["Upgrade"] = upgrade
     return out
 
 
@@ -135,9 +129,3 @@ def downstream_headers(
     if cluster is not None:
         out[CLUSTER_HEADER] = cluster
     return out
-
-
-def is_websocket_upgrade(method: str, headers: Headers) -> bool:
-    """A GET asking to switch to the websocket protocol."""
-    upgrade = headers.get("Upgrade", "").strip().lower()
-    return method == "GET" and upgrade == "websocket" and "upgrade" in connection_tokens(headers)

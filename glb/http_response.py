@@ -148,11 +148,17 @@ class Response:
         "received",
         "reusable",
         "status",
+        "upgrade",
+        "upgraded",
         "version",
     )
 
-    def __init__(self, connection: Carrier, method: str, idle: float) -> None:
+    def __init__(
+        self, connection: Carrier, method: str, idle: float, *, upgrade: bool = False
+    ) -> None:
         self._connection = connection
+        self.upgrade = upgrade  # a 101 Switching Protocols ends the exchange (a tunnel follows)
+        self.upgraded = b""  # with a 101: the tunnel's first bytes, after the head
         self._method = method
         self._loop = asyncio.get_running_loop()
         self._head_future: asyncio.Future[None] = self._loop.create_future()
@@ -179,6 +185,11 @@ class Response:
     def complete(self) -> bool:
         """The whole body is in (`read_nowait()` returns all that is left)."""
         return self.done
+
+    @property
+    def length_known(self) -> bool:
+        """The head's Content-Length delimits the body (or there is no body)."""
+        return self._framing is Framing.LENGTH or self._framing is Framing.NONE
 
     def read_nowait(self) -> bytes:
         """What is buffered of the body."""
@@ -280,7 +291,12 @@ class Response:
         rest = buffer[end + 4 :]
         if head.status < 200:
             if head.status == 101:
-                raise WireError("unexpected 101 Switching Protocols")
+                if not self.upgrade:
+                    raise WireError("unexpected 101 Switching Protocols")
+                self._start(head)
+                self.upgraded, self.done, self.reusable = rest, True, False
+                self._head_future.set_result(None)
+                return
             if rest:
                 self._feed_head(rest)  # an interim response: the real one follows
             return

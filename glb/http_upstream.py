@@ -4,8 +4,7 @@ timeouts, URLs), the classification of a failed attempt, and glb's own short err
 Routes are computed once per topology by `glb.http_proxy`; `glb.http_forward` and
 `glb.http_websocket` use them for every attempt.
 
-Imports: glb.core, glb.http_headers, glb.http_client (the plain requests' client), aiohttp (and
-yarl, its URL type) only; never another adapter.
+Imports: glb.core, glb.http_headers and glb.http_client only; never another adapter.
 """
 
 from __future__ import annotations
@@ -15,15 +14,9 @@ import ssl
 from dataclasses import dataclass, field
 from typing import Final
 
-import aiohttp
-from aiohttp import web
-from yarl import URL
-
 from glb import http_client as hc
 from glb.core.model import Endpoint, Scheme, Service
 from glb.http_headers import host_part
-
-SERVED_BY: Final = web.RequestKey("glb_served_by", str)  # the latest attempt's cluster
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,8 +26,7 @@ class Route:
     service: Service
     ssl: ssl.SSLContext | bool  # True (the default, unused) for plain http
     server_hostname: str | None  # SNI and the name the certificate must match
-    timeout: aiohttp.ClientTimeout  # websockets (aiohttp)
-    timeouts: hc.Timeouts  # plain requests (glb.http_client)
+    timeouts: hc.Timeouts
     _origins: dict[str, hc.Origin] = field(default_factory=dict, repr=False, compare=False)
 
     def origin(self, endpoint: Endpoint) -> hc.Origin:
@@ -46,13 +38,10 @@ class Route:
             self._origins[endpoint.address] = origin
         return origin
 
-    def url(self, endpoint: Endpoint, path_qs: str, *, websocket: bool = False) -> URL:
-        """The upstream URL of `path_qs` (raw, kept byte for byte) on `endpoint`."""
-        scheme = self.service.proxy.scheme.value
-        if websocket:
-            scheme = "wss" if scheme == "https" else "ws"
+    def authority(self, endpoint: Endpoint) -> str:
+        """`address:port` of `endpoint` (IPv6 in brackets), as errors name it."""
         host = f"[{endpoint.address}]" if endpoint.family == 6 else endpoint.address
-        return URL(f"{scheme}://{host}:{self.service.port}{path_qs}", encoded=True)
+        return f"{host}:{self.service.port}"
 
 
 class TlsContexts:
@@ -71,18 +60,12 @@ class TlsContexts:
 
     def route(self, service: Service) -> Route:
         proxy = service.proxy
-        timeout = aiohttp.ClientTimeout(
-            total=None,
-            connect=proxy.connect_timeout + proxy.first_byte_timeout,  # pool wait + connect
-            sock_connect=proxy.connect_timeout,  # TCP and TLS handshakes
-            sock_read=proxy.first_byte_timeout,  # from the request sent; then `idle_timeout`
-        )
         timeouts = hc.Timeouts(proxy.connect_timeout, proxy.first_byte_timeout, proxy.idle_timeout)
         if proxy.scheme is not Scheme.HTTPS:
-            return Route(service, True, None, timeout, timeouts)
+            return Route(service, True, None, timeouts)
         context = self.verified if proxy.tls_verify else self.unverified
         name = proxy.sni or (host_part(proxy.upstream_host) if proxy.upstream_host else None)
-        return Route(service, context, name or service.name, timeout, timeouts)
+        return Route(service, context, name or service.name, timeouts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,24 +78,22 @@ class Failure:
 
 
 IDEMPOTENT: Final = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
-_NOT_REACHED: Final = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 
 
 def classify(exc: BaseException, route: Route, endpoint: Endpoint) -> Failure:
-    """Turn an attempt's exception (aiohttp's or glb.http_client's) into a `Failure` whose
-    detail names the endpoint."""
-    where = f"{endpoint.cluster} {route.url(endpoint, '').authority}"
+    """Turn an attempt's exception (glb.http_client's, or a bare timeout or OS error) into a
+    `Failure` whose detail names the endpoint."""
+    where = f"{endpoint.cluster} {route.authority(endpoint)}"
     if isinstance(exc, hc.UpstreamError):
-        reached = exc.reached
-        detail = _describe_lean(exc, route)
+        reached, detail = exc.reached, _describe(exc, route)
+    elif isinstance(exc, OSError):
+        reached, detail = True, _os_reason(exc)
     else:
-        reached = not isinstance(exc, _NOT_REACHED)
-        detail = _describe(exc, route)
+        reached, detail = True, str(exc) or type(exc).__name__
     return Failure(f"{where}: {detail}", reached, isinstance(exc, TimeoutError))
 
 
-def _describe_lean(exc: hc.UpstreamError, route: Route) -> str:
-    """The same texts as `_describe`, for glb.http_client's errors."""
+def _describe(exc: hc.UpstreamError, route: Route) -> str:
     proxy = route.service.proxy
     match exc:
         case hc.ConnectTimeout():
@@ -134,30 +115,6 @@ def _describe_lean(exc: hc.UpstreamError, route: Route) -> str:
     return str(exc) or type(exc).__name__  # ServerDisconnected: "closed the connection ..."
 
 
-def _describe(exc: BaseException, route: Route) -> str:
-    proxy = route.service.proxy
-    match exc:
-        case aiohttp.ConnectionTimeoutError():
-            return f"connect timed out after {proxy.connect_timeout:g}s"
-        case aiohttp.ClientConnectorCertificateError():
-            return f"TLS certificate: {exc.certificate_error}"
-        case aiohttp.ClientConnectorSSLError():
-            return f"TLS: {exc.os_error}"
-        case aiohttp.ClientConnectorError():
-            return f"connect: {_os_reason(exc.os_error)}"
-        case aiohttp.ServerDisconnectedError():
-            return "closed the connection before answering"
-        case aiohttp.SocketTimeoutError():
-            return f"no response within {proxy.first_byte_timeout:g}s"
-        case TimeoutError():
-            return "timed out"  # a stalled upload or websocket handshake
-        case aiohttp.ClientOSError():
-            return _os_reason(exc)
-        case aiohttp.ClientResponseError():
-            return f"invalid response: {exc.message}"
-    return str(exc) or type(exc).__name__
-
-
 def _os_reason(error: OSError) -> str:
     if error.errno:
         return os.strerror(error.errno).lower()
@@ -173,13 +130,9 @@ def may_retry(failure: Failure, method: str, *, replayable: bool) -> bool:
     return replayable and (not failure.reached or method in IDEMPOTENT)
 
 
-def failure_response(failure: Failure) -> web.Response:
-    """502 naming the last failure, or 504 when it was a timeout."""
+def failure_text(failure: Failure) -> tuple[int, str]:
+    """glb's answer to a request whose last attempt failed: 502 naming the failure, or 504 when
+    it was a timeout."""
     if failure.timeout:
-        return text_response(504, f"glb: upstream timed out: {failure.detail}")
-    return text_response(502, f"glb: bad gateway: {failure.detail}")
-
-
-def text_response(status: int, text: str) -> web.Response:
-    """One of glb's own answers: a short text/plain reason, never cached."""
-    return web.Response(status=status, text=f"{text}\n", headers={"Cache-Control": "no-store"})
+        return 504, f"glb: upstream timed out: {failure.detail}"
+    return 502, f"glb: bad gateway: {failure.detail}"

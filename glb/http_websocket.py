@@ -1,10 +1,17 @@
-"""Proxying a websocket: the upstream handshake (with the same retry rule as any GET), then
-messages pumped both ways until either side closes, which closes the other with the same code.
+"""Proxying a websocket (or any HTTP/1.1 Upgrade glb forwards): the client's handshake goes
+upstream as it is (its Sec-WebSocket-* headers included, so key, subprotocol and extensions are
+negotiated end to end), with the same retry rule as any GET; once the upstream answers
+`101 Switching Protocols`, that answer goes to the client and the two connections are spliced:
+bytes are copied both ways, with flow control, until either side closes, which closes the
+other once what it sent is delivered (so a close frame and its code always get through).
 
-`idle_timeout` bounds the silence in both directions together; when it runs out both sides are
-closed with 1001 (going away).
+`idle_timeout` bounds the silence in both directions together; when it runs out both
+connections are closed. An upstream that answers anything but 101 gets a short answer of glb's
+with that status (502 when it is not an error status), and counts as failed for passive health
+when it is a 5xx and the service ejects on 5xx.
 
-Imports: glb.core, glb.http_headers, glb.http_upstream and aiohttp only.
+Imports: glb.core, glb.http_headers, glb.http_upstream, glb.http_server, glb.http_client,
+glb.http_response and glb.http_wire only.
 """
 
 from __future__ import annotations
@@ -12,161 +19,244 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from typing import Final
+from typing import cast
 
-import aiohttp
-from aiohttp import WSCloseCode, WSMsgType, web
-from multidict import CIMultiDict
-
+from glb import http_client as hc
 from glb.core.model import Endpoint
 from glb.core.ports import PassiveHealth
-from glb.http_headers import CLUSTER_HEADER, VIA_NAME
-from glb.http_upstream import (
-    SERVED_BY,
-    Failure,
-    Route,
-    classify,
-    failure_response,
-    may_retry,
-    text_response,
-)
+from glb.http_headers import Pairs, downstream_headers
+from glb.http_response import Response, UpstreamError
+from glb.http_server import Request
+from glb.http_upstream import Failure, Route, classify, failure_text, may_retry
+from glb.http_wire import Limits, request_head
 
 logger = logging.getLogger(__name__)
 
-MAX_MESSAGE: Final = 4 * 1024 * 1024  # bytes, either direction (aiohttp's default)
-CLOSE_TIMEOUT: Final = 2.0  # seconds to wait for the peer's close frame
-_UNSENDABLE: Final = frozenset({1005, 1006, 1015})  # close codes never sent on the wire
-
-ClientSocket = aiohttp.ClientWebSocketResponse[bool]
-ServerSocket = web.WebSocketResponse[bool]
-
 
 async def proxy_websocket(
-    request: web.Request,
-    session: aiohttp.ClientSession,
+    request: Request,
     passive: PassiveHealth,
     route: Route,
     ranked: Sequence[Endpoint],
     *,
-    headers: CIMultiDict[str],
+    headers: Pairs,
     path_qs: str,
     cluster_header: bool,
-) -> web.StreamResponse:
-    """Connect upstream (trying `ranked` in order), accept the client, splice the two."""
+) -> None:
+    """Hand the upgrade to `ranked` in order; splice the client with the first that accepts."""
     proxy = route.service.proxy
     failure: Failure | None = None
+    head = request_head(request.method, path_qs, headers)
     for endpoint in ranked[: proxy.retries + 1]:
         if failure is not None and not may_retry(failure, "GET", replayable=True):
             break
-        request[SERVED_BY] = endpoint.cluster
+        request.served_by = endpoint.cluster
+        upstream = _Upstream(proxy.idle_timeout)
         try:
-            upstream = await _connect(session, route, endpoint, headers, path_qs, request)
-        except aiohttp.WSServerHandshakeError as exc:
-            failed = exc.status >= 500 and proxy.eject_on_5xx
-            passive.report_request(endpoint, failed=failed, detail=f"status {exc.status}")
-            status = exc.status if 400 <= exc.status < 600 else 502
-            return text_response(status, f"glb: upstream answered {exc.status} to the upgrade")
-        except (aiohttp.ClientError, TimeoutError) as exc:
+            response = await upstream.handshake(route, endpoint, head, request.method)
+        except (UpstreamError, TimeoutError, OSError) as exc:
+            upstream.close()
             failure = classify(exc, route, endpoint)
             passive.report_request(endpoint, failed=True, detail=failure.detail)
             continue
-        passive.report_request(endpoint, failed=False, detail="websocket")
+        if response.status != 101:
+            upstream.close()
+            failed = response.status >= 500 and proxy.eject_on_5xx
+            passive.report_request(endpoint, failed=failed, detail=f"status {response.status}")
+            status = response.status if 400 <= response.status < 600 else 502
+            request.text(status, f"glb: upstream answered {response.status} to the upgrade")
+            return
+        passive.report_request(endpoint, failed=False, detail="upgrade")
         cluster = endpoint.cluster if cluster_header else None
-        return await _accept_and_splice(request, upstream, cluster, proxy.idle_timeout)
+        await _splice(request, upstream, response, cluster)
+        return
     assert failure is not None  # noqa: S101 (ranked is never empty here)
-    return failure_response(failure)
+    request.text(*failure_text(failure))
 
 
-async def _connect(
-    session: aiohttp.ClientSession,
-    route: Route,
-    endpoint: Endpoint,
-    headers: CIMultiDict[str],
-    path_qs: str,
-    request: web.Request,
-) -> ClientSocket:
-    proxy = route.service.proxy
-    async with asyncio.timeout(proxy.connect_timeout + proxy.first_byte_timeout):
-        return await session.ws_connect(
-            route.url(endpoint, path_qs, websocket=True),
-            protocols=_offered_protocols(request),
-            headers=headers,
-            ssl=route.ssl,
-            server_hostname=route.server_hostname,
-            max_msg_size=MAX_MESSAGE,
-            timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=CLOSE_TIMEOUT),
-        )
-
-
-def _offered_protocols(request: web.Request) -> list[str]:
-    values = request.headers.getall("Sec-WebSocket-Protocol", ())
-    return [p.strip() for value in values for p in value.split(",") if p.strip()]
-
-
-async def _accept_and_splice(
-    request: web.Request, upstream: ClientSocket, cluster: str | None, idle: float
-) -> web.StreamResponse:
-    client: ServerSocket = web.WebSocketResponse(
-        protocols=(upstream.protocol,) if upstream.protocol else (),
-        max_msg_size=MAX_MESSAGE,
-        timeout=CLOSE_TIMEOUT,
-    )
-    client.headers["Via"] = f"1.1 {VIA_NAME}"
-    if cluster is not None:
-        client.headers[CLUSTER_HEADER] = cluster
-    try:
-        await client.prepare(request)
-        await _splice(client, upstream, idle)
-    except Exception as exc:
-        level = logging.DEBUG if isinstance(exc, aiohttp.ClientError | OSError) else logging.ERROR
-        logger.log(level, "websocket %s ended by an error", request.path, exc_info=exc)
-    finally:  # also when cancelled: a side that closed has its code passed on to the other
-        await upstream.close(code=_close_code(client.close_code, WSCloseCode.GOING_AWAY))
-        if client.prepared:
-            await client.close(code=_close_code(upstream.close_code, WSCloseCode.BAD_GATEWAY))
-    return client
-
-
-async def _splice(client: ServerSocket, upstream: ClientSocket, idle: float) -> None:
-    """Pump both ways until both pumps are done or nothing moved for `idle` seconds."""
-    try:
-        async with asyncio.timeout(idle) as deadline, asyncio.TaskGroup() as pumps:
-            pumps.create_task(_pump(client, upstream, deadline, idle, WSCloseCode.GOING_AWAY))
-            pumps.create_task(_pump(upstream, client, deadline, idle, WSCloseCode.BAD_GATEWAY))
-    except TimeoutError:
-        logger.debug("websocket idle for %gs: closing both sides", idle)
-
-
-async def _pump(
-    source: ClientSocket | ServerSocket,
-    sink: ClientSocket | ServerSocket,
-    deadline: asyncio.Timeout,
-    idle: float,
-    abnormal: int,
+async def _splice(
+    request: Request, upstream: _Upstream, response: Response, cluster: str | None
 ) -> None:
-    """Copy text and binary messages from `source` to `sink` until `source` closes, then close
-    `sink` with `source`'s close code (`abnormal` if `source` just went away)."""
-    loop = asyncio.get_running_loop()
+    headers = downstream_headers(response.headers, version=response.version, cluster=cluster)
+    upgrade = next((v for n, v in response.headers if n.lower() == "upgrade"), "websocket")
+    lines = [f"HTTP/1.1 101 {response.reason or 'Switching Protocols'}"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    lines += [f"Upgrade: {upgrade}", "Connection: Upgrade"]
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape")
+    request.write_raw(head, 101)
+    tunnel = upstream.tunnel
+    client = request.detach(tunnel)
+    tunnel.start(client, response.upgraded)
     try:
-        async for message in source:
-            deadline.reschedule(loop.time() + idle)
-            if message.type is WSMsgType.TEXT:
-                await sink.send_str(message.data)
-            elif message.type is WSMsgType.BINARY:
-                await sink.send_bytes(message.data)
-            elif message.type is WSMsgType.ERROR:
-                break
-    except (aiohttp.ClientError, ConnectionError) as exc:
-        logger.debug("websocket pump stopped: %r", exc)
-    await sink.close(code=_close_code(source.close_code, abnormal))
+        await tunnel.closed
+    finally:
+        tunnel.close()  # also when cancelled (the shutdown grace ran out)
 
 
-def _close_code(code: int | None, abnormal: int) -> int:
-    """The code to close one side with, given the other side's close code (None: still open)."""
-    if code is None:
-        return WSCloseCode.GOING_AWAY
-    if code == 1005:  # closed without a status
-        return WSCloseCode.OK
-    if code in _UNSENDABLE or not 1000 <= code < 5000:
-        return abnormal
-    return code
+class _Tunnel:
+    """Copies bytes between the client's and the upstream's transports."""
+
+    def __init__(self, upstream: _Upstream, idle: float) -> None:
+        self._upstream = upstream
+        self._idle = idle
+        self._loop = asyncio.get_running_loop()
+        self.closed: asyncio.Future[None] = self._loop.create_future()
+        self._client: asyncio.Transport | None = None
+        self._last = self._loop.time()
+        self._timer: asyncio.TimerHandle | None = None
+        self._pending: list[bytes] = []  # upstream bytes that came before the client was ready
+
+    def start(self, client: asyncio.Transport, first: bytes) -> None:
+        self._client = client
+        client.writelines([first, *self._pending])
+        self._pending.clear()
+        self._timer = self._loop.call_later(self._idle, self._check_idle)
+
+    def _check_idle(self) -> None:
+        quiet = self._loop.time() - self._last
+        if quiet >= self._idle:
+            logger.debug("tunnel idle for %gs: closing both sides", self._idle)
+            self.close()
+        else:
+            self._timer = self._loop.call_later(self._idle - quiet, self._check_idle)
+
+    # the client's side (glb.http_server's TunnelSink)
+
+    def data_received(self, data: bytes) -> None:
+        self._last = self._loop.time()
+        transport = self._upstream.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(data)
+
+    def eof_received(self) -> None:
+        self.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.close()
+
+    def pause_writing(self) -> None:  # the client is slow: stop reading the upstream
+        if self._upstream.transport is not None:
+            self._upstream.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self._upstream.transport is not None:
+            self._upstream.transport.resume_reading()
+
+    # the upstream's side
+
+    def from_upstream(self, data: bytes) -> None:
+        self._last = self._loop.time()
+        client = self._client
+        if client is None:
+            self._pending.append(data)
+        elif not client.is_closing():
+            client.write(data)
+
+    def upstream_paused(self, paused: bool) -> None:  # the upstream is slow: stop the client
+        client = self._client
+        if client is not None and not client.is_closing():
+            if paused:
+                client.pause_reading()
+            else:
+                client.resume_reading()
+
+    def close(self) -> None:
+        """Close both sides (each after sending what it has buffered)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for transport in (self._client, self._upstream.transport):
+            if transport is not None and not transport.is_closing():
+                transport.close()
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+
+class _Upstream(asyncio.Protocol):
+    """The upstream connection: the handshake's response is parsed by a `Response` (which
+    reads it through this object, its carrier); after a 101 its bytes go to the tunnel."""
+
+    limits = Limits()
+
+    def __init__(self, idle: float) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.tunnel = _Tunnel(self, idle)
+        self._idle = idle
+        self._response: Response | None = None
+        self._spliced = False
+
+    async def handshake(
+        self, route: Route, endpoint: Endpoint, head: bytes, method: str
+    ) -> Response:
+        """Connect, send the client's upgrade request and wait for the response head."""
+        timeouts = route.timeouts
+        response = self._response = Response(self, method, self._idle, upgrade=True)
+        async with asyncio.timeout(timeouts.connect):
+            try:
+                await hc.connect(route.origin(endpoint), lambda: self)
+            except TimeoutError as exc:
+                raise hc.ConnectTimeout("connect timed out") from exc
+        assert self.transport is not None  # noqa: S101 (set by connection_made)
+        self.transport.write(head)
+        await response.wait_head(timeouts.first_byte)
+        return response
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self._upgraded():
+            self.tunnel.from_upstream(data)
+        elif self._response is not None:
+            self._response.feed(data)
+
+    def _upgraded(self) -> bool:
+        """The response was a 101: what follows belongs to the tunnel."""
+        if not self._spliced and (response := self._response) is not None:
+            self._spliced = response.done and response.status == 101
+        return self._spliced
+
+    def eof_received(self) -> bool:
+        if self._upgraded():
+            self.tunnel.close()
+        elif self._response is not None:
+            self._response.eof()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._upgraded():
+            self.tunnel.close()
+        elif self._response is not None:
+            self._response.lost(exc)
+
+    def pause_writing(self) -> None:
+        self.tunnel.upstream_paused(True)
+
+    def resume_writing(self) -> None:
+        self.tunnel.upstream_paused(False)
+
+    # what the handshake's Response needs of its carrier
+
+    def head_arrived(self) -> None:
+        pass
+
+    def finished(self) -> None:
+        pass
+
+    def pause_reading(self) -> None:
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.transport is not None:
+            self.transport.resume_reading()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    def close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()

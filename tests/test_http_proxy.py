@@ -21,7 +21,6 @@ import aiohttp
 import pytest
 import trustme
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 from multidict import CIMultiDictProxy
 from yarl import URL
 
@@ -29,7 +28,9 @@ from glb.core.model import Endpoint
 from glb.core.policies import Query, decide
 from glb.core.ports import StateView
 from glb.core.snapshot import EndpointState, HealthSnapshot
-from glb.http_proxy import proxy_app
+from glb.http_proxy import HttpProxy
+from glb.http_server import HttpServer
+from glb.listen import bind_tcp
 from glb.monitor import Monitor
 from tests.clusters import address_block, listen_on_common_port, start_clusters
 from tests.stack import Upstreams, config_for, monitored, upstreams
@@ -268,15 +269,18 @@ class Front:
 async def serve_proxy(
     state: StateView, passive: Recorder, **options: Any
 ) -> AsyncIterator[tuple[str, aiohttp.ClientSession]]:
-    """glb's proxy app on 127.0.0.1 and a client session for it."""
-    app = proxy_app(state, passive, rng=random.Random(1), **options)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    try:
-        async with aiohttp.ClientSession(auto_decompress=False) as client:
-            yield f"http://127.0.0.1:{server.port}", client
-    finally:
-        await server.close()
+    """glb's proxy on glb's HTTP server on 127.0.0.1, and a client session for it."""
+    proxy = HttpProxy(state, passive, rng=random.Random(1), **options)
+    server = HttpServer(proxy.handle)
+    with bind_tcp("127.0.0.1", 0) as sock:
+        port = sock.getsockname()[1]
+        await server.start(sock)
+        try:
+            async with aiohttp.ClientSession(auto_decompress=False) as client:
+                yield f"http://127.0.0.1:{port}", client
+        finally:
+            await server.close(1.0)
+            await proxy.close()
 
 
 @contextlib.asynccontextmanager

@@ -70,6 +70,16 @@ class Target:
 
     address: str
     probe: ProbeSpec
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.address, self.probe)))
+
+    def __hash__(self) -> int:  # hashed per request and per answer: computed once
+        return self._hash
+
+    def __reduce__(self) -> tuple[type[Target], tuple[str, ProbeSpec]]:
+        return Target, (self.address, self.probe)  # never the hash: another process's differs
 
     def describe(self) -> str:
         host = f"[{self.address}]" if ":" in self.address else self.address
@@ -97,9 +107,19 @@ class Endpoint:
     target: Target
     index: int  # position in the service's configuration; the stable tie-breaker
     family: int = field(init=False, compare=False)  # 4 or 6, derived from the address
+    _hash: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "family", _family(self.address))
+        key = (self.service, self.cluster, self.address, self.weight, self.priority)
+        object.__setattr__(self, "_hash", hash((*key, self.target, self.index)))
+
+    def __hash__(self) -> int:  # hashed per request and per answer: computed once
+        return self._hash
+
+    def __reduce__(self) -> tuple[type[Endpoint], tuple[str, str, str, int, int, Target, int]]:
+        fields = (self.service, self.cluster, self.address, self.weight, self.priority)
+        return Endpoint, (*fields, self.target, self.index)  # never the hash (per process)
 
 
 @lru_cache(maxsize=4096)

@@ -125,6 +125,10 @@ def round_robin(
     return Ranking(rotated, len(rotated))
 
 
+# Policies whose decision depends only on the service and the snapshot, never on the query's
+# rotation or the random generator: a caller may reuse a decision until the snapshot changes.
+STABLE: frozenset[PolicyName] = frozenset({PolicyName.FAILOVER, PolicyName.LATENCY})
+
 POLICIES: dict[PolicyName, Policy] = {
     PolicyName.FAILOVER: failover,
     PolicyName.LATENCY: latency,

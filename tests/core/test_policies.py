@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections import Counter
 
@@ -11,7 +12,7 @@ from hypothesis import strategies as st
 
 from glb.core.health import Health, TargetHealth
 from glb.core.model import Endpoint, LatencyBand, PolicyName, Service, Target, WhenAllDown
-from glb.core.policies import POLICIES, Decision, Query, decide
+from glb.core.policies import POLICIES, STABLE, Decision, Query, decide
 from glb.core.snapshot import HealthSnapshot
 from tests.core.factories import SERVICE, addresses, answered, make_service, make_snapshot
 
@@ -445,3 +446,30 @@ def test_property_failover_answers_one_tier(
         assert {e.priority for e in decision.answer} == {best}
         tier = [e for e in decision.ranked if e.priority == best]
         assert list(decision.answer) == tier[: service.max_answers]
+
+
+@given(situations(), st.integers(0, 1000), st.integers(0, 1000))
+def test_property_stable_policies_ignore_rotation_and_randomness(
+    situation: tuple[Service, HealthSnapshot, Query, int], rotation: int, seed: int
+) -> None:
+    """A STABLE policy decides the same for any rotation and random generator (the proxy reuses
+    its decisions until the snapshot changes); the others are left out of STABLE for a reason:
+    each varies with one of the two."""
+    service, snapshot, query, first_seed = situation
+    for policy in STABLE:
+        stable = dataclasses.replace(service, policy=policy)
+        one = decide(stable, snapshot, query, random.Random(first_seed))
+        other = decide(stable, snapshot, Query(query.family, rotation), random.Random(seed))
+        assert one == other
+
+
+def test_unstable_policies_vary_with_the_rotation_or_the_generator() -> None:
+    """Round robin varies with the rotation and weighted with the generator: neither is STABLE."""
+    assert PolicyName.ROUND_ROBIN not in STABLE
+    assert PolicyName.WEIGHTED not in STABLE
+    robin = make_service([A, B, C], policy=PolicyName.ROUND_ROBIN)
+    snapshot = make_snapshot(robin)
+    assert steer(robin, snapshot, Query(rotation=0)) != steer(robin, snapshot, Query(rotation=1))
+    weighted = make_service([A, B, C], policy=PolicyName.WEIGHTED, weights=[1, 1, 1])
+    snapshot = make_snapshot(weighted)
+    assert len({steer(weighted, snapshot, seed=seed).ranked for seed in range(20)}) > 1

@@ -1,0 +1,741 @@
+"""glb's lean HTTP/1.1 server for proxied traffic: an `asyncio.Protocol` per connection that
+parses request heads (`glb.http_request_wire`), runs one handler task per request, streams
+request bodies to the handler and its response to the client, each with flow control.
+
+Why not aiohttp's web server: per request it builds far more than a proxy needs (a Request with
+lazy properties, a StreamResponse, a payload writer, middleware and router dispatch); on one core
+it tops out near a third of what this server plus glb's upstream client achieve together.
+
+Per connection: requests are served one at a time, in order; bytes of pipelined requests wait
+(reading pauses once more than a head's worth is buffered). The handler gets a `Request` and must
+answer it with `respond()` (a whole response in one write) or `start()` / `write()` / `finish()`
+(a streamed one), or take the connection over with `detach()` (an upgraded tunnel). A handler
+that ends without answering gets a 502; one that raises gets a 502 if nothing was sent yet, else
+the connection is cut. A client that goes away cancels its handler.
+
+Limits (`ClientLimits`): request line, header line and header count (400 when over), a head must
+be complete `header_timeout` seconds after the connection opened or after its first byte arrived
+(408, slowloris), an idle keep-alive connection is closed after `idle_timeout`, and a client that
+does not take the response for `idle_timeout` seconds is cut. Timers are lazy: each connection
+keeps one deadline and one timer handle, re-armed only when it fires early.
+
+Keep-alive: kept when the client allows it (version, Connection), the response is delimited, the
+request body was read to its end and the server is not closing; otherwise the response says
+`Connection: close` and the connection closes after it.
+
+Shutdown (`HttpServer.close(grace)`): stop listening, close idle connections, let requests in
+flight finish (their responses say `Connection: close`) for up to `grace` seconds, then cancel
+what is left and abort those connections.
+
+Imports: the standard library, multidict, glb.http_request_wire and glb.http_wire only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Final, Protocol, cast
+
+from multidict import CIMultiDict
+
+from glb.http_request_wire import BadRequest, HeadLimits, RequestHead, parse_request_head
+from glb.http_wire import ChunkedDecoder, Limits, WireError
+
+logger = logging.getLogger(__name__)
+
+BACKLOG: Final = 1024
+HIGH_WATER: Final = 64 * 1024  # request body bytes buffered for the handler before reading pauses
+TIMED_OUT: Final = (
+    b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Type: text/plain\r\n"
+    b"Content-Length: 38\r\n\r\nglb: the request head took too long.\r\n"
+)
+_CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
+_NO_BODY_STATUS: Final = frozenset({204, 304})
+_REASONS: Final = {
+    400: "Bad Request",
+    408: "Request Timeout",
+    413: "Content Too Large",
+    417: "Expectation Failed",
+    421: "Misdirected Request",
+    501: "Not Implemented",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+    505: "HTTP Version Not Supported",
+}
+_HEAD: Final = 1  # what a connection's timer is for
+_IDLE: Final = 2
+
+
+@dataclass(frozen=True, slots=True)
+class ClientLimits:
+    """What one HTTP client may send and how slowly (settings `http.*`)."""
+
+    max_request_line: int = 8190  # bytes
+    max_header_size: int = 8190  # bytes of one header line
+    max_headers: int = 100
+    header_timeout: float = 10.0  # seconds to send a request head
+    idle_timeout: float = 75.0  # seconds an idle keep-alive connection is kept
+
+    @property
+    def head(self) -> HeadLimits:
+        return HeadLimits(self.max_request_line, self.max_header_size, self.max_headers)
+
+    @property
+    def max_head(self) -> int:
+        """The most bytes a whole request head may take."""
+        return self.max_request_line + self.max_headers * (self.max_header_size + 2) + 4
+
+
+class BodyError(Exception):
+    """The client's request body could not be read (not the upstream's fault)."""
+
+
+class ClientGone(BodyError, ConnectionError):
+    """The client closed or lost the connection."""
+
+    def __init__(self) -> None:
+        super().__init__("the client closed the connection")
+
+
+class BadBody(BodyError):
+    """The body is not valid chunked coding, or ended early."""
+
+
+def reason_of(status: int) -> str:
+    return _REASONS.get(status, "")
+
+
+Handler = Callable[["Request"], Awaitable[None]]
+
+
+class TunnelSink(Protocol):
+    """Where a detached connection's events go."""
+
+    def data_received(self, data: bytes) -> None: ...
+
+    def eof_received(self) -> None: ...
+
+    def connection_lost(self, exc: Exception | None) -> None: ...
+
+    def pause_writing(self) -> None: ...
+
+    def resume_writing(self) -> None: ...
+
+
+class RequestBody:
+    """A request body as it arrives: `read()` returns the next piece (b"" at its end) and raises
+    a `BodyError` if the client goes away or breaks the framing. Reading pauses while more than
+    `HIGH_WATER` bytes wait for the handler."""
+
+    __slots__ = (
+        "_chunks",
+        "_connection",
+        "_continue",
+        "_decoder",
+        "_error",
+        "_remaining",
+        "_size",
+        "_waiter",
+        "done",
+        "length",
+        "received",
+    )
+
+    def __init__(self, connection: _Connection, head: RequestHead) -> None:
+        self._connection = connection
+        self.length: int | None = None if head.chunked else head.length
+        self._remaining = head.length
+        self._decoder = ChunkedDecoder(Limits()) if head.chunked else None
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self._error: BodyError | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._continue = head.expect_continue
+        self.done = False
+        self.received = 0  # body bytes received (decoded)
+
+    async def read(self) -> bytes:
+        """The next piece of the body; b"" at its end."""
+        if self._continue:
+            self._continue = False
+            if not self._chunks and not self.done:
+                self._connection.write(_CONTINUE)
+        while True:
+            if self._chunks:
+                chunks = self._chunks
+                data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                self._chunks = []
+                self._size = 0
+                self._connection.resume_body()
+                return data
+            if self._error is not None:
+                raise self._error
+            if self.done:
+                return b""
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
+    async def read_all(self) -> bytes:
+        """The whole body (the caller bounds its size by `length`)."""
+        parts = []
+        while chunk := await self.read():
+            parts.append(chunk)
+        return b"".join(parts)
+
+    def feed(self, data: bytes) -> bytes:
+        """Take the body's bytes from `data`; return what follows the body's end."""
+        rest = b""
+        if self._decoder is not None:
+            try:
+                body, rest = self._decoder.feed(data)
+            except WireError as exc:
+                self.fail(BadBody(str(exc)))
+                return b""
+            self._append(body)
+            if self._decoder.done:
+                self._end()
+            return rest
+        remaining = self._remaining
+        if len(data) >= remaining:
+            data, rest = data[:remaining], data[remaining:]
+        self._remaining -= len(data)
+        self._append(data)
+        if self._remaining == 0:
+            self._end()
+        return rest
+
+    def _append(self, data: bytes) -> None:
+        if data:
+            self._chunks.append(data)
+            self._size += len(data)
+            self.received += len(data)
+            if self._size > HIGH_WATER:
+                self._connection.pause_body()
+            self._wake()
+
+    def _end(self) -> None:
+        self.done = True
+        self._wake()
+
+    def fail(self, error: BodyError) -> None:
+        if not self.done and self._error is None:
+            self._error = error
+            self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
+class Request:
+    """One request and the way to answer it. `served_by` is free for the handler (the proxy
+    records the cluster of its latest attempt there)."""
+
+    __slots__ = (
+        "_chunked",
+        "_close",
+        "_connection",
+        "body",
+        "finished",
+        "head",
+        "headers",
+        "method",
+        "remote",
+        "served_by",
+        "started",
+        "status",
+        "target",
+        "version",
+    )
+
+    def __init__(
+        self, connection: _Connection, head: RequestHead, body: RequestBody | None
+    ) -> None:
+        self._connection = connection
+        self.head = head
+        self.method = head.method
+        self.target = head.target
+        self.version = head.version
+        self.headers: CIMultiDict[str] = CIMultiDict(head.headers)
+        self.remote = connection.remote
+        self.body = body
+        self.started = False  # the status line went out
+        self.finished = False  # the whole response went out
+        self.status = 0
+        self.served_by = "none"
+        self._chunked = False
+        self._close = False  # the connection closes after this response
+
+    @property
+    def transport(self) -> asyncio.Transport | None:
+        return self._connection.transport
+
+    def _will_close(self, *, delimited: bool) -> bool:
+        body = self.body
+        close = (
+            not delimited
+            or not self.head.keep_alive
+            or self._connection.server.closing
+            or (body is not None and not body.done)
+        )
+        self._close = close
+        return close
+
+    def _head(
+        self, status: int, reason: str, headers: Iterable[tuple[str, str]], extra: str
+    ) -> bytes:
+        self.started = True
+        self.status = status
+        lines = "\r\n".join(map(": ".join, headers))
+        parts = (f"HTTP/1.1 {status} {reason}", lines, extra)
+        text = "\r\n".join(filter(None, parts)) + "\r\n\r\n"
+        return text.encode("utf-8", "surrogateescape")
+
+    def _connection_header(self, close: bool) -> str:
+        if close:
+            return "Connection: close"
+        return "Connection: keep-alive" if self.version == "1.0" else ""
+
+    def respond(
+        self, status: int, reason: str, headers: Iterable[tuple[str, str]], body: bytes = b""
+    ) -> None:
+        """The whole response in one write. `headers` must delimit `body` (Content-Length)
+        unless the status or the method has no body; Connection is added here."""
+        if self.started:
+            raise RuntimeError("the response was already started")
+        close = self._will_close(delimited=True)
+        head = self._head(status, reason, headers, self._connection_header(close))
+        if self.method == "HEAD" or status in _NO_BODY_STATUS or status < 200:
+            body = b""
+        self.finished = True
+        self._connection.write(head + body if body else head)
+
+    def text(self, status: int, text: str) -> None:
+        """One of glb's own short answers: text/plain, never cached."""
+        body = f"{text}\n".encode("utf-8", "replace")
+        headers = (
+            ("Content-Type", "text/plain; charset=utf-8"),
+            ("Content-Length", str(len(body))),
+            ("Cache-Control", "no-store"),
+        )
+        self.respond(status, reason_of(status), headers, body)
+
+    def start(
+        self, status: int, reason: str, headers: Iterable[tuple[str, str]], *, length: bool
+    ) -> None:
+        """Send the head of a streamed response. With `length`, `headers` carry its
+        Content-Length; without, the body goes chunked (HTTP/1.1 clients) or is delimited by
+        closing the connection (HTTP/1.0)."""
+        if self.started:
+            raise RuntimeError("the response was already started")
+        no_body = self.method == "HEAD" or status in _NO_BODY_STATUS
+        chunked = not length and not no_body and self.version != "1.0"
+        close = self._will_close(delimited=length or no_body or chunked)
+        extra = self._connection_header(close)
+        if chunked:
+            self._chunked = True
+            extra = (
+                f"Transfer-Encoding: chunked\r\n{extra}" if extra else "Transfer-Encoding: chunked"
+            )
+        self._connection.write(self._head(status, reason, headers, extra))
+        if no_body:
+            self.finished = True
+
+    async def write(self, data: bytes) -> None:
+        """Send a piece of the streamed body; waits while the client is not taking it (up to
+        the idle timeout, then the connection is cut and ClientGone raised)."""
+        if self.finished or not data:
+            return
+        connection = self._connection
+        connection.check_open()
+        if self._chunked:
+            connection.writelines([b"%x\r\n" % len(data), data, b"\r\n"])
+        else:
+            connection.write(data)
+        if connection.write_paused:
+            await connection.drained()
+
+    def finish(self) -> None:
+        """End the streamed body."""
+        if self.finished:
+            return
+        self.finished = True
+        if self._chunked:
+            self._connection.write(b"0\r\n\r\n")
+
+    def abort(self) -> None:
+        """Cut the connection (a response that cannot be completed)."""
+        self._close = True
+        self._connection.abort()
+
+    def detach(self, sink: TunnelSink) -> asyncio.Transport:
+        """Hand the connection over to `sink` (after the handler sent a 101 with `write_raw`):
+        every later event goes to it, bytes already buffered first. The connection closes
+        when the handler returns."""
+        self._close = True
+        self.started = self.finished = True
+        return self._connection.detach(sink)
+
+    def write_raw(self, data: bytes, status: int) -> None:
+        """Send bytes as they are (an interim 101 head before `detach`)."""
+        self.status = status
+        self._connection.write(data)
+
+
+class _Connection(asyncio.Protocol):
+    """One client connection."""
+
+    def __init__(self, server: HttpServer) -> None:
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.remote = ""
+        self._loop = asyncio.get_running_loop()
+        self._buffer = b""
+        self._request: Request | None = None
+        self._body: RequestBody | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._sink: TunnelSink | None = None
+        self._read_paused = False
+        self._body_paused = False
+        self.write_paused = False
+        self._drain: asyncio.Future[None] | None = None
+        self._closing = False
+        # the lazy timer: what it is for, when it is due, and the handle armed (and for when)
+        self._kind = 0
+        self._deadline = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+
+    # --- asyncio.Protocol ---
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        peer = transport.get_extra_info("peername")
+        self.remote = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.server.connections.add(self)
+        self._arm(_HEAD, self.server.limits.header_timeout)
+
+    def data_received(self, data: bytes) -> None:
+        if self._sink is not None:
+            self._sink.data_received(data)
+            return
+        body = self._body
+        if body is not None:
+            data = body.feed(data)
+            if body.done or body._error is not None:
+                self._body = None
+            if not data:
+                return
+        if self._request is not None:  # busy: a pipelined request waits its turn
+            self._buffer += data
+            if len(self._buffer) > self.server.max_head:
+                self._pause_reading()
+            return
+        fresh = not self._buffer
+        self._buffer += data
+        started = self._next_request()
+        if fresh and not started and self._kind == _IDLE and not self._closing:
+            self._arm(_HEAD, self.server.limits.header_timeout)  # a new head began: time it
+
+    def eof_received(self) -> bool:
+        """The client closed its side: it is gone (as nginx and aiohttp take it), so the
+        connection closes and a request in progress is cancelled."""
+        if self._sink is not None:
+            self._sink.eof_received()
+            return True
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closing = True
+        self.server.connections.discard(self)
+        self._disarm()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._sink is not None:
+            self._sink.connection_lost(exc)
+        if self._body is not None:
+            self._body.fail(ClientGone())
+            self._body = None
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_exception(ClientGone())
+        if self._task is not None and not self._task.done():
+            self._task.cancel()  # the client went away: so does its request upstream
+        self.server.forget(self)
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        if self._sink is not None:
+            self._sink.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self._sink is not None:
+            self._sink.resume_writing()
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_result(None)
+
+    # --- requests ---
+
+    def _next_request(self) -> bool:
+        """Start the request whose head is in the buffer, if it is complete (True)."""
+        buffer = self._buffer
+        if buffer[:2] == b"\r\n":  # empty lines before a request line are ignored (RFC 9112)
+            buffer = self._buffer = buffer.lstrip(b"\r\n")
+        end = buffer.find(b"\r\n\r\n")
+        if end < 0:
+            if len(buffer) > self.server.max_head:
+                self._reject(400, "request head too large")
+            return False
+        try:
+            head = parse_request_head(buffer[:end], self.server.head_limits)
+        except BadRequest as exc:
+            self._reject(exc.status, str(exc))
+            return False
+        rest = buffer[end + 4 :]
+        body = None
+        if head.chunked or head.length:
+            body = RequestBody(self, head)
+            rest = body.feed(rest) if rest else rest
+            if not body.done and body._error is None:
+                self._body = body
+        self._buffer = rest
+        self._disarm()
+        request = self._request = Request(self, head, body)
+        self._task = self._loop.create_task(self._serve(request))
+        return True
+
+    async def _serve(self, request: Request) -> None:
+        try:
+            await self.server.handler(request)
+            if not request.started:
+                logger.error("%s %s: the handler sent no response", request.method, request.target)
+                request.text(502, "glb: no response")
+            elif not request.finished:
+                request.abort()
+        except asyncio.CancelledError:
+            self.abort()
+            raise
+        except ClientGone:
+            self.abort()
+        except BodyError as exc:  # the client's fault, not a failure of glb's
+            logger.debug("%s %s: bad request body: %s", request.method, request.target, exc)
+            if request.started:
+                request.abort()
+            else:
+                request.text(400, f"glb: bad request body: {exc}")
+        except Exception:
+            logger.exception("%s %s failed", request.method, request.target[:200])
+            if request.started:
+                request.abort()
+            else:
+                request.text(502, "glb: internal error")
+        finally:
+            self._done(request)
+
+    def _done(self, request: Request) -> None:
+        """The exchange is over: close, or wait for the next request."""
+        self._task = None
+        self._request = None
+        if self._body is not None:  # the body was not read to its end: the framing is lost
+            self._body = None
+            request._close = True
+        if request._close or self._closing or self.server.closing:
+            self.close()
+            return
+        if self._read_paused:
+            self._read_paused = False
+            if self.transport is not None:
+                self.transport.resume_reading()
+        if self._buffer:
+            self._arm(_HEAD, self.server.limits.header_timeout)
+            self._next_request()
+        else:
+            self._arm(_IDLE, self.server.limits.idle_timeout)
+
+    def _reject(self, status: int, reason: str) -> None:
+        """Answer a request that cannot be read, and close."""
+        logger.debug("HTTP %d to %s: %s", status, self.remote, reason)
+        body = f"glb: {reason}\n".encode("utf-8", "replace")
+        head = (
+            f"HTTP/1.1 {status} {reason_of(status)}\r\nConnection: close\r\n"
+            f"Content-Type: text/plain; charset=utf-8\r\nContent-Length: {len(body)}\r\n"
+            "Cache-Control: no-store\r\n\r\n"
+        ).encode()
+        self._buffer = b""
+        self.write(head + body)
+        self.close()
+
+    # --- flow control and writing ---
+
+    def pause_body(self) -> None:
+        self._body_paused = True
+        self._pause_reading()
+
+    def resume_body(self) -> None:
+        if self._body_paused:
+            self._body_paused = False
+            if self._read_paused and self.transport is not None:
+                self._read_paused = False
+                self.transport.resume_reading()
+
+    def _pause_reading(self) -> None:
+        if not self._read_paused and self.transport is not None:
+            self._read_paused = True
+            self.transport.pause_reading()
+
+    def write(self, data: bytes) -> None:
+        """Send `data`; dropped once the connection is closing (its handler is cancelled)."""
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(data)
+
+    def check_open(self) -> None:
+        """Raise ClientGone once the connection is closing."""
+        if self.transport is None or self.transport.is_closing():
+            raise ClientGone
+
+    def writelines(self, data: list[bytes]) -> None:
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.writelines(data)
+
+    async def drained(self) -> None:
+        """Until the client takes the buffered response; cut after the idle timeout."""
+        waiter = self._drain = self._loop.create_future()
+        try:
+            async with asyncio.timeout(self.server.limits.idle_timeout):
+                await waiter
+        except TimeoutError:
+            self.abort()
+            raise ClientGone from None
+        finally:
+            self._drain = None
+
+    def detach(self, sink: TunnelSink) -> asyncio.Transport:
+        if self.transport is None or self._closing:
+            raise ClientGone
+        self._sink = sink
+        self._body = None
+        buffered, self._buffer = self._buffer, b""
+        if buffered:
+            sink.data_received(buffered)
+        if self._read_paused:
+            self._read_paused = False
+            self.transport.resume_reading()
+        return self.transport
+
+    def close(self) -> None:
+        self._closing = True
+        self._disarm()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+    def abort(self) -> None:
+        self._closing = True
+        self._disarm()
+        if self.transport is not None:
+            self.transport.abort()
+
+    def shutdown(self) -> None:
+        """The server is closing: an idle connection closes now, a busy one after its answer."""
+        if self._request is None:
+            self.close()
+
+    def cancel(self) -> None:
+        """The shutdown grace ran out."""
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        self.abort()
+
+    # --- the lazy timer ---
+
+    def _arm(self, kind: int, seconds: float) -> None:
+        deadline = self._loop.time() + seconds
+        self._kind, self._deadline = kind, deadline
+        if self._timer is None or deadline < self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer_at = deadline
+            self._timer = self._loop.call_at(deadline, self._expire)
+
+    def _disarm(self) -> None:
+        self._kind = 0  # an armed handle finds nothing to do when it fires
+
+    def _expire(self) -> None:
+        self._timer = None
+        kind = self._kind
+        if kind == 0 or self._closing:
+            return
+        if self._loop.time() < self._deadline:
+            self._timer_at = self._deadline
+            self._timer = self._loop.call_at(self._deadline, self._expire)
+            return
+        self._kind = 0
+        if kind == _HEAD:
+            logger.debug(
+                "closing %s: no request head within %gs",
+                self.remote,
+                self.server.limits.header_timeout,
+            )
+            self.write(TIMED_OUT)
+        self.close()
+
+
+class HttpServer:
+    """Serves `handler` on listening sockets until `close()`."""
+
+    def __init__(self, handler: Handler, limits: ClientLimits | None = None) -> None:
+        self.handler = handler
+        self.limits = limits or ClientLimits()
+        self.head_limits = self.limits.head
+        self.max_head = self.limits.max_head
+        self.connections: set[_Connection] = set()
+        self.closing = False
+        self._servers: list[asyncio.Server] = []
+        self._gone: asyncio.Event | None = None
+
+    async def start(self, sock: socket.socket) -> None:
+        """Serve on the bound socket `sock` (it is listened on here)."""
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(lambda: _Connection(self), sock=sock, backlog=BACKLOG)
+        self._servers.append(server)
+
+    def stop_listening(self) -> None:
+        for server in self._servers:
+            server.close()
+
+    def forget(self, connection: _Connection) -> None:
+        if not self.connections and self._gone is not None:
+            self._gone.set()
+
+    async def close(self, grace: float) -> None:
+        """Stop listening, then give requests in flight `grace` seconds to finish."""
+        self.stop_listening()
+        self.closing = True
+        self._gone = asyncio.Event()
+        for connection in list(self.connections):
+            connection.shutdown()
+        if self.connections:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(grace):
+                    await self._gone.wait()
+        left = list(self.connections)
+        if left:
+            logger.warning("%d HTTP connection(s) cut after the shutdown grace", len(left))
+        for connection in left:
+            connection.cancel()
+        await asyncio.sleep(0)  # let the cancelled handlers and transports finish

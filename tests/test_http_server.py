@@ -1,0 +1,306 @@
+"""glb's own HTTP/1.1 server (`glb.http_server`) on loopback, with small handlers and raw
+clients: keep-alive and pipelining, HTTP/1.0, streamed and chunked responses, request bodies
+(Content-Length, chunked, 100-continue, unread), handler errors and cancellation, slow readers,
+and graceful shutdown. The proxy's own behaviour is tested in test_http_proxy.py and
+test_http_limits.py."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from glb.http_server import ClientLimits, HttpServer, Request
+from glb.listen import bind_tcp
+
+Handler = Callable[[Request], Awaitable[None]]
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    handler: Handler, limits: ClientLimits | None = None
+) -> AsyncIterator[tuple[HttpServer, int]]:
+    server = HttpServer(handler, limits)
+    with bind_tcp("127.0.0.1", 0) as sock:
+        port = sock.getsockname()[1]
+        await server.start(sock)
+        try:
+            yield server, port
+        finally:
+            await server.close(1.0)
+
+
+@contextlib.asynccontextmanager
+async def connected(port: int) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        yield reader, writer
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+
+
+async def response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
+    """The next response: status, headers (lowercase names) and body (by its framing)."""
+    async with asyncio.timeout(5):
+        status_line = await reader.readline()
+        assert status_line.startswith(b"HTTP/1.1 "), status_line
+        headers: dict[str, str] = {}
+        while (line := await reader.readline()) != b"\r\n":
+            name, _, value = line.decode().partition(":")
+            headers[name.strip().lower()] = value.strip()
+        status = int(status_line.split()[1])
+        if "content-length" in headers:
+            body = await reader.readexactly(int(headers["content-length"]))
+        elif headers.get("transfer-encoding") == "chunked":
+            body = await dechunk(reader)
+        elif status in (204, 304) or status < 200:
+            body = b""
+        else:
+            body = await reader.read()
+    return status, headers, body
+
+
+async def dechunk(reader: asyncio.StreamReader) -> bytes:
+    body = b""
+    while size := int((await reader.readline()).strip(), 16):
+        body += await reader.readexactly(size)
+        assert await reader.readexactly(2) == b"\r\n"
+    assert await reader.readline() == b"\r\n"
+    return body
+
+
+async def closed(reader: asyncio.StreamReader) -> bool:
+    async with asyncio.timeout(5):
+        return await reader.read() == b""
+
+
+async def echo(request: Request) -> None:
+    """Answers with the method, target and body it read."""
+    body = await request.body.read_all() if request.body is not None else b""
+    text = f"{request.method} {request.target} {len(body)} {body[:20].decode()}"
+    request.text(200, text)
+
+
+def get(path: str = "/", *headers: str, version: str = "1.1") -> bytes:
+    return "\r\n".join([f"GET {path} HTTP/{version}", "Host: x", *headers, "", ""]).encode()
+
+
+async def test_keep_alive_and_pipelined_requests_are_answered_in_order() -> None:
+    async with serving(echo) as (_, port), connected(port) as (reader, writer):
+        writer.write(get("/a") + get("/b") + get("/c"))
+        for path in ("/a", "/b", "/c"):
+            status, headers, body = await response(reader)
+            assert (status, body) == (200, f"GET {path} 0 \n".encode())
+            assert "connection" not in headers
+        writer.write(get("/d", "Connection: close"))
+        status, headers, body = await response(reader)
+        assert headers["connection"] == "close"
+        assert await closed(reader)
+
+
+async def test_http_1_0_closes_unless_kept_alive() -> None:
+    async with serving(echo) as (_, port):
+        async with connected(port) as (reader, writer):
+            writer.write(get("/", version="1.0"))
+            assert (await response(reader))[1]["connection"] == "close"
+            assert await closed(reader)
+        async with connected(port) as (reader, writer):
+            writer.write(get("/", "Connection: keep-alive", version="1.0") * 2)
+            for _ in range(2):
+                assert (await response(reader))[1]["connection"] == "keep-alive"
+
+
+async def stream_three(request: Request) -> None:
+    request.start(200, "OK", [("X-Streamed", "yes")], length=False)
+    for part in (b"one ", b"two ", b"three"):
+        await request.write(part)
+    request.finish()
+
+
+async def test_streamed_response_is_chunked_for_1_1_and_close_delimited_for_1_0() -> None:
+    async with serving(stream_three) as (_, port):
+        async with connected(port) as (reader, writer):
+            writer.write(get("/") * 2)
+            for _ in range(2):
+                _, headers, body = await response(reader)
+                assert headers["transfer-encoding"] == "chunked"
+                assert body == b"one two three"
+        async with connected(port) as (reader, writer):
+            writer.write(get("/", "Connection: keep-alive", version="1.0"))
+            _, headers, body = await response(reader)
+            assert "transfer-encoding" not in headers
+            assert headers["connection"] == "close"
+            assert body == b"one two three"
+
+
+async def test_head_response_has_no_body() -> None:
+    async with serving(echo) as (_, port), connected(port) as (reader, writer):
+        writer.write(get("/").replace(b"GET", b"HEAD") + get("/after"))
+        status_line = await reader.readline()
+        assert status_line.startswith(b"HTTP/1.1 200")
+        while await reader.readline() != b"\r\n":
+            pass
+        status, _, body = await response(reader)  # the next response follows at once
+        assert (status, body) == (200, b"GET /after 0 \n")
+
+
+@pytest.mark.parametrize("split", [1, 7, 1000])
+async def test_bodies_by_length_and_chunked_in_any_pieces(split: int) -> None:
+    chunked = b"5\r\nhello\r\n6\r\n world\r\n0\r\nTrailer: x\r\n\r\n"
+    requests = (
+        b"POST /l HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello world"
+        + b"POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + chunked
+    )
+    async with serving(echo) as (_, port), connected(port) as (reader, writer):
+        for at in range(0, len(requests), split):
+            writer.write(requests[at : at + split])
+            await writer.drain()
+        assert (await response(reader))[2] == b"POST /l 11 hello world\n"
+        assert (await response(reader))[2] == b"POST /c 11 hello world\n"
+
+
+async def test_expect_100_continue_is_answered_when_the_body_is_read() -> None:
+    async with serving(echo) as (_, port), connected(port) as (reader, writer):
+        writer.write(
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n"
+        )
+        async with asyncio.timeout(5):
+            assert await reader.readline() == b"HTTP/1.1 100 Continue\r\n"
+            assert await reader.readline() == b"\r\n"
+        writer.write(b"data")
+        assert (await response(reader))[2] == b"POST / 4 data\n"
+
+
+async def ignore_body(request: Request) -> None:
+    request.text(200, "not read")
+
+
+async def test_an_unread_body_closes_the_connection_after_the_answer() -> None:
+    async with serving(ignore_body) as (_, port), connected(port) as (reader, writer):
+        writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\nxx")
+        _, headers, body = await response(reader)
+        assert (headers["connection"], body) == ("close", b"not read\n")
+        assert await closed(reader)
+
+
+async def test_bad_requests_get_their_status_and_close() -> None:
+    cases = {
+        b"GET / HTTP/2.0\r\nHost: x\r\n\r\n": 505,
+        b"GET / HTTP/1.1\r\nHost: x\r\nExpect: something\r\n\r\n": 417,
+        b"GET  / HTTP/1.1\r\nHost: x\r\n\r\n": 400,
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n": 400,
+    }
+    async with serving(echo) as (_, port):
+        for request, expected in cases.items():
+            async with connected(port) as (reader, writer):
+                writer.write(request)
+                status, headers, _ = await response(reader)
+                assert (status, headers.get("connection")) == (expected, "close"), request
+                assert await closed(reader)
+
+
+async def test_failing_or_silent_handlers_get_502_and_the_connection_lives_on() -> None:
+    async def handler(request: Request) -> None:
+        if request.target == "/raise":
+            raise RuntimeError("boom")
+        if request.target == "/ok":
+            request.text(200, "fine")
+
+    async with serving(handler) as (_, port), connected(port) as (reader, writer):
+        writer.write(get("/raise") + get("/silent") + get("/ok"))
+        assert [(await response(reader))[0] for _ in range(3)] == [502, 502, 200]
+
+
+async def test_a_client_going_away_cancels_its_handler() -> None:
+    started, cancelled = asyncio.Event(), asyncio.Event()
+
+    async def handler(request: Request) -> None:
+        started.set()
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    async with serving(handler) as (_, port):
+        async with connected(port) as (_, writer):
+            writer.write(get("/"))
+            async with asyncio.timeout(5):
+                await started.wait()
+        async with asyncio.timeout(5):
+            await cancelled.wait()
+
+
+async def test_a_client_that_does_not_read_is_cut_after_the_idle_timeout() -> None:
+    gone = asyncio.Event()
+
+    async def flood(request: Request) -> None:
+        request.start(200, "OK", [], length=False)
+        try:
+            for _ in range(100_000):  # bounded: at most ~6.5 GB, far past any socket buffer
+                await request.write(b"x" * 65536)
+        except ConnectionError:
+            gone.set()
+            raise
+
+    limits = ClientLimits(idle_timeout=0.5)
+    async with serving(flood, limits) as (_, port), connected(port) as (_, writer):
+        writer.write(get("/"))
+        async with asyncio.timeout(10):
+            await gone.wait()
+
+
+async def test_close_lets_a_request_in_flight_finish_then_stops() -> None:
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def slow(request: Request) -> None:
+        started.set()
+        await release.wait()
+        request.text(200, "finished")
+
+    server = HttpServer(slow)
+    with bind_tcp("127.0.0.1", 0) as sock:
+        port = sock.getsockname()[1]
+        await server.start(sock)
+        async with connected(port) as (reader, writer), connected(port) as (idle, _):
+            writer.write(get("/"))
+            async with asyncio.timeout(5):
+                await started.wait()
+            closing = asyncio.create_task(server.close(5.0))
+            assert await closed(idle)  # an idle connection closes at once
+            with pytest.raises(ConnectionRefusedError):
+                await asyncio.open_connection("127.0.0.1", port)  # no longer listening
+            release.set()
+            status, headers, body = await response(reader)
+            assert (status, headers["connection"], body) == (200, "close", b"finished\n")
+            async with asyncio.timeout(5):
+                await closing
+
+
+async def test_close_cuts_what_is_left_after_the_grace() -> None:
+    started, cancelled = asyncio.Event(), asyncio.Event()
+
+    async def stuck(request: Request) -> None:
+        started.set()
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    server = HttpServer(stuck)
+    with bind_tcp("127.0.0.1", 0) as sock:
+        port = sock.getsockname()[1]
+        await server.start(sock)
+        async with connected(port) as (reader, writer):
+            writer.write(get("/"))
+            async with asyncio.timeout(5):
+                await started.wait()
+                await server.close(0.2)
+                await cancelled.wait()
+            assert await closed(reader)
