@@ -692,6 +692,9 @@ class _Connection(asyncio.Protocol):
                 self.server.limits.header_timeout,
             )
             self.write(TIMED_OUT)
+        elif self.transport is not None and self.transport.get_write_buffer_size():
+            self.abort()  # the client took none of its last response for the idle time
+            return
         self.close()
 
 

@@ -304,3 +304,25 @@ async def test_close_cuts_what_is_left_after_the_grace() -> None:
                 await server.close(0.2)
                 await cancelled.wait()
             assert await closed(reader)
+
+
+async def test_a_whole_response_left_unread_is_cut_after_the_idle_timeout() -> None:
+    """A response handed over in one write that the client never reads does not hold the
+    connection past the idle timeout (its buffered bytes are dropped)."""
+
+    answered = asyncio.Event()
+
+    async def big(request: Request) -> None:
+        body = b"x" * (32 * 1024 * 1024)  # far more than the socket buffers hold
+        request.respond(200, "OK", [("Content-Length", str(len(body)))], body)
+        answered.set()
+
+    limits = ClientLimits(idle_timeout=0.5)
+    async with serving(big, limits) as (server, port), connected(port) as (_, writer):
+        writer.write(get("/"))
+        async with asyncio.timeout(10):
+            await answered.wait()
+            while True:  # polled, bounded by the timeout: cut though the client read nothing
+                if not server.connections:
+                    break
+                await asyncio.sleep(0.05)
