@@ -120,7 +120,7 @@ async def running(
             monitor.current,
             stats=stats,
             query_sample=settings.log.query_sample,
-            server_id=f"glb-{os.getpid()} main",
+            server_id=_server_id(settings, "main"),
         )
         monitor.subscribe(answerer.on_snapshot)  # pre-packed answers follow every change
         reloader = Reloader(
@@ -175,7 +175,7 @@ async def _worker_serving(start: Start, channel: Channel) -> AsyncIterator[Remot
             state.current,
             stats=stats,
             query_sample=settings.log.query_sample,
-            server_id=f"glb-{os.getpid()} worker {start.index}",
+            server_id=_server_id(settings, f"worker {start.index}"),
         )
         state.subscribe(answerer.on_snapshot)
         updates: set[asyncio.Task[None]] = set()  # held until done: never fire and forget
@@ -228,6 +228,17 @@ def _proxy(settings: Settings, state: StateView, passive: PassiveHealth, stats: 
         ca_file=ca_file,
         stats=stats,
     )
+
+
+def _server_id(settings: Settings, role: str) -> str | None:
+    """What CH TXT id.server answers (None: REFUSED), by `dns.server_id`."""
+    match settings.dns.server_id:
+        case "process":
+            return f"glb-{os.getpid()} {role}"
+        case "none":
+            return None
+        case text:
+            return text
 
 
 def _stopping(monitor: Monitor) -> None:

@@ -4,15 +4,18 @@ over UDP and TCP with dnspython while clusters are killed, frozen and brought ba
 from __future__ import annotations
 
 import asyncio
+import os
 
 import aiohttp
 import dns.asyncquery
 import dns.message
 import dns.rcode
+import dns.rdataclass
 import dns.rdatatype
+import pytest
 
 from glb.app import Running, running
-from glb.config import load_settings
+from glb.config import load_settings, parse_settings
 from tests.clusters import start_clusters, write_config
 from tests.dns_helpers import query_over
 
@@ -148,3 +151,29 @@ async def test_drain_through_the_api_moves_dns_and_proxy_and_undrain_restores(tm
             assert response.status == 200
         assert addresses(await query(glb, "app.glb.test")) == {eu.address}
         assert await served_by() == "eu-west"
+
+
+@pytest.mark.parametrize(
+    ("server_id", "expected"),
+    [("process", f"glb-{os.getpid()} main"), ("edge-7 (eu)", "edge-7 (eu)"), ("none", None)],
+)
+async def test_server_id_setting_decides_what_id_server_answers(
+    server_id: str, expected: str | None
+) -> None:
+    """`dns.server_id`: the process (default), a fixed text, or nothing (REFUSED) for
+    CH TXT id.server."""
+    config = (
+        f"dns: {{listen: '127.0.0.1:0', server_id: '{server_id}'}}\n"
+        "http: {listen: '127.0.0.1:0'}\nadmin: {listen: '127.0.0.1:0'}\n"
+        "zones: [{name: glb.test, nameservers: [{name: ns1.glb.test, address: 127.0.0.1}]}]\n"
+        "clusters: [{name: eu, addresses: [127.0.0.1]}]\n"
+        "services: [{name: app.glb.test, port: 9, probe: {type: tcp}, backends: [{cluster: eu}]}]\n"
+    )
+    async with running(parse_settings(config)) as glb:
+        request = dns.message.make_query("id.server", "TXT", rdclass=dns.rdataclass.CH)
+        host, port = glb.dns_addr
+        reply = await dns.asyncquery.udp(request, host, port=port, timeout=2)
+    if expected is None:
+        assert (reply.rcode(), reply.answer) == (dns.rcode.REFUSED, [])
+    else:
+        assert b"".join(reply.answer[0][0].strings).decode() == expected

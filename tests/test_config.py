@@ -1053,3 +1053,13 @@ def test_weak_admin_tokens_are_rejected(token: str) -> None:
     """An admin token must be at least 16 characters without spaces."""
     text = BASE + f"admin: {{token: '{token}'}}\n"
     assert_reasons(reasons_of(text), "<config>", [("admin.token", "at least 16 characters")])
+
+
+@pytest.mark.parametrize("value", ["''", "'caf\u00e9'", "'tab\there'", "'" + "x" * 256 + "'"])
+def test_dns_server_id_must_be_short_printable_ascii(value: str) -> None:
+    """dns.server_id is answered as one TXT string: 1-255 printable ASCII characters."""
+    service = "- {name: app.example.test, backends: [{cluster: eu}]}\n"
+    reasons = reasons_of(f"dns: {{server_id: {value}}}\n" + with_services(service))
+    assert len(reasons) == 1
+    assert "dns.server_id: " in reasons[0], reasons
+    assert "1-255 printable ASCII characters" in reasons[0], reasons

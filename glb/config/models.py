@@ -190,6 +190,12 @@ def check_token(token: SecretStr) -> SecretStr:
     return token
 
 
+def check_server_id(value: str) -> str:
+    if not 1 <= len(value) <= 255 or not all(" " <= c <= "~" for c in value):
+        raise ValueError("a server id is 1-255 printable ASCII characters")
+    return value
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -211,6 +217,9 @@ class DnsSettings(Strict):
     max_tcp_connections: int = Field(default=1024, ge=1, le=1_000_000)
     max_queries_per_connection: int = Field(default=1000, ge=1, le=1_000_000)
     rrl: RrlSettings = Field(default_factory=RrlSettings)
+    # CH TXT id.server / hostname.bind: "process" (glb-<pid> main|worker N), "none" (REFUSED),
+    # or a fixed text of printable ASCII
+    server_id: Annotated[str, AfterValidator(check_server_id)] = "process"
 
 
 class HttpSettings(Strict):
