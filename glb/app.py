@@ -289,6 +289,7 @@ def _dns_server(
         answerer.answer,
         udp,
         tcp,
+        udp_handler=answerer.answer_udp,
         tcp_idle_timeout=dns.tcp_idle_timeout,
         max_tcp_connections=dns.max_tcp_connections,
         max_queries_per_connection=dns.max_queries_per_connection,

@@ -19,10 +19,24 @@ question, so the record's compression pointers move by that many bytes. Names at
 below the apex that the SOA itself contains (e.g. its MNAME ns1.<apex>) would compress the SOA
 further: those get full entries (when they exist) or the full path.
 
-Each entry is a few `Variant`s (one reply each) and a counter: round robin shares the answerer's
-per-service counter so both paths rotate alike; weighted cycles over `WEIGHTED_VARIANTS` draws of
-the policy whose first answers follow the weights to within 1/WEIGHTED_VARIANTS. Per variant only
-one reply is packed (no EDNS, by the `Renderer`); the EDNS and truncated (TC=1) forms are derived.
+Each entry is a few `Variant`s (one reply each, each once), an order of them and a counter:
+round robin shares the answerer's per-service counter so both paths rotate alike; weighted cycles
+over `WEIGHTED_VARIANTS` draws of the policy (repeating a few variants) whose first answers follow
+the weights to within 1/WEIGHTED_VARIANTS. Per variant only one reply is packed (no EDNS, by
+the `Renderer`); the EDNS and truncated (TC=1) forms are derived. A reply from an entry is
+counted by bumping one list slot of the cache's `DnsTally` (the variant's outcome, plus UDP, TCP
+or TRUNCATED), which the Stats it is attached to fold in when read; negative replies count into
+the Stats passed to `reply()`.
+
+The exact-query memo (`exact`, a packet cache as PowerDNS keeps one) sits in front: a UDP query
+for an entry whose question is already in lowercase (as most resolvers send it) is entered by its
+bytes after the ID, mapped to each variant's whole reply after the ID and its tally slot, cut for
+its RD, CD and EDNS payload. A repeat of it, whatever its ID, is then one dict lookup, a slot
+bumped and the ID prepended (`DnsAnswerer.answer_udp`, while the cache is current). Entries leave
+the memo with the entry they were cut from (re-packed or rebuilt); the memo holds at most
+`EXACT_MAX` queries and starts over when full. Mixed-case (0x20) questions, TCP, ECS and negative
+answers never enter it: they would fill it with queries that do not repeat. A query's first time
+costs a few microseconds more (its replies are cut); every repeat saves about one.
 
 Rebuilding never happens on the query path: `rebuild(snapshot)` packs everything (start-up, a new
 topology) and serves it; `prepare(snapshot)` packs without serving, touching nothing another
@@ -42,6 +56,7 @@ from __future__ import annotations
 import itertools
 import random
 import struct
+from bisect import bisect_right
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -50,7 +65,7 @@ from typing import Final, Protocol
 from glb.core.model import Endpoint, PolicyName, Service, Target, Topology, WhenAllDown
 from glb.core.policies import Decision, Query, decide
 from glb.core.snapshot import HealthSnapshot
-from glb.core.stats import Stats
+from glb.core.stats import TCP, TRUNCATED, UDP, DnsTally, Stats
 from glb.dns_records import (
     CLASS_IN,
     TYPE_A,
@@ -67,6 +82,7 @@ from glb.dns_records import (
 
 OPT_WIRE: Final = b"\x00\x00\x29\x04\xd0\x00\x00\x00\x00\x00\x00"  # our OPT: root, 1232, v0
 WEIGHTED_VARIANTS: Final = 64
+EXACT_MAX: Final = 65536  # queries the exact-query memo holds; cleared whole when full
 CACHED_QTYPES: Final = (
     TYPE_A, 2, 5, TYPE_SOA, 12, 15, 16, TYPE_AAAA, 33, 43, 48, 64, 65, 257, TYPE_ANY,
 )  # fmt: skip  # A NS CNAME SOA PTR MX TXT AAAA SRV DS DNSKEY SVCB HTTPS CAA ANY
@@ -94,7 +110,12 @@ _NO_ROTATION: Final[Iterator[int]] = itertools.repeat(0)
 
 _Memo = tuple["Packed", tuple[Endpoint, ...]]  # a packed reply and its answer order
 _EVERY: Final = "every endpoint"  # memo key of the reply listing all of a family
-Stamp = tuple[str, str, str]  # (transport, qtype label, rcode label): a Stats.dns_queries key
+# An exact-query memo value, as an Entry picks: (reply after the ID, tally slot) per variant, the
+# order, the counter and the order's length
+Hit = tuple[tuple[tuple[bytes, int], ...], tuple[int, ...], Iterator[int], int]
+_HitKey = tuple[int, bool, int]  # RD|CD<<1 index, EDNS, how many of the entry's sizes fit whole
+# An entry's part of the exact-query memo: its values, and the queries holding them
+_Remembered = tuple[dict[_HitKey, Hit], list[bytes]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,12 +166,13 @@ class Variant:
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    variants: tuple[Variant, ...]
-    n: int  # len(variants)
-    counter: Iterator[int]  # next(counter) % n picks the variant
-    udp: Stamp
-    tcp: Stamp
+    variants: tuple[Variant, ...]  # each once (weighted draws repeat: see `order`)
+    slots: tuple[int, ...]  # per variant: its outcome's first slot in the cache's tally
+    order: tuple[int, ...]  # variants[order[next(counter) % n]] is the next reply
+    n: int  # len(order)
+    counter: Iterator[int]
     raw: bytes | None  # exact qtype+qclass bytes when lower() could alias them (e.g. HTTPS)
+    sizes: tuple[int, ...]  # the variants' sizes without EDNS, each once, ascending
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,6 +275,10 @@ def opt_payload(wire: bytes, at: int) -> int:
 class DnsCache:
     """Pre-packed replies for one topology; valid for `snapshot` (None: not built).
 
+    Replies from entries are counted in `tally` (attach it to the Stats they belong to), negative
+    replies straight into the Stats passed to `reply`. With `memoize`, UDP queries whose question
+    is in lowercase also land in `exact`, the exact-query memo (see `remember`).
+
     Not thread-safe: one event loop queries and refreshes it. `rebuilt` counts services packed
     (for tests and logs: it moves on `rebuild`/`refresh`, never on `reply`)."""
 
@@ -263,10 +289,16 @@ class DnsCache:
         renderer: Renderer,
         rotation: Mapping[str, Iterator[int]],
         rng: random.Random,
+        *,
+        memoize: bool = True,
     ) -> None:
         self.entries: dict[bytes, Entry] = {}
+        self.exact: dict[bytes, Hit] = {}  # a query's bytes after its ID -> its replies
+        self.tally = DnsTally()
+        self.memoize = memoize
         self.snapshot: HealthSnapshot | None = None
         self.rebuilt = 0
+        self._remembered: dict[bytes, _Remembered] = {}  # by entry key
         self._topology = topology
         self._nodes = nodes
         self._renderer = renderer
@@ -284,7 +316,8 @@ class DnsCache:
     # -- the query path ---------------------------------------------------------------------
 
     def reply(self, wire: bytes, tcp: bool, stats: Stats) -> bytes | None:
-        """The reply to `wire` from the cache, counted in `stats`; None: take the full path."""
+        """The reply to `wire` from the cache; None: take the full path. Entries count in
+        `tally`, negative replies in `stats`."""
         if len(wire) < 17 or wire[2] & 0xFE or wire[3] & 0xCF:  # QR opcode AA TC / RA Z rcode
             return None
         end = wire.find(0, 12) + 5  # the name's root label, then type and class
@@ -295,22 +328,58 @@ class DnsCache:
             payload = -1
         elif counts != _ONE_QUESTION_OPT or (payload := opt_payload(wire, end)) < 0:
             return None
-        entry = self.entries.get(wire[12:end].lower())
+        question = wire[12:end]
+        key = question.lower()
+        entry = self.entries.get(key)
         if entry is None or (entry.raw is not None and wire[end - 4 : end] != entry.raw):
             return self._negative(wire, end, payload, tcp, stats)
-        variant = entry.variants[next(entry.counter) % entry.n]
-        form = variant.plain if payload < 0 else variant.edns
+        flags = (wire[2] & 1) | ((wire[3] >> 3) & 2)  # RD | CD << 1: which head
+        if not tcp and self.memoize and question == key:
+            query = wire[2:]
+            hit = self.exact.get(query)
+            if hit is None:
+                hit = self.remember(query, key, entry, flags, payload)
+            cuts, order, counter, n = hit
+            tail, slot = cuts[order[next(counter) % n]]
+            self.tally.counts[slot] += 1
+            return wire[:2] + tail
+        at = entry.order[next(entry.counter) % entry.n]
+        form = entry.variants[at].plain if payload < 0 else entry.variants[at].edns
         size = form.size
-        if tcp or size <= _CLASSIC or (size <= payload and size <= _EDNS_MAX):
-            stats.dns_queries[entry.tcp if tcp else entry.udp] += 1
-            for steered in variant.steered:
-                stats.dns_answers[steered] += 1
+        if tcp:
+            self.tally.counts[entry.slots[at] + TCP] += 1
+            heads, body = form.heads, form.body
+        elif size <= _CLASSIC or (size <= payload and size <= _EDNS_MAX):
+            self.tally.counts[entry.slots[at] + UDP] += 1
             heads, body = form.heads, form.body
         else:
-            stats.dns_queries[entry.udp] += 1
-            stats.dns_truncated += 1
+            self.tally.counts[entry.slots[at] + TRUNCATED] += 1
             heads, body = form.tc_heads, form.tc_body
-        return wire[:2] + heads[(wire[2] & 1) | ((wire[3] >> 3) & 2)] + wire[12:end] + body
+        return wire[:2] + heads[flags] + question + body
+
+    def remember(self, query: bytes, key: bytes, entry: Entry, flags: int, payload: int) -> Hit:
+        """Enter `query`, a UDP query for `entry` without its ID (at `key`, which is also its
+        question as sent: in lowercase), in the exact-query memo: it maps to each variant's whole
+        reply after the ID, cut for its RD, CD and payload (which a repeat shares). The memo
+        holds at most `EXACT_MAX` queries and drops an entry's when it is re-packed."""
+        if len(self.exact) >= EXACT_MAX:
+            self.exact.clear()
+            self._remembered.clear()
+        remembered = self._remembered.get(key)
+        if remembered is None:
+            remembered = self._remembered[key] = ({}, [])
+        hits, queries = remembered
+        edns = payload >= 0
+        limit = max(_CLASSIC, min(payload, _EDNS_MAX))  # the most `reply` sends whole
+        if edns:
+            limit -= len(OPT_WIRE)  # compared with the sizes without EDNS
+        fitting = bisect_right(entry.sizes, limit)
+        hit = hits.get((flags, edns, fitting))
+        if hit is None:
+            hit = hits[flags, edns, fitting] = _hit(entry, key, flags, edns, limit)
+        self.exact[query] = hit
+        queries.append(query)
+        return hit
 
     def _negative(
         self, wire: bytes, end: int, payload: int, tcp: bool, stats: Stats
@@ -380,6 +449,8 @@ class DnsCache:
         counters are only stored, so it may run in a worker thread while nothing else uses it."""
         self.snapshot = self._prepared = None
         self.entries.clear()
+        self.exact.clear()
+        self._remembered.clear()
         self._signatures.clear()
         self._index_services()
         self._zones = {
@@ -565,14 +636,56 @@ class DnsCache:
         (keyed by the identity of `Packed` objects the caller keeps alive)."""
         name = self._name(key)
         memo = {} if memo is None else memo
-        for p in packed:
-            if id(p) not in memo:
-                memo[id(p)] = make_variant(p, len(name) + 4)
-        variants = tuple(memo[id(p)] for p in packed)
         label, raw, tail = _QTYPE_KEYS[qtype]
         rcode = packed[0].rcode
-        udp, tcp = _stamps(label, rcode)
-        self.entries[name + tail] = Entry(variants, len(variants), counter, udp, tcp, raw)
+        ids = list(map(id, packed))
+        rank: dict[int, int] = {}  # by Packed identity: its variant's place in `variants`
+        variants: list[Variant] = []
+        slots: list[int] = []
+        for at, each in dict(zip(ids, packed, strict=True)).items():  # weighted ones repeat
+            variant = memo.get(at)
+            if variant is None:
+                variant = memo[at] = make_variant(each, len(name) + 4)
+            rank[at] = len(variants)
+            variants.append(variant)
+            slots.append(self.tally.slot(label, rcode, variant.steered))
+        order = (
+            _in_turn(len(ids)) if len(variants) == len(ids) else tuple(map(rank.__getitem__, ids))
+        )
+        if (stale := self._remembered.pop(name + tail, None)) is not None:
+            for query in stale[1]:  # the exact-query memo drops the replaced entry's
+                self.exact.pop(query, None)
+        sizes = tuple(sorted({v.plain.size for v in variants}))
+        self.entries[name + tail] = Entry(
+            tuple(variants), tuple(slots), order, len(order), counter, raw, sizes
+        )
+
+
+def _hit(entry: Entry, question: bytes, flags: int, edns: bool, limit: int) -> Hit:
+    """The exact-query memo value for `entry`'s replies to `question` with head `flags`, EDNS or
+    not, each variant cut by `_cut`."""
+    cuts = tuple(
+        _cut(variant, slot, question, flags, edns, limit)
+        for variant, slot in zip(entry.variants, entry.slots, strict=True)
+    )
+    return cuts, entry.order, entry.counter, entry.n
+
+
+@lru_cache(maxsize=256)
+def _in_turn(n: int) -> tuple[int, ...]:
+    """The order of n variants that all differ (shared by every such entry)."""
+    return tuple(range(n))
+
+
+def _cut(
+    variant: Variant, slot: int, question: bytes, flags: int, edns: bool, limit: int
+) -> tuple[bytes, int]:
+    """A variant's reply after the ID and its tally slot, as `reply` sends it: whole if its size
+    without EDNS is at most `limit`, else truncated."""
+    form = variant.edns if edns else variant.plain
+    if variant.plain.size <= limit:
+        return form.heads[flags] + question + form.body, slot + UDP
+    return form.tc_heads[flags] + question + form.tc_body, slot + TRUNCATED
 
 
 def _qtype_key(qtype: int) -> tuple[str, bytes | None, bytes]:
@@ -583,11 +696,6 @@ def _qtype_key(qtype: int) -> tuple[str, bytes | None, bytes]:
 
 
 _QTYPE_KEYS: Final = {qtype: _qtype_key(qtype) for qtype in CACHED_QTYPES}
-
-
-@lru_cache(maxsize=256)
-def _stamps(label: str, rcode: str) -> tuple[Stamp, Stamp]:
-    return ("udp", label, rcode), ("tcp", label, rcode)
 
 
 def _changed_targets(

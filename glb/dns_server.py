@@ -1,10 +1,11 @@
 """The DNS transports: asyncio UDP and TCP (RFC 7766) on sockets the caller has already bound.
 
 `DnsServer` only moves bytes. Each DNS message goes to `handler(wire, tcp)`, a synchronous
-callable (in glb, `DnsAnswerer.answer`) returning the reply or None to drop it. UDP calls it inline
-in `datagram_received`, with no await on the hot path. TCP reads length-prefixed messages in a
-loop: many queries per connection, answered in order, with an idle timeout, a cap on concurrent
-connections and a cap on queries per connection.
+callable (in glb, `DnsAnswerer.answer`) returning the reply or None to drop it; each UDP datagram
+goes to `udp_handler(wire)` instead when one is given (in glb, `DnsAnswerer.answer_udp`), called
+inline in `datagram_received`: one call per datagram, then `sendto`, with no await on the hot
+path. TCP reads length-prefixed messages in a loop: many queries per connection, answered in
+order, with an idle timeout, a cap on concurrent connections and a cap on queries per connection.
 
 With a `ResponseRateLimiter` (glb.core.rrl), each UDP reply is first checked against its client
 network's bucket: sent, dropped, or replaced by a bare TC=1 reply (`slip_reply`, built from the
@@ -32,6 +33,8 @@ from glb.core.stats import Stats
 logger = logging.getLogger(__name__)
 
 Handler = Callable[[bytes, bool], bytes | None]
+UdpHandler = Callable[[bytes], bytes | None]
+_Address = tuple[str | int, ...]
 
 _LENGTH: Final = struct.Struct("!H")
 _HEADER: Final = struct.Struct("!6H")
@@ -87,25 +90,29 @@ class _RateLimit:
         return None
 
 
+def _unsent(reply: bytes, addr: _Address) -> None:
+    """`sendto` before the transport is there (never called: datagrams come after it)."""
+
+
 class _UdpProtocol(asyncio.DatagramProtocol):
     """Answers each datagram inline; a failing handler costs one reply, never the server."""
 
-    def __init__(self, handler: Handler, limit: _RateLimit | None = None) -> None:
-        self._handler = handler
+    def __init__(self, answer: UdpHandler, limit: _RateLimit | None = None) -> None:
+        self._answer = answer
         self._limit = limit
-        self._transport: asyncio.DatagramTransport | None = None
+        self._sendto: Callable[[bytes, _Address], None] = _unsent
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # a datagram transport, though not always a DatagramTransport subclass (3.11, uvloop)
-        self._transport = cast(asyncio.DatagramTransport, transport)
+        self._sendto = cast(asyncio.DatagramTransport, transport).sendto
 
-    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+    def datagram_received(self, data: bytes, addr: _Address) -> None:
         try:
-            reply = self._handler(data, False)
+            reply = self._answer(data)
             if reply is not None and self._limit is not None:
                 reply = self._limit(data, reply, addr)
-            if reply is not None and self._transport is not None:
-                self._transport.sendto(reply, addr)
+            if reply is not None:
+                self._sendto(reply, addr)
         except Exception:
             logger.exception("DNS over UDP: failed to answer a datagram from %s", addr)
 
@@ -119,7 +126,8 @@ class DnsServer:
     `start()` returns once both transports are serving. `tcp_sock` is bound but not listening;
     asyncio's `start_server` calls `listen()` on it. The server owns both sockets from `start()` on
     and closes them in `close()`. With `rrl`, UDP replies are rate limited per client network
-    (counted in `stats`).
+    (counted in `stats`). `udp_handler(wire)`, when given, answers UDP in place of
+    `handler(wire, False)` and must reply alike.
     """
 
     def __init__(
@@ -128,6 +136,7 @@ class DnsServer:
         udp_sock: socket.socket,
         tcp_sock: socket.socket,
         *,
+        udp_handler: UdpHandler | None = None,
         tcp_idle_timeout: float = 10.0,
         max_tcp_connections: int = 1024,
         max_queries_per_connection: int = 1000,
@@ -136,6 +145,7 @@ class DnsServer:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._handler = handler
+        self._udp_handler = udp_handler or _over_udp(handler)
         self._limit = None if rrl is None else _RateLimit(rrl, stats or Stats(), clock)
         self._udp_sock = udp_sock
         self._tcp_sock = tcp_sock
@@ -150,7 +160,7 @@ class DnsServer:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._udp, _ = await loop.create_datagram_endpoint(
-            lambda: _UdpProtocol(self._handler, self._limit), sock=self._udp_sock
+            lambda: _UdpProtocol(self._udp_handler, self._limit), sock=self._udp_sock
         )
         self._tcp = await asyncio.start_server(
             self._on_connection, sock=self._tcp_sock, backlog=min(self._max_connections, 4096)
@@ -220,6 +230,10 @@ class DnsServer:
                 return None
             (length,) = _LENGTH.unpack(prefix)
             return await reader.readexactly(length)
+
+
+def _over_udp(handler: Handler) -> UdpHandler:
+    return lambda wire: handler(wire, False)
 
 
 def _no_delay(writer: asyncio.StreamWriter) -> None:

@@ -1,9 +1,10 @@
 """Prometheus metrics: every metric glb exports is defined here, read at scrape time.
 
-The hot paths count into `glb.core.stats.Stats` (plain integers); health comes from the current
-snapshot. A custom collector turns both into metric families when Prometheus scrapes, so a DNS
-query never pays for a prometheus-client call. Each running glb has its own CollectorRegistry
-(never the global one), with the client's process, platform and GC collectors added.
+The hot paths count into `glb.core.stats.Stats` (plain integers; the DNS fast path's tallies are
+settled at scrape time); health comes from the current snapshot. A custom collector turns both
+into metric families when Prometheus scrapes, so a DNS query never pays for a prometheus-client
+call. Each running glb has its own CollectorRegistry (never the global one), with the client's
+process, platform and GC collectors added.
 
 Metric names and labels are a contract (dashboards and alert rules use them): see README.md.
 
@@ -49,6 +50,7 @@ class GlbCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         self._stats = self._source()  # one consistent read per scrape
+        self._stats.settle()  # the DNS fast path's pending counts (glb.core.stats.DnsTally)
         yield from self._endpoints()
         yield from self._probes()
         yield from self._dns()

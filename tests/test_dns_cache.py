@@ -152,10 +152,17 @@ class Pair:
         self.fast.on_snapshot(snapshot)
 
     def both(self, wire: bytes, *, tcp: bool = False) -> tuple[bytes | None, bytes | None, bool]:
-        """(fast reply, full reply, whether the fast answerer used its cache)."""
+        """(fast reply, full reply, whether the fast answerer used its cache); UDP queries go
+        through `answer_udp`, as the server sends them."""
         before = self.fast.full_path_queries
-        fast = self.fast.answer(wire, tcp)
+        fast = self.fast.answer(wire, tcp) if tcp else self.fast.answer_udp(wire)
         return fast, self.full.answer_full(wire, tcp), self.fast.full_path_queries == before
+
+    def stats(self) -> tuple[Stats, Stats]:
+        """Both answerers' Stats, settled."""
+        for each in (self.fast, self.full):
+            each._stats.settle()
+        return self.fast._stats, self.full._stats
 
 
 def without_addresses(wire: bytes) -> tuple[object, ...]:
@@ -216,7 +223,7 @@ def test_stats_are_counted_alike_on_both_paths(seed):
     names = [*query_names(topology), f"big.{ZONE}"]
     for _ in range(1000):
         pair.both(random_query(rnd, names), tcp=rnd.random() < 0.2)
-    fast, full = pair.fast._stats, pair.full._stats
+    fast, full = pair.stats()
     assert fast.dns_queries == full.dns_queries
     assert fast.dns_truncated == full.dns_truncated
     weighted = weighted_names(topology)

@@ -286,6 +286,18 @@ async def test_truncated_reply_hands_out_no_addresses(glb):
     assert scraped.value("glb_dns_answers_total", service=WIDE, cluster="wide") == WIDE_ADDRESSES
 
 
+async def test_repeated_queries_are_each_counted(glb):
+    """Queries answered from the exact-query memo (the same query again) count once each."""
+    for _ in range(5):
+        assert (await query(glb, SERVICE)).rcode() == dns.rcode.NOERROR
+    scraped = await scrape(glb)
+    udp_a = {"transport": "udp", "qtype": "A", "rcode": "NOERROR"}
+    assert scraped.value("glb_dns_queries_total", **udp_a) == 5
+    assert scraped.value("glb_dns_answers_total", service=SERVICE, cluster="eu-west") == 5
+    await query(glb, SERVICE)
+    assert (await scrape(glb)).value("glb_dns_queries_total", **udp_a) == 6  # none twice
+
+
 async def test_drained_cluster_shows_drained_then_up_again(glb):
     """A drain shows as state "drained" (and not up) until the undrain brings "up" back."""
     us = {"service": SERVICE, "cluster": "us-east"}

@@ -1,14 +1,21 @@
 """Plain-integer counters that the hot paths bump and the metrics adapter exports at scrape time.
 
-Counting a DNS query is one dict increment: no lock, no prometheus-client call. Every key is built
-from configured names or from small fixed sets (qtypes, rcodes, outcomes, status classes), never
-from what clients send, so the number of series stays bounded whatever the traffic.
+Counting is a dict increment: no lock, no prometheus-client call. Every key is built from
+configured names or from small fixed sets (qtypes, rcodes, outcomes, status classes), never from
+what clients send, so the number of series stays bounded whatever the traffic.
+
+The DNS fast path counts cheaper still: into a `DnsTally`, list slots per outcome (qtype, rcode,
+the addresses answered) and way out (UDP, TCP, truncated), `counts[slot] += 1` with no hashing.
+A tally attached to a `Stats` is pending until `Stats.settle()` folds it into `dns_queries`,
+`dns_answers` and `dns_truncated`; every read of those settles first (`add`, `merged`, pickling
+for a worker's report, and the metrics collector), so no count is lost or counted twice.
 
 Imports: stdlib only (pure core).
 """
 
 from __future__ import annotations
 
+import itertools
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterable
@@ -62,6 +69,56 @@ class Histogram:
         return out
 
 
+Steered = tuple[tuple[str, str], ...]  # (service, cluster) of each address answered
+
+# how a reply went out, as an offset from its outcome's first slot in a DnsTally
+UDP: Final = 0
+TCP: Final = 1
+TRUNCATED: Final = 2  # over UDP with TC=1 and no records: its addresses are not counted
+_WAYS: Final = 3
+
+
+@dataclass(slots=True, eq=False)
+class DnsTally:
+    """DNS replies counted by slot. `slot(qtype, rcode, answers)` names an outcome once (at
+    packing time) and returns its first slot; the hot path bumps `counts[slot + UDP]` (or `TCP`,
+    `TRUNCATED`), and `fold()` adds the counts into a Stats and zeroes them.
+
+    Equal outcomes share their slots (answers compared as a multiset), so a tally grows with the
+    outcomes a topology can give, not with the traffic or the number of re-packs. `slot()` may run
+    on a packing thread while the answering thread bumps and folds: it only appends."""
+
+    counts: list[int] = field(default_factory=list)
+    _outcomes: list[tuple[str, str, Steered]] = field(default_factory=list)  # per slot // _WAYS
+    _slots: dict[tuple[str, str, Steered], int] = field(default_factory=dict)
+
+    def slot(self, qtype: str, rcode: str, answers: Steered = ()) -> int:
+        """The first slot counting replies with rcode `rcode` to a `qtype` query that hand out
+        `answers` (labels as in `Stats.dns_queries`)."""
+        outcome = (qtype, rcode, tuple(sorted(answers)) if len(answers) > 1 else answers)
+        slot = self._slots.get(outcome)
+        if slot is None:
+            slot = len(self.counts)
+            self._outcomes.append(outcome)  # before its counts: a counted slot has an outcome
+            self.counts.extend([0] * _WAYS)
+            self._slots[outcome] = slot
+        return slot
+
+    def fold(self, stats: Stats) -> None:
+        """Add the counts into `stats` (queries, answers, truncated) and zero them."""
+        counts = self.counts
+        for slot in list(itertools.compress(range(len(counts)), counts)):
+            count, counts[slot] = counts[slot], 0
+            outcome, way = divmod(slot, _WAYS)
+            qtype, rcode, answers = self._outcomes[outcome]
+            stats.dns_queries["tcp" if way == TCP else "udp", qtype, rcode] += count
+            if way == TRUNCATED:
+                stats.dns_truncated += count
+                continue
+            for answer in answers:
+                stats.dns_answers[answer] += count
+
+
 @dataclass(slots=True)
 class Stats:
     """Everything glb counts. One instance per running glb, shared by its adapters."""
@@ -90,6 +147,34 @@ class Stats:
     # worker processes (`glb serve --workers N`), kept by the main process only
     workers: int = 1  # processes serving DNS and HTTP now, the main one included
     worker_propagation: dict[str, float] = field(default_factory=dict)  # worker -> last delay, s
+    # DNS counts not folded in yet (see `settle`); never summed, copied or pickled
+    tallies: list[DnsTally] = field(default_factory=list, compare=False, repr=False)
+
+    def settle(self) -> None:
+        """Fold every attached tally's pending counts into the DNS counters."""
+        for tally in self.tallies:
+            tally.fold(self)
+
+    def attach(self, tally: DnsTally) -> None:
+        """Count `tally` in these Stats from now on (settled on every read)."""
+        self.tallies.append(tally)
+
+    def detach(self, tally: DnsTally) -> None:
+        """Fold `tally` one last time and stop following it (its slots are no longer bumped)."""
+        tally.fold(self)
+        self.tallies = [each for each in self.tallies if each is not tally]
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled settled and without its tallies (a worker's report to the main)."""
+        self.settle()
+        return {
+            each.name: getattr(self, each.name) for each in fields(self) if each.name != "tallies"
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for name, value in state.items():
+            setattr(self, name, value)
+        self.tallies = []
 
     @classmethod
     def merged(cls, main: Stats, others: Iterable[Stats]) -> Stats:
@@ -102,9 +187,11 @@ class Stats:
         return total
 
     def add(self, other: Stats) -> None:
-        """Add `other`'s counters, gauges and histograms into these (not the `_MAIN_ONLY` ones)."""
+        """Add `other`'s counters, gauges and histograms into these (not the `_MAIN_ONLY` ones),
+        `other`'s pending DNS counts included (these keep their own pending)."""
+        other.settle()
         for each in fields(self):
-            if each.name not in _MAIN_ONLY:
+            if each.name not in _NOT_SUMMED:
                 setattr(self, each.name, _sum(getattr(self, each.name), getattr(other, each.name)))
 
     def observe_probe(self, key: tuple[str, str, int, str], outcome: str, seconds: float) -> None:
@@ -123,6 +210,7 @@ class Stats:
 
 
 _MAIN_ONLY: Final = frozenset({"last_reload_success", "workers", "worker_propagation"})
+_NOT_SUMMED: Final = _MAIN_ONLY | {"tallies"}
 
 
 def _sum(mine: Any, theirs: Any) -> Any:
