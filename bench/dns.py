@@ -13,7 +13,11 @@ through `answer_udp`, with one probe result published `--churn` times a second t
 the first, answered from the exact-query memo) and on a mix (A, AAAA, NXDOMAIN, NODATA, ECS,
 random 0x20 case, so mostly not from the memo; dnsperf -B raw messages). It prints QPS, lost
 queries, average latency and the ratio glb/reference, then p99 latency at half glb's rate
-(dnsperf -Q, -v per-query latencies).
+(dnsperf -Q, -v per-query latencies). Then the names file against the real peers installed
+(`--peers auto`, the default; `--peers install` installs them with apt-get): gdnsd with multifo
+records and PowerDNS with LUA `ifurlup` records (plain and with a shared Lua state), the same names
+health-checked over HTTP on three loopback addresses (see `bench/dns_peers.py`), and the ratio
+glb/peer.
 
 The glb server here answers from a fixed topology and synthetic snapshots (no probes), so it
 measures the DNS path alone.
@@ -40,6 +44,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import cast
 
+from bench.dns_peers import (
+    ensure_peers,
+    free_port_on_all,
+    health_backends,
+    peer_kinds,
+    peer_server,
+)
 from glb.config import parse_settings, to_topology
 from glb.core.health import Health, TargetHealth
 from glb.core.model import Topology
@@ -171,7 +182,8 @@ async def serve(kind: str, services: int, churn: float) -> None:
         except TimeoutError:
             target = rnd.choice(targets)
             health[target] = TargetHealth(state=Health.UP, latency=rnd.uniform(0.009, 0.031))
-            box[0] = HealthSnapshot.of(health, version=box[0].version + 1)
+            version = box[0].version + 1
+            box[0] = HealthSnapshot.of(health, version=version, changed=frozenset((target,)))
             answerer.on_snapshot(box[0])
     for close in closers:
         result = close()
@@ -270,6 +282,38 @@ def run_dnsperf(args: argparse.Namespace) -> None:
         )
         print(glb.stop())
         print(f"ratio glb/reference (names): {fast['qps'] / reference['qps']:.2f}")
+        if args.peers != "off":
+            for kind, peer in run_peers(args, names).items():
+                print(f"ratio glb/{kind} (names): {fast['qps'] / peer['qps']:.2f}")
+
+
+def run_peers(args: argparse.Namespace, names: Path) -> dict[str, dict[str, float]]:
+    """The names file against each installed peer (gdnsd, PowerDNS with LUA records), pinned
+    to CPU 0 like glb, with the same names health-checked over HTTP on three loopback
+    addresses (`bench.dns_peers`). A short run first: PowerDNS checks a record only once asked."""
+    kinds = peer_kinds(ensure_peers(install=args.peers == "install"))
+    if not kinds:
+        print("peers: gdnsd and PowerDNS not installed (--peers install adds them)")
+        return {}
+    addresses = ["127.0.1.1", "127.0.1.2", "127.0.1.3"]
+    port = free_port_on_all(addresses)
+    labels = [f"s{i}" for i in range(args.services)]
+    results = {}
+    with health_backends(addresses, port, "/healthz"):
+        for kind in kinds:
+            with peer_server(
+                kind,
+                zone=ZONE,
+                names=labels,
+                addresses=addresses,
+                health_port=port,
+                health_path="/healthz",
+                core=0,
+            ) as peer:
+                dnsperf(peer.port, names, 2, [])  # warm-up
+                results[kind] = figures(dnsperf(peer.port, names, args.seconds, []))
+                report(f"{kind} (names)", results[kind])
+    return results
 
 
 # ---------------------------------------------------------------------------------------------
@@ -435,6 +479,12 @@ def main() -> None:
     parser.add_argument("--services", type=int, default=1000)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--churn", type=float, default=10.0, help="snapshots published per second")
+    parser.add_argument(
+        "--peers",
+        choices=["auto", "install", "off"],
+        default="auto",
+        help="also run gdnsd and PowerDNS: those installed (auto), installing them, or none",
+    )
     args = parser.parse_args()
     if args.serve:
         import uvloop

@@ -639,7 +639,7 @@ def stop_backend(server: _HealthServer) -> None:
         server.server_close()
 
 
-def _free_port_on_all(addresses: Sequence[str]) -> int:
+def free_port_on_all(addresses: Sequence[str]) -> int:
     for _ in range(50):
         port = free_port(addresses[0])
         try:
@@ -686,7 +686,7 @@ def check_peer(kind: str, *, zone: str, core: int | None, drop_timeout: float) -
     addresses = ["127.0.1.1", "127.0.1.2", "127.0.1.3"]
     names = ["svc0", "svc1", "svc2"]
     path = "/healthz"
-    port = _free_port_on_all(addresses)
+    port = free_port_on_all(addresses)
     qname = f"svc0.{zone}"
     with (
         health_backends(addresses, port, path) as backends,

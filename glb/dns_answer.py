@@ -348,11 +348,14 @@ class DnsAnswerer:
     def update(self, topology: Topology) -> None:
         """Answer for a new topology from the next query on (a configuration reload); packs the
         new cache for the current snapshot on this thread, which can take seconds at 10,000
-        services: on an event loop, use `update_async`."""
-        self._install(_Tables.of(topology), self._rng)
-        snapshot = self._current()
-        if snapshot is not None:
-            self.on_snapshot(snapshot)
+        services: on an event loop, use `update_async`. Its objects are frozen out of the cyclic
+        collector, as `update_async`'s are (at start-up too: else the first full collections
+        walk them all, stalling answers for tens of milliseconds)."""
+        with _collector_held():
+            self._install(_Tables.of(topology), self._rng)
+            snapshot = self._current()
+            if snapshot is not None:
+                self.on_snapshot(snapshot)
 
     async def update_async(self, topology: Topology) -> None:
         """`update()` without stalling the event loop. The new zone index is built in a worker

@@ -68,6 +68,7 @@ class Monitor:
         self._stats = stats or Stats()
         self._index(topology)
         self._health: dict[Target, TargetHealth] = dict.fromkeys(topology.targets(), TargetHealth())
+        self._dirty: set[Target] | None = set()  # updated since the last publish (None: unknown)
         self._drained_clusters: frozenset[str] = frozenset()
         self._drained_endpoints: frozenset[tuple[str, str]] = frozenset()
         self._ready = False
@@ -104,6 +105,7 @@ class Monitor:
         removed = set(self._health) - topology.targets()
         self._index(topology)
         self._health = {t: self._health.get(t, TargetHealth()) for t in topology.targets()}
+        self._dirty = None  # another topology: the next snapshot says nothing of what changed
         for target, result in zip(added, results, strict=True):
             self._apply(target, result)
         for target in removed:
@@ -150,6 +152,8 @@ class Monitor:
             now=self._clock(),
         )
         self._health[target] = health
+        if self._dirty is not None:
+            self._dirty.add(target)
         if transition is not None:
             self._record_transition(transition, "ejected")
             for each in self._topology.endpoints_of(target):
@@ -262,6 +266,8 @@ class Monitor:
             return False  # the target was removed by a reload while this probe ran
         health, transition = observe(target, previous, result)
         self._health[target] = health
+        if self._dirty is not None:
+            self._dirty.add(target)
         self._stats.observe_probe(self._probe_keys[target], result.outcome.value, result.rtt)
         if transition is not None:
             self._record_transition(transition, transition.after.value)
@@ -319,11 +325,13 @@ class Monitor:
     def _publish(self) -> None:
         self._publish_pending = False
         self._cancel_lazy_publish()  # this snapshot carries those results too
+        dirty, self._dirty = self._dirty, set()
         self._snapshot = HealthSnapshot.of(
             self._health,
             drained_clusters=self._drained_clusters,
             drained_endpoints=self._drained_endpoints,
             version=self._snapshot.version + 1,
+            changed=None if dirty is None else frozenset(dirty),
         )
         for callback in self._subscribers:
             try:

@@ -129,11 +129,13 @@ class RemoteState:
         """`snapshot` keyed by this topology's own Target objects, as the main's are: the DNS
         cache tells a snapshot of its topology from the next one's by their identity."""
         own = self._own
+        changed = snapshot.changed
         return HealthSnapshot.of(
             {own.get(target, target): health for target, health in snapshot.targets.items()},
             drained_clusters=snapshot.drained_clusters,
             drained_endpoints=snapshot.drained_endpoints,
             version=snapshot.version,
+            changed=None if changed is None else frozenset(own.get(t, t) for t in changed),
         )
 
     @staticmethod

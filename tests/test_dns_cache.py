@@ -12,7 +12,7 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from glb.core.health import Health
+from glb.core.health import Health, TargetHealth
 from glb.core.model import PolicyName, Topology
 from glb.core.snapshot import HealthSnapshot
 from glb.core.stats import Stats
@@ -493,3 +493,60 @@ def test_query_sampling_logs_and_answers_alike(caplog):
     assert answerer.full_path_queries == 1
     assert [r.getMessage() for r in caplog.records] == [f"query udp {APP}. A -> NOERROR 192.0.2.1"]
     assert dns.rdatatype.A == 1
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_snapshots_that_say_what_changed_give_the_full_paths_bytes(seed):
+    """Successive snapshots that name their changed targets (as the monitor publishes them) are
+    applied from those targets alone, and the cache still answers as the full path does; a
+    snapshot that skips a version, or says nothing, falls back to comparing every target."""
+    rnd = random.Random(seed)
+    topology = make_topology(random_config(rnd, 30))
+    start = random_snapshot(rnd, topology)
+    pair = Pair.of(topology, start)
+    health, targets = dict(start.targets), list(start.targets)
+    names, weighted = query_names(topology), weighted_names(topology)
+    version = start.version
+    for step in range(60):
+        changed = rnd.sample(targets, rnd.choice([1, 1, 2, 5]))
+        for target in changed:
+            state = rnd.choice([Health.UP, Health.DOWN, Health.UNKNOWN])
+            health[target] = TargetHealth(state=state, latency=rnd.choice([0.001, 0.01, 0.05]))
+        version += 2 if step % 10 == 9 else 1  # now and then a version is skipped
+        hint = None if step % 7 == 6 else frozenset(changed)
+        pair.publish(HealthSnapshot.of(health, version=version, changed=hint))
+        for _ in range(40):
+            wire = random_query(rnd, names)
+            fast, full, _ = pair.both(wire)
+            assert fast is not None
+            assert full is not None
+            qname = dns.message.from_wire(wire).question[0].name.to_text(True).lower()
+            if qname in weighted and dns.message.from_wire(full).answer:
+                assert without_addresses(fast) == without_addresses(full), wire.hex()
+            else:
+                assert fast == full, wire.hex()
+
+
+def test_a_hint_is_all_that_is_looked_at():
+    """A successor snapshot's hint decides what is re-packed: a target left out of it keeps its
+    old answer (the monitor never leaves one out: see tests/test_monitor.py)."""
+    topology = make_topology(random_config(random.Random(5), 4))
+    start = snapshot_of(topology)
+    pair = Pair.of(topology, start)
+    service = next(s for s in topology.services if len({e.address for e in s.endpoints}) > 1)
+    query_wire = query(service.name, 1)
+    before = pair.both(query_wire)[0]
+    assert before is not None
+    answered = addresses(dns.message.from_wire(before))
+    spare = next(e for e in service.endpoints if e.address not in answered and e.family == 4)
+    health = {
+        t: TargetHealth(state=Health.UP if t == spare.target else Health.DOWN)
+        for t in start.targets
+    }
+    pair.publish(HealthSnapshot.of(health, version=start.version + 1, changed=frozenset()))
+    fast, full, _ = pair.both(query_wire)
+    assert fast == before != full  # nothing named: nothing re-packed
+    anew = {t: TargetHealth(state=h.state) for t, h in health.items()}  # new objects, same state
+    pair.publish(HealthSnapshot.of(anew, version=start.version + 3))
+    fast, full, _ = pair.both(query_wire)
+    assert fast == full != before  # no hint and a skipped version: every target compared

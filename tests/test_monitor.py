@@ -13,6 +13,7 @@ import pytest
 from glb.config import parse_settings, to_topology
 from glb.core.health import Health, Outcome, ProbeResult
 from glb.core.model import Target, Topology
+from glb.core.snapshot import HealthSnapshot
 from glb.monitor import Monitor
 
 CONFIG = """
@@ -313,3 +314,36 @@ async def test_state_changes_publish_at_once_and_latency_only_results_are_batche
                 if t.address == "10.0.0.1"
             )
         )
+
+
+async def test_every_snapshot_names_the_targets_that_changed_since_the_one_before(
+    topology, clock, prober
+):
+    """Each published snapshot's `changed` holds every target whose health object differs from
+    the previous snapshot's (so subscribers may look at those alone); after a topology update
+    it is None (nothing is known of the new targets)."""
+    monitor = Monitor(topology, prober.probe, clock=clock, sleep=clock.sleep, rng=random.Random(3))
+    seen: list[HealthSnapshot] = [monitor.current()]
+    monitor.subscribe(seen.append)
+    await monitor.first_round()
+    task = asyncio.create_task(monitor.run())
+    try:
+        prober.outcome["10.0.0.2"] = Outcome.REFUSED
+        await clock.advance(5.0)
+        endpoint = endpoint_of(monitor, "one.z.test", "10.0.0.1")
+        monitor.report_request(endpoint, failed=True, detail="refused")
+        monitor.drain("b")
+        assert len(seen) > 3
+        for before, after in itertools.pairwise(seen):
+            assert after.version == before.version + 1
+            differing = {t for t in after.targets if after.targets[t] is not before.targets.get(t)}
+            assert after.changed is not None
+            assert differing <= after.changed, after.version
+        await monitor.update(to_topology(parse_settings(CONFIG)))
+        assert seen[-1].changed is None
+        monitor.undrain("b")
+        assert seen[-1].changed == frozenset()  # known again from the next one on
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task

@@ -36,6 +36,9 @@ class HealthSnapshot:
     drained_clusters: frozenset[str] = frozenset()
     drained_endpoints: frozenset[tuple[str, str]] = frozenset()  # (service, cluster)
     version: int = 0
+    # The targets whose health may differ from the snapshot of version `version - 1` (same
+    # topology); None when not known. Lets a subscriber update in proportion to what changed.
+    changed: frozenset[Target] | None = None
 
     @classmethod
     def of(
@@ -45,8 +48,9 @@ class HealthSnapshot:
         drained_clusters: frozenset[str] = frozenset(),
         drained_endpoints: frozenset[tuple[str, str]] = frozenset(),
         version: int = 0,
+        changed: frozenset[Target] | None = None,
     ) -> HealthSnapshot:
-        return cls(_frozen(targets), drained_clusters, drained_endpoints, version)
+        return cls(_frozen(targets), drained_clusters, drained_endpoints, version, changed)
 
     def health(self, target: Target) -> TargetHealth:
         return self.targets.get(target, _UNPROBED)
