@@ -333,7 +333,7 @@ def micro(args: argparse.Namespace) -> None:
         "A round robin": raw_query(f"s3.{ZONE}", 1),
         "TXT (NODATA)": raw_query(f"s0.{ZONE}", 16),
         "A + ECS (full path)": raw_query(f"s0.{ZONE}", 1, edns=ECS_OPT),
-        "NXDOMAIN (full path)": raw_query(f"nx.{ZONE}", 1),
+        "NXDOMAIN": raw_query(f"nx.{ZONE}", 1),
     }
     for label, wire in cases.items():
         udp = _rate_udp(answerer.answer_udp, wire, 0.5)
