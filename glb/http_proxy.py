@@ -8,15 +8,15 @@ so glb is never an open proxy. Endpoints come from `decide()` on the current sna
 list is the fallback order for retries. Plain requests go through `glb.http_forward`, websocket
 upgrades through `glb.http_websocket`.
 
-Every request has an error boundary: an unexpected exception is logged with its traceback and
-answered 502; `asyncio.CancelledError` is re-raised (the upstream request is then aborted).
+Every request has an error boundary, glb.http_server's: an unexpected exception is logged with its
+traceback and answered 502; a client that goes away cancels the handler, which aborts the
+upstream request.
 
 Imports: glb.core, the glb.http_* modules of this front end and yarl only.
 """
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import logging
 import random
@@ -121,19 +121,9 @@ class HttpProxy:
         return routes
 
     async def handle(self, request: Request) -> None:
-        """The error boundary around `_proxy`."""
-        try:
-            await self._proxy(request)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            logger.exception("proxying %s %s failed", request.method, request.target[:200])
-            if request.started:
-                request.abort()
-            else:
-                request.text(502, "glb: internal error")
-
-    async def _proxy(self, request: Request) -> None:
+        """Route, steer and forward one request. Its error boundary is the server's
+        (`glb.http_server`): an unexpected exception is logged with its traceback and answered
+        502, or cuts the connection once the response has started."""
         target = request_target(request)
         if isinstance(target, str):
             request.text(400 if target.startswith("glb: bad") else 421, target)

@@ -87,3 +87,17 @@ def config_for(where: Upstreams, services: str, *, zone: str = "glb.test") -> st
         f"zones: [{{name: {zone}, nameservers: [{{name: ns1.{zone}, address: 127.0.0.1}}]}}]\n"
         f"clusters:\n{clusters}\nservices:\n{services}"
     )
+
+
+@contextlib.asynccontextmanager
+async def tcp_connection(
+    host: str, port: int
+) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+    """A raw TCP connection to host:port, closed on the way out."""
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        yield reader, writer
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()

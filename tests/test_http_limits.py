@@ -15,7 +15,7 @@ from aiohttp import web
 
 from glb.app import Running, running
 from glb.config import parse_settings
-from tests.stack import Upstreams, config_for, upstreams
+from tests.stack import Upstreams, config_for, tcp_connection, upstreams
 
 HOST = "app.glb.test"
 LIMIT = 100_000  # the service's max_body_size
@@ -92,17 +92,10 @@ async def stack() -> AsyncIterator[Stack]:
         yield Stack(glb, app[SEEN])
 
 
-@contextlib.asynccontextmanager
-async def connection(
+def connection(
     stack: Stack,
-) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
-    reader, writer = await asyncio.open_connection(*stack.address)
-    try:
-        yield reader, writer
-    finally:
-        writer.close()
-        with contextlib.suppress(ConnectionError):
-            await writer.wait_closed()
+) -> contextlib.AbstractAsyncContextManager[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+    return tcp_connection(*stack.address)
 
 
 async def status_of(reader: asyncio.StreamReader) -> int:

@@ -751,7 +751,7 @@ async def test_unexpected_error_is_502_and_the_server_keeps_serving(
 ) -> None:
     """A bug while handling a request is logged with its traceback and answered 502."""
     async with front(explode=True) as glb:
-        with caplog.at_level(logging.ERROR, logger="glb.http_proxy"):
+        with caplog.at_level(logging.ERROR, logger="glb.http_server"):
             first = await glb.request()
             second = await glb.request()
     assert (first.status, second.status) == (502, 502)

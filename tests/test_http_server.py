@@ -14,6 +14,7 @@ import pytest
 
 from glb.http_server import ClientLimits, HttpServer, Request
 from glb.listen import bind_tcp
+from tests.stack import tcp_connection
 
 Handler = Callable[[Request], Awaitable[None]]
 
@@ -32,15 +33,10 @@ async def serving(
             await server.close(1.0)
 
 
-@contextlib.asynccontextmanager
-async def connected(port: int) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        yield reader, writer
-    finally:
-        writer.close()
-        with contextlib.suppress(ConnectionError):
-            await writer.wait_closed()
+def connected(
+    port: int,
+) -> contextlib.AbstractAsyncContextManager[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+    return tcp_connection("127.0.0.1", port)
 
 
 async def response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
@@ -216,17 +212,24 @@ async def test_failing_or_silent_handlers_get_502_and_the_connection_lives_on() 
         assert [(await response(reader))[0] for _ in range(3)] == [502, 502, 200]
 
 
-async def test_a_client_going_away_cancels_its_handler() -> None:
-    started, cancelled = asyncio.Event(), asyncio.Event()
+class Stuck:
+    """A handler that never answers; says when it started and when it was cancelled."""
 
-    async def handler(request: Request) -> None:
-        started.set()
+    def __init__(self) -> None:
+        self.started, self.cancelled = asyncio.Event(), asyncio.Event()
+
+    async def __call__(self, request: Request) -> None:
+        self.started.set()
         try:
             await asyncio.sleep(30)
         except asyncio.CancelledError:
-            cancelled.set()
+            self.cancelled.set()
             raise
 
+
+async def test_a_client_going_away_cancels_its_handler() -> None:
+    handler = Stuck()
+    started, cancelled = handler.started, handler.cancelled
     async with serving(handler) as (_, port):
         async with connected(port) as (_, writer):
             writer.write(get("/"))
@@ -283,16 +286,8 @@ async def test_close_lets_a_request_in_flight_finish_then_stops() -> None:
 
 
 async def test_close_cuts_what_is_left_after_the_grace() -> None:
-    started, cancelled = asyncio.Event(), asyncio.Event()
-
-    async def stuck(request: Request) -> None:
-        started.set()
-        try:
-            await asyncio.sleep(30)
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
-
+    stuck = Stuck()
+    started, cancelled = stuck.started, stuck.cancelled
     server = HttpServer(stuck)
     with bind_tcp("127.0.0.1", 0) as sock:
         port = sock.getsockname()[1]
