@@ -34,8 +34,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
 import logging
 import socket
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Final, Protocol, cast
@@ -108,6 +110,18 @@ class BadBody(BodyError):
 
 def reason_of(status: int) -> str:
     return _REASONS.get(status, "")
+
+
+_date: tuple[int, str] = (0, "")
+
+
+def http_date() -> str:
+    """The current time as an HTTP Date header value, formatted at most once a second."""
+    global _date
+    now = int(time.time())
+    if _date[0] != now:
+        _date = (now, email.utils.formatdate(now, usegmt=True))
+    return _date[1]
 
 
 Handler = Callable[["Request"], Awaitable[None]]
@@ -323,6 +337,7 @@ class Request:
         """One of glb's own short answers: text/plain, never cached."""
         body = f"{text}\n".encode("utf-8", "replace")
         headers = (
+            ("Date", http_date()),
             ("Content-Type", "text/plain; charset=utf-8"),
             ("Content-Length", str(len(body))),
             ("Cache-Control", "no-store"),
@@ -571,7 +586,8 @@ class _Connection(asyncio.Protocol):
         logger.debug("HTTP %d to %s: %s", status, self.remote, reason)
         body = f"glb: {reason}\n".encode("utf-8", "replace")
         head = (
-            f"HTTP/1.1 {status} {reason_of(status)}\r\nConnection: close\r\n"
+            f"HTTP/1.1 {status} {reason_of(status)}\r\nDate: {http_date()}\r\n"
+            "Connection: close\r\n"
             f"Content-Type: text/plain; charset=utf-8\r\nContent-Length: {len(body)}\r\n"
             "Cache-Control: no-store\r\n\r\n"
         ).encode()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
@@ -197,6 +198,7 @@ async def test_bad_requests_get_their_status_and_close() -> None:
                 writer.write(request)
                 status, headers, _ = await response(reader)
                 assert (status, headers.get("connection")) == (expected, "close"), request
+                assert email.utils.parsedate_to_datetime(headers["date"]).tzinfo is not None
                 assert await closed(reader)
 
 
@@ -209,7 +211,9 @@ async def test_failing_or_silent_handlers_get_502_and_the_connection_lives_on() 
 
     async with serving(handler) as (_, port), connected(port) as (reader, writer):
         writer.write(get("/raise") + get("/silent") + get("/ok"))
-        assert [(await response(reader))[0] for _ in range(3)] == [502, 502, 200]
+        answers = [await response(reader) for _ in range(3)]
+        assert [status for status, _, _ in answers] == [502, 502, 200]
+        assert all(headers["date"].endswith(" GMT") for _, headers, _ in answers)
 
 
 class Stuck:
