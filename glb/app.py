@@ -135,7 +135,7 @@ async def running(
         grace = settings.http.shutdown_grace
         stack.push_async_callback(pool.close, grace + 5.0)  # after the main's own drain
         proxy = _proxy(settings, monitor, monitor, stats)
-        await _serve_proxy(stack, proxy, http_sock, grace=grace, limits=limits)
+        await _serve_proxy(stack, proxy, http_sock, grace=grace, limits=limits, stats=stats)
         await pool.start(udp.getsockname()[1], http_sock.getsockname()[1])
         stack.callback(pool.stop)  # the workers drain while the main does
         stack.callback(_stopping, monitor)  # runs first on exit: /readyz fails at once
@@ -192,7 +192,7 @@ async def _worker_serving(start: Start, channel: Channel) -> AsyncIterator[Remot
         limits = _client_limits(settings)
         proxy = _proxy(settings, state, state, stats)
         await _serve_proxy(
-            stack, proxy, http_sock, grace=settings.http.shutdown_grace, limits=limits
+            stack, proxy, http_sock, grace=settings.http.shutdown_grace, limits=limits, stats=stats
         )
         logger.info(
             "worker %d (pid %d) serving: DNS port %d, HTTP port %d",
@@ -342,10 +342,11 @@ async def _serve_proxy(
     *,
     grace: float,
     limits: ClientLimits,
+    stats: Stats,
 ) -> None:
     """Serve the proxy on `sock` with glb's own HTTP server; on exit stop listening, give open
     requests `grace` seconds, then close the upstream connections."""
-    server = HttpServer(proxy.handle, limits)
+    server = HttpServer(proxy.handle, limits, on_reject=stats.observe_rejected)
     stack.push_async_callback(proxy.close)
     await server.start(sock)
     stack.push_async_callback(server.close, grace)

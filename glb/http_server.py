@@ -23,6 +23,9 @@ Keep-alive: kept when the client allows it (version, Connection), the response i
 request body was read to its end and the server is not closing; otherwise the response says
 `Connection: close` and the connection closes after it.
 
+Requests refused here, before any handler (400, 408, 417, 505), are reported to `on_reject`
+with their status (glb counts them for /metrics).
+
 Shutdown (`HttpServer.close(grace)`): stop listening, close idle connections, let requests in
 flight finish (their responses say `Connection: close`) for up to `grace` seconds, then cancel
 what is left and abort those connections.
@@ -584,6 +587,7 @@ class _Connection(asyncio.Protocol):
     def _reject(self, status: int, reason: str) -> None:
         """Answer a request that cannot be read, and close."""
         logger.debug("HTTP %d to %s: %s", status, self.remote, reason)
+        self.server.on_reject(status)
         body = f"glb: {reason}\n".encode("utf-8", "replace")
         head = (
             f"HTTP/1.1 {status} {reason_of(status)}\r\nDate: {http_date()}\r\n"
@@ -707,6 +711,7 @@ class _Connection(asyncio.Protocol):
                 self.remote,
                 self.server.limits.header_timeout,
             )
+            self.server.on_reject(408)
             self.write(TIMED_OUT)
         elif self.transport is not None and self.transport.get_write_buffer_size():
             self.abort()  # the client took none of its last response for the idle time
@@ -714,11 +719,22 @@ class _Connection(asyncio.Protocol):
         self.close()
 
 
+def _ignore(status: int) -> None:
+    pass
+
+
 class HttpServer:
     """Serves `handler` on listening sockets until `close()`."""
 
-    def __init__(self, handler: Handler, limits: ClientLimits | None = None) -> None:
+    def __init__(
+        self,
+        handler: Handler,
+        limits: ClientLimits | None = None,
+        *,
+        on_reject: Callable[[int], None] | None = None,
+    ) -> None:
         self.handler = handler
+        self.on_reject = on_reject or _ignore  # told the status of every request refused here
         self.limits = limits or ClientLimits()
         self.head_limits = self.limits.head
         self.max_head = self.limits.max_head

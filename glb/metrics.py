@@ -163,6 +163,12 @@ class GlbCollector(Collector):
             ["service", "cluster"],
             stats.proxy_ejections.items(),
         )
+        yield _counter(
+            "glb_http_rejected_requests",
+            "HTTP requests refused before routing (malformed, over a limit, too slow), by status",
+            ["code"],
+            [((k,), v) for k, v in stats.http_rejected.items()],
+        )
         active = GaugeMetricFamily(
             "glb_proxy_active_requests", "Requests being proxied now", labels=["service"]
         )

@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+import aiohttp
 import pytest
 from aiohttp import web
 
@@ -290,3 +291,29 @@ async def test_slow_body_is_not_cut_by_the_header_timeout(stack: Stack):
         writer.write(b"0\r\n\r\n")
         assert await status_of(reader) == 200
     assert [(s.path, s.received, s.complete) for s in stack.seen] == [("/trickle", 500, True)]
+
+
+async def rejected(stack: Stack) -> dict[str, float]:
+    """glb_http_rejected_requests_total by code, from /metrics."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{stack.glb.admin_url}/metrics") as r,
+    ):
+        text = await r.text()
+    counts = {}
+    for line in text.splitlines():
+        if line.startswith("glb_http_rejected_requests_total{"):
+            labels, value = line.rsplit(" ", 1)
+            counts[labels.split('"')[1]] = float(value)
+    return counts
+
+
+async def test_refused_requests_are_counted_by_status(stack: Stack):
+    """Every request the server refuses before routing shows in /metrics with its status."""
+    assert await rejected(stack) == {}
+    assert await raw(stack, get("/" + "a" * 1100)) == 400
+    assert await raw(stack, b"GET / HTTP/2.0\r\nHost: x\r\n\r\n") == 505
+    async with connection(stack) as (reader, _):
+        assert (await closed_by_server(reader)).startswith(b"HTTP/1.1 408")
+    assert await raw(stack, get("/fine")) == 200
+    assert await rejected(stack) == {"400": 1.0, "408": 1.0, "505": 1.0}

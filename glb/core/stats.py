@@ -141,6 +141,7 @@ class Stats:
     proxy_retries: Counter[str] = field(default_factory=Counter)  # service
     proxy_ejections: Counter[tuple[str, str]] = field(default_factory=Counter)  # service, cluster
     proxy_active: Counter[str] = field(default_factory=Counter)  # service (a gauge)
+    http_rejected: Counter[str] = field(default_factory=Counter)  # status code sent, by the server
     # configuration
     reloads: Counter[str] = field(default_factory=Counter)  # result: success | error
     last_reload_success: float | None = None  # unix time
@@ -200,6 +201,11 @@ class Stats:
             histogram = self.probe_durations[key] = Histogram()
         histogram.observe(seconds)
         self.probe_results[(*key, outcome)] += 1
+
+    def observe_rejected(self, status: int) -> None:
+        """An HTTP request glb's server refused before any routing (malformed, over a limit,
+        too slow): answered `status` and closed."""
+        self.http_rejected[str(status)] += 1
 
     def observe_proxy(self, service: str, cluster: str, code: int | str, seconds: float) -> None:
         self.proxy_requests[(service, cluster, str(code))] += 1
