@@ -9,6 +9,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import logging
+import random
+import re
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
@@ -325,3 +329,59 @@ async def test_a_whole_response_left_unread_is_cut_after_the_idle_timeout() -> N
                 if not server.connections:
                     break
                 await asyncio.sleep(0.05)
+
+
+def mutated(rnd: random.Random, seed: bytes) -> bytes:
+    """`seed` with a few random byte flips, insertions, deletions or duplicated slices."""
+    data = bytearray(seed)
+    for _ in range(rnd.randint(1, 4)):
+        at = rnd.randrange(len(data) + 1)
+        match rnd.randrange(4):
+            case 0 if data:
+                data[min(at, len(data) - 1)] = rnd.randrange(256)
+            case 1:
+                data[at:at] = bytes([rnd.choice(b"\r\n :\t\x00,;0aZ")])
+            case 2:
+                del data[at : at + rnd.randint(1, 8)]
+            case _:
+                data[at:at] = data[max(0, at - 16) : at]
+    return bytes(data)
+
+
+SEEDS = [
+    get("/a?b=c", "X-A: 1"),
+    b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello",
+    b"POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n" + get("/next"),
+    b"GET / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nok",
+]
+
+
+async def test_mutated_requests_get_http_answers_and_never_break_the_server(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """400 mutated requests, each on its own connection and followed by a plain request that
+    asks to close: every byte that comes back is a sequence of HTTP/1.1 responses, nothing is
+    logged as an error, and the server answers a plain request afterwards."""
+    rnd = random.Random(11)
+    limits = ClientLimits(header_timeout=0.3, idle_timeout=0.3)
+    last = get("/last", "Connection: close")
+    statuses: Counter[int] = Counter()
+    async with serving(echo, limits) as (_, port):
+        for _ in range(400):  # bounded in count, and each exchange in time (the timeouts)
+            request = mutated(rnd, rnd.choice(SEEDS))
+            async with connected(port) as (reader, writer):
+                writer.write(request + last)
+                async with asyncio.timeout(5):
+                    with contextlib.suppress(ConnectionError):
+                        answer = await reader.read()
+            heads = re.findall(rb"HTTP/1\.1 (\d\d\d) [^\r\n]*\r\n", answer)
+            assert not answer or answer.startswith(b"HTTP/1.1 "), (request, answer[:200])
+            statuses.update(int(code) for code in heads)
+        async with connected(port) as (reader, writer):
+            writer.write(get("/after"))
+            assert (await response(reader))[0] == 200
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert statuses[200] > 50, statuses  # many got through to the handler, and the sentinel
+    assert statuses[400] > 100, statuses  # many were refused
+    assert set(statuses) <= {200, 400, 408, 413, 417, 505}, statuses  # never a 502 (a failure)
