@@ -306,6 +306,7 @@ def _client_limits(settings: Settings) -> ClientLimits:
         max_headers=http.max_headers,
         header_timeout=http.client_header_timeout,
         idle_timeout=http.client_idle_timeout,
+        max_connections=http.max_connections,
     )
 
 

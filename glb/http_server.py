@@ -13,7 +13,8 @@ answer it with `respond()` (a whole response in one write) or `start()` / `write
 that ends without answering gets a 502; one that raises gets a 502 if nothing was sent yet, else
 the connection is cut. A client that goes away cancels its handler.
 
-Limits (`ClientLimits`): request line, header line and header count (400 when over), a head must
+Limits (`ClientLimits`): at most `max_connections` client connections (more are closed at once,
+unanswered), request line, header line and header count (400 when over), a head must
 be complete `header_timeout` seconds after the connection opened or after its first byte arrived
 (408, slowloris), an idle keep-alive connection is closed after `idle_timeout`, and a client that
 does not take the response for `idle_timeout` seconds is cut. Timers are lazy: each connection
@@ -85,6 +86,7 @@ class ClientLimits:
     max_headers: int = 100
     header_timeout: float = 10.0  # seconds to send a request head
     idle_timeout: float = 75.0  # seconds an idle keep-alive connection is kept
+    max_connections: int = 10_000  # client connections open at once; more are closed at once
 
     @property
     def head(self) -> HeadLimits:
@@ -437,6 +439,12 @@ class _Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
+        server = self.server
+        if len(server.connections) >= server.limits.max_connections:
+            self._closing = True  # over the cap: closed unanswered, like a full backlog
+            server.over_cap += 1
+            self.transport.abort()
+            return
         peer = transport.get_extra_info("peername")
         self.remote = str(peer[0]) if isinstance(peer, tuple) and peer else ""
         sock = transport.get_extra_info("socket")
@@ -739,6 +747,7 @@ class HttpServer:
         self.head_limits = self.limits.head
         self.max_head = self.limits.max_head
         self.connections: set[_Connection] = set()
+        self.over_cap = 0  # connections closed at once because max_connections were open
         self.closing = False
         self._servers: list[asyncio.Server] = []
         self._gone: asyncio.Event | None = None

@@ -385,3 +385,28 @@ async def test_mutated_requests_get_http_answers_and_never_break_the_server(
     assert statuses[200] > 50, statuses  # many got through to the handler, and the sentinel
     assert statuses[400] > 100, statuses  # many were refused
     assert set(statuses) <= {200, 400, 408, 413, 417, 505}, statuses  # never a 502 (a failure)
+
+
+async def test_connections_over_max_connections_are_closed_at_once() -> None:
+    """With max_connections open, a further connection is closed unanswered; once one of them
+    ends, new connections are served again."""
+    limits = ClientLimits(max_connections=2)
+    async with serving(echo, limits) as (server, port):
+        async with connected(port) as (r1, w1), connected(port) as (r2, w2):
+            for reader, writer in ((r1, w1), (r2, w2)):  # both are served (and stay open)
+                writer.write(get("/"))
+                assert (await response(reader))[0] == 200
+            async with connected(port) as (r3, w3):
+                w3.write(get("/"))
+                async with asyncio.timeout(5):
+                    with contextlib.suppress(ConnectionError):
+                        assert await r3.read() == b""
+            assert server.over_cap == 1
+        async with asyncio.timeout(5):
+            while True:  # polled, bounded by the timeout: the server sees both closes
+                if not server.connections:
+                    break
+                await asyncio.sleep(0.01)
+        async with connected(port) as (reader, writer):
+            writer.write(get("/again"))
+            assert (await response(reader))[0] == 200

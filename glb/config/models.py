@@ -231,6 +231,7 @@ class HttpSettings(Strict):
     max_headers: int = Field(default=100, ge=1, le=10_000)
     client_header_timeout: Duration = 10.0  # for a request's head, from its first byte
     client_idle_timeout: Duration = 75.0  # an idle keep-alive connection is closed
+    max_connections: int = Field(default=10_000, ge=1, le=1_000_000)  # client connections at once
 
 
 class AdminSettings(Strict):
