@@ -347,7 +347,12 @@ async def _serve_proxy(
 ) -> None:
     """Serve the proxy on `sock` with glb's own HTTP server; on exit stop listening, give open
     requests `grace` seconds, then close the upstream connections."""
-    server = HttpServer(proxy.handle, limits, on_reject=stats.observe_rejected)
+    server = HttpServer(
+        proxy.handle,
+        limits,
+        on_reject=stats.observe_rejected,
+        on_over_cap=stats.observe_connection_refused,
+    )
     stack.push_async_callback(proxy.close)
     await server.start(sock)
     stack.push_async_callback(server.close, grace)

@@ -443,6 +443,7 @@ class _Connection(asyncio.Protocol):
         if len(server.connections) >= server.limits.max_connections:
             self._closing = True  # over the cap: closed unanswered, like a full backlog
             server.over_cap += 1
+            server.on_over_cap()
             self.transport.abort()
             return
         peer = transport.get_extra_info("peername")
@@ -731,6 +732,10 @@ def _ignore(status: int) -> None:
     pass
 
 
+def _nothing() -> None:
+    pass
+
+
 class HttpServer:
     """Serves `handler` on listening sockets until `close()`."""
 
@@ -740,9 +745,11 @@ class HttpServer:
         limits: ClientLimits | None = None,
         *,
         on_reject: Callable[[int], None] | None = None,
+        on_over_cap: Callable[[], None] | None = None,
     ) -> None:
         self.handler = handler
         self.on_reject = on_reject or _ignore  # told the status of every request refused here
+        self.on_over_cap = on_over_cap or _nothing  # told of every connection over the cap
         self.limits = limits or ClientLimits()
         self.head_limits = self.limits.head
         self.max_head = self.limits.max_head

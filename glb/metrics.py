@@ -169,6 +169,11 @@ class GlbCollector(Collector):
             ["code"],
             [((k,), v) for k, v in stats.http_rejected.items()],
         )
+        yield CounterMetricFamily(
+            "glb_http_connections_refused",
+            "Client connections closed at once, unanswered: http.max_connections were open",
+            value=stats.http_connections_refused,
+        )
         active = GaugeMetricFamily(
             "glb_proxy_active_requests", "Requests being proxied now", labels=["service"]
         )

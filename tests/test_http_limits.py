@@ -70,14 +70,14 @@ class Stack:
         return [s.path for s in self.seen]
 
 
-def config(where: Upstreams) -> str:
+def config(where: Upstreams, extra: str = "") -> str:
     service = (
         f"  - {{name: {HOST}, port: {where.port}, probe: {{type: tcp}}, "
         f"max_body_size: 100kB, backends: [{{cluster: eu}}]}}\n"
     )
     limits = (
         "max_request_line: 1024, max_header_size: 1024, max_headers: 20, "
-        f"client_header_timeout: {HEADER_TIMEOUT}, client_idle_timeout: {IDLE_TIMEOUT}"
+        f"client_header_timeout: {HEADER_TIMEOUT}, client_idle_timeout: {IDLE_TIMEOUT}{extra}"
     )
     return (
         "dns: {listen: '127.0.0.1:0'}\n"
@@ -293,18 +293,20 @@ async def test_slow_body_is_not_cut_by_the_header_timeout(stack: Stack):
     assert [(s.path, s.received, s.complete) for s in stack.seen] == [("/trickle", 500, True)]
 
 
+async def metric_lines(glb: Running, prefix: str) -> list[str]:
+    """The /metrics lines starting with `prefix`."""
+    url = f"{glb.admin_url}/metrics"
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        text = await response.text()
+    return [line for line in text.splitlines() if line.startswith(prefix)]
+
+
 async def rejected(stack: Stack) -> dict[str, float]:
     """glb_http_rejected_requests_total by code, from /metrics."""
-    async with (
-        aiohttp.ClientSession() as session,
-        session.get(f"{stack.glb.admin_url}/metrics") as r,
-    ):
-        text = await r.text()
     counts = {}
-    for line in text.splitlines():
-        if line.startswith("glb_http_rejected_requests_total{"):
-            labels, value = line.rsplit(" ", 1)
-            counts[labels.split('"')[1]] = float(value)
+    for line in await metric_lines(stack.glb, "glb_http_rejected_requests_total{"):
+        labels, value = line.rsplit(" ", 1)
+        counts[labels.split('"')[1]] = float(value)
     return counts
 
 
@@ -317,3 +319,21 @@ async def test_refused_requests_are_counted_by_status(stack: Stack):
         assert (await closed_by_server(reader)).startswith(b"HTTP/1.1 408")
     assert await raw(stack, get("/fine")) == 200
     assert await rejected(stack) == {"400": 1.0, "408": 1.0, "505": 1.0}
+
+
+async def test_connections_over_max_connections_are_closed_and_counted():
+    """With http.max_connections open, another connection is closed unanswered and counted in
+    glb_http_connections_refused_total."""
+    app = recorder()
+    async with (
+        upstreams({"eu": app}) as where,
+        running(parse_settings(config(where, ", max_connections: 1"))) as glb,
+    ):
+        stack = Stack(glb, app[SEEN])
+        async with connection(stack) as (reader, writer):
+            writer.write(get("/held"))
+            assert await status_of(reader) == 200  # the one connection allowed, kept open
+            async with connection(stack) as (second, _):
+                assert await closed_by_server(second) == b""
+            text = await metric_lines(glb, "glb_http_connections_refused_total ")
+    assert text == ["glb_http_connections_refused_total 1.0"]

@@ -142,6 +142,7 @@ class Stats:
     proxy_ejections: Counter[tuple[str, str]] = field(default_factory=Counter)  # service, cluster
     proxy_active: Counter[str] = field(default_factory=Counter)  # service (a gauge)
     http_rejected: Counter[str] = field(default_factory=Counter)  # status code sent, by the server
+    http_connections_refused: int = 0  # closed at once: http.max_connections were open
     # configuration
     reloads: Counter[str] = field(default_factory=Counter)  # result: success | error
     last_reload_success: float | None = None  # unix time
@@ -206,6 +207,10 @@ class Stats:
         """An HTTP request glb's server refused before any routing (malformed, over a limit,
         too slow): answered `status` and closed."""
         self.http_rejected[str(status)] += 1
+
+    def observe_connection_refused(self) -> None:
+        """A client connection closed at once, unanswered, because the cap was reached."""
+        self.http_connections_refused += 1
 
     def observe_proxy(self, service: str, cluster: str, code: int | str, seconds: float) -> None:
         self.proxy_requests[(service, cluster, str(code))] += 1
