@@ -9,6 +9,8 @@ Imports: the standard library, glb.http_wire and glb.http_response only.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from asyncio import FIRST_COMPLETED
 from collections.abc import AsyncIterable, Collection
 from typing import Final, Protocol, cast
 
@@ -105,7 +107,7 @@ class Connection(asyncio.Protocol):
             if body is None or isinstance(body, bytes):
                 self._write(head + body if body else head)
             else:
-                await self._stream(response, head, body, chunked)
+                await self._stream_until_answered(response, head, body, chunked)
             await response.wait_head(timeouts.first_byte)
         except UpstreamError as exc:
             self.abort()
@@ -131,6 +133,24 @@ class Connection(asyncio.Protocol):
             raise ServerDisconnected
         self._sent = True
         transport.write(data)
+
+    async def _stream_until_answered(
+        self, response: Response, head: bytes, body: AsyncIterable[bytes], chunked: bool
+    ) -> None:
+        """`_stream`, given up as soon as the response head arrives (an upstream may answer
+        before it has the whole body, a 413 say, while the client is still slow to send it):
+        the answer is not held back waiting for the client, and the connection is not reused."""
+        upload = asyncio.ensure_future(self._stream(response, head, body, chunked))
+        try:
+            await asyncio.wait((upload, response.head_future), return_when=FIRST_COMPLETED)
+        finally:
+            if not upload.done():  # answered first (or cancelled): stop sending
+                upload.cancel()
+                self._writing, self._reusable = False, False
+                with contextlib.suppress(asyncio.CancelledError):
+                    await upload
+        if not upload.cancelled():
+            upload.result()  # the upload's own failure, if it failed first
 
     async def _stream(
         self, response: Response, head: bytes, body: AsyncIterable[bytes], chunked: bool

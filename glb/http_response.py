@@ -187,6 +187,11 @@ class Response:
         return self.done
 
     @property
+    def head_future(self) -> asyncio.Future[None]:
+        """Done once the head is in (or the exchange failed before it)."""
+        return self._head_future
+
+    @property
     def length_known(self) -> bool:
         """The head's Content-Length delimits the body (or there is no body)."""
         return self._framing is Framing.LENGTH or self._framing is Framing.NONE

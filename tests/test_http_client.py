@@ -804,3 +804,32 @@ async def test_reset_before_the_answer_is_connection_broken(client: HttpClient) 
             async with asyncio.timeout(5):
                 await client.request(origin, "GET", "/", HOST, timeouts=TIMEOUTS)
     assert isinstance(caught.value.error, ConnectionResetError)
+
+
+async def test_early_answer_is_not_held_back_by_a_stalled_upload(client: HttpClient) -> None:
+    """An upstream that answers while the body's source has stalled (a slow client): the
+    answer is returned at once, not after the next chunk, and the connection is not reused."""
+    stalled = asyncio.Event()
+
+    async def early(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        await stalled.wait()
+        writer.write(b"HTTP/1.1 413 Too Large\r\nContent-Length: 2\r\n\r\nno")
+        await writer.drain()
+        await reader.read()  # until glb hangs up
+        writer.close()
+
+    async def one_chunk_then_stall() -> AsyncIterator[bytes]:
+        yield b"first"
+        stalled.set()
+        await asyncio.Event().wait()  # never set: the test's timeout bounds it
+        yield b"never"
+
+    async with raw_server(early) as origin:
+        async with asyncio.timeout(5):
+            response = await client.request(
+                origin, "POST", "/", HOST, one_chunk_then_stall(), timeouts=TIMEOUTS, chunked=True
+            )
+            async with response:
+                assert (response.status, await read_all(response)) == (413, b"no")
+    assert client.idle_count(origin) == 0

@@ -337,3 +337,21 @@ async def test_connections_over_max_connections_are_closed_and_counted():
                 assert await closed_by_server(second) == b""
             text = await metric_lines(glb, "glb_http_connections_refused_total ")
     assert text == ["glb_http_connections_refused_total 1.0"]
+
+
+async def test_an_upstreams_early_answer_reaches_a_slowly_uploading_client():
+    """An upstream that refuses a request before reading its body (413 here) is answered to the
+    client at once, while the client still holds back the rest of a chunked body; the
+    connection is then closed (its body was not read to the end)."""
+
+    async def refuse(request: web.Request) -> web.Response:
+        return web.Response(status=413, text="upstream says no")
+
+    app = web.Application()
+    app.router.add_route("*", "/{path:.*}", refuse)
+    async with upstreams({"eu": app}) as where, running(parse_settings(config(where))) as glb:
+        stack = Stack(glb, [])
+        async with connection(stack) as (reader, writer):
+            writer.write(chunked_head("/upload") + chunk(b"z" * 1000))  # and nothing more
+            assert await status_of(reader) == 413
+            assert b"upstream says no" in await closed_by_server(reader)
