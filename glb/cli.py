@@ -1,7 +1,8 @@
 """The `glb` command: `serve`, `check` and `demo`. The only module that prints or handles signals.
 
     glb serve -c FILE     validate FILE, then serve until SIGINT/SIGTERM; SIGHUP reloads FILE
-                          (--workers N, or GLB_WORKERS: N processes share the DNS and HTTP ports)
+                          (--workers N, or GLB_WORKERS: N processes share the DNS and HTTP ports;
+                          --watch SECONDS: reload FILE when it changes, looked at that often)
     glb check -c FILE     validate FILE, print every problem, exit 2 if any
     glb demo              simulated clusters on loopback plus glb, for trying it out
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -51,6 +53,14 @@ def _parser() -> argparse.ArgumentParser:
         help="processes serving DNS and HTTP on shared ports; probes run once (default: "
         "$GLB_WORKERS or 1)",
     )
+    serve.add_argument(
+        "--watch",
+        type=_seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help="reload the configuration file when it changes, looking every SECONDS (default: "
+        "off; SIGHUP and POST /api/v1/reload always work)",
+    )
     serve.set_defaults(command=_serve)
     worker = commands.add_parser("worker")  # internal: started by `glb serve --workers N`
     worker.add_argument("--fd", type=int, required=True)
@@ -73,6 +83,16 @@ def _positive(text: str) -> int:
         value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of workers")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.05 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds from 0.05 to 3600")
     return value
 
 
@@ -114,19 +134,29 @@ def _serve(args: argparse.Namespace) -> int:
     if settings is None:
         return EXIT_CONFIG
     setup_logging(settings.log.level, settings.log.format)
-    path, workers = args.config, args.workers
-    return run_until_signal(lambda signals: _serve_until_stopped(settings, path, workers, signals))
+    path, workers, watch = args.config, args.workers, args.watch
+    return run_until_signal(
+        lambda signals: _serve_until_stopped(settings, path, workers, watch, signals)
+    )
 
 
 async def _serve_until_stopped(
-    settings: Settings, path: str, workers: int, signals: Signals
+    settings: Settings, path: str, workers: int, watch: float, signals: Signals
 ) -> None:
     from glb.app import running
+    from glb.reloader import watch_file
 
     async with running(settings, load=lambda: load_settings(path), workers=workers) as glb:
         signals.on_reload = glb.reload
-        await signals.stop.wait()
-        signals.on_reload = None
+        watcher = asyncio.create_task(watch_file(path, watch, glb.reload)) if watch else None
+        try:
+            await signals.stop.wait()
+        finally:
+            signals.on_reload = None
+            if watcher is not None:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
 
 
 def _worker(args: argparse.Namespace) -> int:

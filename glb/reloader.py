@@ -9,6 +9,9 @@ caller. The SOA serial of every zone increases on each applied reload.
 Listeners, the admin token, logging and the probes' CA file are bound at start-up: a reload that
 changes them applies everything else and logs that those need a restart.
 
+`watch_file` polls the configuration file and reloads when it has changed (`glb serve --watch`):
+for a file that is rewritten in place or swapped behind a symlink (a Kubernetes ConfigMap).
+
 Imports: glb.config, glb.core, glb.monitor, glb.dns_answer, glb.errors.
 """
 
@@ -16,8 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from glb.config import Settings, to_topology
 from glb.core.model import Topology
@@ -112,3 +116,30 @@ class Reloader:
 
 def _section(settings: Settings, key: str) -> object:
     return getattr(settings, key)
+
+
+def file_signature(path: str) -> tuple[int, int, int, int] | None:
+    """What changes when the file (followed through symlinks) changes; None if unreadable."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size, stat.st_ino, stat.st_dev
+
+
+async def watch_file(
+    path: str, interval: float, reload: Callable[[], Awaitable[list[str]]]
+) -> None:
+    """Every `interval` seconds, look at `path`; once a change has held still for one interval
+    (so a file being written is not read half-way), `reload()`. Runs until cancelled. A file that
+    is briefly missing (a symlink being swapped) is simply looked at again; a reload that fails
+    is logged by the reloader and not retried until the file changes again."""
+    applied = seen = file_signature(path)
+    while True:
+        await asyncio.sleep(interval)  # a poll of the file system, not a synchronisation
+        current = file_signature(path)
+        if current is not None and current != applied and current == seen:
+            logger.info("configuration file %s changed: reloading", path, extra={"event": "reload"})
+            applied = current
+            await reload()
+        seen = current

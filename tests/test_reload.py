@@ -179,6 +179,39 @@ async def test_sighup_reloads_the_file(tmp_path: Path, clusters):
             assert await process.wait() == 0
 
 
+async def test_watch_reloads_the_file_when_it_changes(tmp_path: Path, clusters):
+    """`glb serve --watch 0.1` reloads its file once it has changed, swapped behind a symlink as
+    Kubernetes swaps a ConfigMap; a broken file is rejected and the old one kept."""
+    first = tmp_path / "v1.yaml"
+    first.write_text(config(clusters, ["app.glb.test"]))
+    link = tmp_path / "glb.yaml"
+    link.symlink_to(first)
+    served = await start_serve(link, "--watch", "0.1")
+    process = served.process
+    try:
+        second = tmp_path / "v2.yaml"
+        second.write_text(config(clusters, ["app.glb.test", "watched.glb.test"]))
+        swapped = tmp_path / "glb.yaml.new"
+        swapped.symlink_to(second)
+        swapped.replace(link)  # an atomic swap, as a ConfigMap update does
+        await served.wait_for_line(r"glb\.yaml changed: reloading")
+        await served.wait_for_line(r"configuration reloaded: 1 zone\(s\), 2 service\(s\)")
+        reply = await dns.asyncquery.udp(
+            dns.message.make_query("watched.glb.test", "A"),
+            "127.0.0.1",
+            port=served.dns_port,
+            timeout=2,
+        )
+        assert reply.rcode() == dns.rcode.NOERROR
+        since = len(served.lines)
+        second.write_text("services: [oops")  # rewritten in place, broken
+        await served.wait_for_line(r"reload rejected", since=since)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(15):
+            assert await process.wait() == 0
+
+
 async def in_flight(session: aiohttp.ClientSession, admin: str) -> None:
     """Wait until glb reports one proxied request in flight (its metrics say so)."""
     wanted = 'glb_proxy_active_requests{service="app.glb.test"} 1.0'
