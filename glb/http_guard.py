@@ -12,7 +12,7 @@ Once a head is complete nothing is timed here: bodies stream at their own pace (
 `keepalive_timeout`.
 
 "Waiting for a request head" is read from the handler's `_waiter` future, the same signal
-aiohttp's own keep-alive check uses; tests/test_http_limits.py fails if an aiohttp upgrade
+aiohttp's own keep-alive check uses; tests/test_admin_hostile.py fails if an aiohttp upgrade
 changes it.
 
 Used for the admin API, which aiohttp serves; proxied traffic has glb's own server

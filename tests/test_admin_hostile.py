@@ -197,3 +197,37 @@ async def test_real_admin_listener_applies_the_http_limits():
         async with asyncio.timeout(5):
             assert (await reader.readline()).startswith(b"HTTP/1.1 200")
         writer.close()
+
+
+async def test_real_admin_listener_cuts_off_a_slow_request_head():
+    """A client that trickles its request head to the admin listener gets 408 and is closed
+    about http.client_header_timeout after it connected (glb.http_guard, over aiohttp), while
+    another client is served meanwhile."""
+    config = CONFIG.replace(
+        "http: {listen: '127.0.0.1:0'}",
+        "http: {listen: '127.0.0.1:0', client_header_timeout: 0.5}",
+    )
+    async with running(parse_settings(config)) as glb:
+        host, port = glb.admin_url.removeprefix("http://").rsplit(":", 1)
+        reader, writer = await asyncio.open_connection(host, int(port))
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        try:
+            writer.write(b"GET /healthz HTTP/1.1\r\n")
+            closed = asyncio.create_task(reader.read())
+            for byte in b"X-Slow: " + b"s" * 40:  # a byte every 50 ms, never the end of the head
+                done, _ = await asyncio.wait({closed}, timeout=0.05)
+                if done:
+                    break
+                writer.write(bytes([byte]))
+                other_reader, other_writer = await asyncio.open_connection(host, int(port))
+                other_writer.write(b"GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+                async with asyncio.timeout(5):
+                    assert (await other_reader.readline()).startswith(b"HTTP/1.1 200")
+                other_writer.close()
+            async with asyncio.timeout(5):
+                answer = await closed
+            assert answer.startswith(b"HTTP/1.1 408"), answer
+            assert 0.4 <= loop.time() - began < 3.0
+        finally:
+            writer.close()

@@ -156,7 +156,7 @@ async def test_a_plain_request_goes_through(stack: Stack):
 )
 async def test_oversized_heads_are_400(stack: Stack, request_bytes: bytes):
     """A request line or header over its size limit, or too many headers, is answered 400 (what
-    aiohttp answers) at once and never reaches the upstream."""
+    aiohttp answered too) at once and never reaches the upstream."""
     assert await raw(stack, request_bytes) == 400
     assert stack.seen == []
 
