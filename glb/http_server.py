@@ -48,7 +48,13 @@ from typing import Final, Protocol, cast
 
 from multidict import CIMultiDict
 
-from glb.http_request_wire import BadRequest, HeadLimits, RequestHead, parse_request_head
+from glb.http_request_wire import (
+    BadRequest,
+    HeadLimits,
+    RequestHead,
+    head_end,
+    parse_request_head,
+)
 from glb.http_wire import ChunkedDecoder, Limits, WireError
 
 logger = logging.getLogger(__name__)
@@ -294,10 +300,6 @@ class Request:
         self._chunked = False
         self._close = False  # the connection closes after this response
 
-    @property
-    def transport(self) -> asyncio.Transport | None:
-        return self._connection.transport
-
     def _will_close(self, *, delimited: bool) -> bool:
         body = self.body
         close = (
@@ -520,9 +522,7 @@ class _Connection(asyncio.Protocol):
     def _next_request(self) -> bool:
         """Start the request whose head is in the buffer, if it is complete (True)."""
         buffer = self._buffer
-        if buffer[:2] == b"\r\n":  # empty lines before a request line are ignored (RFC 9112)
-            buffer = self._buffer = buffer.lstrip(b"\r\n")
-        end = buffer.find(b"\r\n\r\n")
+        end = head_end(buffer)  # empty lines before a request line are skipped (RFC 9112)
         if end < 0:
             if len(buffer) > self.server.max_head:
                 self._reject(400, "request head too large")

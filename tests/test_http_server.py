@@ -92,7 +92,7 @@ def get(path: str = "/", *headers: str, version: str = "1.1") -> bytes:
 
 async def test_keep_alive_and_pipelined_requests_are_answered_in_order() -> None:
     async with serving(echo) as (_, port), connected(port) as (reader, writer):
-        writer.write(get("/a") + get("/b") + get("/c"))
+        writer.write(b"\r\n" + get("/a") + get("/b") + b"\r\n\r\n" + get("/c"))  # empty lines: ok
         for path in ("/a", "/b", "/c"):
             status, headers, body = await response(reader)
             assert (status, body) == (200, f"GET {path} 0 \n".encode())
@@ -195,6 +195,7 @@ async def test_bad_requests_get_their_status_and_close() -> None:
         b"GET / HTTP/1.1\r\nHost: x\r\nExpect: something\r\n\r\n": 417,
         b"GET  / HTTP/1.1\r\nHost: x\r\n\r\n": 400,
         b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n": 400,
+        b"\nGET / HTTP/1.1\r\nHost: x\r\n\r\n": 400,  # a bare LF is not an empty line
     }
     async with serving(echo) as (_, port):
         for request, expected in cases.items():
