@@ -101,6 +101,9 @@ class Body:
         return not self.touched and self.client_error is None
 
 
+NO_BODY: Final = Body(None, None)  # shared: a request without a body never changes it
+
+
 class _Upload:
     """One attempt's view of a streamed body: each read from the client is bounded by `idle`,
     counted against the body limit and marks the body as no longer replayable."""
@@ -153,7 +156,10 @@ class Forwarder:
     ) -> None:
         """Try `ranked` in order (within the retry budget); relay the first response."""
         proxy = route.service.proxy
-        body = await Body.receive(request, proxy.idle_timeout, proxy.max_body_size)
+        if request.body is None:
+            body = NO_BODY  # most requests: no coroutine to run for it
+        else:
+            body = await Body.receive(request, proxy.idle_timeout, proxy.max_body_size)
         if (error := body.client_failure()) is not None:
             _client_failed(request, error)
             return
@@ -233,7 +239,9 @@ class Forwarder:
 
     def _report_answer(self, route: Route, endpoint: Endpoint, status: int) -> None:
         failed = status >= 500 and route.service.proxy.eject_on_5xx
-        self._passive.report_request(endpoint, failed=failed, detail=f"status {status}")
+        self._passive.report_request(
+            endpoint, failed=failed, detail=f"status {status}" if failed else ""
+        )
 
 
 async def relay(request: Request, upstream: Response, cluster: str | None) -> None:

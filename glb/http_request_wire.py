@@ -134,9 +134,12 @@ def parse_request_head(raw: bytes | bytearray, limits: HeadLimits) -> RequestHea
         _byte_length(line) > limit for line in text[len(parts[0]) + 2 :].split("\r\n")
     ):
         raise BadRequest(400, "header line too long")
-    headers = list(zip(parts[1::2], map(str.rstrip, parts[2::2], repeat(" \t")), strict=True))
+    values = parts[2::2]
+    if " \r\n" in text or "\t\r\n" in text or text.endswith((" ", "\t")):
+        values = list(map(str.rstrip, values, repeat(" \t")))  # blanks after a value: not in it
+    headers = list(zip(parts[1::2], values, strict=True))
     found = [field for field in headers if field[0].lower() in _SPECIAL]
-    if not found:
+    if not found or (len(found) == 1 and found[0][0].lower() == "host"):
         return RequestHead(
             method, target, version, headers, 0, False, version == "1.1", False, None
         )

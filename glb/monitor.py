@@ -141,16 +141,19 @@ class Monitor:
         """Passive health: the HTTP proxy's outcome for one request to `endpoint`."""
         service = self._services.get(endpoint.service)
         target = endpoint.target
-        if service is None or target not in self._health:
+        previous = self._health.get(target)
+        if service is None or previous is None:
             return  # an endpoint of a configuration that has since been replaced
         health, transition = observe_passive(
             target,
-            self._health[target],
+            previous,
             failed=failed,
             detail=detail,
             eject_after=service.proxy.eject_after,
             now=self._clock(),
         )
+        if health is previous:
+            return  # the usual success: nothing changed
         self._health[target] = health
         if self._dirty is not None:
             self._dirty.add(target)
