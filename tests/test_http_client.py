@@ -40,6 +40,7 @@ HOST = [("Host", "upstream.test")]
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
 Answer = Callable[[bytes, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[bool]]
+RawHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
 def replying(*replies: bytes) -> Answer:
@@ -731,9 +732,7 @@ def test_chunked_decoder_returns_what_follows_the_body() -> None:
 
 
 @contextlib.asynccontextmanager
-async def raw_server(
-    handle: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
-) -> AsyncIterator[Origin]:
+async def raw_server(handle: RawHandler) -> AsyncIterator[Origin]:
     """A server on 127.0.0.1:0 that runs `handle` per connection (no HTTP parsing of its own)."""
     listener = await asyncio.start_server(handle, "127.0.0.1", 0)
     try:
@@ -779,10 +778,18 @@ async def test_early_answer_stops_the_upload(client: HttpClient) -> None:
         await reader.read(65536)  # a little of the body, then hang up
         writer.close()
 
-    async with raw_server(early) as origin:
+    await answered_413_early(client, early, endless())
+
+
+async def answered_413_early(
+    client: HttpClient, server: RawHandler, body: AsyncIterator[bytes]
+) -> None:
+    """POST `body` (chunked) to `server`: its early 413 "no" comes back, the connection is not
+    kept."""
+    async with raw_server(server) as origin:
         async with asyncio.timeout(5):
             response = await client.request(
-                origin, "POST", "/", HOST, endless(), timeouts=TIMEOUTS, chunked=True
+                origin, "POST", "/", HOST, body, timeouts=TIMEOUTS, chunked=True
             )
             async with response:
                 assert (response.status, await read_all(response)) == (413, b"no")
@@ -825,11 +832,4 @@ async def test_early_answer_is_not_held_back_by_a_stalled_upload(client: HttpCli
         await asyncio.Event().wait()  # never set: the test's timeout bounds it
         yield b"never"
 
-    async with raw_server(early) as origin:
-        async with asyncio.timeout(5):
-            response = await client.request(
-                origin, "POST", "/", HOST, one_chunk_then_stall(), timeouts=TIMEOUTS, chunked=True
-            )
-            async with response:
-                assert (response.status, await read_all(response)) == (413, b"no")
-    assert client.idle_count(origin) == 0
+    await answered_413_early(client, early, one_chunk_then_stall())
