@@ -10,10 +10,10 @@ core, glb proxied about 9,800 requests/s behind it and about 18,000 behind this 
 Per connection: requests are served one at a time, in order; bytes of pipelined requests wait
 (reading pauses once more than a head's worth is buffered). The handler gets a `Request` and must
 answer it with `respond()` (a whole response in one write) or `start()` / `write()` / `finish()`
-(a streamed one), or take the connection over with `detach()` (an upgraded tunnel). A handler
-that ends without answering gets a 502; one that raises gets a 502 if nothing was sent yet (a 400
-for a `BodyError`: the client's body was bad), else the connection is cut. A client that goes
-away cancels its handler.
+(a streamed one), or take the connection over with `switch_protocols()` (a 101, then a
+tunnel). A handler that ends without answering gets a 502; one that raises gets a 502 if nothing
+was sent yet (a 400 for a `BodyError`: the client's body was bad), else the connection is cut. A
+client that goes away cancels its handler.
 
 Limits (`ClientLimits`): at most `max_connections` client connections (more are closed at once,
 unanswered), request line, header line and header count (400 when over), a head must
@@ -64,10 +64,6 @@ logger = logging.getLogger(__name__)
 
 BACKLOG: Final = 1024
 HIGH_WATER: Final = 64 * 1024  # request body bytes buffered for the handler before reading pauses
-TIMED_OUT: Final = (
-    b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Type: text/plain\r\n"
-    b"Content-Length: 38\r\n\r\nglb: the request head took too long.\r\n"
-)
 _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 _NO_BODY_STATUS: Final = frozenset({204, 304})
 _REASONS: Final = {
@@ -126,6 +122,25 @@ def reason_of(status: int) -> str:
     return _REASONS.get(status, "")
 
 
+def render_head(status: int, reason: str, headers: Iterable[tuple[str, str]], *extra: str) -> bytes:
+    """A response head: the status line, `headers`, then the `extra` lines (empty ones left out)."""
+    lines = "\r\n".join(map(": ".join, headers))
+    text = "\r\n".join(filter(None, (f"HTTP/1.1 {status} {reason}", lines, *extra)))
+    return (text + "\r\n\r\n").encode("utf-8", "surrogateescape")
+
+
+def text_answer(text: str) -> tuple[tuple[tuple[str, str], ...], bytes]:
+    """Headers and body of one of glb's own short answers: text/plain, never cached."""
+    body = f"{text}\n".encode("utf-8", "replace")
+    headers = (
+        ("Date", http_date()),
+        ("Content-Type", "text/plain; charset=utf-8"),
+        ("Content-Length", str(len(body))),
+        ("Cache-Control", "no-store"),
+    )
+    return headers, body
+
+
 _date: tuple[int, str] = (0, "")
 
 
@@ -171,7 +186,6 @@ class RequestBody:
         "_waiter",
         "done",
         "length",
-        "received",
     )
 
     def __init__(self, connection: _Connection, head: RequestHead) -> None:
@@ -185,7 +199,6 @@ class RequestBody:
         self._waiter: asyncio.Future[None] | None = None
         self._continue = head.expect_continue
         self.done = False
-        self.received = 0  # body bytes received (decoded)
 
     async def read(self) -> bytes:
         """The next piece of the body; b"" at its end."""
@@ -244,10 +257,14 @@ class RequestBody:
         if data:
             self._chunks.append(data)
             self._size += len(data)
-            self.received += len(data)
             if self._size > HIGH_WATER:
                 self._connection.pause_body()
             self._wake()
+
+    @property
+    def receiving(self) -> bool:
+        """More of the body is still to come from the client."""
+        return not self.done and self._error is None
 
     def _end(self) -> None:
         self.done = True
@@ -315,14 +332,11 @@ class Request:
         return close
 
     def _head(
-        self, status: int, reason: str, headers: Iterable[tuple[str, str]], extra: str
+        self, status: int, reason: str, headers: Iterable[tuple[str, str]], *extra: str
     ) -> bytes:
         self.started = True
         self.status = status
-        lines = "\r\n".join(map(": ".join, headers))
-        parts = (f"HTTP/1.1 {status} {reason}", lines, extra)
-        text = "\r\n".join(filter(None, parts)) + "\r\n\r\n"
-        return text.encode("utf-8", "surrogateescape")
+        return render_head(status, reason, headers, *extra)
 
     def _connection_header(self, close: bool) -> str:
         if close:
@@ -345,13 +359,7 @@ class Request:
 
     def text(self, status: int, text: str) -> None:
         """One of glb's own short answers: text/plain, never cached."""
-        body = f"{text}\n".encode("utf-8", "replace")
-        headers = (
-            ("Date", http_date()),
-            ("Content-Type", "text/plain; charset=utf-8"),
-            ("Content-Length", str(len(body))),
-            ("Cache-Control", "no-store"),
-        )
+        headers, body = text_answer(text)
         self.respond(status, reason_of(status), headers, body)
 
     def start(
@@ -365,13 +373,10 @@ class Request:
         no_body = self.method == "HEAD" or status in _NO_BODY_STATUS
         chunked = not length and not no_body and self.version != "1.0"
         close = self._will_close(delimited=length or no_body or chunked)
+        self._chunked = chunked
+        framing = "Transfer-Encoding: chunked" if chunked else ""
         extra = self._connection_header(close)
-        if chunked:
-            self._chunked = True
-            extra = (
-                f"Transfer-Encoding: chunked\r\n{extra}" if extra else "Transfer-Encoding: chunked"
-            )
-        self._connection.write(self._head(status, reason, headers, extra))
+        self._connection.write(self._head(status, reason, headers, framing, extra))
         if no_body:
             self.finished = True
 
@@ -402,18 +407,17 @@ class Request:
         self._close = True
         self._connection.abort()
 
-    def detach(self, sink: TunnelSink) -> asyncio.Transport:
-        """Hand the connection over to `sink` (after the handler sent a 101 with `write_raw`):
-        every later event goes to it, bytes already buffered first. The connection closes
-        when the handler returns."""
+    def switch_protocols(
+        self, reason: str, headers: Iterable[tuple[str, str]], sink: TunnelSink
+    ) -> asyncio.Transport:
+        """Answer `101 Switching Protocols` with `headers` (Upgrade and Connection included),
+        then hand the connection over to `sink`: every later event goes to it, bytes already
+        buffered first. The connection closes when the handler returns."""
+        self._connection.check_open()
         self._close = True
-        self.started = self.finished = True
+        self._connection.write(self._head(101, reason, headers))
+        self.finished = True
         return self._connection.detach(sink)
-
-    def write_raw(self, data: bytes, status: int) -> None:
-        """Send bytes as they are (an interim 101 head before `detach`)."""
-        self.status = status
-        self._connection.write(data)
 
 
 class _Connection(asyncio.Protocol):
@@ -447,7 +451,6 @@ class _Connection(asyncio.Protocol):
         server = self.server
         if len(server.connections) >= server.limits.max_connections:
             self._closing = True  # over the cap: closed unanswered, like a full backlog
-            server.over_cap += 1
             server.on_over_cap()
             self.transport.abort()
             return
@@ -467,7 +470,7 @@ class _Connection(asyncio.Protocol):
         body = self._body
         if body is not None:
             data = body.feed(data)
-            if body.done or body._error is not None:
+            if not body.receiving:
                 self._body = None
             if not data:
                 return
@@ -540,7 +543,7 @@ class _Connection(asyncio.Protocol):
         if head.chunked or head.length:
             body = RequestBody(self, head)
             rest = body.feed(rest) if rest else rest
-            if not body.done and body._error is None:
+            if body.receiving:
                 self._body = body
         self._buffer = rest
         self._disarm()
@@ -600,15 +603,9 @@ class _Connection(asyncio.Protocol):
         """Answer a request that cannot be read, and close."""
         logger.debug("HTTP %d to %s: %s", status, self.remote, reason)
         self.server.on_reject(status)
-        body = f"glb: {reason}\n".encode("utf-8", "replace")
-        head = (
-            f"HTTP/1.1 {status} {reason_of(status)}\r\nDate: {http_date()}\r\n"
-            "Connection: close\r\n"
-            f"Content-Type: text/plain; charset=utf-8\r\nContent-Length: {len(body)}\r\n"
-            "Cache-Control: no-store\r\n\r\n"
-        ).encode()
+        headers, body = text_answer(f"glb: {reason}")
         self._buffer = b""
-        self.write(head + body)
+        self.write(render_head(status, reason_of(status), headers, "Connection: close") + body)
         self.close()
 
     # --- flow control and writing ---
@@ -718,17 +715,12 @@ class _Connection(asyncio.Protocol):
             return
         self._kind = 0
         if kind == _HEAD:
-            logger.debug(
-                "closing %s: no request head within %gs",
-                self.remote,
-                self.server.limits.header_timeout,
-            )
-            self.server.on_reject(408)
-            self.write(TIMED_OUT)
+            timeout = self.server.limits.header_timeout
+            self._reject(408, f"no request head within {timeout:g}s")
         elif self.transport is not None and self.transport.get_write_buffer_size():
             self.abort()  # the client took none of its last response for the idle time
-            return
-        self.close()
+        else:
+            self.close()
 
 
 def _ignore(status: int) -> None:
@@ -757,7 +749,6 @@ class HttpServer:
         self.head_limits = self.limits.head
         self.max_head = self.limits.max_head
         self.connections: set[_Connection] = set()
-        self.over_cap = 0  # connections closed at once because max_connections were open
         self.closing = False
         self._servers: list[asyncio.Server] = []
         self._gone: asyncio.Event | None = None

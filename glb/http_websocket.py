@@ -79,18 +79,16 @@ async def _splice(
 ) -> None:
     headers = downstream_headers(response.headers, version=response.version, cluster=cluster)
     upgrade = next((v for n, v in response.headers if n.lower() == "upgrade"), "websocket")
-    lines = [f"HTTP/1.1 101 {response.reason or 'Switching Protocols'}"]
-    lines += [f"{name}: {value}" for name, value in headers.items()]
-    lines += [f"Upgrade: {upgrade}", "Connection: Upgrade"]
-    head = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape")
-    request.write_raw(head, 101)
+    headers["Upgrade"] = upgrade  # hop-by-hop, so dropped above: this hop's own
+    headers["Connection"] = "Upgrade"
     tunnel = upstream.tunnel
-    client = request.detach(tunnel)
-    tunnel.start(client, response.upgraded)
+    reason = response.reason or "Switching Protocols"
     try:
+        client = request.switch_protocols(reason, headers.items(), tunnel)
+        tunnel.start(client, response.upgraded)
         await tunnel.closed
     finally:
-        tunnel.close()  # also when cancelled (the shutdown grace ran out)
+        tunnel.close()  # also when the client is gone or cancelled (the shutdown grace ran out)
 
 
 class _Tunnel:
