@@ -154,9 +154,7 @@ class Monitor:
         )
         if health is previous:
             return  # the usual success: nothing changed
-        self._health[target] = health
-        if self._dirty is not None:
-            self._dirty.add(target)
+        self._set_health(target, health)
         if transition is not None:
             self._record_transition(transition, "ejected")
             for each in self._topology.endpoints_of(target):
@@ -261,6 +259,12 @@ class Monitor:
             now = self._clock()
             return ProbeResult(Outcome.OTHER, now - started, now, f"probe error: {exc!r}")
 
+    def _set_health(self, target: Target, health: TargetHealth) -> None:
+        """Record `target`'s new health; the next snapshot names it as changed."""
+        self._health[target] = health
+        if self._dirty is not None:
+            self._dirty.add(target)
+
     def _apply(self, target: Target, result: ProbeResult) -> bool:
         """Fold one result in; True when a state changed (publish now), False when only the
         latency, counters or last results did (a publish within PUBLISH_DELAY is enough)."""
@@ -268,9 +272,7 @@ class Monitor:
         if previous is None:
             return False  # the target was removed by a reload while this probe ran
         health, transition = observe(target, previous, result)
-        self._health[target] = health
-        if self._dirty is not None:
-            self._dirty.add(target)
+        self._set_health(target, health)
         self._stats.observe_probe(self._probe_keys[target], result.outcome.value, result.rtt)
         if transition is not None:
             self._record_transition(transition, transition.after.value)
