@@ -10,6 +10,9 @@ answering a small body (`--backend nginx`, the default: the proxy, not the backe
 bottleneck) or glb.demo's cluster app (`--backend demo`). nginx proxies with a keep-alive
 upstream pool over HTTP/1.1 and adds the same X-Forwarded-* headers as glb.
 
+For glb, which runs in this process, the user and system CPU it used per request (getrusage)
+is printed too.
+
 The load comes from `wrk` (one thread), otherwise from an aiohttp client in a separate process.
 nginx and wrk are installed with apt-get when missing (unless `--no-install`); without nginx its
 rows are left out. Every run is bounded in time (and the Python generator also in count); every
@@ -25,6 +28,7 @@ import dataclasses
 import json
 import os
 import re
+import resource
 import shutil
 import socket
 import statistics
@@ -100,6 +104,8 @@ class Figures:
     p50_ms: float
     p99_ms: float
     errors: int
+    user_us: float = float("nan")  # glb only: this process' CPU per request (getrusage)
+    system_us: float = float("nan")
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,9 +315,23 @@ async def measure(plan: Plan) -> dict[tuple[int, str], Figures]:
                     for name, url in urls.items():
                         if name != "direct":  # warm up pools and caches
                             await asyncio.to_thread(plan.run, url, 1.0, connections)
+                        before = resource.getrusage(resource.RUSAGE_SELF)
                         figures = await asyncio.to_thread(plan.run, url, plan.seconds, connections)
+                        if name == "glb":  # it runs in this process: its CPU time is ours
+                            figures = with_cpu(figures, before, plan.seconds)
                         results[connections, name] = figures
     return results
+
+
+def with_cpu(figures: Figures, before: resource.struct_rusage, seconds: float) -> Figures:
+    """`figures` with this process' user and system CPU per request since `before`."""
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    requests = max(figures.requests_per_second * seconds, 1.0)
+    return dataclasses.replace(
+        figures,
+        user_us=(after.ru_utime - before.ru_utime) / requests * 1e6,
+        system_us=(after.ru_stime - before.ru_stime) / requests * 1e6,
+    )
 
 
 def report(results: dict[tuple[int, str], Figures], plan: Plan) -> None:
@@ -330,6 +350,9 @@ def report(results: dict[tuple[int, str], Figures], plan: Plan) -> None:
             ratio = glb.requests_per_second / nginx_figures.requests_per_second
             parts.append(f"nginx adds p50 {nginx_figures.p50_ms - direct.p50_ms:+.2f} ms")
             parts.append(f"glb/nginx req/s {ratio:.2f}")
+        parts.append(
+            f"glb CPU per request: user {glb.user_us:.1f} us, system {glb.system_us:.1f} us"
+        )
         print(", ".join(parts))
 
 
