@@ -27,7 +27,7 @@ from glb.config.loading import gc_paused
 from glb.core.health import Health, TargetHealth
 from glb.core.model import Topology
 from glb.core.snapshot import HealthSnapshot
-from glb.dns_answer import DnsAnswerer
+from glb.dns.answerer import DnsAnswerer
 
 ZONE = "scale.test"
 HEADER = f"""\

@@ -56,8 +56,8 @@ from glb.core.health import Health, TargetHealth
 from glb.core.model import Topology
 from glb.core.snapshot import HealthSnapshot
 from glb.core.stats import Stats
-from glb.dns_answer import DnsAnswerer
-from glb.dns_server import DnsServer
+from glb.dns.answerer import DnsAnswerer
+from glb.dns.server import DnsServer
 
 ZONE = "bench.test"
 POLICIES = ("latency", "failover", "weighted", "round_robin")

@@ -28,8 +28,8 @@ from typing import cast
 from glb.config import parse_settings, to_topology
 from glb.core.health import Outcome, ProbeResult
 from glb.core.model import Target
-from glb.monitor import Monitor
-from glb.probes import Prober
+from glb.health.monitor import Monitor
+from glb.health.probes import Prober
 
 PORT = 18777
 RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"

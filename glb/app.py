@@ -5,11 +5,9 @@ sockets are bound (fail fast), the first probe round has been applied, and the D
 answers. Leaving it stops everything in reverse order. `serve(settings, shutdown_trigger)` runs
 until the trigger completes. No signal handling here: that is the CLI's job.
 
-With `workers=N` the main process also starts N-1 worker processes (`glb.workers`) that serve
-DNS and HTTP on the same ports (SO_REUSEPORT); `serve_worker(fd, stop)` is a worker's own
+With `workers=N` the main process also starts N-1 worker processes (`glb.workers`) that
+serve DNS and HTTP on the same ports (SO_REUSEPORT); `serve_worker(fd, stop)` is a worker's own
 composition: the same DNS answerer, DNS server and proxy, fed by the main instead of a monitor.
-
-Imports: everything.
 """
 
 from __future__ import annotations
@@ -28,25 +26,25 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from glb import __version__
-from glb.admin_api import admin_app
+from glb.admin.api import admin_app
+from glb.admin.head_timeout import serve as serve_guarded
+from glb.admin.metrics import metrics_handler, metrics_registry
 from glb.config import Settings, to_topology
 from glb.core.model import Topology
 from glb.core.ports import PassiveHealth, StateView
 from glb.core.rrl import ResponseRateLimiter, RrlConfig
 from glb.core.stats import Stats
-from glb.dns_answer import DnsAnswerer
-from glb.dns_server import DnsServer
+from glb.dns.answerer import DnsAnswerer
+from glb.dns.server import DnsServer
 from glb.errors import StartupError
-from glb.http_guard import serve as serve_guarded
-from glb.http_proxy import HttpProxy
-from glb.http_server import ClientLimits, HttpServer
-from glb.listen import bind_dns, bind_tcp
-from glb.metrics import metrics_handler, metrics_registry
-from glb.monitor import Monitor
-from glb.probes import Prober
-from glb.reloader import Reloader
-from glb.remote_state import RemoteState, receive_start
-from glb.workers import Channel, Start, WorkerInfo, WorkerPool
+from glb.health.monitor import Monitor
+from glb.health.probes import Prober
+from glb.http1.server import ClientLimits, HttpServer
+from glb.proxy.handler import HttpProxy
+from glb.reload import Reloader
+from glb.sockets import bind_dns, bind_tcp
+from glb.workers.remote_state import RemoteState, receive_start
+from glb.workers.supervisor import Channel, Start, WorkerInfo, WorkerPool
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@
     glb demo              simulated clusters on loopback plus glb, for trying it out
 
 The configuration path comes from `-c` or the GLB_CONFIG environment variable. `glb worker` is
-internal: `glb serve --workers N` starts N-1 of them (see glb.workers).
+internal: `glb serve --workers N` starts N-1 of them (see glb.workers.supervisor).
 """
 
 from __future__ import annotations
@@ -144,7 +144,7 @@ async def _serve_until_stopped(
     settings: Settings, path: str, workers: int, watch: float, signals: Signals
 ) -> None:
     from glb.app import running
-    from glb.reloader import watch_file
+    from glb.reload import watch_file
 
     async with running(settings, load=lambda: load_settings(path), workers=workers) as glb:
         signals.on_reload = glb.reload

@@ -6,8 +6,6 @@ fail (503), hang (accept and never answer, like a frozen process) or recover:
     curl -X POST http://127.0.1.1:8080/fail      # /hang, /recover; GET /state shows the mode
 
 The same app serves as a real backend in the integration tests and benchmarks.
-
-Imports: glb.app, glb.config, aiohttp.
 """
 
 from __future__ import annotations

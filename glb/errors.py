@@ -1,10 +1,8 @@
 """Every error glb raises on purpose.
 
-    GLBError
-    ├── ConfigError        the configuration is invalid; carries every reason found
-    └── StartupError       a listen socket could not be bound, or similar fatal start-up failure
-
-Imports: stdlib only.
+GLBError
+├── ConfigError        the configuration is invalid; carries every reason found
+└── StartupError       a listen socket could not be bound, or similar fatal start-up failure
 """
 
 from __future__ import annotations

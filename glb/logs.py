@@ -4,7 +4,7 @@ Records may carry structured fields through `extra=` (event, service, cluster, a
 ...); the JSON format puts them at the top level of the object, the text format leaves the
 message as it is (the message already says everything on one line).
 
-Imports: stdlib only. `glb.cli` is the one place that installs this.
+`glb.cli` is the one place that installs this.
 """
 
 from __future__ import annotations

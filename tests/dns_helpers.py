@@ -15,7 +15,7 @@ from glb.config import parse_settings, to_topology
 from glb.core.health import Health, TargetHealth
 from glb.core.model import Topology
 from glb.core.snapshot import HealthSnapshot
-from glb.dns_answer import DnsAnswerer
+from glb.dns.answerer import DnsAnswerer
 
 ZONE = "glb.example.test"
 SERIAL = 2024010101

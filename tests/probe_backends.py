@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import trustme
 from aiohttp import web
 
-from glb.probes import BODY_LIMIT
+from glb.health.probes import BODY_LIMIT
 
 TLS_NAME = "probe.test"  # the name (and 127.0.0.1, ::1) the test certificate is issued for
 

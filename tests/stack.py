@@ -17,8 +17,8 @@ from collections.abc import AsyncIterator, Mapping
 from aiohttp import web
 
 from glb.config import parse_settings, to_topology
-from glb.monitor import Monitor
-from glb.probes import Prober
+from glb.health.monitor import Monitor
+from glb.health.probes import Prober
 from tests.clusters import address_block, listen_on_common_port
 
 

@@ -14,14 +14,14 @@ from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
-from glb.admin_api import CHANGES_DISABLED, MAX_BODY, admin_app
+from glb.admin.api import CHANGES_DISABLED, MAX_BODY, admin_app
 from glb.config import parse_settings, to_topology
 from glb.core.health import Health
 from glb.core.model import Service, Topology
 from glb.core.policies import Query, decide
 from glb.core.snapshot import HealthSnapshot
-from glb.monitor import Monitor
-from glb.probes import Prober
+from glb.health.monitor import Monitor
+from glb.health.probes import Prober
 from tests.stack import Upstreams, config_for, monitored, upstreams
 
 TOKEN = "correct-horse-battery-staple"
@@ -345,7 +345,7 @@ async def test_unexpected_error_is_logged_json_500(
             return HealthSnapshot()
 
     client = await aiohttp_client(admin_app(BrokenState(), monitor, token=TOKEN))
-    with caplog.at_level(logging.ERROR, logger="glb.admin_api"):
+    with caplog.at_level(logging.ERROR, logger="glb.admin.api"):
         message = await expect_error(await client.get("/api/v1/services"), 500, "internal error")
     assert "state is broken" not in message
     (record,) = caplog.records
@@ -429,7 +429,7 @@ async def test_drain_is_logged_with_reason_and_without_token(
     """A drain logs the scope and the given reason, never the token."""
     with caplog.at_level(logging.INFO, logger="glb"):
         await change(client, "/api/v1/clusters/us/drain", json={"reason": "kernel upgrade"})
-    lines = [r.getMessage() for r in caplog.records if r.name == "glb.admin_api"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "glb.admin.api"]
     assert any("drain us in every service" in line and "kernel upgrade" in line for line in lines)
     assert all(TOKEN not in r.getMessage() for r in caplog.records)
 
@@ -470,7 +470,7 @@ async def test_without_a_configured_token_changes_are_403(
     aiohttp_client: AiohttpClient, monitor: Monitor, caplog: pytest.LogCaptureFixture
 ) -> None:
     """With no token configured, changing calls get 403 and start-up warns once; reads work."""
-    with caplog.at_level(logging.WARNING, logger="glb.admin_api"):
+    with caplog.at_level(logging.WARNING, logger="glb.admin.api"):
         client = await aiohttp_client(admin_app(monitor, monitor, token=None))
         for headers in ({}, AUTH):
             response = await client.post("/api/v1/clusters/eu/drain", headers=headers)

@@ -12,12 +12,12 @@ from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
-from glb.admin_api import CHANGES_DISABLED, MAX_BODY, admin_app
+from glb.admin.api import CHANGES_DISABLED, MAX_BODY, admin_app
 from glb.app import running
 from glb.config import parse_settings, to_topology
 from glb.core.health import ProbeResult
 from glb.core.model import Target
-from glb.monitor import Monitor
+from glb.health.monitor import Monitor
 
 TOKEN = "hostile-admin-token-0123"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -201,8 +201,8 @@ async def test_real_admin_listener_applies_the_http_limits():
 
 async def test_real_admin_listener_cuts_off_a_slow_request_head():
     """A client that trickles its request head to the admin listener gets 408 and is closed
-    about http.client_header_timeout after it connected (glb.http_guard, over aiohttp), while
-    another client is served meanwhile."""
+    about http.client_header_timeout after it connected (glb.admin.head_timeout, over aiohttp),
+    while another client is served meanwhile."""
     config = CONFIG.replace(
         "http: {listen: '127.0.0.1:0'}",
         "http: {listen: '127.0.0.1:0', client_header_timeout: 0.5}",

@@ -109,7 +109,7 @@ async def test_latency_policy_prefers_the_faster_cluster(tmp_path):
 async def test_state_changes_are_logged_with_their_reason(tmp_path, clusters, caplog):
     """Every state change is logged in one line naming cluster, service, address and reason."""
     eu, _ = clusters
-    caplog.set_level("INFO", logger="glb.monitor")
+    caplog.set_level("INFO", logger="glb.health.monitor")
     async with running(load_settings(write_config(tmp_path, clusters))) as glb:
         await eu.kill()
         async with asyncio.timeout(5):

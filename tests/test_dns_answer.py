@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from glb.core.health import Health
 from glb.core.snapshot import HealthSnapshot
-from glb.dns_answer import DnsAnswerer
+from glb.dns.answerer import DnsAnswerer
 from tests.dns_helpers import (
     SERIAL,
     ZONE,
@@ -217,7 +217,7 @@ def test_unexpected_error_answers_servfail_and_logs(caplog):
         raise RuntimeError("monitor exploded")
 
     answerer = DnsAnswerer(TOPOLOGY, broken)
-    with caplog.at_level(logging.ERROR, logger="glb.dns_answer"):
+    with caplog.at_level(logging.ERROR, logger="glb.dns.answerer"):
         reply = ask(answerer, APP)
     assert reply.rcode() == dns.rcode.SERVFAIL
     assert reply.question[0].name.to_text() == f"{APP}."

@@ -1,4 +1,4 @@
-"""The pre-packed fast path (glb.dns_cache) against the full parse-and-pack path: same bytes."""
+"""The pre-packed fast path (glb.dns.cache) against the full parse-and-pack path: same bytes."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from glb.core.health import Health, TargetHealth
 from glb.core.model import PolicyName, Topology
 from glb.core.snapshot import HealthSnapshot
 from glb.core.stats import Stats
-from glb.dns_answer import DnsAnswerer
-from glb.dns_cache import WEIGHTED_VARIANTS
-from glb.monitor import Monitor
+from glb.dns.answerer import DnsAnswerer
+from glb.dns.cache import WEIGHTED_VARIANTS
+from glb.health.monitor import Monitor
 from tests.dns_helpers import ZONE, Box, addresses, make_topology, snapshot_of
 
 QTYPES = (1, 28, 6, 2, 255, 15, 16, 65, 97, 5, 12, 257, 1234)
@@ -487,7 +487,7 @@ def test_query_sampling_logs_and_answers_alike(caplog):
     topology = make_topology()
     box = Box(snapshot_of(topology))
     answerer = DnsAnswerer(topology, box, random.Random(3), query_sample=1.0)
-    caplog.set_level("INFO", logger="glb.dns_answer")
+    caplog.set_level("INFO", logger="glb.dns.answerer")
     reply = dns.message.from_wire(answerer.answer(query(APP, 1), False) or b"")
     assert reply.rcode() == dns.rcode.NOERROR
     assert answerer.full_path_queries == 1

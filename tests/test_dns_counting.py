@@ -10,7 +10,7 @@ from collections import Counter
 import pytest
 
 from glb.core.stats import TCP, TRUNCATED, UDP, DnsTally, Stats
-from glb.dns_answer import DnsAnswerer
+from glb.dns.answerer import DnsAnswerer
 from tests.dns_helpers import ZONE, Box, make_topology, snapshot_of
 from tests.test_dns_cache import (
     Pair,

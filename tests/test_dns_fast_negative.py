@@ -11,8 +11,8 @@ import dns.rcode
 import pytest
 
 from glb.core.health import Health
-from glb.dns_answer import DnsAnswerer
-from glb.dns_cache import DnsCache
+from glb.dns.answerer import DnsAnswerer
+from glb.dns.cache import DnsCache
 from tests.dns_helpers import make_topology, snapshot_of
 from tests.test_dns_cache import SPLIT, Pair, opt, query, random_case
 

@@ -31,7 +31,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from glb.dns_server import DnsServer
+from glb.dns.server import DnsServer
 from tests.dns_helpers import ZONE, addresses, make_answerer, make_query
 
 HOST = "127.0.0.1"

@@ -10,10 +10,10 @@ from collections import Counter
 import dns.message
 import pytest
 
-import glb.dns_cache
+import glb.dns.cache
 from glb.core.health import Health
 from glb.core.stats import Stats
-from glb.dns_answer import DnsAnswerer
+from glb.dns.answerer import DnsAnswerer
 from tests.dns_helpers import ZONE, Box, addresses, make_topology, snapshot_of
 from tests.test_dns_cache import (
     AD,
@@ -142,7 +142,7 @@ def test_a_new_topology_starts_an_empty_memo():
 
 def test_the_memo_is_bounded(monkeypatch):
     """Past EXACT_MAX queries the memo starts over; answers stay right."""
-    monkeypatch.setattr(glb.dns_cache, "EXACT_MAX", 4)
+    monkeypatch.setattr(glb.dns.cache, "EXACT_MAX", 4)
     pair = Pair.of(make_topology())
     for payload in range(1000, 1030):
         fast, full, hit = pair.both(query(APP, 1, edns=opt(payload)))

@@ -15,7 +15,7 @@ import dns.message
 import dns.rcode
 import pytest
 
-from glb.dns_server import DnsServer
+from glb.dns.server import DnsServer
 from tests.dns_helpers import ZONE, addresses, framed, make_answerer, make_query, read_reply
 
 HOST = "127.0.0.1"
@@ -170,7 +170,7 @@ async def test_handler_exception_is_logged_and_udp_keeps_serving(start, caplog):
     _, port = await start(handler)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.setblocking(False)
-        with caplog.at_level(logging.ERROR, logger="glb.dns_server"):
+        with caplog.at_level(logging.ERROR, logger="glb.dns.server"):
             sock.sendto(b"boom", (HOST, port))
             reply = await dns.asyncquery.udp(make_query(APP), HOST, port=port, timeout=2)
     assert addresses(reply) == ["192.0.2.1"]

@@ -1,6 +1,6 @@
-"""glb's upstream HTTP/1.1 client (`glb.http_client`) against scripted servers on loopback:
+"""glb's upstream HTTP/1.1 client (`glb.http1.client`) against scripted servers on loopback:
 pooling, stale connections, body framings, interim and bodiless responses, timeouts,
-backpressure, cancellation and limits; and the pure wire format (`glb.http_wire`)."""
+backpressure, cancellation and limits; and the pure wire format (`glb.http1.response_head`)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pytest
 import trustme
 from aiohttp import web
 
-from glb.http_client import (
+from glb.http1.client import (
     ConnectError,
     ConnectionBroken,
     ConnectTimeout,
@@ -31,9 +31,16 @@ from glb.http_client import (
     Timeouts,
     UploadTimeout,
 )
-from glb.http_exchange import Connection
-from glb.http_response import HIGH_WATER
-from glb.http_wire import ChunkedDecoder, Framing, Limits, WireError, parse_head, request_head
+from glb.http1.exchange import Connection
+from glb.http1.response import HIGH_WATER
+from glb.http1.response_head import (
+    ChunkedDecoder,
+    Framing,
+    Limits,
+    WireError,
+    parse_head,
+    request_head,
+)
 
 TIMEOUTS = Timeouts(connect=2.0, first_byte=2.0, idle=2.0)
 HOST = [("Host", "upstream.test")]

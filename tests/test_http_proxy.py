@@ -28,10 +28,10 @@ from glb.core.model import Endpoint
 from glb.core.policies import Query, decide
 from glb.core.ports import StateView
 from glb.core.snapshot import EndpointState, HealthSnapshot
-from glb.http_proxy import HttpProxy
-from glb.http_server import HttpServer
-from glb.listen import bind_tcp
-from glb.monitor import Monitor
+from glb.health.monitor import Monitor
+from glb.http1.server import HttpServer
+from glb.proxy.handler import HttpProxy
+from glb.sockets import bind_tcp
 from tests.clusters import address_block, listen_on_common_port, start_clusters
 from tests.stack import Upstreams, config_for, monitored, upstreams
 
@@ -751,7 +751,7 @@ async def test_unexpected_error_is_502_and_the_server_keeps_serving(
 ) -> None:
     """A bug while handling a request is logged with its traceback and answered 502."""
     async with front(explode=True) as glb:
-        with caplog.at_level(logging.ERROR, logger="glb.http_server"):
+        with caplog.at_level(logging.ERROR, logger="glb.http1.server"):
             first = await glb.request()
             second = await glb.request()
     assert (first.status, second.status) == (502, 502)

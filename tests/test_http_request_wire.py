@@ -1,4 +1,4 @@
-"""The pure parser of request heads for glb's own HTTP/1.1 server (`glb.http_request_wire`):
+"""The pure parser of request heads for glb's own HTTP/1.1 server (`glb.http1.request_head`):
 the request line, header lines and their limits, body framing (request smuggling shapes all
 refused), Host, keep-alive, Expect and Upgrade; hypothesis round trips of generated heads, and
 fuzzing (arbitrary bytes and shuffled HTTP fragments) against a slow line-by-line reference."""
@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from glb.http_request_wire import (
+from glb.http1.request_head import (
     BadRequest,
     HeadLimits,
     RequestHead,

@@ -1,4 +1,4 @@
-"""glb's own HTTP/1.1 server (`glb.http_server`) on loopback, with small handlers and raw
+"""glb's own HTTP/1.1 server (`glb.http1.server`) on loopback, with small handlers and raw
 clients: keep-alive and pipelining, HTTP/1.0, streamed and chunked responses, request bodies
 (Content-Length, chunked, 100-continue, unread), handler errors and cancellation, slow readers,
 and graceful shutdown. The proxy's own behaviour is tested in test_http_proxy.py and
@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from glb.http_server import ClientLimits, HttpServer, Request
-from glb.listen import bind_tcp
+from glb.http1.server import ClientLimits, HttpServer, Request
+from glb.sockets import bind_tcp
 from tests.stack import tcp_connection
 
 Handler = Callable[[Request], Awaitable[None]]

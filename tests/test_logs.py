@@ -14,7 +14,7 @@ import pytest
 from glb.config import parse_settings, to_topology
 from glb.core.health import Health, TargetHealth
 from glb.core.snapshot import HealthSnapshot
-from glb.dns_answer import DnsAnswerer
+from glb.dns.answerer import DnsAnswerer
 from glb.logs import JsonFormatter, setup_logging
 
 CONFIG = """
@@ -98,7 +98,7 @@ def test_dns_query_log_is_sampled(
     caplog: pytest.LogCaptureFixture, sample: float, logged: int
 ) -> None:
     """With query_sample 0 no query is logged; with 1 every query is, with name and answer."""
-    caplog.set_level("INFO", logger="glb.dns_answer")
+    caplog.set_level("INFO", logger="glb.dns.answerer")
     answer = answerer(sample)
     for _ in range(20):
         answer.answer(dns.message.make_query("App.z.test", "A").to_wire(), False)

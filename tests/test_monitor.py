@@ -14,7 +14,7 @@ from glb.config import parse_settings, to_topology
 from glb.core.health import Health, Outcome, ProbeResult
 from glb.core.model import Target, Topology
 from glb.core.snapshot import HealthSnapshot
-from glb.monitor import Monitor
+from glb.health.monitor import Monitor
 
 CONFIG = """
 zones: [{name: z.test, nameservers: [{name: ns.z.test, address: 127.0.0.1}]}]
@@ -228,7 +228,7 @@ def endpoint_of(monitor: Monitor, service: str, address: str):
 
 async def test_failed_proxied_requests_eject_at_once_and_publish(monitor, caplog):
     """eject_after failed requests take the target out of the next snapshot, logged with reason."""
-    caplog.set_level("INFO", logger="glb.monitor")
+    caplog.set_level("INFO", logger="glb.health.monitor")
     endpoint = endpoint_of(monitor, "one.z.test", "10.0.0.1")
     before = monitor.current().version
     for _ in range(2):

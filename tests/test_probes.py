@@ -15,7 +15,7 @@ import trustme
 
 from glb.core.health import Outcome, ProbeResult
 from glb.core.model import ProbeSpec, ProbeType, Target
-from glb.probes import Prober
+from glb.health.probes import Prober
 from tests.probe_backends import (
     TLS_NAME,
     Backend,
@@ -400,8 +400,8 @@ async def test_logs_only_debug(
     prober: Prober, backend: Backend, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Each probe logs one debug record naming the target and the outcome, nothing louder."""
-    caplog.set_level(logging.DEBUG, logger="glb.probes")
+    caplog.set_level(logging.DEBUG, logger="glb.health.probes")
     await probe(prober, make_target(backend.port, path="/fail"))
-    records = [r for r in caplog.records if r.name == "glb.probes"]
+    records = [r for r in caplog.records if r.name == "glb.health.probes"]
     assert [r.levelno for r in records] == [logging.DEBUG]
     assert "bad_status" in records[0].getMessage()

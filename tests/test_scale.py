@@ -10,8 +10,8 @@ import pytest
 from glb.config import parse_settings, to_topology
 from glb.core.model import ProbeType, Topology
 from glb.errors import ConfigError
-from glb.monitor import Monitor
-from glb.probes import _request
+from glb.health.monitor import Monitor
+from glb.health.probes import _request
 from tests.test_monitor import FakeClock, FakeProber
 
 HEADER = """\

@@ -30,10 +30,10 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from pytest_aiohttp import AiohttpClient
 
-from glb.admin_api import admin_app
+from glb.admin.api import admin_app
 from glb.app import running
 from glb.config import load_settings
-from glb.monitor import Monitor
+from glb.health.monitor import Monitor
 from tests.clusters import ROOT, write_config
 from tests.stack import Upstreams, config_for, monitored, upstreams
 
@@ -265,7 +265,7 @@ async def client(aiohttp_client: AiohttpClient, monitor: Monitor) -> TestClient[
 
 
 def packaged_page() -> str:
-    return (importlib.resources.files("glb") / "static" / "status.html").read_text("utf-8")
+    return (importlib.resources.files("glb.admin") / "static" / "status.html").read_text("utf-8")
 
 
 def csp_directives(header: str) -> dict[str, list[str]]:
@@ -290,9 +290,9 @@ async def test_root_serves_the_packaged_status_page(client: TestClient[Any, Any]
 
 
 def test_the_page_is_declared_as_package_data() -> None:
-    """pyproject.toml ships glb/static/status.html with the package, so an install serves it."""
+    """pyproject.toml ships glb/admin/static/status.html with the package: an install serves it."""
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    patterns = pyproject["tool"]["setuptools"]["package-data"]["glb"]
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["glb.admin"]
     assert any(fnmatch("static/status.html", pattern) for pattern in patterns)
 
 

@@ -5,8 +5,6 @@
 
 The package holds the models and value parsers (`models`), the cross-key checks (`checks`),
 reading and error collection (`loading`) and the conversion to the core model (`topology`).
-
-Imports: pydantic(-settings), yaml, glb.core, glb.errors.
 """
 
 from glb.config.checks import cross_check, zone_of

@@ -2,8 +2,6 @@
 
 They run on `Parts`: the validated zones, clusters and services, with None in place of an item
 that is itself invalid, so a broken item elsewhere does not hide these problems.
-
-Imports: glb.config.models, pydantic.
 """
 
 from __future__ import annotations

@@ -2,8 +2,6 @@
 
 Every problem is collected before anything is raised: key-level problems from pydantic and the
 cross-key checks, each as "source: key.path: reason", in one ConfigError.
-
-Imports: yaml, pydantic, glb.config.models, glb.config.checks, glb.errors.
 """
 
 from __future__ import annotations

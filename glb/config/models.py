@@ -2,8 +2,6 @@
 
 Every model forbids unknown keys. `Settings` also reads `GLB_*` environment variables, which win
 over the file (`GLB_DNS__LISTEN=0.0.0.0:53`: nested keys joined with `__`).
-
-Imports: pydantic(-settings), glb.core.model.
 """
 
 from __future__ import annotations

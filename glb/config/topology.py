@@ -1,7 +1,4 @@
-"""From valid Settings to the core's immutable Topology.
-
-Imports: glb.config.models, glb.config.checks, glb.config.loading, glb.core.model.
-"""
+"""From valid Settings to the core's immutable Topology."""
 
 from __future__ import annotations
 

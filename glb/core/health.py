@@ -2,8 +2,6 @@
 
 `observe(target, health, result)` folds one probe result into a target's health and reports the
 transition, if any. Nothing here reads a clock: the result carries the time it was taken.
-
-Imports: stdlib and glb.core.model only (pure core).
 """
 
 from __future__ import annotations

@@ -4,8 +4,6 @@ A `Topology` is what a validated configuration becomes: zones, clusters and serv
 with its endpoints (one per cluster address). Names are stored lowercase without the trailing dot.
 A probe `Target` is the unit of probing: two endpoints with the same address and probe spec share
 one target, hence one probe and one health state.
-
-Imports: stdlib only (pure core).
 """
 
 from __future__ import annotations

@@ -4,8 +4,6 @@ Each policy ranks candidate endpoints best first and says how many from the fron
 (failover prefers only its top priority tier). `decide()` applies the common rules around the
 policies: the address family filter, eligibility (up and not drained), `when_all_down` and
 `max_answers`. Randomness comes from the `rng` passed in; time is not read at all.
-
-Imports: stdlib and glb.core only (pure core).
 """
 
 from __future__ import annotations

@@ -2,8 +2,6 @@
 
 `glb.app` hands each adapter the object implementing these (the monitor); adapters type their
 parameters with these Protocols only. Typing only: nothing here runs.
-
-Imports: stdlib and glb.core only (pure core).
 """
 
 from __future__ import annotations

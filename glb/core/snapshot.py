@@ -1,8 +1,6 @@
 """The health snapshot: an immutable view of every target's health plus operator drains.
 
 Adapters never mutate a snapshot; the monitor publishes a new one whole on every change.
-
-Imports: stdlib and glb.core only (pure core).
 """
 
 from __future__ import annotations

@@ -9,8 +9,6 @@ the addresses answered) and way out (UDP, TCP, truncated), `counts[slot] += 1` w
 A tally attached to a `Stats` is pending until `Stats.settle()` folds it into `dns_queries`,
 `dns_answers` and `dns_truncated`; every read of those settles first (`add`, `merged`, pickling
 for a worker's report, and the metrics collector), so no count is lost or counted twice.
-
-Imports: stdlib only (pure core).
 """
 
 from __future__ import annotations

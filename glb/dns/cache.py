@@ -1,4 +1,4 @@
-"""Pre-packed DNS replies: the fast path in front of `glb.dns_answer`'s full parse-and-pack path.
+"""Pre-packed DNS replies: the fast path in front of `glb.dns.answerer`'s full parse-and-pack path.
 
 `DnsCache` maps the lowercased wire question (name, type, class) to an `Entry` of pre-packed
 replies, built for one topology and one health snapshot. Per query, `DnsCache.reply()` checks the
@@ -47,8 +47,8 @@ topology's health before the answerer gets that topology) leaves the cache stale
 steering inputs changed: it diffs the snapshot's targets by identity, then compares each touched
 service's candidates (and, for the latency policy, its decision) with the last ones packed.
 
-Pure: no sockets, no asyncio, no dnslib. Imports: glb.core, glb.dns_records and the stdlib.
-glb.dns_answer imports this module, never the reverse: the answerer hands the cache a `Renderer`.
+Pure: no sockets, no asyncio, no dnslib. glb.dns.answerer imports this module, never the
+reverse: the answerer hands the cache a `Renderer`.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ from glb.core.model import Endpoint, PolicyName, Service, Target, Topology, When
 from glb.core.policies import Decision, Query, decide
 from glb.core.snapshot import HealthSnapshot
 from glb.core.stats import TCP, TRUNCATED, UDP, DnsTally, Stats
-from glb.dns_records import (
+from glb.dns.zone import (
     CLASS_IN,
     TYPE_A,
     TYPE_AAAA,

@@ -1,9 +1,7 @@
-"""One upstream connection of glb's HTTP client (`glb.http_client`): `Connection`, an
+"""One upstream connection of glb's HTTP client (`glb.http1.client`): `Connection`, an
 `asyncio.Protocol`, writes a request (its body streamed with flow control) and feeds the bytes
-it receives to the current `glb.http_response.Response`; once the request is written and the
+it receives to the current `glb.http1.response.Response`; once the request is written and the
 response read to its end, it goes back to its pool (`Owner`) if both sides allow keep-alive.
-
-Imports: the standard library, glb.http_wire and glb.http_response only.
 """
 
 from __future__ import annotations
@@ -14,7 +12,7 @@ from asyncio import FIRST_COMPLETED
 from collections.abc import AsyncIterable, Collection
 from typing import Final, Protocol, cast
 
-from glb.http_response import (
+from glb.http1.response import (
     ConnectionBroken,
     Response,
     ServerDisconnected,
@@ -23,7 +21,7 @@ from glb.http_response import (
     UpstreamError,
     expire,
 )
-from glb.http_wire import Limits, request_head
+from glb.http1.response_head import Limits, request_head
 
 IDEMPOTENT: Final = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 

@@ -2,11 +2,9 @@
 worker's DNS answerer and HTTP proxy as the main's Monitor would serve them.
 
 `RemoteState` is the StateView and PassiveHealth of a worker's proxy and the snapshot source of
-its DNS answerer. It installs every snapshot and topology the main sends (over `glb.workers`'
-channel) before acknowledging it, forwards each proxied request's outcome to the main, and
-reports the worker's counters once a second.
-
-Imports: glb.workers (the wire protocol), glb.core.
+its DNS answerer. It installs every snapshot and topology the main sends (over the
+supervisor's channel) before acknowledging it, forwards each proxied request's outcome to the
+main, and reports the worker's counters once a second.
 """
 
 from __future__ import annotations
@@ -22,7 +20,7 @@ from glb.core.model import Endpoint, Topology
 from glb.core.snapshot import HealthSnapshot
 from glb.core.stats import Stats
 from glb.errors import StartupError
-from glb.workers import (
+from glb.workers.supervisor import (
     READY_TIMEOUT,
     STATS_PERIOD,
     Applied,

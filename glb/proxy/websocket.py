@@ -9,9 +9,6 @@ other once what it sent is delivered (so a close frame and its code always get t
 connections are closed. An upstream that answers anything but 101 gets a short answer of glb's
 with that status (502 when it is not an error status), and counts as failed for passive health
 when it is a 5xx and the service ejects on 5xx.
-
-Imports: glb.core, glb.http_headers, glb.http_upstream, glb.http_server, glb.http_client,
-glb.http_response and glb.http_wire only.
 """
 
 from __future__ import annotations
@@ -21,14 +18,14 @@ import logging
 from collections.abc import Sequence
 from typing import cast
 
-from glb import http_client as hc
 from glb.core.model import Endpoint
 from glb.core.ports import PassiveHealth
-from glb.http_headers import Pairs, downstream_headers
-from glb.http_response import Response, UpstreamError
-from glb.http_server import Request
-from glb.http_upstream import Failure, Route, classify, failure_text, may_retry
-from glb.http_wire import Limits, request_head
+from glb.http1 import client as hc
+from glb.http1.response import Response, UpstreamError
+from glb.http1.response_head import Limits, request_head
+from glb.http1.server import Request
+from glb.proxy.headers import Pairs, downstream_headers
+from glb.proxy.upstream import Failure, Route, classify, failure_text, may_retry
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +115,7 @@ class _Tunnel:
         else:
             self._timer = self._loop.call_later(self._idle - quiet, self._check_idle)
 
-    # the client's side (glb.http_server's TunnelSink)
+    # the client's side (glb.http1.server's TunnelSink)
 
     def data_received(self, data: bytes) -> None:
         self._last = self._loop.time()

@@ -17,11 +17,8 @@ Timeouts: `connect_timeout` bounds the TCP and TLS handshakes, `first_byte_timeo
 end of the request to the response's headers, `idle_timeout` is the longest silence of the
 client (while its body streams in) or of the upstream (while its body streams out, or while it
 does not take the request body). Upstream requests go through glb's own HTTP/1.1 client
-(`glb.http_client`, keep-alive pools per endpoint), client requests come from glb's own server
-(`glb.http_server`).
-
-Imports: glb.core, glb.http_headers, glb.http_upstream, glb.http_client and glb.http_server
-only.
+(`glb.http1.client`, keep-alive pools per endpoint), client requests come from glb's own server
+(`glb.http1.server`).
 """
 
 from __future__ import annotations
@@ -36,10 +33,10 @@ from multidict import CIMultiDict
 from glb.core.model import Endpoint
 from glb.core.ports import PassiveHealth
 from glb.core.stats import Stats
-from glb.http_client import HttpClient, Response, UpstreamError
-from glb.http_headers import downstream_headers, upstream_headers
-from glb.http_server import BodyError, Request, RequestBody
-from glb.http_upstream import Failure, Route, classify, failure_text, may_retry
+from glb.http1.client import HttpClient, Response, UpstreamError
+from glb.http1.server import BodyError, Request, RequestBody
+from glb.proxy.headers import downstream_headers, upstream_headers
+from glb.proxy.upstream import Failure, Route, classify, failure_text, may_retry
 
 logger = logging.getLogger(__name__)
 

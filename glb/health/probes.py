@@ -8,8 +8,6 @@ it (content-length, chunked or read-to-close), only when `body_contains` asks fo
 
 Target failures are values (an `Outcome` and a short human reason), never exceptions; only
 `asyncio.CancelledError` escapes `Prober.probe`.
-
-Imports: stdlib (asyncio, ssl) and glb.core only; never another adapter.
 """
 
 from __future__ import annotations

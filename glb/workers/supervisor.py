@@ -1,5 +1,5 @@
 """Multi-process serving (`glb serve --workers N`): the main process's supervisor of its worker
-processes and the private wire protocol between them (a worker's side: `glb.remote_state`).
+processes and the private wire protocol between them (a worker's side: `glb.workers.remote_state`).
 
 The main process runs everything (probes, admin API, reload, its own DNS and HTTP listeners) and
 N-1 workers that bind the same DNS and HTTP ports with SO_REUSEPORT, so the kernel spreads
@@ -12,8 +12,6 @@ Wire: one connected AF_UNIX socketpair per worker, inherited by file descriptor.
 frozen dataclass below, pickled, behind a 4-byte big-endian length. Pickle is acceptable only
 because both ends are our own processes on a socketpair no one else holds: never use this
 framing on a socket anything else can reach.
-
-Imports: glb.core, glb.config (Settings, carried whole to the worker), glb.monitor, glb.errors.
 """
 
 from __future__ import annotations
@@ -38,7 +36,7 @@ from glb.core.model import Endpoint, Topology
 from glb.core.snapshot import HealthSnapshot
 from glb.core.stats import Stats
 from glb.errors import StartupError
-from glb.monitor import Monitor
+from glb.health.monitor import Monitor
 
 logger = logging.getLogger(__name__)
 

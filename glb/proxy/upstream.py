@@ -1,10 +1,8 @@
 """What the HTTP front end knows about upstreams: a `Route` per service (TLS context, SNI,
 timeouts, URLs), the classification of a failed attempt, and glb's own short error answers.
 
-Routes are computed once per topology by `glb.http_proxy`; `glb.http_forward` and
-`glb.http_websocket` use them for every attempt.
-
-Imports: glb.core, glb.http_headers and glb.http_client only; never another adapter.
+Routes are computed once per topology by `glb.proxy.handler`; `glb.proxy.forward` and
+`glb.proxy.websocket` use them for every attempt.
 """
 
 from __future__ import annotations
@@ -14,9 +12,9 @@ import ssl
 from dataclasses import dataclass, field
 from typing import Final
 
-from glb import http_client as hc
 from glb.core.model import Endpoint, Scheme, Service
-from glb.http_headers import host_part
+from glb.http1 import client as hc
+from glb.proxy.headers import host_part
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +79,7 @@ IDEMPOTENT: Final = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE
 
 
 def classify(exc: BaseException, route: Route, endpoint: Endpoint) -> Failure:
-    """Turn an attempt's exception (glb.http_client's, or a bare timeout or OS error) into a
+    """Turn an attempt's exception (glb.http1.client's, or a bare timeout or OS error) into a
     `Failure` whose detail names the endpoint."""
     where = f"{endpoint.cluster} {route.authority(endpoint)}"
     if isinstance(exc, hc.UpstreamError):

@@ -1,5 +1,5 @@
 """glb's lean HTTP/1.1 server for proxied traffic: an `asyncio.Protocol` per connection that
-parses request heads (`glb.http_request_wire`), runs one handler task per request, streams
+parses request heads (`glb.http1.request_head`), runs one handler task per request, streams
 request bodies to the handler and its response to the client, each with flow control.
 
 Why not aiohttp's web server: per request it builds far more than a proxy needs (a Request with
@@ -33,8 +33,6 @@ with their status, and connections over the cap to `on_over_cap` (glb counts bot
 Shutdown (`HttpServer.close(grace)`): stop listening, close idle connections, let requests in
 flight finish (their responses say `Connection: close`) for up to `grace` seconds, then cancel
 what is left and abort those connections.
-
-Imports: the standard library, multidict, glb.http_request_wire and glb.http_wire only.
 """
 
 from __future__ import annotations
@@ -51,14 +49,14 @@ from typing import Final, Protocol, cast
 
 from multidict import CIMultiDict
 
-from glb.http_request_wire import (
+from glb.http1.request_head import (
     BadRequest,
     HeadLimits,
     RequestHead,
     head_end,
     parse_request_head,
 )
-from glb.http_wire import ChunkedDecoder, Limits, WireError
+from glb.http1.response_head import ChunkedDecoder, Limits, WireError
 
 logger = logging.getLogger(__name__)
 

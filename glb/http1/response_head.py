@@ -1,10 +1,8 @@
-"""HTTP/1.1 wire format of glb's upstream client (`glb.http_client`): the request head it sends,
+"""HTTP/1.1 wire format of glb's upstream client (`glb.http1.client`): the request head it sends,
 the parsing of the response head it gets back (status line, headers within limits, body
 framing) and an incremental decoder of chunked bodies.
 
 Pure: bytes in, values out, no I/O and no clock. Malformed input raises `WireError`.
-
-Imports: the standard library only.
 """
 
 from __future__ import annotations

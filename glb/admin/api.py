@@ -14,7 +14,6 @@ Every error, including aiohttp's own 404/405/413, is answered as
 `{"error": {"status": N, "message": "..."}}`, and no response may be cached.
 
 glb's state is reached only through the ports (`StateView`, `DrainControls`) handed in.
-Imports: glb.core and aiohttp only (plus the standard library).
 """
 
 from __future__ import annotations
@@ -84,8 +83,10 @@ class StatusPage:
 
     @classmethod
     def load(cls) -> StatusPage:
-        """Read glb/static/status.html from the installed package."""
-        html = (importlib.resources.files("glb") / "static" / "status.html").read_text("utf-8")
+        """Read glb/admin/static/status.html from the installed package."""
+        html = (importlib.resources.files("glb.admin") / "static" / "status.html").read_text(
+            "utf-8"
+        )
         return cls(html, _page_csp(html))
 
 

@@ -1,18 +1,16 @@
-"""The HTTP front end: `HttpProxy.handle` is the handler glb's HTTP server (`glb.http_server`)
+"""The HTTP front end: `HttpProxy.handle` is the handler glb's HTTP server (`glb.http1.server`)
 runs for every request: it routes the request by its Host to a service, steers it with the
 service's policy and forwards it.
 
 Routing: the Host header (or the authority of an absolute-form target, which then wins, as
 RFC 9112 asks) names a service by its name or one of its aliases; anything else is answered 421,
 so glb is never an open proxy. Endpoints come from `decide()` on the current snapshot; the ranked
-list is the fallback order for retries. Plain requests go through `glb.http_forward`, websocket
-upgrades through `glb.http_websocket`.
+list is the fallback order for retries. Plain requests go through `glb.proxy.forward`, websocket
+upgrades through `glb.proxy.websocket`.
 
-Every request has an error boundary, glb.http_server's: an unexpected exception is logged with its
+Every request has an error boundary, glb.http1.server's: an unexpected exception is logged with its
 traceback and answered 502; a client that goes away cancels the handler, which aborts the
 upstream request.
-
-Imports: glb.core, the glb.http_* modules of this front end and yarl only.
 """
 
 from __future__ import annotations
@@ -31,12 +29,12 @@ from glb.core.policies import STABLE, Decision, Query, decide
 from glb.core.ports import PassiveHealth, StateView
 from glb.core.snapshot import HealthSnapshot
 from glb.core.stats import Stats
-from glb.http_client import HttpClient
-from glb.http_forward import Forwarder
-from glb.http_headers import route_key, upstream_headers
-from glb.http_server import Request
-from glb.http_upstream import Route, TlsContexts
-from glb.http_websocket import proxy_websocket
+from glb.http1.client import HttpClient
+from glb.http1.server import Request
+from glb.proxy.forward import Forwarder
+from glb.proxy.headers import route_key, upstream_headers
+from glb.proxy.upstream import Route, TlsContexts
+from glb.proxy.websocket import proxy_websocket
 
 logger = logging.getLogger(__name__)
 
@@ -122,7 +120,7 @@ class HttpProxy:
 
     async def handle(self, request: Request) -> None:
         """Route, steer and forward one request. Its error boundary is the server's
-        (`glb.http_server`): an unexpected exception is logged with its traceback and answered
+        (`glb.http1.server`): an unexpected exception is logged with its traceback and answered
         502, or cuts the connection once the response has started."""
         target = request_target(request)
         if isinstance(target, str):

@@ -1,4 +1,4 @@
-"""The response side of glb's HTTP client (`glb.http_client`) and the errors an exchange
+"""The response side of glb's HTTP client (`glb.http1.client`) and the errors an exchange
 raises. A `Response` parses the head fed to it by its connection, decodes the body and hands
 it to the caller with backpressure: reading is paused while more than `HIGH_WATER` bytes wait
 for the caller.
@@ -6,8 +6,6 @@ for the caller.
 All errors are `UpstreamError`s: `reached` says whether the request may have reached the
 upstream, `stale` (set by the exchange) whether it failed only because a reused idle
 connection had been closed by the server, so sending it again on a fresh connection is safe.
-
-Imports: the standard library and glb.http_wire only.
 """
 
 from __future__ import annotations
@@ -16,7 +14,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Final, Protocol
 
-from glb.http_wire import ChunkedDecoder, Framing, Head, Limits, WireError, parse_head
+from glb.http1.response_head import ChunkedDecoder, Framing, Head, Limits, WireError, parse_head
 
 HIGH_WATER: Final = 64 * 1024  # response bytes buffered for a slow caller before reading pauses
 
@@ -89,7 +87,7 @@ class PayloadError(UpstreamError):
 
 @dataclass(frozen=True, slots=True)
 class Timeouts:
-    """Seconds; see `glb.http_client` for what each one bounds."""
+    """Seconds; see `glb.http1.client` for what each one bounds."""
 
     connect: float
     first_byte: float

@@ -2,8 +2,6 @@
 headers a proxied request and response carry on each side (X-Forwarded-*, Via, X-GLB-Cluster).
 
 Plain functions over header multidicts, no I/O: the proxy's handlers call them per request.
-
-Imports: multidict (aiohttp's header type) and the standard library only.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """The authoritative DNS answerer: one query's wire bytes in, the reply's wire bytes out.
 
-`DnsAnswerer.answer()` is synchronous and touches no socket; `glb.dns_server` calls it inline for
+`DnsAnswerer.answer()` is synchronous and touches no socket; `glb.dns.server` calls it inline for
 every TCP message, and `DnsAnswerer.answer_udp()` for every UDP datagram: that one first looks the
 datagram up in the cache's exact-query memo (a repeat, but for its ID, of a query answered from
-the cache: its reply whole, see `glb.dns_cache`), else it is `answer()`. The cache answers most
+the cache: its reply whole, see `glb.dns.cache`), else it is `answer()`. The cache answers most
 other queries; the full path takes the rest in three steps, each its own helper:
 
 1. `parse_request`: header, the single question and the OPT record; anything malformed becomes
@@ -25,7 +25,7 @@ other than QUERY get a header-only NOTIMP (their sections mean other things, e.g
 given (which process answered, with `glb serve --workers`); every other non-IN query is REFUSED.
 
 No sockets; asyncio only for `DnsAnswerer.update_async`, which packs a new topology's replies in
-a worker thread. Imports: glb.core, glb.dns_records, glb.dns_cache and dnslib only.
+a worker thread.
 """
 
 from __future__ import annotations
@@ -48,8 +48,8 @@ from glb.core.model import Endpoint, Service, Topology
 from glb.core.policies import Decision, Query, decide
 from glb.core.snapshot import HealthSnapshot
 from glb.core.stats import Stats
-from glb.dns_cache import QTYPE_LABELS, DnsCache, Packed
-from glb.dns_records import (
+from glb.dns.cache import QTYPE_LABELS, DnsCache, Packed
+from glb.dns.zone import (
     CLASS_IN,
     TYPE_A,
     TYPE_AAAA,
@@ -248,7 +248,7 @@ def _pack(
 ) -> bytes:
     """Pack with the question (and every owner) in lowercase, then put the query's own spelling of
     the question name back (same length): names compressed against it take its case, so the
-    bytes are the same whatever the case (case-insensitive compression) and `glb.dns_cache` can
+    bytes are the same whatever the case (case-insensitive compression) and `glb.dns.cache` can
     splice any spelling into a pre-packed reply."""
     q = request.question
     record = DNSRecord(
@@ -431,7 +431,7 @@ class DnsAnswerer:
         """`answer(wire, False)`, quicker for a query seen before byte for byte but its ID: the
         cache's exact-query memo holds its replies whole, so while the cache is current the
         reply is one dict lookup, a tally slot bumped and the ID prepended. This bound method is
-        the `udp_handler` of `glb.dns_server` (`udp_handler(wire)`)."""
+        the `udp_handler` of `glb.dns.server` (`udp_handler(wire)`)."""
         hit = self._exact.get(wire[2:])
         if hit is not None:
             try:
@@ -448,7 +448,7 @@ class DnsAnswerer:
     def answer(self, wire: bytes, tcp: bool) -> bytes | None:
         """Reply to one DNS message; None means drop (unparseable header, or a response/QR=1
         packet). `tcp` may be passed by keyword or by position, so this bound method is itself a
-        `glb.dns_server` handler (`handler(wire, tcp)`)."""
+        `glb.dns.server` handler (`handler(wire, tcp)`)."""
         sampled = self._query_sample > 0 and self._rng.random() < self._query_sample
         if not sampled:
             cache = self._cache
@@ -534,7 +534,7 @@ class DnsAnswerer:
     # -- the cache's Renderer -------------------------------------------------------------
 
     def pack(self, key: Key, qtypes: Sequence[int], snapshot: HealthSnapshot) -> list[Packed]:
-        """Replies to (key, qtype, IN) as the full path packs them, for `glb.dns_cache`."""
+        """Replies to (key, qtype, IN) as the full path packs them, for `glb.dns.cache`."""
         packed: dict[int, tuple[Outcome, Packed]] = {}  # shared negatives pack once
         out = []
         for qtype in qtypes:
@@ -546,7 +546,7 @@ class DnsAnswerer:
         return out
 
     def pack_decision(self, key: Key, qtype: int, decision: Decision) -> Packed:
-        """The reply at the service named `key` handing out `decision`, for `glb.dns_cache`."""
+        """The reply at the service named `key` handing out `decision`, for `glb.dns.cache`."""
         node = self._index.nodes[key]
         assert node.service is not None  # noqa: S101  # the cache asks for service names only
         if decision.answer and not decision.servfail:
@@ -571,7 +571,7 @@ class DnsAnswerer:
         return Packed(header + question + records, "NOERROR", steered)
 
     def pack_negative(self, apex: Key) -> Packed:
-        """The NXDOMAIN reply to (apex, A, IN) were the apex absent, for `glb.dns_cache`, which
+        """The NXDOMAIN reply to (apex, A, IN) were the apex absent, for `glb.dns.cache`, which
         re-uses its authority section (the zone's negative SOA) under any name in the zone."""
         question = Question(DNSLabel(list(apex)), apex, TYPE_A, CLASS_IN)
         return self._packed(question, self._negative(self._index.zones[apex], NXDOMAIN))

@@ -7,8 +7,6 @@ call. Each running glb has its own CollectorRegistry (never the global one), wit
 process, platform and GC collectors added.
 
 Metric names and labels are a contract (dashboards and alert rules use them): see README.md.
-
-Imports: glb.core, prometheus_client, aiohttp (through prometheus_client.aiohttp).
 """
 
 from __future__ import annotations

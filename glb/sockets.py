@@ -1,7 +1,4 @@
-"""Binding listen sockets before anything serves, so a taken port fails start-up at once.
-
-Imports: stdlib and glb.errors only.
-"""
+"""Binding listen sockets before anything serves, so a taken port fails start-up at once."""
 
 from __future__ import annotations
 

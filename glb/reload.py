@@ -11,8 +11,6 @@ changes them applies everything else and logs that those need a restart.
 
 `watch_file` polls the configuration file and reloads when it has changed (`glb serve --watch`):
 for a file that is rewritten in place or swapped behind a symlink (a Kubernetes ConfigMap).
-
-Imports: glb.config, glb.core, glb.monitor, glb.dns_answer, glb.errors.
 """
 
 from __future__ import annotations
@@ -26,9 +24,9 @@ from collections.abc import Awaitable, Callable
 from glb.config import Settings, to_topology
 from glb.core.model import Topology
 from glb.core.stats import Stats
-from glb.dns_answer import DnsAnswerer
+from glb.dns.answerer import DnsAnswerer
 from glb.errors import ConfigError
-from glb.monitor import Monitor
+from glb.health.monitor import Monitor
 
 logger = logging.getLogger(__name__)
 

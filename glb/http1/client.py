@@ -1,7 +1,7 @@
 """glb's lean HTTP/1.1 upstream client: one `HttpClient` per proxy app, a bounded keep-alive
 pool of connections per `Origin`, and a `Response` whose body streams to the caller with
-backpressure. The connection protocol is in `glb.http_exchange`, the response and the errors
-in `glb.http_response`.
+backpressure. The connection protocol is in `glb.http1.exchange`, the response and the errors
+in `glb.http1.response`.
 
 Contract of `HttpClient.request`: it returns once the response head is in (1xx interim
 responses skipped) or raises an `UpstreamError`, whose subclass says what failed and whether
@@ -16,9 +16,6 @@ attempt's failure reaches the caller.
 Timeouts (`Timeouts`): `connect` bounds waiting for a pool slot plus the TCP and TLS handshakes,
 `first_byte` runs from the end of the request to the response head, `idle` bounds each silence
 of the upstream while it does not take the request body or while its response body streams.
-
-Imports: the standard library and the glb.http_exchange, glb.http_response and glb.http_wire
-modules only.
 """
 
 from __future__ import annotations
@@ -29,8 +26,8 @@ from collections import deque
 from collections.abc import AsyncIterable, Callable, Collection
 from dataclasses import dataclass, field
 
-from glb.http_exchange import Connection
-from glb.http_response import (
+from glb.http1.exchange import Connection
+from glb.http1.response import (
     CertificateError,
     ConnectError,
     ConnectionBroken,
@@ -46,7 +43,7 @@ from glb.http_response import (
     UploadTimeout,
     UpstreamError,
 )
-from glb.http_wire import Limits
+from glb.http1.response_head import Limits
 
 __all__ = [
     "CertificateError",

@@ -16,9 +16,7 @@ aiohttp's own keep-alive check uses; tests/test_admin_hostile.py fails if an aio
 changes it.
 
 Used for the admin API, which aiohttp serves; proxied traffic has glb's own server
-(`glb.http_server`, where `ClientLimits` is defined), which times heads itself.
-
-Imports: aiohttp, glb.http_server (for `ClientLimits`) and the standard library only.
+(`glb.http1.server`, where `ClientLimits` is defined), which times heads itself.
 """
 
 from __future__ import annotations
@@ -30,7 +28,7 @@ from typing import Final, cast
 
 from aiohttp import web
 
-from glb.http_server import ClientLimits
+from glb.http1.server import ClientLimits
 
 logger = logging.getLogger(__name__)
 

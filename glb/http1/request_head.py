@@ -1,7 +1,7 @@
 """HTTP/1.1 wire format of glb's own server: finding the end of a request head in the bytes read
 so far (`head_end`) and parsing it (`parse_request_head`): the request line, the header lines
 within limits, the body framing and what the head says about the connection (keep-alive,
-100-continue, Upgrade). The sibling of `glb.http_wire`, which parses responses.
+100-continue, Upgrade). The sibling of `glb.http1.response_head`, which parses responses.
 
 Pure: bytes in, values out, no I/O and no clock. A request that cannot be served raises
 `BadRequest`, whose `status` is the answer: 400, 417 or 505 (never 501: see below). Fast: one
@@ -33,8 +33,6 @@ the server behind it (request smuggling): RFC 9112 where it says "MUST reject", 
 Field values are compared case-insensitively in ASCII only: a value with non-ASCII characters
 never matches "chunked", "close" and the like (so "chun\u212aed", with a Kelvin sign that
 str.lower() would turn into "k", is not chunked).
-
-Imports: the standard library only.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ static record sets at those names (SOA, NS, nameserver addresses), each zone's g
 SOA, and pre-built address rdata for every endpoint. Names are keyed by `name_key`: a tuple of
 lowercased wire labels, so lookups are exact per label and case-insensitive.
 
-Pure: no sockets, no asyncio. Imports: glb.core and dnslib only.
+Pure: no sockets, no asyncio.
 """
 
 from __future__ import annotations

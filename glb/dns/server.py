@@ -12,8 +12,7 @@ network's bucket: sent, dropped, or replaced by a bare TC=1 reply (`slip_reply`,
 query's own bytes) so that a real client retries over TCP. TCP is never rate limited: a completed
 handshake proves the source address.
 
-Imports: the standard library and glb.core only. It must not import glb.dns_answer: it is handed
-the handler.
+It never imports glb.dns.answerer: it is handed the handler.
 """
 
 from __future__ import annotations

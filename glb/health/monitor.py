@@ -8,8 +8,6 @@ Every distinct target (address + probe spec) gets one task that probes it at its
 `interval` while its state is confirmed, every `fast_interval` while the newest results disagree
 with it, never more than one probe in flight. Start times are spread with jitter. The probe
 function, clock, sleep and random generator are injected, so tests can drive it without a network.
-
-Imports: glb.core only (plus asyncio and logging).
 """
 
 from __future__ import annotations
