@@ -29,10 +29,10 @@ from glb import __version__
 from glb.admin.api import admin_app
 from glb.admin.head_timeout import serve as serve_guarded
 from glb.admin.metrics import metrics_handler, metrics_registry
-from glb.config import Settings, to_topology
+from glb.config import Settings, runtime, to_topology
 from glb.core.model import Topology
 from glb.core.ports import PassiveHealth, StateView
-from glb.core.rrl import ResponseRateLimiter, RrlConfig
+from glb.core.rrl import ResponseRateLimiter
 from glb.core.stats import Stats
 from glb.dns.answerer import DnsAnswerer
 from glb.dns.server import DnsServer
@@ -43,8 +43,9 @@ from glb.http1.server import ClientLimits, HttpServer
 from glb.proxy.handler import HttpProxy
 from glb.reload import Reloader
 from glb.sockets import bind_dns, bind_tcp
+from glb.workers.protocol import Channel, Start
 from glb.workers.remote_state import RemoteState, receive_start
-from glb.workers.supervisor import Channel, Start, WorkerInfo, WorkerPool
+from glb.workers.supervisor import WorkerInfo, WorkerPool
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +111,7 @@ async def running(
         )
         reloader_slot: list[Reloader] = []
         admin = _admin(settings, monitor, pool.stats, reloader_slot)
-        limits = _client_limits(settings)
+        limits = runtime.client_limits(settings)
         await _serve_http(stack, admin, admin_sock, grace=1.0, limits=limits)
         await monitor.first_round()
         answerer = DnsAnswerer(
@@ -118,7 +119,7 @@ async def running(
             monitor.current,
             stats=stats,
             query_sample=settings.log.query_sample,
-            server_id=_server_id(settings, "main"),
+            server_id=runtime.server_id(settings, "main"),
         )
         monitor.subscribe(answerer.on_snapshot)  # pre-packed answers follow every change
         reloader = Reloader(
@@ -173,7 +174,7 @@ async def _worker_serving(start: Start, channel: Channel) -> AsyncIterator[Remot
             state.current,
             stats=stats,
             query_sample=settings.log.query_sample,
-            server_id=_server_id(settings, f"worker {start.index}"),
+            server_id=runtime.server_id(settings, f"worker {start.index}"),
         )
         state.subscribe(answerer.on_snapshot)
         updates: set[asyncio.Task[None]] = set()  # held until done: never fire and forget
@@ -187,7 +188,7 @@ async def _worker_serving(start: Start, channel: Channel) -> AsyncIterator[Remot
         dns = _dns_server(settings, answerer, udp, tcp, stats)
         await dns.start()
         stack.push_async_callback(dns.close)
-        limits = _client_limits(settings)
+        limits = runtime.client_limits(settings)
         proxy = _proxy(settings, state, state, stats)
         await _serve_proxy(
             stack, proxy, http_sock, grace=settings.http.shutdown_grace, limits=limits, stats=stats
@@ -218,25 +219,13 @@ def _worker_command(settings: Settings) -> list[str]:
 
 
 def _proxy(settings: Settings, state: StateView, passive: PassiveHealth, stats: Stats) -> HttpProxy:
-    ca_file = str(settings.probes.ca_file) if settings.probes.ca_file else None
     return HttpProxy(
         state,
         passive,
         cluster_header=settings.http.cluster_header,
-        ca_file=ca_file,
+        ca_file=runtime.ca_file(settings),
         stats=stats,
     )
-
-
-def _server_id(settings: Settings, role: str) -> str | None:
-    """What CH TXT id.server answers (None: REFUSED), by `dns.server_id`."""
-    match settings.dns.server_id:
-        case "process":
-            return f"glb-{os.getpid()} {role}"
-        case "none":
-            return None
-        case text:
-            return text
 
 
 def _stopping(monitor: Monitor) -> None:
@@ -272,17 +261,7 @@ def _dns_server(
     stats: Stats,
 ) -> DnsServer:
     dns = settings.dns
-    rrl = dns.rrl
-    limiter = None
-    if rrl.enabled:
-        config = RrlConfig(
-            rate=rrl.responses_per_second,
-            window=rrl.window,
-            slip=rrl.slip,
-            ipv4_prefix=rrl.ipv4_prefix,
-            ipv6_prefix=rrl.ipv6_prefix,
-        )
-        limiter = ResponseRateLimiter(config)
+    rrl = runtime.rrl_config(settings)
     return DnsServer(
         answerer.answer,
         udp,
@@ -291,20 +270,8 @@ def _dns_server(
         tcp_idle_timeout=dns.tcp_idle_timeout,
         max_tcp_connections=dns.max_tcp_connections,
         max_queries_per_connection=dns.max_queries_per_connection,
-        rrl=limiter,
+        rrl=None if rrl is None else ResponseRateLimiter(rrl),
         stats=stats,
-    )
-
-
-def _client_limits(settings: Settings) -> ClientLimits:
-    http = settings.http
-    return ClientLimits(
-        max_request_line=http.max_request_line,
-        max_header_size=http.max_header_size,
-        max_headers=http.max_headers,
-        header_timeout=http.client_header_timeout,
-        idle_timeout=http.client_idle_timeout,
-        max_connections=http.max_connections,
     )
 
 
@@ -376,9 +343,9 @@ def _log_started(glb: Running) -> None:
 
 
 def _prober(settings: Settings) -> Prober:
-    ca_file = settings.probes.ca_file
+    ca_file = runtime.ca_file(settings)
     try:
-        return Prober(ca_file=str(ca_file) if ca_file else None)
+        return Prober(ca_file=ca_file)
     except (OSError, ssl.SSLError) as exc:
         raise StartupError(f"probes.ca_file: cannot load {ca_file}: {exc}") from None
 

@@ -29,8 +29,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from glb.config import parse_settings
 from glb.core.stats import Stats
 from glb.dns.answerer import DnsAnswerer
+from glb.workers.protocol import Applied, Channel, Publish, Ready, Start
 from glb.workers.remote_state import RemoteState
-from glb.workers.supervisor import Applied, Channel, Publish, Ready, Start
 from tests.clusters import ClusterProcess
 from tests.dns_helpers import CONFIG, ZONE, make_query, make_topology, snapshot_of
 from tests.serve import Served, start_serve, stop_serve

@@ -20,7 +20,7 @@ from glb.core.model import Endpoint, Topology
 from glb.core.snapshot import HealthSnapshot
 from glb.core.stats import Stats
 from glb.errors import StartupError
-from glb.workers.supervisor import (
+from glb.workers.protocol import (
     READY_TIMEOUT,
     STATS_PERIOD,
     Applied,

@@ -1,0 +1,58 @@
+"""The options each adapter takes, made from the validated settings: the HTTP client limits, the
+DNS rate limiter, what `CH TXT id.server` answers, the probes' and upstreams' extra CA file.
+
+The adapters never see `Settings`: the composition root (`glb.app`) hands each one the plain
+options made here, so a setting's meaning is decided in one place.
+"""
+
+from __future__ import annotations
+
+import os
+
+from glb.config.models import Settings
+from glb.core.rrl import RrlConfig
+from glb.http1.server import ClientLimits
+
+
+def client_limits(settings: Settings) -> ClientLimits:
+    """What one HTTP client may send and how slowly (`http.*`), for the proxy and the admin API."""
+    http = settings.http
+    return ClientLimits(
+        max_request_line=http.max_request_line,
+        max_header_size=http.max_header_size,
+        max_headers=http.max_headers,
+        header_timeout=http.client_header_timeout,
+        idle_timeout=http.client_idle_timeout,
+        max_connections=http.max_connections,
+    )
+
+
+def rrl_config(settings: Settings) -> RrlConfig | None:
+    """Response rate limiting of DNS over UDP (`dns.rrl`); None when it is off."""
+    rrl = settings.dns.rrl
+    if not rrl.enabled:
+        return None
+    return RrlConfig(
+        rate=rrl.responses_per_second,
+        window=rrl.window,
+        slip=rrl.slip,
+        ipv4_prefix=rrl.ipv4_prefix,
+        ipv6_prefix=rrl.ipv6_prefix,
+    )
+
+
+def server_id(settings: Settings, role: str) -> str | None:
+    """What CH TXT id.server answers for this process (`dns.server_id`); None: REFUSED."""
+    match settings.dns.server_id:
+        case "process":
+            return f"glb-{os.getpid()} {role}"
+        case "none":
+            return None
+        case text:
+            return text
+
+
+def ca_file(settings: Settings) -> str | None:
+    """The PEM file of extra CA certificates for https probes and upstreams (`probes.ca_file`)."""
+    path = settings.probes.ca_file
+    return str(path) if path else None
