@@ -28,19 +28,8 @@ from glb.core.model import Topology
 from glb.core.stats import Stats
 from glb.errors import StartupError
 from glb.health.monitor import Monitor
-from glb.workers.protocol import (
-    READY_TIMEOUT,
-    Applied,
-    Channel,
-    NewTopology,
-    Passive,
-    Publish,
-    Ready,
-    Report,
-    Start,
-    Stop,
-    encode,
-)
+from glb.workers import protocol
+from glb.workers.protocol import Channel
 
 logger = logging.getLogger(__name__)
 
@@ -131,13 +120,13 @@ class WorkerPool:
     def update_topology(self, topology: Topology) -> None:
         """Send a reloaded topology to every worker, after any snapshot not yet sent."""
         self._flush()
-        self._broadcast(encode(NewTopology(topology)))
+        self._broadcast(protocol.encode(protocol.NewTopology(topology)))
 
     def stop(self) -> None:
         """Ask every worker to stop (they stop listening and drain their proxied requests)."""
         if not self._stopping:
             self._stopping = True
-            self._broadcast(encode(Stop()))
+            self._broadcast(protocol.encode(protocol.Stop()))
 
     async def close(self, patience: float) -> None:
         """Stop, wait up to `patience` seconds for the workers to exit, then kill the rest."""
@@ -180,20 +169,20 @@ class WorkerPool:
         channel.send(self._start_message(worker.index))
         self._spawn(self._read(worker, channel, ready), f"worker {worker.index} reader")
         try:
-            async with asyncio.timeout(READY_TIMEOUT):
+            async with asyncio.timeout(protocol.READY_TIMEOUT):
                 pid = await ready
         except (TimeoutError, ConnectionError):
             raise StartupError(f"worker {worker.index} did not start") from None
         logger.info("worker %d started (pid %d)", worker.index, pid, extra={"event": "worker"})
 
-    def _start_message(self, index: int) -> Start:
+    def _start_message(self, index: int) -> protocol.Start:
         dns_port, http_port = self._ports
         topology, snapshot = self._monitor.topology, self._monitor.current()
-        return Start(index, self._settings, dns_port, http_port, topology, snapshot)
+        return protocol.Start(index, self._settings, dns_port, http_port, topology, snapshot)
 
     async def _read(self, worker: _Worker, channel: Channel, ready: asyncio.Future[int]) -> None:
         while (message := await channel.receive()) is not None:
-            if isinstance(message, Ready) and not ready.done():
+            if isinstance(message, protocol.Ready) and not ready.done():
                 ready.set_result(message.pid)
             else:
                 self._apply(worker, message)
@@ -202,16 +191,16 @@ class WorkerPool:
 
     def _apply(self, worker: _Worker, message: object) -> None:
         match message:
-            case Applied():
+            case protocol.Applied():
                 self._applied(worker, message)
-            case Passive(endpoint, failed, detail):
+            case protocol.Passive(endpoint, failed, detail):
                 self._monitor.report_request(endpoint, failed=failed, detail=detail)
-            case Report(stats):
+            case protocol.Report(stats):
                 worker.stats = stats
             case _:
                 logger.warning("worker %d sent %r; ignored", worker.index, message)
 
-    def _applied(self, worker: _Worker, message: Applied) -> None:
+    def _applied(self, worker: _Worker, message: protocol.Applied) -> None:
         delay = message.applied_at - message.published_at
         worker.propagation = delay
         worker.max_propagation = max(delay, worker.max_propagation or 0.0)
@@ -277,7 +266,7 @@ class WorkerPool:
         if self._pending is None:
             return
         published_at, self._pending = self._pending, None
-        self._broadcast(encode(Publish(self._monitor.current(), published_at)))
+        self._broadcast(protocol.encode(protocol.Publish(self._monitor.current(), published_at)))
 
     def _broadcast(self, frame: bytes) -> None:
         for worker in self._workers:
