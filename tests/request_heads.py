@@ -13,6 +13,7 @@ from glb.http1.request_head import BadRequest, HeadLimits, RequestHead, parse_re
 LIMITS = HeadLimits()
 GET = b"GET / HTTP/1.1"
 TCHARS = "!#$%&'*+-.^_`|~" + string.digits + string.ascii_letters
+BARE = "bare CR or LF, or NUL, in the request head"  # the reason given for them
 SPECIAL = {"content-length", "transfer-encoding", "connection", "expect", "upgrade", "host"}
 
 

@@ -1,8 +1,8 @@
 """The pure parser of request heads for glb's own HTTP/1.1 server (`glb.http1.request_head`):
-finding the end of a head, the request line, control characters and line breaks, header lines
-and their limits, and a whole head. The framing and connection semantics are in
-test_http1_request_head_semantics.py, the fuzzing against a slow reference in
-test_http1_request_head_fuzz.py."""
+finding the end of a head (and refusing one with a bare CR or LF before it ends), the request
+line, control characters and line breaks, header lines and their limits, and a whole head. The
+framing and connection semantics are in test_http1_request_head_semantics.py, the fuzzing
+against a slow reference in test_http1_request_head_fuzz.py."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from glb.http1.request_head import (
     head_end,
     parse_request_head,
 )
-from tests.request_heads import GET, LIMITS, head, refused, request
+from tests.request_heads import BARE, GET, LIMITS, head, refused, request
 
 # --- finding the head -----------------------------------------------------------------------
 
@@ -39,6 +39,67 @@ from tests.request_heads import GET, LIMITS, head, refused, request
 def test_head_end(buffer: bytes | bytearray, start: int, end: int) -> None:
     """The CRLFCRLF ending the head from `start`; empty lines before it never end a head."""
     assert head_end(buffer, start) == end
+
+
+@pytest.mark.parametrize(
+    ("buffer", "start"),
+    [
+        pytest.param(b"GET / HTTP/1.1\nHost: app\n\n", 0, id="lf-line-ends"),
+        pytest.param(b"GET / HTTP/1.1\n", 0, id="lf-after-request-line"),
+        pytest.param(b"GET / HTTP/1.1\r\nHost: a\nX", 0, id="lf-after-header-line"),
+        pytest.param(b"GET / HTTP/1.1\r\nX: a\nb\r\n", 0, id="lf-in-value"),
+        pytest.param(b"\n", 0, id="lone-lf"),
+        pytest.param(b"\r\n\nGET / HTTP/1.1\r\n", 0, id="lf-after-empty-line"),
+        pytest.param(b"GET / HTTP/1.1\rHost: app\r\r", 0, id="cr-line-ends"),
+        pytest.param(b"GET / HTTP/1.1\rX", 0, id="cr-then-byte"),
+        pytest.param(b"GET / HTTP/1.1\r\nX: a\r\r", 0, id="cr-cr"),
+        pytest.param(b"\rGET", 0, id="leading-cr"),
+        pytest.param(bytearray(b"GET / HTTP/1.1\n"), 0, id="bytearray"),
+        pytest.param(b"xx\r\n\r\nGET / HTTP/1.1\nHost: a", 6, id="from-start"),
+    ],
+)
+def test_head_end_refuses_a_bare_lf_or_cr_before_the_head_is_complete(
+    buffer: bytes | bytearray, start: int
+) -> None:
+    """Bytes that can never become a valid head (a bare LF, a CR followed by anything but LF)
+    are refused at once: a client ending its lines with LF alone never sends the CRLFCRLF that
+    a head_end returning -1 would wait for."""
+    with pytest.raises(BadRequest) as caught:
+        head_end(buffer, start)
+    assert (caught.value.status, str(caught.value)) == (400, BARE)
+
+
+@pytest.mark.parametrize(
+    ("buffer", "start"),
+    [
+        pytest.param(b"GET / HTTP/1.1\r", 0, id="cr-at-end"),
+        pytest.param(b"GET / HTTP/1.1\r\nHost: a\r\n\r", 0, id="cr-at-end-of-head"),
+        pytest.param(b"\r", 0, id="lone-cr"),
+        pytest.param(b"\r\n\r", 0, id="empty-line-then-cr"),
+        pytest.param(b"x\n\r\n\r\nGET / HTTP/1.1\r", 6, id="bare-lf-before-start"),
+    ],
+)
+def test_head_end_waits_for_the_lf_after_a_final_cr(buffer: bytes, start: int) -> None:
+    """A CR at the very end may still get its LF in the next read: not refused yet (nor
+    anything before `start`, the end of an earlier request)."""
+    assert head_end(buffer, start) == -1
+
+
+def test_head_end_leaves_a_complete_head_to_the_parser() -> None:
+    """Once the CRLFCRLF is there, head_end only finds it (one `find`: the common case costs
+    no more); a bare LF before it is parse_request_head's to refuse."""
+    buffer = b"GET / HTTP/1.1\nX: a\r\n\r\n"
+    end = head_end(buffer)
+    assert end == len(buffer) - 4
+    assert refused(buffer[:end]).status == 400
+
+
+def test_every_prefix_of_a_valid_head_is_waited_on() -> None:
+    """A valid head read a byte at a time is never refused early (-1 until its CRLFCRLF)."""
+    buffer = b"\r\n\r\nPOST /a HTTP/1.1\r\nHost: h\r\nX:\t\r\nContent-Length: 2\r\n\r\nok"
+    end = buffer.index(b"\r\n\r\nok")
+    for size in range(len(buffer) + 1):
+        assert head_end(buffer[:size]) == (end if size >= end + 4 else -1)
 
 
 def test_a_bytearray_parses_as_bytes() -> None:

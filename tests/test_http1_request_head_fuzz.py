@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -75,6 +76,46 @@ def test_valid_heads_round_trip(case: tuple[bytes, RequestHead], before: bytes) 
     raw, expected = case
     assert parse_request_head(before + raw, LIMITS) == expected
     assert head_end(before + raw + b"\r\n\r\nbody") == len(before + raw)
+
+
+@settings(max_examples=100, deadline=None, database=None)
+@given(valid_heads(), st.sampled_from([b"", b"\r\n", b"\r\n\r\n"]))
+def test_valid_heads_read_a_byte_at_a_time_are_waited_on(
+    case: tuple[bytes, RequestHead], before: bytes
+) -> None:
+    """Every prefix of a valid head is waited on (-1), never refused as a bare CR or LF."""
+    buffer = before + case[0] + b"\r\n\r\n"
+    assert [head_end(buffer[:size]) for size in range(len(buffer))] == [-1] * len(buffer)
+
+
+def cannot_become_a_head(buffer: bytes) -> bool:
+    """The slow statement of what head_end refuses early: no CRLFCRLF after the empty lines
+    yet, and an LF not after a CR, or a CR followed by anything but LF."""
+    while buffer.startswith(b"\r\n"):
+        buffer = buffer[2:]
+    if b"\r\n\r\n" in buffer:
+        return False
+    for at, byte in enumerate(buffer):
+        if byte == 0x0A and (at == 0 or buffer[at - 1] != 0x0D):
+            return True
+        if byte == 0x0D and at + 1 < len(buffer) and buffer[at + 1] != 0x0A:
+            return True
+    return False
+
+
+@settings(max_examples=500, deadline=None, database=None)
+@given(st.lists(st.sampled_from([b"\r", b"\n", b"\r\n", b"a", b" ", b":"]), max_size=30))
+def test_head_end_refuses_what_cannot_become_a_head(pieces: list[bytes]) -> None:
+    """Line breaks in any order: head_end refuses exactly the bytes that cannot become a valid
+    head, and finds the end of the others or waits on them."""
+    buffer = b"".join(pieces)
+    if cannot_become_a_head(buffer):
+        with pytest.raises(BadRequest) as caught:
+            head_end(buffer)
+        assert caught.value.status == 400
+    else:
+        end = head_end(buffer)
+        assert end == -1 or buffer[end : end + 4] == b"\r\n\r\n"
 
 
 def reference(raw: bytes, limits: HeadLimits) -> RequestHead:

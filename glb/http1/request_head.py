@@ -1,7 +1,8 @@
 """HTTP/1.1 wire format of glb's own server: finding the end of a request head in the bytes read
-so far (`head_end`) and parsing it (`parse_request_head`): the request line, the header lines
-within limits, the body framing and what the head says about the connection (keep-alive,
-100-continue, Upgrade). The sibling of `glb.http1.response_head`, which parses responses.
+so far (`head_end`, which refuses an incomplete head with a bare CR or LF at once) and parsing
+it (`parse_request_head`): the request line, the header lines within limits, the body framing
+and what the head says about the connection (keep-alive, 100-continue, Upgrade). The sibling
+of `glb.http1.response_head`, which parses responses.
 
 Pure: bytes in, values out, no I/O and no clock. A request that cannot be served raises
 `BadRequest`, whose `status` is the answer: 400, 417 or 505 (never 501: see below). Fast: one
@@ -58,6 +59,7 @@ _SPECIAL: Final = frozenset(
     {"content-length", "transfer-encoding", "connection", "expect", "upgrade", "host"}
 )
 _EMPTY_LINES: Final = re.compile(rb"(?:\r\n)*+")
+_BARE: Final = "bare CR or LF, or NUL, in the request head"
 _MAX_LENGTH_DIGITS: Final = 18
 
 
@@ -98,10 +100,28 @@ class RequestHead:
 def head_end(buffer: bytes | bytearray, start: int = 0) -> int:
     """Index of the CRLFCRLF ending the head that begins at `start`, or -1 while incomplete.
     Empty lines (CRLFs) before the request line are skipped (RFC 9112 2.2), so they never end
-    an empty head; `parse_request_head` ignores them too."""
+    an empty head; `parse_request_head` ignores them too.
+
+    An incomplete head that can never become valid raises BadRequest (400) at once, rather
+    than waiting for a CRLFCRLF that a client ending its lines with bare LFs never sends: a
+    bare LF, or a CR followed by anything but LF (a CR at the very end may still get its LF).
+    A complete head is not scanned for them here (`parse_request_head` refuses them), so the
+    common case costs one `find`."""
     if buffer.startswith(b"\r\n", start) and (skipped := _EMPTY_LINES.match(buffer, start)):
         start = skipped.end()
-    return buffer.find(b"\r\n\r\n", start)
+    end = buffer.find(b"\r\n\r\n", start)
+    if end < 0 and _has_bare_cr_or_lf(buffer, start):
+        raise BadRequest(400, _BARE)
+    return end
+
+
+def _has_bare_cr_or_lf(buffer: bytes | bytearray, start: int) -> bool:
+    """Whether the bytes from `start` hold an LF not preceded by CR, or a CR followed by
+    anything but LF (a CR at the end is not bare yet)."""
+    crlf = buffer.count(b"\r\n", start)
+    if buffer.count(b"\n", start) != crlf:
+        return True
+    return buffer.count(b"\r", start) - buffer.endswith(b"\r") != crlf
 
 
 def parse_request_head(raw: bytes | bytearray, limits: HeadLimits) -> RequestHead:
@@ -113,7 +133,7 @@ def parse_request_head(raw: bytes | bytearray, limits: HeadLimits) -> RequestHea
         stripped = text.lstrip("\r\n")
         skip = len(text) - len(stripped)
         if text.count("\r\n", 0, skip) * 2 != skip:
-            raise BadRequest(400, "bare CR or LF, or NUL, in the request head")
+            raise BadRequest(400, _BARE)
         text = stripped
     # [request line, name, value, name, value, ...]: each split consumed one CRLF. Every control
     # byte of the head must be one of those CRLFs (or of the empty lines skipped): then there is
@@ -151,7 +171,7 @@ def _malformed(text: str) -> str:
     """Why a head with control characters or CRLFs not starting a header line was refused."""
     crlf = text.count("\r\n")
     if text.count("\r") != crlf or text.count("\n") != crlf or "\0" in text:
-        return "bare CR or LF, or NUL, in the request head"
+        return _BARE
     if _CONTROL.search(text):
         return "control character in the request head"
     return "malformed header line"
