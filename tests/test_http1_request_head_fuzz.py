@@ -163,6 +163,8 @@ def reference(raw: bytes, limits: HeadLimits) -> RequestHead:
         raise BadRequest(400, "hosts")
     if te and (not http11 or cl or members("transfer-encoding") != ["chunked"]):
         raise BadRequest(400, "te")
+    if any(line.lower().startswith("transfer-encoding:") and "\t" in line for line in lines):
+        raise BadRequest(400, "HTAB in a Transfer-Encoding line")
     if not te and cl and (len(cl) > 1 or not re.fullmatch(r"[0-9]{1,18}", cl[0])):
         raise BadRequest(400, "cl")
     expectations = [m for m in members("expect") if m]

@@ -71,12 +71,26 @@ def test_framing_accepted(fields: list[bytes], length: int, chunked: bool) -> No
         pytest.param(["Content-Length: \uff15".encode()], id="fullwidth-digit"),
         pytest.param(["Content-Length: \u00b2".encode()], id="superscript-digit"),
         pytest.param(["Content-Length: \u0665".encode()], id="arabic-indic-digit"),
+        pytest.param([b"Transfer-Encoding:\tchunked"], id="htab-before-chunked"),
+        pytest.param([b"Transfer-Encoding: chunked\t"], id="htab-after-chunked"),
+        pytest.param([b"transfer-ENCODING: chunked \t "], id="htab-among-blanks"),
     ],
 )
 def test_framing_refused(fields: list[bytes]) -> None:
     """Every smuggling shape, every Transfer-Encoding but exactly chunked, every Content-Length
     but one field of ASCII digits: 400."""
     assert refused(head(GET, b"Host: a", *fields)).status == 400
+
+
+def test_an_htab_elsewhere_leaves_chunked_alone() -> None:
+    """Only an HTAB in the Transfer-Encoding line is refused, not one in another field's."""
+    parsed = request(b"X-Transfer-Encoding:\tx", b"Transfer-Encoding: chunked", b"Y: \tchunked\t")
+    assert parsed.chunked
+
+
+def test_an_htab_in_transfer_encoding_is_a_400_before_a_failed_expectation() -> None:
+    """The HTAB check is one of the 400 checks, which come before the 417 one."""
+    assert refused(head(GET, b"Expect: foo", b"Transfer-Encoding:\tchunked")).status == 400
 
 
 def test_transfer_encoding_in_http_1_0_refused() -> None:

@@ -21,7 +21,9 @@ the server behind it (request smuggling): RFC 9112 where it says "MUST reject", 
   another major version (HTTP/0.9, HTTP/2.0) is 505.
 - Over a limit (request line, header line, number of header lines): 400 (not 414 or 431).
 - Every Transfer-Encoding problem is 400, never 501: the codings of all Transfer-Encoding
-  fields together must be exactly "chunked", in HTTP/1.1, and with no Content-Length.
+  fields together must be exactly "chunked", in HTTP/1.1, and with no Content-Length. An HTAB
+  in a Transfer-Encoding line is 400 too, even as the blank around its value that RFC 9110
+  allows: "chunked<HTAB>" is an old smuggling shape, which llhttp refuses.
 - Content-Length is ASCII digits (at most 18), in one field only: two fields or a list
   ("5, 5") is 400 even when the values agree (RFC 9110 8.6 would allow it). Without either,
   the body is empty: requests are never delimited by the connection closing.
@@ -59,6 +61,8 @@ _SPECIAL: Final = frozenset(
     {"content-length", "transfer-encoding", "connection", "expect", "upgrade", "host"}
 )
 _EMPTY_LINES: Final = re.compile(rb"(?:\r\n)*+")
+# A Transfer-Encoding line with an HTAB (outside its value, since a value has no outer blanks).
+_TAB_IN_CODINGS: Final = re.compile(r"\r\ntransfer-encoding:[^\r]*\t", re.IGNORECASE | re.ASCII)
 _BARE: Final = "bare CR or LF, or NUL, in the request head"
 _MAX_LENGTH_DIGITS: Final = 18
 
@@ -161,7 +165,7 @@ def parse_request_head(raw: bytes | bytearray, limits: HeadLimits) -> RequestHea
         return RequestHead(
             method, target, version, headers, 0, False, version == "1.1", False, None
         )
-    length, chunked, keep_alive, expect_continue, upgrade = _semantics(found, version)
+    length, chunked, keep_alive, expect_continue, upgrade = _semantics(found, version, text)
     return RequestHead(
         method, target, version, headers, length, chunked, keep_alive, expect_continue, upgrade
     )
@@ -213,10 +217,10 @@ def _members(values: list[str]) -> list[str]:
 
 
 def _semantics(
-    found: list[tuple[str, str]], version: str
+    found: list[tuple[str, str]], version: str, text: str
 ) -> tuple[int, bool, bool, bool, str | None]:
-    """(length, chunked, keep_alive, expect_continue, upgrade) from the special header lines, in
-    RFC 9112 section 6.3's order; raises BadRequest for any ambiguity."""
+    """(length, chunked, keep_alive, expect_continue, upgrade) from the special header lines of
+    the head `text`, in RFC 9112 section 6.3's order; raises BadRequest for any ambiguity."""
     codings: list[str] = []
     lengths: list[str] = []
     connection: list[str] = []
@@ -245,7 +249,7 @@ def _semantics(
             raise BadRequest(400, "Transfer-Encoding in an HTTP/1.0 request")
         if lengths:
             raise BadRequest(400, "both Transfer-Encoding and Content-Length")
-        if _members(codings) != ["chunked"]:
+        if _members(codings) != ["chunked"] or ("\t" in text and _TAB_IN_CODINGS.search(text)):
             raise BadRequest(400, "Transfer-Encoding other than chunked")
     elif lengths:
         value = lengths[0]
