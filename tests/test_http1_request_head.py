@@ -2,7 +2,8 @@
 finding the end of a head (and refusing one with a bare CR or LF before it ends), the request
 line, control characters and line breaks, header lines and their limits, and a whole head. The
 framing and connection semantics are in test_http1_request_head_semantics.py, the fuzzing
-against a slow reference in test_http1_request_head_fuzz.py."""
+against a slow reference in test_http1_request_head_fuzz.py, the comparison with llhttp in
+test_http1_request_head_llhttp.py."""
 
 from __future__ import annotations
 
