@@ -1,7 +1,8 @@
 """HTTP/1.1 wire format of glb's own server: finding the end of a request head in the bytes read
-so far (`head_end`) and parsing it (`parse_request_head`): the request line, the header lines
-within limits, the body framing and what the head says about the connection (keep-alive,
-100-continue, Upgrade). The sibling of `glb.http1.response_head`, which parses responses.
+so far (`head_end`, which refuses an incomplete head with a bare CR or LF at once) and parsing
+it (`parse_request_head`): the request line, the header lines within limits, the body framing
+and what the head says about the connection (keep-alive, 100-continue, Upgrade). The sibling
+of `glb.http1.response_head`, which parses responses.
 
 Pure: bytes in, values out, no I/O and no clock. A request that cannot be served raises
 `BadRequest`, whose `status` is the answer: 400, 417 or 505 (never 501: see below). Fast: one
@@ -20,7 +21,9 @@ the server behind it (request smuggling): RFC 9112 where it says "MUST reject", 
   another major version (HTTP/0.9, HTTP/2.0) is 505.
 - Over a limit (request line, header line, number of header lines): 400 (not 414 or 431).
 - Every Transfer-Encoding problem is 400, never 501: the codings of all Transfer-Encoding
-  fields together must be exactly "chunked", in HTTP/1.1, and with no Content-Length.
+  fields together must be exactly "chunked", in HTTP/1.1, and with no Content-Length. An HTAB
+  in a Transfer-Encoding line is 400 too, even as the blank around its value that RFC 9110
+  allows: "chunked<HTAB>" is an old smuggling shape, which llhttp refuses.
 - Content-Length is ASCII digits (at most 18), in one field only: two fields or a list
   ("5, 5") is 400 even when the values agree (RFC 9110 8.6 would allow it). Without either,
   the body is empty: requests are never delimited by the connection closing.
@@ -58,6 +61,9 @@ _SPECIAL: Final = frozenset(
     {"content-length", "transfer-encoding", "connection", "expect", "upgrade", "host"}
 )
 _EMPTY_LINES: Final = re.compile(rb"(?:\r\n)*+")
+# A Transfer-Encoding line with an HTAB (outside its value, since a value has no outer blanks).
+_TAB_IN_CODINGS: Final = re.compile(r"\r\ntransfer-encoding:[^\r]*\t", re.IGNORECASE | re.ASCII)
+_BARE: Final = "bare CR or LF, or NUL, in the request head"
 _MAX_LENGTH_DIGITS: Final = 18
 
 
@@ -98,10 +104,28 @@ class RequestHead:
 def head_end(buffer: bytes | bytearray, start: int = 0) -> int:
     """Index of the CRLFCRLF ending the head that begins at `start`, or -1 while incomplete.
     Empty lines (CRLFs) before the request line are skipped (RFC 9112 2.2), so they never end
-    an empty head; `parse_request_head` ignores them too."""
+    an empty head; `parse_request_head` ignores them too.
+
+    An incomplete head that can never become valid raises BadRequest (400) at once, rather
+    than waiting for a CRLFCRLF that a client ending its lines with bare LFs never sends: a
+    bare LF, or a CR followed by anything but LF (a CR at the very end may still get its LF).
+    A complete head is not scanned for them here (`parse_request_head` refuses them), so the
+    common case costs one `find`."""
     if buffer.startswith(b"\r\n", start) and (skipped := _EMPTY_LINES.match(buffer, start)):
         start = skipped.end()
-    return buffer.find(b"\r\n\r\n", start)
+    end = buffer.find(b"\r\n\r\n", start)
+    if end < 0 and _has_bare_cr_or_lf(buffer, start):
+        raise BadRequest(400, _BARE)
+    return end
+
+
+def _has_bare_cr_or_lf(buffer: bytes | bytearray, start: int) -> bool:
+    """Whether the bytes from `start` hold an LF not preceded by CR, or a CR followed by
+    anything but LF (a CR at the end is not bare yet)."""
+    crlf = buffer.count(b"\r\n", start)
+    if buffer.count(b"\n", start) != crlf:
+        return True
+    return buffer.count(b"\r", start) - buffer.endswith(b"\r") != crlf
 
 
 def parse_request_head(raw: bytes | bytearray, limits: HeadLimits) -> RequestHead:
@@ -113,7 +137,7 @@ def parse_request_head(raw: bytes | bytearray, limits: HeadLimits) -> RequestHea
         stripped = text.lstrip("\r\n")
         skip = len(text) - len(stripped)
         if text.count("\r\n", 0, skip) * 2 != skip:
-            raise BadRequest(400, "bare CR or LF, or NUL, in the request head")
+            raise BadRequest(400, _BARE)
         text = stripped
     # [request line, name, value, name, value, ...]: each split consumed one CRLF. Every control
     # byte of the head must be one of those CRLFs (or of the empty lines skipped): then there is
@@ -141,7 +165,7 @@ def parse_request_head(raw: bytes | bytearray, limits: HeadLimits) -> RequestHea
         return RequestHead(
             method, target, version, headers, 0, False, version == "1.1", False, None
         )
-    length, chunked, keep_alive, expect_continue, upgrade = _semantics(found, version)
+    length, chunked, keep_alive, expect_continue, upgrade = _semantics(found, version, text)
     return RequestHead(
         method, target, version, headers, length, chunked, keep_alive, expect_continue, upgrade
     )
@@ -151,7 +175,7 @@ def _malformed(text: str) -> str:
     """Why a head with control characters or CRLFs not starting a header line was refused."""
     crlf = text.count("\r\n")
     if text.count("\r") != crlf or text.count("\n") != crlf or "\0" in text:
-        return "bare CR or LF, or NUL, in the request head"
+        return _BARE
     if _CONTROL.search(text):
         return "control character in the request head"
     return "malformed header line"
@@ -193,10 +217,10 @@ def _members(values: list[str]) -> list[str]:
 
 
 def _semantics(
-    found: list[tuple[str, str]], version: str
+    found: list[tuple[str, str]], version: str, text: str
 ) -> tuple[int, bool, bool, bool, str | None]:
-    """(length, chunked, keep_alive, expect_continue, upgrade) from the special header lines, in
-    RFC 9112 section 6.3's order; raises BadRequest for any ambiguity."""
+    """(length, chunked, keep_alive, expect_continue, upgrade) from the special header lines of
+    the head `text`, in RFC 9112 section 6.3's order; raises BadRequest for any ambiguity."""
     codings: list[str] = []
     lengths: list[str] = []
     connection: list[str] = []
@@ -225,7 +249,7 @@ def _semantics(
             raise BadRequest(400, "Transfer-Encoding in an HTTP/1.0 request")
         if lengths:
             raise BadRequest(400, "both Transfer-Encoding and Content-Length")
-        if _members(codings) != ["chunked"]:
+        if _members(codings) != ["chunked"] or ("\t" in text and _TAB_IN_CODINGS.search(text)):
             raise BadRequest(400, "Transfer-Encoding other than chunked")
     elif lengths:
         value = lengths[0]

@@ -526,12 +526,12 @@ class _Connection(asyncio.Protocol):
     def _next_request(self) -> bool:
         """Start the request whose head is in the buffer, if it is complete (True)."""
         buffer = self._buffer
-        end = head_end(buffer)  # empty lines before a request line are skipped (RFC 9112)
-        if end < 0:
-            if len(buffer) > self.server.max_head:
-                self._reject(400, "request head too large")
-            return False
         try:
+            end = head_end(buffer)  # skips empty lines first (RFC 9112); bare LF/CR: 400 now
+            if end < 0:
+                if len(buffer) > self.server.max_head:
+                    self._reject(400, "request head too large")
+                return False
             head = parse_request_head(buffer[:end], self.server.head_limits)
         except BadRequest as exc:
             self._reject(exc.status, str(exc))
