@@ -58,7 +58,8 @@ class ReplyCounter:
     ) -> None:
         """A reply to a `qtype` query; `steered`: the addresses it hands out (none if truncated)."""
         stats = self.stats
-        stats.dns_queries["tcp" if tcp else "udp", qtype_label(qtype), rcode_label(rcode)] += 1
+        transport, qtype_name = "tcp" if tcp else "udp", QTYPE_LABELS.get(qtype, _OTHER)
+        stats.dns_queries[transport, qtype_name, RCODE_LABELS.get(rcode, _OTHER)] += 1
         if truncated:  # the addresses did not go out: the client retries over TCP
             stats.dns_truncated += 1
             return

@@ -23,6 +23,8 @@ from typing import Final
 from glb.dns.counting import ReplyCounter
 from glb.dns.entries import STEERED_QTYPES, Packed, reply_heads
 from glb.dns.wire import (
+    CLASSIC_PAYLOAD,
+    EDNS_PAYLOAD,
     HEADER_SIZE,
     MAX_LABEL,
     MAX_NAME,
@@ -32,13 +34,16 @@ from glb.dns.wire import (
     Rcode,
     RdataClass,
     RdataType,
-    udp_limit,
 )
 from glb.dns.zone import Key, name_key, wire_name
 
-_NXDOMAIN_FLAGS: Final = int(Flag.QR | Flag.AA) | Rcode.NXDOMAIN
-_NODATA_FLAGS: Final = int(Flag.QR | Flag.AA) | Rcode.NOERROR
-_REFUSED_FLAGS: Final = int(Flag.QR) | Rcode.REFUSED
+# per-query constants, as plain ints (an enum member lookup costs several times a global int)
+_NOERROR: Final = int(Rcode.NOERROR)
+_NXDOMAIN: Final = int(Rcode.NXDOMAIN)
+_REFUSED: Final = int(Rcode.REFUSED)
+_NXDOMAIN_FLAGS: Final = int(Flag.QR | Flag.AA) | _NXDOMAIN
+_NODATA_FLAGS: Final = int(Flag.QR | Flag.AA) | _NOERROR
+_REFUSED_FLAGS: Final = int(Flag.QR) | _REFUSED
 _TC: Final = int(Flag.TC)
 _CLASS_IN: Final = struct.pack("!H", RdataClass.IN)
 _ZONE_TRANSFERS: Final = (int(RdataType.IXFR), int(RdataType.AXFR))  # REFUSED
@@ -124,16 +129,18 @@ class NegativeAnswers:
         negative, shift = found
         qtype = (wire[end - 4] << 8) | wire[end - 3]
         if negative is None or qtype in _ZONE_TRANSFERS:
-            reply_flags, rcode, authority = _REFUSED_FLAGS, Rcode.REFUSED, b""
+            reply_flags, rcode, authority = _REFUSED_FLAGS, _REFUSED, b""
         elif name in self._known:
             if qtype in STEERED_QTYPES:  # ANY at a round robin or weighted service
                 return None
-            reply_flags, rcode, authority = _NODATA_FLAGS, Rcode.NOERROR, negative.at(shift)
+            reply_flags, rcode, authority = _NODATA_FLAGS, _NOERROR, negative.at(shift)
         else:
-            reply_flags, rcode, authority = _NXDOMAIN_FLAGS, Rcode.NXDOMAIN, negative.at(shift)
+            reply_flags, rcode, authority = _NXDOMAIN_FLAGS, _NXDOMAIN, negative.at(shift)
         edns = payload >= 0
         size = end + len(authority) + (len(OPT_RECORD) if edns else 0)
-        truncated = not tcp and size > udp_limit(payload)
+        truncated = not (  # over udp_limit(payload), inline
+            tcp or size <= CLASSIC_PAYLOAD or (size <= payload and size <= EDNS_PAYLOAD)
+        )
         self._counter.count(tcp, qtype, rcode, truncated=truncated)
         if truncated:
             reply_flags, authority = reply_flags | _TC, b""
