@@ -20,33 +20,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from glb.dns import wire as dns_wire
 from glb.dns.counting import ReplyCounter
 from glb.dns.entries import STEERED_QTYPES, Packed, reply_heads
-from glb.dns.wire import (
-    CLASSIC_PAYLOAD,
-    EDNS_PAYLOAD,
-    HEADER_SIZE,
-    MAX_LABEL,
-    MAX_NAME,
-    OPT_RECORD,
-    POINTER,
-    Flag,
-    Rcode,
-    RdataClass,
-    RdataType,
-)
+from glb.dns.wire import CLASSIC_PAYLOAD, EDNS_PAYLOAD, HEADER_SIZE, MAX_LABEL, MAX_NAME, OPT_RECORD
 from glb.dns.zone import Key, name_key, wire_name
 
 # per-query constants, as plain ints (an enum member lookup costs several times a global int)
-_NOERROR: Final = int(Rcode.NOERROR)
-_NXDOMAIN: Final = int(Rcode.NXDOMAIN)
-_REFUSED: Final = int(Rcode.REFUSED)
-_NXDOMAIN_FLAGS: Final = int(Flag.QR | Flag.AA) | _NXDOMAIN
-_NODATA_FLAGS: Final = int(Flag.QR | Flag.AA) | _NOERROR
-_REFUSED_FLAGS: Final = int(Flag.QR) | _REFUSED
-_TC: Final = int(Flag.TC)
-_CLASS_IN: Final = struct.pack("!H", RdataClass.IN)
-_ZONE_TRANSFERS: Final = (int(RdataType.IXFR), int(RdataType.AXFR))  # REFUSED
+_NOERROR: Final = int(dns_wire.Rcode.NOERROR)
+_NXDOMAIN: Final = int(dns_wire.Rcode.NXDOMAIN)
+_REFUSED: Final = int(dns_wire.Rcode.REFUSED)
+_NXDOMAIN_FLAGS: Final = int(dns_wire.Flag.QR | dns_wire.Flag.AA) | _NXDOMAIN
+_NODATA_FLAGS: Final = int(dns_wire.Flag.QR | dns_wire.Flag.AA) | _NOERROR
+_REFUSED_FLAGS: Final = int(dns_wire.Flag.QR) | _REFUSED
+_TC: Final = int(dns_wire.Flag.TC)
+_CLASS_IN: Final = struct.pack("!H", dns_wire.RdataClass.IN)
+_ZONE_TRANSFERS: Final = (int(dns_wire.RdataType.IXFR), int(dns_wire.RdataType.AXFR))  # REFUSED
 _POINTER: Final = struct.Struct("!H")
 
 
@@ -90,7 +79,7 @@ def _name_pointer(wire: bytes, at: int) -> tuple[int | None, int]:
     """The offset of the compression pointer ending the name at `at` (None: not compressed), and
     the offset after the name."""
     while wire[at]:
-        if wire[at] >= POINTER:
+        if wire[at] >= dns_wire.POINTER:
             return at, at + 2
         at += wire[at] + 1
     return None, at + 1
