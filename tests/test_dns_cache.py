@@ -17,7 +17,7 @@ from glb.core.model import PolicyName, Topology
 from glb.core.snapshot import HealthSnapshot
 from glb.core.stats import Stats
 from glb.dns.answerer import DnsAnswerer
-from glb.dns.cache import WEIGHTED_VARIANTS
+from glb.dns.steering import WEIGHTED_VARIANTS
 from glb.health.monitor import Monitor
 from tests.dns_helpers import ZONE, Box, addresses, make_topology, snapshot_of
 
@@ -161,8 +161,8 @@ class Pair:
     def stats(self) -> tuple[Stats, Stats]:
         """Both answerers' Stats, settled."""
         for each in (self.fast, self.full):
-            each._stats.settle()
-        return self.fast._stats, self.full._stats
+            each.stats.settle()
+        return self.fast.stats, self.full.stats
 
 
 def without_addresses(wire: bytes) -> tuple[object, ...]:

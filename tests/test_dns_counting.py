@@ -11,6 +11,8 @@ import pytest
 
 from glb.core.stats import TCP, TRUNCATED, UDP, DnsTally, Stats
 from glb.dns.answerer import DnsAnswerer
+from glb.dns.counting import ReplyCounter
+from glb.dns.wire import Rcode, RdataType
 from tests.dns_helpers import ZONE, Box, make_topology, snapshot_of
 from tests.test_dns_cache import (
     Pair,
@@ -46,6 +48,47 @@ EXPECTED_QUERIES = {
     ("tcp", "A", "NOERROR"): 1,
     ("udp", "A", "NXDOMAIN"): 1,
 }
+
+
+def test_the_reply_counter_counts_each_reply_by_its_labels():
+    """One reply at a time: qtype and rcode by label (else "other"), addresses unless
+    truncated, error replies as qtype "other", FORMERR and drops as malformed."""
+    stats = Stats()
+    counter = ReplyCounter(stats)
+    counter.count(False, RdataType.A, Rcode.NOERROR, TWO, truncated=False)
+    counter.count(True, RdataType.PTR, Rcode.NXDOMAIN, truncated=False)
+    counter.count(False, RdataType.AAAA, Rcode.NOERROR, TWO, truncated=True)
+    counter.count_error(False, Rcode.FORMERR)
+    counter.count_error(True, Rcode.NOTIMP)
+    counter.count_dropped()
+    assert stats.dns_queries == {
+        ("udp", "A", "NOERROR"): 1,
+        ("tcp", "other", "NXDOMAIN"): 1,
+        ("udp", "AAAA", "NOERROR"): 1,
+        ("udp", "other", "FORMERR"): 1,
+        ("tcp", "other", "NOTIMP"): 1,
+    }
+    assert stats.dns_answers == {("svc", "a"): 1, ("svc", "b"): 1}
+    assert stats.dns_truncated == 1
+    assert stats.dns_malformed == 2
+
+
+def test_a_cache_tally_counts_until_it_is_closed():
+    """A tally opened by the counter folds into its Stats; once closed, its bumps are ignored."""
+    stats = Stats()
+    counter = ReplyCounter(stats)
+    tally = counter.open_tally()
+    slot = tally.slot(RdataType.A, Rcode.NOERROR, TWO)
+    assert tally.slot(RdataType.A, Rcode.NOERROR, TWO[::-1]) == slot
+    tally.counts[slot + UDP] += 2
+    stats.settle()
+    assert stats.dns_queries == {("udp", "A", "NOERROR"): 2}
+    tally.counts[slot + TCP] += 1
+    counter.close_tally(tally)
+    tally.counts[slot + UDP] += 5  # its cache was retired: never counted
+    stats.settle()
+    assert stats.dns_queries == {("udp", "A", "NOERROR"): 2, ("tcp", "A", "NOERROR"): 1}
+    assert stats.dns_answers == {("svc", "a"): 3, ("svc", "b"): 3}
 
 
 def test_a_tally_folds_by_transport_qtype_and_rcode():

@@ -10,7 +10,7 @@ from collections import Counter
 import dns.message
 import pytest
 
-import glb.dns.cache
+import glb.dns.memo
 from glb.core.health import Health
 from glb.core.stats import Stats
 from glb.dns.answerer import DnsAnswerer
@@ -142,7 +142,7 @@ def test_a_new_topology_starts_an_empty_memo():
 
 def test_the_memo_is_bounded(monkeypatch):
     """Past EXACT_MAX queries the memo starts over; answers stay right."""
-    monkeypatch.setattr(glb.dns.cache, "EXACT_MAX", 4)
+    monkeypatch.setattr(glb.dns.memo, "EXACT_MAX", 4)
     pair = Pair.of(make_topology())
     for payload in range(1000, 1030):
         fast, full, hit = pair.both(query(APP, 1, edns=opt(payload)))
@@ -180,4 +180,4 @@ def test_answer_enters_a_query_in_the_memo_once():
         pair.fast.answer(query(APP, 1, ident=ident), False)
     key = query(APP, 1)[12:]
     assert len(pair.fast.cache.exact) == 1
-    assert len(pair.fast.cache._remembered[key][1]) == 1  # the queries holding its replies
+    assert len(pair.fast.cache.exact._remembered[key][1]) == 1  # the queries holding its replies

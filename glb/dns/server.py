@@ -28,6 +28,7 @@ from typing import Final, cast
 
 from glb.core.rrl import ResponseRateLimiter, Verdict
 from glb.core.stats import Stats
+from glb.dns.wire import COPIED_FLAGS, HEADER, MAX_LABEL, Flag
 
 logger = logging.getLogger(__name__)
 
@@ -36,33 +37,31 @@ UdpHandler = Callable[[bytes], bytes | None]
 _Address = tuple[str | int, ...]
 
 _LENGTH: Final = struct.Struct("!H")
-_HEADER: Final = struct.Struct("!6H")
-_SLIP_FLAGS: Final = 0x8000 | 0x0200  # QR, TC
-_COPIED_FLAGS: Final = 0x7800 | 0x0100 | 0x0010  # opcode, RD, CD
+_SLIP_FLAGS: Final = int(Flag.QR | Flag.TC)
 
 
 def slip_reply(query: bytes) -> bytes | None:
     """A truncated reply to `query`: its ID, opcode, RD and CD, QR and TC set, NOERROR and its
     question copied byte for byte, no records. None when the question cannot be read (a single
     question of plain labels, no compression)."""
-    if len(query) < _HEADER.size:
+    if len(query) < HEADER.size:
         return None
-    ident, flags, qdcount, _, _, _ = _HEADER.unpack_from(query)
+    ident, flags, qdcount, _, _, _ = HEADER.unpack_from(query)
     end = _question_end(query) if qdcount == 1 else None
     if end is None:
         return None
-    flags = _SLIP_FLAGS | (flags & _COPIED_FLAGS)
-    return _HEADER.pack(ident, flags, 1, 0, 0, 0) + query[_HEADER.size : end]
+    flags = _SLIP_FLAGS | (flags & COPIED_FLAGS)
+    return HEADER.pack(ident, flags, 1, 0, 0, 0) + query[HEADER.size : end]
 
 
 def _question_end(wire: bytes) -> int | None:
-    at = _HEADER.size
+    at = HEADER.size
     while at < len(wire):
         length = wire[at]
         if length == 0:
             end = at + 5  # the root label, QTYPE and QCLASS
             return end if end <= len(wire) else None
-        if length > 63:  # a compression pointer or an extended label type
+        if length > MAX_LABEL:  # a compression pointer or an extended label type
             return None
         at += length + 1
     return None

@@ -20,22 +20,12 @@ from typing import Any, Final
 from dnslib import AAAA, NS, RR, SOA, A, DNSLabel
 
 from glb.core.model import Service, Topology, Zone
+from glb.dns.wire import RdataClass, RdataType
 
 Key = tuple[bytes, ...]
 
-TYPE_A: Final = 1
-TYPE_NS: Final = 2
-TYPE_SOA: Final = 6
-TYPE_HINFO: Final = 13
-TYPE_AAAA: Final = 28
-TYPE_OPT: Final = 41
-TYPE_IXFR: Final = 251
-TYPE_AXFR: Final = 252
-TYPE_ANY: Final = 255
-CLASS_IN: Final = 1
-
-FAMILY_TYPE: Final = {4: TYPE_A, 6: TYPE_AAAA}
-TYPE_FAMILY: Final = {TYPE_A: 4, TYPE_AAAA: 6}
+FAMILY_TYPE: Final = {4: RdataType.A, 6: RdataType.AAAA}
+TYPE_FAMILY: Final = {int(RdataType.A): 4, int(RdataType.AAAA): 6}
 
 
 def name_key(name: str) -> Key:
@@ -51,8 +41,8 @@ def wire_name(key: Key) -> bytes:
 def address_rdata(address: str) -> tuple[int, Any]:
     """The record type and dnslib rdata of an IPv4 or IPv6 address."""
     if ipaddress.ip_address(address).version == 4:
-        return TYPE_A, A(address)
-    return TYPE_AAAA, AAAA(address)
+        return RdataType.A, A(address)
+    return RdataType.AAAA, AAAA(address)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +54,7 @@ class RRSet:
     rdata: tuple[Any, ...]  # dnslib RD instances, never mutated
 
     def records(self, owner: DNSLabel) -> list[RR]:
-        return [RR(owner, self.rtype, CLASS_IN, self.ttl, rd) for rd in self.rdata]
+        return [RR(owner, self.rtype, RdataClass.IN, self.ttl, rd) for rd in self.rdata]
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,8 +110,8 @@ class ZoneIndex:
 def _zone_data(zone: Zone) -> ZoneData:
     soa = RR(
         DNSLabel(zone.name),
-        TYPE_SOA,
-        CLASS_IN,
+        RdataType.SOA,
+        RdataClass.IN,
         min(zone.ttl, zone.negative_ttl),
         _soa_rdata(zone),
     )
@@ -129,7 +119,7 @@ def _zone_data(zone: Zone) -> ZoneData:
     for ns in zone.nameservers:
         if ns.address is not None and _inside(ns.name, zone.name):
             rtype, rdata = address_rdata(ns.address)
-            glue.append(RR(DNSLabel(ns.name), rtype, CLASS_IN, zone.ttl, rdata))
+            glue.append(RR(DNSLabel(ns.name), rtype, RdataClass.IN, zone.ttl, rdata))
     return ZoneData(zone, soa, tuple(glue))
 
 
@@ -143,9 +133,9 @@ def _static_rrsets(zones: Iterable[Zone]) -> dict[Key, dict[int, RRSet]]:
     draft = _Draft()
     for zone in zones:
         apex = name_key(zone.name)
-        draft.add(apex, TYPE_SOA, zone.ttl, "soa", _soa_rdata(zone))
+        draft.add(apex, RdataType.SOA, zone.ttl, "soa", _soa_rdata(zone))
         for ns in zone.nameservers:
-            draft.add(apex, TYPE_NS, zone.ttl, ns.name, NS(DNSLabel(ns.name)))
+            draft.add(apex, RdataType.NS, zone.ttl, ns.name, NS(DNSLabel(ns.name)))
             if ns.address is not None:
                 rtype, rdata = address_rdata(ns.address)
                 draft.add(name_key(ns.name), rtype, zone.ttl, ns.address, rdata)

@@ -1,0 +1,105 @@
+"""Parsing a DNS query for the full path: the header, the single question and the OPT record.
+
+`parse_query` turns a message whose header is known to be readable into a `DnsQuery` (its ID,
+flags, `Question` and `Edns`), or raises `Malformed` carrying the question when it was read, for
+a FORMERR reply that echoes it.
+
+Pure: no sockets, no asyncio.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dnslib import DNSBuffer, DNSLabel
+
+from glb.dns.wire import HEADER, MAX_LABEL, MAX_NAME, QTYPE_QCLASS, RdataType, udp_limit
+from glb.dns.zone import Key
+
+_ADDITIONAL = 2  # the index of the additional section among the three record sections
+
+
+@dataclass(frozen=True, slots=True)
+class Question:
+    name: DNSLabel  # as sent: the reply echoes its case
+    key: Key  # lowercased labels, for lookups
+    qtype: int
+    qclass: int
+
+    @property
+    def owner(self) -> DNSLabel:
+        """The name in lowercase: what replies are packed with (see `glb.dns.render.pack`)."""
+        return DNSLabel(list(self.key))
+
+
+@dataclass(frozen=True, slots=True)
+class Edns:
+    payload: int  # the client's advertised UDP payload size
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class DnsQuery:
+    """A parsed DNS query: what the full path resolves and renders a reply for."""
+
+    id: int
+    flags: int
+    question: Question
+    edns: Edns | None
+
+    def udp_limit(self) -> int:
+        return udp_limit(-1 if self.edns is None else self.edns.payload)
+
+
+class Malformed(Exception):
+    """The query cannot be answered normally: reply FORMERR, with the question if it was read."""
+
+    def __init__(self, question: Question | None, reason: str) -> None:
+        super().__init__(reason)
+        self.question = question
+
+
+def parse_query(wire: bytes) -> DnsQuery:
+    """Parse a query whose header is known to be readable; raise Malformed on any defect."""
+    buffer = DNSBuffer(wire)
+    ident, flags, qdcount, ancount, nscount, arcount = buffer.unpack(HEADER.format)
+    if qdcount != 1:
+        raise Malformed(None, f"{qdcount} questions")
+    try:
+        question = read_question(buffer)
+    except Exception as exc:  # dnslib raises many kinds on junk
+        raise Malformed(None, f"bad question: {exc!r}") from exc
+    try:
+        edns = _read_edns(buffer, (ancount, nscount, arcount))
+    except Exception as exc:
+        raise Malformed(question, f"bad records: {exc!r}") from exc
+    if buffer.remaining():
+        raise Malformed(question, f"{buffer.remaining()} bytes of trailing data")
+    return DnsQuery(ident, flags, question, edns)
+
+
+def read_question(buffer: DNSBuffer) -> Question:
+    name = buffer.decode_name()
+    qtype, qclass = buffer.unpack(QTYPE_QCLASS.format)
+    labels = name.label
+    too_long = sum(len(x) + 1 for x in labels) >= MAX_NAME
+    if too_long or any(len(label) > MAX_LABEL for label in labels):
+        raise ValueError("name too long")
+    return Question(name, tuple(label.lower() for label in labels), qtype, qclass)
+
+
+def _read_edns(buffer: DNSBuffer, counts: tuple[int, int, int]) -> Edns | None:
+    """Skip the answer, authority and additional records, keeping the one OPT (RFC 6891)."""
+    found: list[Edns] = []
+    for section, count in enumerate(counts):
+        for _ in range(count):
+            owner = buffer.decode_name()
+            rtype, rclass, ttl, rdlength = buffer.unpack("!HHIH")
+            buffer.get(rdlength)
+            if rtype == RdataType.OPT:
+                if section != _ADDITIONAL or owner.label:
+                    raise ValueError("OPT outside the additional section or not at the root")
+                found.append(Edns(rclass, (ttl >> 16) & 0xFF))  # the TTL's 2nd byte
+    if len(found) > 1:
+        raise ValueError("more than one OPT record")
+    return found[0] if found else None

@@ -1,0 +1,187 @@
+"""Resolution: what the reply to a question says, apart from its header, question and transport.
+
+`Tables` is what answering derives from one topology (the `ZoneIndex`, a round-robin counter per
+service, each service's address families), built apart (possibly in a worker thread) and put in
+force whole. A `Resolver` over them gives the `Resolution` (rcode, AA, answer, authority and
+additional records, and the (service, cluster) of each address handed out) of a query: from the
+zone data, and for service names from `glb.core.policies.decide` over the current health. The
+full path and each cache's packer have their own resolver (own random source, own shared
+negative resolutions) over the same tables, so both advance the same round-robin counters.
+
+Choices: ANY (RFC 8482) is answered minimally: at a service, its A answer (else AAAA, else a
+synthesized HINFO "RFC8482"); elsewhere a single record set (SOA, NS, A or AAAA), or NODATA.
+AXFR/IXFR are REFUSED. `CH TXT id.server` and `CH TXT hostname.bind` (RFC 4892) answer the
+resolver's `server_id` (which process answered, with `glb serve --workers`); every other non-IN
+query is REFUSED, and an EDNS version other than 0 gets BADVERS.
+
+No sockets, no asyncio.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Final
+
+from dnslib import RD, RR, TXT, DNSLabel
+
+from glb.core.model import Service, Topology
+from glb.core.policies import Decision, Query, decide
+from glb.core.snapshot import HealthSnapshot
+from glb.core.stats import Steered
+from glb.dns.query import DnsQuery, Question
+from glb.dns.wire import EDNS_VERSION, Rcode, RdataClass, RdataType
+from glb.dns.zone import TYPE_FAMILY, Node, ZoneData, ZoneIndex
+
+SnapshotSource = Callable[[], HealthSnapshot]
+
+SERVER_ID_NAMES: Final = frozenset({(b"id", b"server"), (b"hostname", b"bind")})  # RFC 4892
+_HINFO_RFC8482: Final = RD(b"\x07RFC8482\x00")  # CPU "RFC8482", OS ""
+_ANY_AT_A_SERVICE: Final = (RdataType.A, RdataType.AAAA)  # the first with an answer
+_ANY_ELSEWHERE: Final = (RdataType.SOA, RdataType.NS, RdataType.A, RdataType.AAAA)
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """What to say, independent of the header, question and transport."""
+
+    rcode: int
+    aa: bool
+    answer: tuple[RR, ...] = ()
+    authority: tuple[RR, ...] = ()
+    additional: tuple[RR, ...] = ()
+    steered: Steered = ()  # (service, cluster) of each address answered
+
+
+_REFUSED: Final = Resolution(Rcode.REFUSED, aa=False)
+SERVFAIL_RESOLUTION: Final = Resolution(Rcode.SERVFAIL, aa=False)
+_BADVERS: Final = Resolution(Rcode.BADVERS, aa=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Tables:
+    """What answering derives from one topology; built apart from the answerer (possibly in a
+    worker thread), then put in force whole."""
+
+    topology: Topology
+    index: ZoneIndex
+    rotation: dict[str, Iterator[int]]  # round robin: a counter per service, shared by all users
+    families: dict[str, set[int]]  # the address families each service has
+
+    @classmethod
+    def of(cls, topology: Topology) -> Tables:
+        rotation: dict[str, Iterator[int]] = {s.name: itertools.count() for s in topology.services}
+        families = {s.name: {e.family for e in s.endpoints} for s in topology.services}
+        return cls(topology, ZoneIndex(topology), rotation, families)
+
+
+class Resolver:
+    """Resolves queries against one topology's `Tables`, steering service names by health.
+
+    Negative resolutions are one shared object per zone and rcode (a packer relies on it to pack
+    each once). Not thread-safe: one thread uses a resolver."""
+
+    def __init__(self, tables: Tables, rng: random.Random, server_id: str | None = None) -> None:
+        self.tables = tables
+        self.index = tables.index
+        self._rng = rng
+        self._server_id = server_id  # answered to CH TXT id.server (None: REFUSED)
+        self._negatives: dict[tuple[str, int], Resolution] = {}
+
+    def resolve_query(self, query: DnsQuery, snapshot: SnapshotSource) -> Resolution:
+        """The resolution of any parsed query: BADVERS, CHAOS, REFUSED, or `resolve`."""
+        question = query.question
+        if query.edns is not None and query.edns.version > EDNS_VERSION:
+            return _BADVERS
+        if question.qclass == RdataClass.CH:
+            return self._chaos(question)
+        if question.qclass != RdataClass.IN or question.qtype in (RdataType.AXFR, RdataType.IXFR):
+            return _REFUSED
+        return self.resolve(question, snapshot)
+
+    def resolve(self, question: Question, snapshot: SnapshotSource) -> Resolution:
+        """The resolution of an IN question; `snapshot` is called only for service names."""
+        node = self.index.nodes.get(question.key)
+        if node is None:
+            zone = self.index.zone_for(question.key)
+            return _REFUSED if zone is None else self.negative(zone, Rcode.NXDOMAIN)
+        owner = question.owner
+        if node.service is not None and question.qtype in TYPE_FAMILY:
+            return self._steer(node.service, node.zone, owner, question.qtype, snapshot())
+        if question.qtype == RdataType.ANY:
+            return self._any(node, owner, snapshot)
+        rrset = node.rrsets.get(question.qtype)
+        if rrset is None:
+            return self.negative(node.zone, Rcode.NOERROR)
+        glue = node.zone.glue if question.qtype == RdataType.NS else ()
+        return Resolution(Rcode.NOERROR, True, tuple(rrset.records(owner)), (), glue)
+
+    def decided(
+        self, service: Service, zone: ZoneData, owner: DNSLabel, qtype: int, decision: Decision
+    ) -> Resolution:
+        """The A or AAAA resolution at `service` (named `owner`) handing out `decision`."""
+        if decision.servfail:
+            return SERVFAIL_RESOLUTION
+        if not decision.answer:
+            return self.negative(zone, Rcode.NOERROR)
+        rdata = self.index.rdata
+        records = tuple(
+            RR(owner, qtype, RdataClass.IN, service.ttl, rdata[e.address]) for e in decision.answer
+        )
+        steered = tuple((service.name, e.cluster) for e in decision.answer)
+        return Resolution(Rcode.NOERROR, True, records, steered=steered)
+
+    def negative(self, zone: ZoneData, rcode: int) -> Resolution:
+        """NXDOMAIN or NODATA: authoritative, with the zone's SOA in the authority section; one
+        shared object per zone and rcode."""
+        key = (zone.zone.name, rcode)
+        resolution = self._negatives.get(key)
+        if resolution is None:
+            resolution = Resolution(rcode, True, authority=(zone.negative_soa,))
+            self._negatives[key] = resolution
+        return resolution
+
+    def _chaos(self, question: Question) -> Resolution:
+        """`CH TXT id.server` / `hostname.bind`: which server (process) answered; else REFUSED."""
+        if (
+            self._server_id is None
+            or question.key not in SERVER_ID_NAMES
+            or question.qtype != RdataType.TXT
+        ):
+            return _REFUSED
+        record = RR(question.owner, RdataType.TXT, RdataClass.CH, 0, TXT(self._server_id))
+        return Resolution(Rcode.NOERROR, False, (record,))
+
+    def _steer(
+        self,
+        service: Service,
+        zone: ZoneData,
+        owner: DNSLabel,
+        qtype: int,
+        snapshot: HealthSnapshot,
+    ) -> Resolution:
+        """A or AAAA at a service name, chosen by the service's policy."""
+        family = TYPE_FAMILY[qtype]
+        if family not in self.tables.families[service.name]:  # nothing to steer: plain NODATA
+            return self.negative(zone, Rcode.NOERROR)
+        query = Query(family=family, rotation=next(self.tables.rotation[service.name]))
+        decision = decide(service, snapshot, query, self._rng)
+        return self.decided(service, zone, owner, qtype, decision)
+
+    def _any(self, node: Node, owner: DNSLabel, snapshot: SnapshotSource) -> Resolution:
+        """RFC 8482: one record set, never an enumeration of the name."""
+        if node.service is not None:
+            current = snapshot()
+            for qtype in _ANY_AT_A_SERVICE:
+                resolution = self._steer(node.service, node.zone, owner, qtype, current)
+                if resolution.answer:
+                    return resolution
+            hinfo = RR(owner, RdataType.HINFO, RdataClass.IN, node.service.ttl, _HINFO_RFC8482)
+            return Resolution(Rcode.NOERROR, True, (hinfo,))
+        for rtype in _ANY_ELSEWHERE:
+            rrset = node.rrsets.get(rtype)
+            if rrset is not None:
+                return Resolution(Rcode.NOERROR, True, tuple(rrset.records(owner)))
+        return self.negative(node.zone, Rcode.NOERROR)
