@@ -143,10 +143,11 @@ class RawServer:
 
 
 @asynccontextmanager
-async def serve_raw(response: bytes | None) -> AsyncIterator[RawServer]:
+async def serve_raw(response: bytes | None, *, greet: bool = False) -> AsyncIterator[RawServer]:
     """A TCP server that reads a request head and answers `response` verbatim, then closes.
 
-    With `response=None` it closes each connection at once, without reading.
+    With `response=None` it closes each connection at once, without reading. With `greet` it
+    sends `response` first, like an SSH server its banner, then waits for the client to close.
     """
     sock = bound()
     raw = RawServer(port_of(sock))
@@ -154,7 +155,10 @@ async def serve_raw(response: bytes | None) -> AsyncIterator[RawServer]:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         raw.connected.set()
         with suppress(OSError, asyncio.IncompleteReadError):
-            if response is not None:
+            if greet and response is not None:
+                writer.write(response)
+                await reader.read()  # whatever comes, until the client closes
+            elif response is not None:
                 await reader.readuntil(b"\r\n\r\n")
                 writer.write(response)
                 await writer.drain()

@@ -1,6 +1,6 @@
 """glb's upstream HTTP/1.1 client (`glb.http1.client`) against scripted servers on loopback:
 pooling, stale connections, body framings, interim and bodiless responses, timeouts,
-backpressure, cancellation and limits; and the pure wire format (`glb.http1.response_head`)."""
+backpressure, cancellation and limits. The pure wire format is tested in test_http_wire.py."""
 
 from __future__ import annotations
 
@@ -31,23 +31,16 @@ from glb.http1.client import (
     Timeouts,
     UploadTimeout,
 )
-from glb.http1.exchange import Connection
-from glb.http1.response import HIGH_WATER
-from glb.http1.response_head import (
-    ChunkedDecoder,
-    Framing,
-    Limits,
-    WireError,
-    parse_head,
-    request_head,
-)
+from glb.http1.exchange import UpstreamConnection
+from glb.http1.flow import HIGH_WATER
+from glb.http1.response import MAX_INTERIM, Interim
+from tests.raw_server import RawHandler, listening
 
 TIMEOUTS = Timeouts(connect=2.0, first_byte=2.0, idle=2.0)
 HOST = [("Host", "upstream.test")]
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
 Answer = Callable[[bytes, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[bool]]
-RawHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
 def replying(*replies: bytes) -> Answer:
@@ -108,19 +101,13 @@ async def _request_body(head: bytes, reader: asyncio.StreamReader) -> bytes:
 @contextlib.asynccontextmanager
 async def upstream(answer: Answer) -> AsyncIterator[Upstream]:
     server = Upstream(answer)
-    counted: list[int] = []
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        counted.append(0)
         await server.serve(reader, _Counting(writer))  # type: ignore[arg-type]
 
-    listener = await asyncio.start_server(serve, "127.0.0.1", 0)
-    server.port = listener.sockets[0].getsockname()[1]
-    try:
+    async with listening(serve) as port:
+        server.port = port
         yield server
-    finally:
-        listener.close()
-        await listener.wait_closed()
 
 
 class _Counting:
@@ -356,13 +343,66 @@ async def test_chunked_body_split_byte_by_byte(client: HttpClient) -> None:
     assert body == b"hello"
 
 
-async def test_interim_responses_are_skipped(client: HttpClient) -> None:
-    """100 Continue and 103 Early Hints are read and dropped; the final response is returned."""
-    reply = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n" + OK
+async def test_interim_responses_are_kept_for_the_caller(client: HttpClient) -> None:
+    """Interim responses are read before the final one, which is returned; they are kept, in
+    order, for the caller, but for 100 Continue (the answer to an Expect of the request's own)."""
+    reply = (
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
+        b"HTTP/1.1 102 Processing\r\n\r\n" + OK
+    )
     async with upstream(replying(reply)) as where:
         response, body = await get(client, where)
     assert (response.status, body) == (200, b"ok")
     assert response.headers == [("Content-Length", "2")]
+    assert response.interim == (
+        Interim(103, "Early Hints", [("Link", "</a>")]),
+        Interim(102, "Processing", []),
+    )
+
+
+async def test_endless_interim_responses_are_invalid(client: HttpClient) -> None:
+    """More than MAX_INTERIM interim responses before the final one: InvalidResponse."""
+    reply = b"HTTP/1.1 103 Early Hints\r\n\r\n" * (MAX_INTERIM + 1) + OK
+    async with upstream(replying(reply)) as where:
+        with pytest.raises(InvalidResponse, match="interim responses"):
+            await get(client, where)
+
+
+async def test_transfer_codings_are_named_not_undone(client: HttpClient) -> None:
+    """A `gzip, chunked` body is de-chunked but not decompressed; `codings` names the gzip."""
+    coded = b"\x1f\x8b not really gzip"
+    reply = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n"
+    async with upstream(replying(reply % (len(coded), coded))) as where:
+        response, body = await get(client, where)
+    assert (response.codings, body) == (("gzip",), coded)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b" 5\r\nhello\r\n0\r\n\r\n", b"5 \r\nhello\r\n0\r\n\r\n", b"5;a\nb\r\nhello\r\n0\r\n\r\n"],
+    ids=["blank-before-size", "blank-after-size", "lf-in-extension"],
+)
+async def test_malformed_chunk_lines_are_invalid(client: HttpClient, body: bytes) -> None:
+    """A chunked response body with a blank around a chunk size (without an extension) or a bare
+    LF in a chunk line is an InvalidResponse, raised at once when it comes with the head."""
+    reply = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + body
+    async with upstream(replying(reply)) as where:
+        with pytest.raises(InvalidResponse, match="chunk"):
+            await get(client, where)
+
+
+async def test_another_protocol_is_invalid_at_once(client: HttpClient) -> None:
+    """A server that answers in another protocol (an SSH banner) and then waits gives an
+    InvalidResponse as soon as its first line is in, not a FirstByteTimeout."""
+
+    async def banner(head: bytes, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> bool:
+        w.write(b"SSH-2.0-OpenSSH_9.6\r\n")
+        await r.read()  # until the client closes
+        return False
+
+    async with upstream(banner) as where:
+        with pytest.raises(InvalidResponse, match="bad status line"):
+            await get(client, where, timeouts=Timeouts(2.0, 30.0, 30.0))
 
 
 @pytest.mark.parametrize(
@@ -605,7 +645,7 @@ async def test_slow_consumer_pauses_reading(
         async with asyncio.timeout(10):
             response = await client.request(where.origin(), "GET", "/", HOST, timeouts=TIMEOUTS)
             connection = response._connection
-            assert isinstance(connection, Connection)
+            assert isinstance(connection, UpstreamConnection)
             pause = connection.pause_reading
             paused = asyncio.Event()
 
@@ -660,93 +700,14 @@ async def test_released_unread_response_closes_its_connection(client: HttpClient
     assert client.idle_count(where.origin()) == 0
 
 
-# --- the wire format (pure) ---------------------------------------------------------------------
-
-
-def test_request_head_refuses_line_breaks() -> None:
-    """A CR or LF inside a header value or the target cannot split the request."""
-    with pytest.raises(ValueError, match="line break"):
-        request_head("GET", "/", [("X", "a\r\nEvil: 1")])
-    with pytest.raises(ValueError, match="line break"):
-        request_head("GET", "/a b", [])
-
-
-@pytest.mark.parametrize(
-    ("head", "method", "framing", "keep_alive"),
-    [
-        (b"HTTP/1.1 200 OK\r\nContent-Length: 3", "GET", Framing.LENGTH, True),
-        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked", "GET", Framing.CHUNKED, True),
-        (
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3",
-            "GET",
-            Framing.CHUNKED,
-            False,
-        ),
-        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip", "GET", Framing.CLOSE, False),
-        (
-            b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 3",
-            "GET",
-            Framing.LENGTH,
-            False,
-        ),
-        (
-            b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 3",
-            "GET",
-            Framing.LENGTH,
-            True,
-        ),
-        (b"HTTP/1.1 200 OK", "HEAD", Framing.NONE, True),
-    ],
-)
-def test_framing_and_keep_alive(
-    head: bytes, method: str, framing: Framing, keep_alive: bool
-) -> None:
-    """RFC 9112's framing order; a head with both TE and Content-Length is never reused."""
-    parsed = parse_head(head, method, Limits())
-    assert (parsed.framing, parsed.keep_alive) == (framing, keep_alive)
-
-
-@pytest.mark.parametrize(
-    "head",
-    [
-        b"HTTP/1.1 200 OK\r\nX: a\nb",
-        b"HTTP/1.1 200 OK\r\nContent-Length: -1",
-        b"HTTP/1.1 2000 OK",
-        b"HTTP/1.1 200 OK\r\nBad Name: 1",
-    ],
-)
-def test_malformed_heads(head: bytes) -> None:
-    """Bare LF, a negative length, a bad status or a space in a name: WireError."""
-    with pytest.raises(WireError):
-        parse_head(head, "GET", Limits())
-
-
-def test_chunked_decoder_rejects_bad_sizes_and_framing() -> None:
-    """Non-hex sizes (0x, +, _) and data not followed by CRLF are errors."""
-    for body in (b"0x5\r\n", b"+5\r\n", b"5_0\r\n", b"2\r\nabXY"):
-        with pytest.raises(WireError):
-            ChunkedDecoder(Limits()).feed(body)
-
-
-def test_chunked_decoder_returns_what_follows_the_body() -> None:
-    """Bytes after the last chunk and trailers are handed back (the next response's)."""
-    decoder = ChunkedDecoder(Limits())
-    body, rest = decoder.feed(b"2\r\nok\r\n0\r\nT: 1\r\n\r\nHTTP/1.1")
-    assert (body, rest, decoder.done) == (b"ok", b"HTTP/1.1", True)
-
-
 # --- uploads and resets -------------------------------------------------------------------------
 
 
 @contextlib.asynccontextmanager
 async def raw_server(handle: RawHandler) -> AsyncIterator[Origin]:
     """A server on 127.0.0.1:0 that runs `handle` per connection (no HTTP parsing of its own)."""
-    listener = await asyncio.start_server(handle, "127.0.0.1", 0)
-    try:
-        yield Origin("127.0.0.1", listener.sockets[0].getsockname()[1])
-    finally:
-        listener.close()
-        await listener.wait_closed()
+    async with listening(handle) as port:
+        yield Origin("127.0.0.1", port)
 
 
 async def endless() -> AsyncIterator[bytes]:

@@ -245,7 +245,23 @@ async def test_closed_without_response_is_reset(prober: Prober) -> None:
             Outcome.SUCCESS,
             "status 200",
         ),
-        (b"SSH-2.0-OpenSSH_9.6\r\n", Outcome.OTHER, "bad status line b'SSH-2.0-OpenSSH_9.6\\r\\n'"),
+        (
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 102 Processing\r\n\r\n"
+            b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nneedle",
+            Outcome.SUCCESS,
+            "status 200",
+        ),
+        (
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n",
+            Outcome.OTHER,
+            "unexpected 101 Switching Protocols",
+        ),
+        (b"SSH-2.0-OpenSSH_9.6\r\n", Outcome.OTHER, "bad status line b'SSH-2.0-OpenSSH_9.6'"),
+        (
+            b"HTTP/1.1 200 OK\nContent-Length: 6\n\nneedle",
+            Outcome.OTHER,
+            "bare LF in the status line",
+        ),
         (b"HTTP/1.1 200", Outcome.RESET, "connection closed mid-response"),
         (
             b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nneed",
@@ -258,6 +274,11 @@ async def test_closed_without_response_is_reset(prober: Prober) -> None:
             "bad chunk size b'zz'",
         ),
         (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n 6\r\nneedle\r\n0\r\n\r\n",
+            Outcome.OTHER,
+            "bad chunk size b' 6'",
+        ),
+        (
             b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
             Outcome.OTHER,
             "bad content-length b'-1'",
@@ -265,7 +286,7 @@ async def test_closed_without_response_is_reset(prober: Prober) -> None:
         (
             b"HTTP/1.1 200 OK\r\nno colon\r\n\r\n",
             Outcome.OTHER,
-            "bad header line b'no colon\\r\\n'",
+            "bad header line b'no colon'",
         ),
     ],
     ids=[
@@ -273,10 +294,14 @@ async def test_closed_without_response_is_reset(prober: Prober) -> None:
         "eof-body-miss",
         "interim-1xx",
         "chunk-extension",
+        "two-interim",
+        "unasked-101",
         "not-http",
+        "bare-lf-head",
         "truncated-status",
         "truncated-body",
         "bad-chunk-size",
+        "chunk-size-blank",
         "bad-length",
         "bad-header",
     ],
@@ -290,6 +315,17 @@ async def test_raw_responses(
     assert result.outcome is outcome
     if detail is not None:
         assert result.detail == detail
+
+
+async def test_another_protocol_fails_at_once(prober: Prober) -> None:
+    """A server that greets first in another protocol (an SSH banner) and then waits fails the
+    probe as soon as its first line is in, not at the timeout."""
+    async with serve_raw(b"SSH-2.0-OpenSSH_9.6\r\n", greet=True) as raw:
+        result = await probe(prober, make_target(raw.port, timeout=30))
+    assert (result.outcome, result.detail) == (
+        Outcome.OTHER,
+        "bad status line b'SSH-2.0-OpenSSH_9.6'",
+    )
 
 
 async def test_control_characters_rejected(prober: Prober, backend: Backend) -> None:

@@ -1,10 +1,13 @@
 """Active health probes (http, https, tcp): one `Prober.probe(target)` call → one `ProbeResult`.
 
 Each probe opens a fresh connection, so it proves that the target accepts new connections, and is
-bounded as a whole by `target.probe.timeout`. HTTP(S) probes speak a minimal HTTP/1.1 over asyncio
-streams (GET with `Connection: close`, no redirects, no decompression): the per-probe path builds
-no session and no SSL context, only a connection. The body is read, at most `BODY_LIMIT` bytes of
-it (content-length, chunked or read-to-close), only when `body_contains` asks for it.
+bounded as a whole by `target.probe.timeout`. HTTP(S) probes send a minimal HTTP/1.1 request over
+asyncio streams (GET with `Connection: close`, no redirects, no decompression) and read the
+answer with glb's own HTTP/1.1 parsing (`glb.http1.response_head`, interim 1xx responses
+skipped; `glb.http1.chunked`), so a target passes only with responses the proxy could relay.
+The per-probe path builds no session and no SSL context (`glb.http1.tls`, shared), only a
+connection. The body is read, at most `BODY_LIMIT` bytes of it (content-length, chunked or
+read-to-close), only when `body_contains` asks for it.
 
 Target failures are values (an `Outcome` and a short human reason), never exceptions; only
 `asyncio.CancelledError` escapes `Prober.probe`.
@@ -22,14 +25,26 @@ from typing import Final
 from glb import __version__
 from glb.core.health import Outcome, ProbeResult
 from glb.core.model import ProbeType, Target
+from glb.http1.chunked import ChunkedDecoder
+from glb.http1.response_head import (
+    Framing,
+    Head,
+    Limits,
+    WireError,
+    head_end,
+    is_interim,
+    parse_head,
+)
+from glb.http1.tls import ClientContexts
 
 logger = logging.getLogger(__name__)
 
 BODY_LIMIT: Final = 64 * 1024  # bytes of body searched for `body_contains`
 HEAD_LIMIT: Final = 64 * 1024  # bytes of status line and headers accepted
 REQUEST_CACHE: Final = 100_000  # requests kept built (one per target)
-_NO_BODY: Final = frozenset({204, 304})
-_DIGITS: Final = {10: frozenset(b"0123456789"), 16: frozenset(b"0123456789abcdefABCDEF")}
+READ_SIZE: Final = 64 * 1024  # bytes asked of the connection at a time
+# Heads are bounded by their size only: a line may take it all (4 bytes make a header line).
+_LIMITS: Final = Limits(HEAD_LIMIT, HEAD_LIMIT, HEAD_LIMIT // 4, HEAD_LIMIT)
 _Verdict = tuple[Outcome, str]
 
 
@@ -60,8 +75,7 @@ class Prober:
     ) -> None:
         self._clock = clock
         self._user_agent = user_agent
-        self._verified = _verifying_context(ca_file)
-        self._unverified = _unverifying_context()
+        self._tls = ClientContexts(ca_file)
         self._requests: dict[Target, bytes] = {}  # each target's request, built once
 
     async def close(self) -> None:
@@ -98,23 +112,7 @@ class Prober:
         return request
 
     def _ssl_context(self, target: Target) -> ssl.SSLContext:
-        return self._verified if target.probe.tls_verify else self._unverified
-
-
-def _verifying_context(ca_file: str | None) -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    if ca_file is not None:
-        context.load_verify_locations(cafile=ca_file)
-    context.set_alpn_protocols(["http/1.1"])
-    return context
-
-
-def _unverifying_context() -> ssl.SSLContext:
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE  # tls_verify: false asks for exactly this
-    context.set_alpn_protocols(["http/1.1"])
-    return context
+        return self._tls.context(target.probe.tls_verify)
 
 
 async def _tcp_check(target: Target) -> _Verdict:
@@ -132,17 +130,17 @@ async def _http_check(target: Target, request: bytes, tls: ssl.SSLContext | None
     )
     try:
         writer.write(request)
-        status = await _read_final_status(reader)
-        if not any(low <= status <= high for low, high in spec.expect_status):
-            return Outcome.BAD_STATUS, f"status {status}"
+        head, rest = await _final_head(reader)
+        if not any(low <= head.status <= high for low, high in spec.expect_status):
+            return Outcome.BAD_STATUS, f"status {head.status}"
         if spec.body_contains is None:
-            return Outcome.SUCCESS, f"status {status}"
-        body = await _read_body(reader, status)
+            return Outcome.SUCCESS, f"status {head.status}"
+        body = await _body(reader, head, rest)
     finally:
         writer.transport.abort()  # no TLS close_notify dance: nothing lingers past the probe
     if spec.body_contains.encode() not in body:
         return Outcome.BODY_MISMATCH, f"body does not contain {spec.body_contains!r}"
-    return Outcome.SUCCESS, f"status {status}"
+    return Outcome.SUCCESS, f"status {head.status}"
 
 
 def _request(target: Target, user_agent: str) -> bytes:
@@ -174,90 +172,52 @@ def _server_name(host: str) -> str:
     return name if sep and port.isdigit() and ":" not in name else host
 
 
-async def _readline(reader: asyncio.StreamReader, *, first: bool = False) -> bytes:
-    try:
-        line = await reader.readline()
-    except ValueError:  # longer than the reader's limit
-        raise _Failure(Outcome.OTHER, "response line too long") from None
-    if line.endswith(b"\n"):
-        return line
-    if first and not line:
-        raise _Failure(Outcome.RESET, "connection closed without a response")
-    raise asyncio.IncompleteReadError(line, None)
+async def _final_head(reader: asyncio.StreamReader) -> tuple[Head, bytes]:
+    """The final response head (interim 1xx ones skipped) and the bytes read after it."""
+    buffer = b""
+    while True:
+        end = head_end(buffer, _LIMITS)
+        if end < 0:
+            buffer += await _more(reader, started=bool(buffer))
+            continue
+        head = parse_head(buffer[:end], "GET", _LIMITS)
+        buffer = buffer[end + 4 :]
+        if not is_interim(head):
+            return head, buffer
 
 
-async def _read_final_status(reader: asyncio.StreamReader) -> int:
-    """The status of the final response, skipping interim 1xx ones."""
-    status = _parse_status(await _readline(reader, first=True))
-    while status < 200:
-        await _read_headers(reader)
-        status = _parse_status(await _readline(reader))
-    return status
+async def _more(reader: asyncio.StreamReader, *, started: bool = True) -> bytes:
+    """The next bytes of the response; a _Failure if the connection ended instead."""
+    if data := await reader.read(READ_SIZE):
+        return data
+    if started:
+        raise _Failure(Outcome.RESET, "connection closed mid-response")
+    raise _Failure(Outcome.RESET, "connection closed without a response")
 
 
-def _parse_status(line: bytes) -> int:
-    parts = line.split(None, 2)
-    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not _is_status(parts[1]):
-        raise _Failure(Outcome.OTHER, f"bad status line {line[:40]!r}")
-    return int(parts[1])
-
-
-def _is_status(code: bytes) -> bool:
-    return len(code) == 3 and code.isdigit()
-
-
-async def _read_headers(reader: asyncio.StreamReader) -> dict[bytes, bytes]:
-    headers: dict[bytes, bytes] = {}
-    size = 0
-    while (line := await _readline(reader)) not in (b"\r\n", b"\n"):
-        size += len(line)
-        if size > HEAD_LIMIT:
-            raise _Failure(Outcome.OTHER, "response headers too large")
-        name, sep, value = line.partition(b":")
-        if not sep:
-            raise _Failure(Outcome.OTHER, f"bad header line {line[:40]!r}")
-        key, value = name.strip().lower(), value.strip()
-        headers[key] = headers[key] + b", " + value if key in headers else value
-    return headers
-
-
-async def _read_body(reader: asyncio.StreamReader, status: int) -> bytes:
-    """Up to BODY_LIMIT bytes of the body, whichever framing the response uses."""
-    headers = await _read_headers(reader)
-    if status in _NO_BODY:
+async def _body(reader: asyncio.StreamReader, head: Head, data: bytes) -> bytes:
+    """Up to BODY_LIMIT bytes of the body (`data`: what was read of it with the head)."""
+    framing = head.framing
+    if framing is Framing.NONE:
         return b""
-    if headers.get(b"transfer-encoding", b"").lower().endswith(b"chunked"):
-        return await _read_chunked(reader)
-    if (length := headers.get(b"content-length")) is not None:
-        size = _parse_int(length, 10, "content-length")
-        return await reader.readexactly(min(size, BODY_LIMIT))
-    return await _read_to_eof(reader)
-
-
-def _parse_int(text: bytes, base: int, what: str) -> int:
-    digits = text.strip()
-    if not digits or not _DIGITS[base].issuperset(digits):
-        raise _Failure(Outcome.OTHER, f"bad {what} {digits[:20]!r}")
-    return int(digits, base)
-
-
-async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
+    decoder = ChunkedDecoder(_LIMITS.max_line) if framing is Framing.CHUNKED else None
+    left = head.length if framing is Framing.LENGTH else -1  # bytes of a Content-Length body
     body = bytearray()
     while len(body) < BODY_LIMIT:
-        size_line = (await _readline(reader)).split(b";", 1)[0]  # drop chunk extensions
-        if not (size := _parse_int(size_line, 16, "chunk size")):
-            break
-        body += await reader.readexactly(min(size, BODY_LIMIT - len(body)))
-        if len(body) < BODY_LIMIT:
-            await _readline(reader)  # the CRLF closing the chunk
-    return bytes(body)
-
-
-async def _read_to_eof(reader: asyncio.StreamReader) -> bytes:
-    body = bytearray()
-    while len(body) < BODY_LIMIT and (data := await reader.read(BODY_LIMIT - len(body))):
+        if decoder is not None:
+            data = decoder.feed(data)[0]
+        elif left >= 0:
+            data = data[:left]
+            left -= len(data)
         body += data
-    return bytes(body)
+        if not left or (decoder is not None and decoder.done):
+            break
+        if framing is Framing.CLOSE:
+            if not (data := await reader.read(READ_SIZE)):
+                break  # the close ends the body
+        else:
+            data = await _more(reader)
+    return bytes(body[:BODY_LIMIT])
 
 
 def _classify(exc: Exception, timeout: float) -> _Verdict:
@@ -273,10 +233,10 @@ def _classify(exc: Exception, timeout: float) -> _Verdict:
             return Outcome.REFUSED, "connection refused"
         case ConnectionResetError() | BrokenPipeError():
             return Outcome.RESET, "connection reset"
-        case asyncio.IncompleteReadError():
-            return Outcome.RESET, "connection closed mid-response"
         case _Failure():
             return exc.outcome, exc.detail
+        case WireError():
+            return Outcome.OTHER, str(exc)
         case OSError() if exc.strerror:
             return Outcome.OTHER, exc.strerror.lower()
         case _:

@@ -3,15 +3,15 @@ pool of connections per `Origin`, and a `Response` whose body streams to the cal
 backpressure. The connection protocol is in `glb.http1.exchange`, the response and the errors
 in `glb.http1.response`.
 
-Contract of `HttpClient.request`: it returns once the response head is in (1xx interim
-responses skipped) or raises an `UpstreamError`, whose subclass says what failed and whether
-the request may have reached the upstream. A connection goes back to the pool only once the
-request was fully written and the response fully read, and only if both sides allow keep-alive;
-a cancelled or failed exchange closes its connection. A reused idle connection that the server
-turns out to have closed (the write fails, or it closes before any response byte) is "stale":
-the request is sent again once, on a fresh connection to the same origin, when its body can be
-sent again and either its method is idempotent or nothing of it was written. Only that second
-attempt's failure reaches the caller.
+Contract of `HttpClient.request`: it returns once the final response head is in (the interim
+1xx responses before it are in `Response.interim`) or raises an `UpstreamError`, whose subclass
+says what failed and whether the request may have reached the upstream. A connection goes back
+to the pool only once the request was fully written and the response fully read, and only if
+both sides allow keep-alive; a cancelled or failed exchange closes its connection. A reused idle
+connection that the server turns out to have closed (the write fails, or it closes before any
+response byte) is "stale": the request is sent again once, on a fresh connection to the same
+origin, when its body can be sent again and either its method is idempotent or nothing of it
+was written. Only that second attempt's failure reaches the caller.
 
 Timeouts (`Timeouts`): `connect` bounds waiting for a pool slot plus the TCP and TLS handshakes,
 `first_byte` runs from the end of the request to the response head, `idle` bounds each silence
@@ -23,10 +23,10 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import deque
-from collections.abc import AsyncIterable, Callable, Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
-from glb.http1.exchange import Connection
+from glb.http1.exchange import RequestContent, UpstreamConnection
 from glb.http1.response import (
     CertificateError,
     ConnectError,
@@ -56,6 +56,7 @@ __all__ = [
     "InvalidResponse",
     "Origin",
     "PayloadError",
+    "RequestContent",
     "Response",
     "ServerDisconnected",
     "Timeouts",
@@ -64,8 +65,6 @@ __all__ = [
     "UpstreamError",
     "connect",
 ]
-
-Body = bytes | AsyncIterable[bytes] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,11 +93,11 @@ class _Pool:
         self.origin = origin
         self.limit = limit
         self.keepalive = keepalive
-        self.idle: deque[Connection] = deque()
-        self.open: set[Connection] = set()
+        self.idle: deque[UpstreamConnection] = deque()
+        self.open: set[UpstreamConnection] = set()
         self._waiters: deque[asyncio.Future[None]] = deque()
 
-    def take_idle(self, now: float) -> Connection | None:
+    def take_idle(self, now: float) -> UpstreamConnection | None:
         """The newest live idle connection (older ones expire first), or None."""
         idle = self.idle
         while idle:
@@ -111,7 +110,9 @@ class _Pool:
             self.expire(now)  # every one left is older still
         return None
 
-    async def acquire(self, seconds: float, limits: Limits, *, fresh: bool = False) -> Connection:
+    async def acquire(
+        self, seconds: float, limits: Limits, *, fresh: bool = False
+    ) -> UpstreamConnection:
         """A connection once fewer than `limit` are open, or an idle one freed meanwhile (never
         when `fresh`); waiting for it counts in `seconds`, with the handshakes."""
         loop = asyncio.get_running_loop()
@@ -128,8 +129,8 @@ class _Pool:
         except TimeoutError as exc:
             raise ConnectTimeout("connect timed out") from exc
 
-    async def _open(self, limits: Limits) -> Connection:
-        connection = Connection(self, limits)
+    async def _open(self, limits: Limits) -> UpstreamConnection:
+        connection = UpstreamConnection(self, limits)
         self.open.add(connection)  # holds the slot while connecting
         try:
             await self._handshake(connection)
@@ -151,15 +152,15 @@ class _Pool:
             if waiter in self._waiters:
                 self._waiters.remove(waiter)
 
-    async def _handshake(self, connection: Connection) -> None:
+    async def _handshake(self, connection: UpstreamConnection) -> None:
         await connect(self.origin, lambda: connection)
 
-    def release(self, connection: Connection, now: float) -> None:
+    def release(self, connection: UpstreamConnection, now: float) -> None:
         connection.idle_since = now
         self.idle.append(connection)
         self._wake()
 
-    def lost(self, connection: Connection) -> None:
+    def lost(self, connection: UpstreamConnection) -> None:
         if connection in self.open:
             self.open.discard(connection)
             self._wake()
@@ -227,14 +228,15 @@ class HttpClient:
         method: str,
         target: str,
         headers: Collection[tuple[str, str]],
-        body: Body = None,
+        body: RequestContent = None,
         *,
         timeouts: Timeouts,
         chunked: bool = False,
     ) -> Response:
         """Send a request; return its response once the head is in. `headers` are sent as they
         are (they must carry the Content-Length of a body that is not `chunked`); `target` is
-        the raw path and query. `body` may be bytes or an async iterable of chunks."""
+        the raw path and query. `body` may be bytes or an async iterable of chunks (sent as
+        they come, chunked if `chunked`)."""
         pool = self._pools.get(origin) or self._pool(origin)
         loop = asyncio.get_running_loop()
         connection = pool.take_idle(loop.time())
@@ -248,7 +250,7 @@ class HttpClient:
         connection = await self._connect(pool, timeouts, fresh=True)
         return await connection.exchange(method, target, headers, body, timeouts, chunked)
 
-    async def _connect(self, pool: _Pool, timeouts: Timeouts, *, fresh: bool) -> Connection:
+    async def _connect(self, pool: _Pool, timeouts: Timeouts, *, fresh: bool) -> UpstreamConnection:
         connection = await pool.acquire(timeouts.connect, self._limits, fresh=fresh)
         if connection.requests == 0:
             self.connections_opened += 1

@@ -1,7 +1,8 @@
-"""One upstream connection of glb's HTTP client (`glb.http1.client`): `Connection`, an
-`asyncio.Protocol`, writes a request (its body streamed with flow control) and feeds the bytes
-it receives to the current `glb.http1.response.Response`; once the request is written and the
-response read to its end, it goes back to its pool (`Owner`) if both sides allow keep-alive.
+"""One upstream connection of glb's HTTP client (`glb.http1.client`): `UpstreamConnection`, an
+`asyncio.Protocol`, writes a request (its body, the `RequestContent`, streamed with flow
+control) and feeds the bytes it receives to the current `glb.http1.response.Response`; once the
+request is written and the response read to its end, it goes back to its pool (`Owner`) if both
+sides allow keep-alive.
 """
 
 from __future__ import annotations
@@ -9,9 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from asyncio import FIRST_COMPLETED
-from collections.abc import AsyncIterable, Collection
-from typing import Final, Protocol, cast
+from collections.abc import AsyncIterable, Collection, Coroutine
+from typing import Any, Final, Protocol, cast
 
+from glb.http1.chunked import LAST_CHUNK, chunk
+from glb.http1.flow import Drain
+from glb.http1.render import request_head
 from glb.http1.response import (
     ConnectionBroken,
     Response,
@@ -19,22 +23,24 @@ from glb.http1.response import (
     Timeouts,
     UploadTimeout,
     UpstreamError,
-    expire,
 )
-from glb.http1.response_head import Limits, request_head
+from glb.http1.response_head import Limits
 
 IDEMPOTENT: Final = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+
+# A request's body: none, bytes (sent with the head, in one write) or chunks as they come.
+RequestContent = bytes | AsyncIterable[bytes] | None
 
 
 class Owner(Protocol):
     """What a connection tells its pool."""
 
-    def release(self, connection: Connection, now: float) -> None: ...
+    def release(self, connection: UpstreamConnection, now: float) -> None: ...
 
-    def lost(self, connection: Connection) -> None: ...
+    def lost(self, connection: UpstreamConnection) -> None: ...
 
 
-class Connection(asyncio.Protocol):
+class UpstreamConnection(asyncio.Protocol):
     """One connection to an upstream, carrying one exchange at a time."""
 
     def __init__(self, owner: Owner, limits: Limits) -> None:
@@ -50,7 +56,7 @@ class Connection(asyncio.Protocol):
         self._reusable = True  # the current request was written whole
         self._write_paused = False
         self._read_paused = False
-        self._drain: asyncio.Future[None] | None = None
+        self._drain = Drain()
 
     # --- asyncio.Protocol ---
 
@@ -75,14 +81,14 @@ class Connection(asyncio.Protocol):
         response, self._response = self._response, None
         if response is not None:
             response.lost(exc)
-        self._wake_drain()
+        self._drain.wake()
 
     def pause_writing(self) -> None:
         self._write_paused = True
 
     def resume_writing(self) -> None:
         self._write_paused = False
-        self._wake_drain()
+        self._drain.wake()
 
     # --- the exchange ---
 
@@ -91,7 +97,7 @@ class Connection(asyncio.Protocol):
         method: str,
         target: str,
         headers: Collection[tuple[str, str]],
-        body: bytes | AsyncIterable[bytes] | None,
+        body: RequestContent,
         timeouts: Timeouts,
         chunked: bool,
     ) -> Response:
@@ -105,7 +111,8 @@ class Connection(asyncio.Protocol):
             if body is None or isinstance(body, bytes):
                 self._write(head + body if body else head)
             else:
-                await self._stream_until_answered(response, head, body, chunked)
+                stream = self._stream(response, head, body, chunked, timeouts.idle)
+                await self._until_answered(response, stream)
             await response.wait_head(timeouts.first_byte)
         except UpstreamError as exc:
             self.abort()
@@ -132,13 +139,12 @@ class Connection(asyncio.Protocol):
         self._sent = True
         transport.write(data)
 
-    async def _stream_until_answered(
-        self, response: Response, head: bytes, body: AsyncIterable[bytes], chunked: bool
-    ) -> None:
-        """`_stream`, given up as soon as the response head arrives (an upstream may answer
-        before it has the whole body, a 413 say, while the client is still slow to send it):
-        the answer is not held back waiting for the client, and the connection is not reused."""
-        upload = asyncio.ensure_future(self._stream(response, head, body, chunked))
+    async def _until_answered(self, response: Response, stream: Coroutine[Any, Any, None]) -> None:
+        """Run `stream` (the upload), given up as soon as the response head arrives (an upstream
+        may answer before it has the whole body, a 413 say, while the client is still slow to
+        send it): the answer is not held back waiting for the client, and the connection is not
+        reused."""
+        upload = asyncio.ensure_future(stream)
         try:
             await asyncio.wait((upload, response.head_future), return_when=FIRST_COMPLETED)
         finally:
@@ -147,17 +153,24 @@ class Connection(asyncio.Protocol):
                 self._writing, self._reusable = False, False
                 with contextlib.suppress(asyncio.CancelledError):
                     await upload
+            elif not upload.cancelled():
+                upload.exception()  # retrieved even when leaving by another exception (cancelled)
         if not upload.cancelled():
             upload.result()  # the upload's own failure, if it failed first
 
     async def _stream(
-        self, response: Response, head: bytes, body: AsyncIterable[bytes], chunked: bool
+        self,
+        response: Response,
+        head: bytes,
+        body: AsyncIterable[bytes],
+        chunked: bool,
+        idle: float,
     ) -> None:
         """Write the head, then the body as it comes; the request is written once it ends."""
         self._writing = True
         self._write(head)
         assert self.transport is not None  # noqa: S101 (checked by _write)
-        await self._upload(response, body, self.transport, chunked)
+        await self._upload(response, body, self.transport, chunked, idle)
         self._writing = False
         self._maybe_release()
 
@@ -167,41 +180,27 @@ class Connection(asyncio.Protocol):
         body: AsyncIterable[bytes],
         transport: asyncio.Transport,
         chunked: bool,
+        idle: float,
     ) -> None:
         """Stream `body` (framed as chunks if `chunked`); stop early if the response head
-        arrives first or the connection goes (the connection is then not reused)."""
-        async for chunk in body:
+        arrives first or the connection goes (the connection is then not reused). UploadTimeout
+        when the upstream takes nothing for `idle` seconds."""
+        async for data in body:
             response.body_touched = True
             if self.closed or response.head_in:
                 self._reusable = False
                 return
-            if chunk:
-                transport.writelines(
-                    [b"%x\r\n" % len(chunk), chunk, b"\r\n"] if chunked else [chunk]
-                )
+            if data:
+                transport.writelines(chunk(data) if chunked else [data])
             if self._write_paused:
-                await self._drained(response.idle)
+                await self._drain.wait(idle, UploadTimeout)
         if chunked and not self.closed:
-            transport.write(b"0\r\n\r\n")
-
-    async def _drained(self, idle: float) -> None:
-        loop = asyncio.get_running_loop()
-        waiter = self._drain = loop.create_future()
-        timer = loop.call_later(idle, expire, waiter, UploadTimeout)
-        try:
-            await waiter
-        finally:
-            timer.cancel()
-            self._drain = None
-
-    def _wake_drain(self) -> None:
-        if self._drain is not None and not self._drain.done():
-            self._drain.set_result(None)
+            transport.write(LAST_CHUNK)
 
     # --- called by the response ---
 
     def head_arrived(self) -> None:
-        self._wake_drain()  # an upload waiting for the upstream to read stops
+        self._drain.wake()  # an upload waiting for the upstream to read stops
 
     def finished(self) -> None:
         self._maybe_release()
@@ -230,17 +229,19 @@ class Connection(asyncio.Protocol):
 
     def abort(self) -> None:
         """Close at once; the current response (if any) hears nothing more."""
-        self._response = None
-        if not self.closed:
-            self.closed = True
-            self.owner.lost(self)
-            if self.transport is not None:
-                self.transport.abort()
+        if self._leave() and self.transport is not None:
+            self.transport.abort()
 
     def close(self) -> None:
+        """Close once what was written is sent; the current response hears nothing more."""
+        if self._leave() and self.transport is not None:
+            self.transport.close()
+
+    def _leave(self) -> bool:
+        """Drop the current response and leave the pool; False if already closed."""
         self._response = None
-        if not self.closed:
-            self.closed = True
-            self.owner.lost(self)
-            if self.transport is not None:
-                self.transport.close()
+        if self.closed:
+            return False
+        self.closed = True
+        self.owner.lost(self)
+        return True

@@ -1,7 +1,14 @@
 """The response side of glb's HTTP client (`glb.http1.client`) and the errors an exchange
-raises. A `Response` parses the head fed to it by its connection, decodes the body and hands
-it to the caller with backpressure: reading is paused while more than `HIGH_WATER` bytes wait
-for the caller.
+raises. A `Response` parses the heads fed to it by its connection, decodes the body and hands it
+to the caller through its `glb.http1.flow.BodyBuffer`: reading pauses while more than
+`glb.http1.flow.HIGH_WATER` bytes wait for the caller.
+
+Interim (1xx) responses before the final one are kept, in order, in `interim` for the caller
+(a proxy forwards them, RFC 9110 15.2); but `100 Continue`, which answers an `Expect` of the
+request's own, is consumed here. More than `MAX_INTERIM` of them (100 Continue included) make
+the response invalid. The transfer-codings of the
+body other than chunked (say gzip) are not undone: `codings` names them, for the caller to pass
+on.
 
 All errors are `UpstreamError`s: `reached` says whether the request may have reached the
 upstream, `stale` (set by the exchange) whether it failed only because a reused idle
@@ -11,12 +18,23 @@ connection had been closed by the server, so sending it again on a fresh connect
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Any, Final, NamedTuple, Protocol
 
-from glb.http1.response_head import ChunkedDecoder, Framing, Head, Limits, WireError, parse_head
+from glb.http1.chunked import ChunkedDecoder
+from glb.http1.flow import BodyBuffer, Valve, within
+from glb.http1.response_head import (
+    Framing,
+    Head,
+    Limits,
+    WireError,
+    head_end,
+    is_interim,
+    parse_head,
+)
 
-HIGH_WATER: Final = 64 * 1024  # response bytes buffered for a slow caller before reading pauses
+MAX_INTERIM: Final = 16  # interim responses before the final one; more is an invalid response
 
 
 class UpstreamError(Exception):
@@ -94,7 +112,7 @@ class Timeouts:
     idle: float
 
 
-class Carrier(Protocol):
+class Carrier(Valve, Protocol):
     """What a response needs of the connection that carries it."""
 
     limits: Limits
@@ -103,45 +121,40 @@ class Carrier(Protocol):
 
     def finished(self) -> None: ...
 
-    def pause_reading(self) -> None: ...
-
-    def resume_reading(self) -> None: ...
-
     def abort(self) -> None: ...
 
     def close(self) -> None: ...
 
 
-def expire(waiter: asyncio.Future[None], error: type[UpstreamError]) -> None:
-    """Timer callback: fail `waiter` with `error` unless it is already done."""
-    if not waiter.done():
-        waiter.set_exception(error())
+class Interim(NamedTuple):
+    """An interim (1xx) response."""
+
+    status: int
+    reason: str
+    headers: list[tuple[str, str]]
 
 
-class Response:
+class Response(BodyBuffer):
     """An upstream response: `status`, `reason`, `version` ("1.1") and `headers` (name, value
     pairs) once `HttpClient.request` returns it; the body through `read()` (chunks, b"" at the
-    end) or, once `complete`, `read_nowait()`. `release()` (or `async with`) must follow: it
+    end; `IdleTimeout` after `idle` seconds of silence, `PayloadError` if the connection ends
+    early) or, once `complete`, `read_nowait()`. `release()` (or `async with`) must follow: it
     closes the connection if the body was not read to its end."""
 
     __slots__ = (
-        "_chunks",
         "_connection",
         "_decoder",
-        "_error",
         "_framing",
         "_head_buffer",
         "_head_future",
-        "_loop",
+        "_interims",
         "_method",
         "_remaining",
-        "_size",
-        "_waiter",
         "body_touched",
-        "done",
+        "codings",
         "head_in",
         "headers",
-        "idle",
+        "interim",
         "reason",
         "received",
         "reusable",
@@ -151,30 +164,29 @@ class Response:
         "version",
     )
 
+    idle_error = IdleTimeout
+
     def __init__(
         self, connection: Carrier, method: str, idle: float, *, upgrade: bool = False
     ) -> None:
+        super().__init__(connection, idle)
         self._connection = connection
         self.upgrade = upgrade  # a 101 Switching Protocols ends the exchange (a tunnel follows)
         self.upgraded = b""  # with a 101: the tunnel's first bytes, after the head
         self._method = method
-        self._loop = asyncio.get_running_loop()
-        self._head_future: asyncio.Future[None] = self._loop.create_future()
+        self._head_future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._head_buffer = b""
         self._framing = Framing.NONE
         self._remaining = 0
         self._decoder: ChunkedDecoder | None = None
-        self._chunks: list[bytes] = []
-        self._size = 0
-        self._error: UpstreamError | None = None
-        self._waiter: asyncio.Future[None] | None = None
-        self.idle = idle
+        self._interims = 0  # interim responses read, 100 Continue included
         self.status, self.reason, self.version = 0, "", "1.1"
         self.headers: list[tuple[str, str]] = []
+        self.interim: tuple[Interim, ...] = ()  # the interim responses kept, in order
+        self.codings: tuple[str, ...] = ()  # transfer-codings of the body but chunked, in order
         self.received = False  # a byte of the response arrived
         self.body_touched = False  # a chunk of a streamed request body was taken
         self.head_in = False
-        self.done = False  # the body is complete
         self.reusable = False
 
     # --- the caller's side ---
@@ -196,26 +208,13 @@ class Response:
 
     def read_nowait(self) -> bytes:
         """What is buffered of the body."""
-        return self._take() if self._chunks else b""
-
-    async def read(self) -> bytes:
-        """The next piece of the body; b"" at its end. Raises IdleTimeout after `idle` seconds
-        of silence, PayloadError if the connection ends early."""
-        while True:
-            if self._chunks:
-                return self._take()
-            if self._error is not None:
-                raise self._error
-            if self.done:
-                return b""
-            await self._wait()
+        return self.take() if self._chunks else b""
 
     def release(self) -> None:
         """Done with the response: an unfinished body closes the connection."""
         if not self.done:
             self._connection.abort()
-            if self._error is None:
-                self._error = PayloadError("the response was released before its end")
+            self.fail(PayloadError("the response was released before its end"))
 
     async def __aenter__(self) -> Response:
         return self
@@ -223,45 +222,15 @@ class Response:
     async def __aexit__(self, *exc_info: object) -> None:
         self.release()
 
-    def _take(self) -> bytes:
-        chunks = self._chunks
-        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        self._chunks = []
-        self._size = 0
-        if not self.done:
-            self._connection.resume_reading()
-        return data
-
-    async def _wait(self) -> None:
-        waiter = self._waiter = self._loop.create_future()
-        timer = self._loop.call_later(self.idle, expire, waiter, IdleTimeout)
-        try:
-            await waiter
-        finally:
-            timer.cancel()
-            self._waiter = None
-
-    def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
-
     def discard(self) -> None:
         """The exchange was abandoned: an error already set on the head is not worth a log."""
         future = self._head_future
         if future.done() and not future.cancelled():
             future.exception()
 
-    async def wait_head(self, first_byte: float) -> None:
+    def wait_head(self, first_byte: float) -> Coroutine[Any, Any, None]:
         """Until the head is in; FirstByteTimeout after `first_byte` seconds."""
-        future = self._head_future
-        if future.done():
-            future.result()
-            return
-        timer = self._loop.call_later(first_byte, expire, future, FirstByteTimeout)
-        try:
-            await future
-        finally:
-            timer.cancel()
+        return within(self._head_future, first_byte, FirstByteTimeout)
 
     # --- the connection's side ---
 
@@ -282,40 +251,46 @@ class Response:
     def _feed_head(self, data: bytes) -> None:
         self.received = True
         buffer = self._head_buffer + data if self._head_buffer else data
-        limit = self._connection.limits.max_head
-        end = buffer.find(b"\r\n\r\n")
-        if end < 0 or end > limit:
-            if len(buffer) > limit:
-                raise WireError(f"response head over {limit} bytes")
+        limits = self._connection.limits
+        end = head_end(buffer, limits)
+        if end < 0:
             self._head_buffer = buffer
             return
         self._head_buffer = b""
-        head = parse_head(buffer[:end], self._method, self._connection.limits)
+        head = parse_head(buffer[:end], self._method, limits)
         rest = buffer[end + 4 :]
-        if head.status < 200:
-            if head.status == 101:
-                if not self.upgrade:
-                    raise WireError("unexpected 101 Switching Protocols")
-                self._start(head)
-                self.upgraded, self.done, self.reusable = rest, True, False
-                self._head_future.set_result(None)
-                return
+        if is_interim(head, upgrade=self.upgrade):
+            self._keep(head)
             if rest:
-                self._feed_head(rest)  # an interim response: the real one follows
+                self._feed_head(rest)  # the final response (or another interim one) follows
             return
         self._start(head)
+        if head.status == 101:
+            self.upgraded, self.done, self.reusable = rest, True, False
+            self._head_future.set_result(None)
+            return
         self._feed_body(rest)
         if not self._head_future.done():
             self._head_future.set_result(None)
         self._connection.head_arrived()
 
+    def _keep(self, head: Head) -> None:
+        """An interim response: kept for the caller, but 100 Continue."""
+        self._interims += 1
+        if self._interims > MAX_INTERIM:
+            raise WireError(f"more than {MAX_INTERIM} interim responses")
+        if head.status != 100:
+            self.interim = (*self.interim, Interim(head.status, head.reason, head.headers))
+
     def _start(self, head: Head) -> None:
         self.status, self.reason, self.version = head.status, head.reason, head.version
         self.headers = head.headers
+        self.codings = head.codings
         self.reusable = head.keep_alive
         self._framing, self._remaining = head.framing, head.length
         if head.framing is Framing.CHUNKED:
-            self._decoder = ChunkedDecoder(self._connection.limits)
+            limits = self._connection.limits
+            self._decoder = ChunkedDecoder(limits.max_line, limits.max_headers)
         self.head_in = True
 
     def _feed_body(self, data: bytes) -> None:
@@ -325,12 +300,12 @@ class Response:
         elif framing is Framing.CHUNKED:
             assert self._decoder is not None  # noqa: S101 (set with the framing)
             body, rest = self._decoder.feed(data)
-            self._append(body)
+            self.append(body)
             if self._decoder.done:
                 self.reusable = self.reusable and not rest
                 self._finish()
         elif framing is Framing.CLOSE:
-            self._append(data)
+            self.append(data)
         else:
             self.reusable = self.reusable and not data
             self._finish()
@@ -338,37 +313,27 @@ class Response:
     def _feed_length(self, data: bytes) -> None:
         remaining = self._remaining
         if len(data) < remaining:
-            self._append(data)
+            self.append(data)
             self._remaining -= len(data)
             return
         if len(data) > remaining:
             self.reusable = False
             data = data[:remaining]
-        self._append(data)
+        self.append(data)
         self._remaining = 0
         self._finish()
 
-    def _append(self, chunk: bytes) -> None:
-        if not chunk:
-            return
-        self._chunks.append(chunk)
-        self._size += len(chunk)
-        self._wake()
-        if self._size > HIGH_WATER and not self.done:
-            self._connection.pause_reading()
-
     def _finish(self) -> None:
-        self.done = True
-        self._wake()
+        self.end()
         self._connection.finished()
 
     def _fail(self, error: UpstreamError) -> None:
-        if not self.head_in:
-            if not self._head_future.done():
-                self._head_future.set_exception(error)
-            return
-        self._error = error
-        self._wake()
+        """The exchange failed: before the caller has the head (the body's first bytes may have
+        come with it), the head fails; after, the body."""
+        if not self._head_future.done():
+            self._head_future.set_exception(error)
+        if self.head_in:
+            self.fail(error)
 
     def eof(self) -> None:
         if self.head_in and self._framing is Framing.CLOSE and not self.done:

@@ -1,17 +1,21 @@
-"""HTTP/1.1 wire format of glb's upstream client (`glb.http1.client`): the request head it sends,
-the parsing of the response head it gets back (status line, headers within limits, body
-framing) and an incremental decoder of chunked bodies.
+"""HTTP/1.1 response heads, as glb's upstream client and its health probes read them: where a
+head ends in the bytes read so far (`head_end`), its parsing (`parse_head`: status line, header
+lines within `Limits`, the body's framing and transfer-codings, keep-alive) and which heads are
+interim (`is_interim`). The chunked coding is in `glb.http1.chunked`, the heads glb writes in
+`glb.http1.render`.
 
-Pure: bytes in, values out, no I/O and no clock. Malformed input raises `WireError`.
+Pure: bytes in, values out, no I/O and no clock. Malformed input raises `WireError`, whose
+message says why (quoting at most 40 bytes of the offending line).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
 from dataclasses import dataclass
 from enum import Enum
 from typing import Final
+
+from glb.http1.render import request_head as request_head  # (re-exported for glb.proxy)
 
 # What starts a header line: a CRLF, a token name, a colon and the blanks before the value.
 # Splitting the head on it gives [status line, name, value, name, value, ...] in one C pass.
@@ -19,12 +23,13 @@ _FIELD: Final = re.compile(r"\r\n([!#$%&'*+\-.^_`|~0-9A-Za-z]++):[ \t]*+")
 _BREAKS: Final = b"\r\n\x00"  # the only bytes policed in a response head (CR and LF in pairs)
 # The header lines that frame the body and manage the connection.
 _SPECIAL: Final = frozenset({"content-length", "transfer-encoding", "connection"})
-_HEX: Final = frozenset("0123456789abcdefABCDEF")
 _NO_BODY_STATUS: Final = frozenset({204, 304})
+_SHOWN: Final = 40  # bytes of an offending line quoted in an error
 
 
 class WireError(Exception):
-    """A response that is not valid HTTP/1.1 (or is over a limit); the message says why."""
+    """Bytes that are not valid HTTP/1.1 (a response head, or chunked coding either way), or are
+    over a limit; the message says why."""
 
 
 class Framing(Enum):
@@ -57,24 +62,27 @@ class Head:
     framing: Framing
     length: int  # with Framing.LENGTH; 0 otherwise
     keep_alive: bool  # the connection may carry another request after this response
+    # the transfer-codings of a body with one, but chunked, in the order applied ("gzip",)
+    codings: tuple[str, ...] = ()
 
 
-def request_head(
-    method: str, target: str, headers: Collection[tuple[str, str]], *, chunked: bool = False
-) -> bytes:
-    """The request line and headers (already filtered by the caller), with `Transfer-Encoding:
-    chunked` added when `chunked`. Raises ValueError if any part would break the framing."""
-    fields = [*headers, ("Transfer-Encoding", "chunked")] if chunked else headers
-    lines = "\r\n".join(map(": ".join, fields))  # "name: value" lines, built in C
-    text = (
-        f"{method} {target} HTTP/1.1\r\n{lines}\r\n\r\n"
-        if lines
-        else f"{method} {target} HTTP/1.1\r\n\r\n"
-    )
-    breaks = len(fields) + 2
-    if text.count("\n") != breaks or text.count("\r") != breaks or " " in target:
-        raise ValueError("a line break or space inside the request line or a header")
-    return text.encode("utf-8", "surrogateescape")
+def head_end(buffer: bytes, limits: Limits) -> int:
+    """Index of the CRLFCRLF ending the head at the start of `buffer`, or -1 while it is
+    incomplete. Raises WireError once the head is over `limits.max_head` bytes, or once its
+    first line is in and is not an HTTP/1.x status line (a server speaking another protocol
+    fails at once, not at a timeout)."""
+    end = buffer.find(b"\r\n\r\n")
+    if 0 <= end <= limits.max_head:
+        return end
+    if len(buffer) > limits.max_head:
+        raise WireError(f"response head over {limits.max_head} bytes")
+    newline = buffer.find(b"\n")
+    if newline >= 0:
+        line = buffer[:newline]
+        if not line.endswith(b"\r"):
+            raise WireError("bare LF in the status line")
+        _status_line(line[:-1].decode("utf-8", "surrogateescape"), limits)
+    return -1
 
 
 def parse_head(raw: bytes, method: str, limits: Limits) -> Head:
@@ -84,7 +92,7 @@ def parse_head(raw: bytes, method: str, limits: Limits) -> Head:
     fields = len(parts) // 2
     # every CR and LF must be one of the CRLFs the split consumed; no NUL anywhere
     if len(raw) - len(raw.translate(None, _BREAKS)) != 2 * fields:
-        raise WireError("bare CR or LF, NUL, or a malformed header line in the head")
+        raise WireError(_malformed(text))
     status_line = parts[0]
     version, status, reason = _status_line(status_line, limits)
     if fields > limits.max_headers:
@@ -98,9 +106,36 @@ def parse_head(raw: bytes, method: str, limits: Limits) -> Head:
         values = [value.rstrip(" \t") for value in values]
     headers = list(zip(parts[1::2], values, strict=True))
     special = _Special([field for field in headers if field[0].lower() in _SPECIAL])
-    framing, length, keep_alive = special.framing(status, method)
+    framing, length, keep_alive, codings = special.framing(status, method)
     keep_alive = keep_alive and special.persistent(version)
-    return Head(status, reason, version, headers, framing, length, keep_alive)
+    return Head(status, reason, version, headers, framing, length, keep_alive, codings)
+
+
+def is_interim(head: Head, *, upgrade: bool = False) -> bool:
+    """Is `head` an interim (1xx) response, the final one still to follow? A 101 Switching
+    Protocols is final when an upgrade was asked for (`upgrade`), and an error otherwise."""
+    if head.status >= 200:
+        return False
+    if head.status == 101:
+        if not upgrade:
+            raise WireError("unexpected 101 Switching Protocols")
+        return False
+    return True
+
+
+def _shown(text: str) -> bytes:
+    """The start of an offending line, as the bytes received."""
+    return text.encode("utf-8", "surrogateescape")[:_SHOWN]
+
+
+def _malformed(text: str) -> str:
+    """Why a head whose CRs, LFs and NULs are not all in header-starting CRLFs was refused."""
+    crlf = text.count("\r\n")
+    if text.count("\r") != crlf or text.count("\n") != crlf or "\0" in text:
+        return "bare CR or LF, or NUL, in the response head"
+    lines = text.split("\r\n")[1:]
+    line = next((line for line in lines if not _FIELD.match("\r\n" + line)), "")
+    return f"bad header line {_shown(line)!r}"
 
 
 def _status_line(line: str, limits: Limits) -> tuple[str, int, str]:
@@ -109,7 +144,7 @@ def _status_line(line: str, limits: Limits) -> tuple[str, int, str]:
     version, _, rest = line.partition(" ")
     code, _, reason = rest.partition(" ")
     if version not in ("HTTP/1.1", "HTTP/1.0") or len(code) != 3 or not code.isdigit():
-        raise WireError(f"bad status line {line[:100]!r}")
+        raise WireError(f"bad status line {_shown(line)!r}")
     return version[5:], int(code), reason.strip()
 
 
@@ -129,21 +164,27 @@ class _Special:
                 case _:
                     self.connection.append(value)
 
-    def framing(self, status: int, method: str) -> tuple[Framing, int, bool]:
-        """(framing, length, keep-alive allowed by the framing), in RFC 9112 section 6.3's order."""
+    def framing(self, status: int, method: str) -> tuple[Framing, int, bool, tuple[str, ...]]:
+        """(framing, length, keep-alive allowed by the framing, transfer-codings but chunked),
+        in RFC 9112 section 6.3's order."""
         if method == "HEAD" or status < 200 or status in _NO_BODY_STATUS:
-            return Framing.NONE, 0, True
+            return Framing.NONE, 0, True, ()
         if self.codings:
-            last = ",".join(self.codings).rsplit(",", 1)[-1].strip().lower()
-            if last != "chunked":
-                return Framing.CLOSE, 0, False
-            return Framing.CHUNKED, 0, not self.lengths  # both: smuggling-shaped, not reused
+            codings = _codings(self.codings)
+            if not codings or codings[-1] != "chunked":
+                return Framing.CLOSE, 0, False, codings
+            if "chunked" in codings[:-1]:
+                raise WireError("chunked applied more than once")
+            # with a Content-Length too: smuggling-shaped, so the connection is not reused
+            return Framing.CHUNKED, 0, not self.lengths, codings[:-1]
         if not self.lengths:
-            return Framing.CLOSE, 0, False
+            return Framing.CLOSE, 0, False, ()
         value = next(iter(self.lengths))
-        if len(self.lengths) > 1 or not value.isdigit() or not value.isascii():
-            raise WireError("bad or conflicting Content-Length")
-        return Framing.LENGTH, int(value), True
+        if len(self.lengths) > 1:
+            raise WireError("conflicting content-length values")
+        if not value.isdigit() or not value.isascii():
+            raise WireError(f"bad content-length {_shown(value)[:20]!r}")
+        return Framing.LENGTH, int(value), True, ()
 
     def persistent(self, version: str) -> bool:
         """May the connection carry another request (Connection header and version)?"""
@@ -156,74 +197,10 @@ class _Special:
         return "keep-alive" in tokens if version == "1.0" else "close" not in tokens
 
 
-class ChunkedDecoder:
-    """Decodes a chunked body fed in arbitrary pieces; trailers are read and dropped."""
-
-    def __init__(self, limits: Limits) -> None:
-        self._limits = limits
-        self._buffer = bytearray()
-        self._remaining = 0  # bytes left in the current chunk
-        self._crlf = False  # the CRLF after a chunk's data is expected next
-        self._trailers = -1  # trailer lines read, once the last chunk was seen
-        self.done = False
-
-    def feed(self, data: bytes) -> tuple[bytes, bytes]:
-        """(decoded body bytes, bytes after the end of the body): the latter only once `done`."""
-        buffer = self._buffer
-        buffer += data
-        out = bytearray()
-        position = 0
-        while not self.done:
-            step = self._step(buffer, position, out)
-            if step == position:
-                break
-            position = step
-        del buffer[:position]
-        rest = b""
-        if self.done:
-            rest = bytes(buffer)
-            buffer.clear()
-        return bytes(out), rest
-
-    def _step(self, buffer: bytearray, position: int, out: bytearray) -> int:
-        """Consume one piece (data, CRLF or a line) from `position`; return the new position
-        (unchanged when more input is needed)."""
-        if self._remaining:
-            end = min(len(buffer), position + self._remaining)
-            out += buffer[position:end]
-            self._remaining -= end - position
-            self._crlf = self._remaining == 0
-            return end
-        if self._crlf:
-            if len(buffer) - position < 2:
-                return position
-            if buffer[position : position + 2] != b"\r\n":
-                raise WireError("chunk data not followed by CRLF")
-            self._crlf = False
-            return position + 2
-        end = buffer.find(b"\r\n", position)
-        if end < 0:
-            if len(buffer) - position > self._limits.max_line:
-                raise WireError("chunk-size or trailer line too long")
-            return position
-        self._line(bytes(buffer[position:end]))
-        return end + 2
-
-    def _line(self, line: bytes) -> None:
-        if self._trailers >= 0:
-            self._trailers += 1
-            self.done = not line
-            if self._trailers > self._limits.max_headers:
-                raise WireError("too many trailer lines")
-            return
-        self._remaining = chunk_size(line)
-        if self._remaining == 0:
-            self._trailers = 0
-
-
-def chunk_size(line: bytes) -> int:
-    """The size in a chunk-size line (extensions ignored)."""
-    text = line.split(b";", 1)[0].strip(b" \t").decode("ascii", "replace")
-    if not text or len(text) > 15 or not _HEX.issuperset(text):
-        raise WireError(f"bad chunk size {line[:40]!r}")
-    return int(text, 16)
+def _codings(values: list[str]) -> tuple[str, ...]:
+    """The transfer-codings of the Transfer-Encoding lines `values`, lowercased, in order."""
+    if len(values) == 1 and "," not in values[0]:  # the usual lone `chunked`
+        coding = values[0].strip(" \t").lower()
+        return (coding,) if coding else ()
+    members = (member.strip(" \t").lower() for member in ",".join(values).split(","))
+    return tuple(member for member in members if member)

@@ -1,6 +1,8 @@
-"""glb's lean HTTP/1.1 server for proxied traffic: an `asyncio.Protocol` per connection that
-parses request heads (`glb.http1.request_head`), runs one handler task per request, streams
-request bodies to the handler and its response to the client, each with flow control.
+"""glb's lean HTTP/1.1 server for proxied traffic: `HttpServer` and its `ClientConnection`, an
+`asyncio.Protocol` per connection that parses request heads (`glb.http1.request_head`), runs
+one handler task per request, and streams request bodies to the handler and its response to the
+client, each with flow control. The `Request` the handler gets, its body and the errors reading
+it raises are in `glb.http1.request` (and importable from here).
 
 Why not aiohttp's web server: per request it builds far more than a proxy needs (a Request with
 lazy properties, a StreamResponse, a payload writer, middleware and router dispatch). On one
@@ -8,12 +10,11 @@ core, glb proxied about 9,800 requests/s behind it and about 18,000 behind this 
 (bench/proxy.py, 50 connections).
 
 Per connection: requests are served one at a time, in order; bytes of pipelined requests wait
-(reading pauses once more than a head's worth is buffered). The handler gets a `Request` and must
-answer it with `respond()` (a whole response in one write) or `start()` / `write()` / `finish()`
-(a streamed one), or take the connection over with `switch_protocols()` (a 101, then a
-tunnel). A handler that ends without answering gets a 502; one that raises gets a 502 if nothing
-was sent yet (a 400 for a `BodyError`: the client's body was bad), else the connection is cut. A
-client that goes away cancels its handler.
+(reading pauses once more than a head's worth is buffered). The handler must answer its
+`Request` (see `glb.http1.request`) or take the connection over with `switch_protocols()`. A
+handler that ends without answering gets a 502; one that raises gets a 502 if nothing was sent
+yet (a 400 for a `BodyError`: the client's body was bad), else the connection is cut. A client
+that goes away cancels its handler.
 
 Limits (`ClientLimits`): at most `max_connections` client connections (more are closed at once,
 unanswered), request line, header line and header count (400 when over), a head must
@@ -39,43 +40,40 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.utils
 import logging
 import socket
-import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final, Protocol, cast
 
-from multidict import CIMultiDict
-
-from glb.http1.request_head import (
-    BadRequest,
-    HeadLimits,
-    RequestHead,
-    head_end,
-    parse_request_head,
+from glb.http1.flow import Drain
+from glb.http1.render import reason_of, response_head
+from glb.http1.request import (
+    BadBody,
+    BodyError,
+    ClientGone,
+    Request,
+    RequestBody,
+    text_answer,
 )
-from glb.http1.response_head import ChunkedDecoder, Limits, WireError
+from glb.http1.request_head import BadRequest, HeadLimits, head_end, parse_request_head
+
+__all__ = [
+    "BadBody",
+    "BodyError",
+    "ClientConnection",
+    "ClientGone",
+    "ClientLimits",
+    "Handler",
+    "HttpServer",
+    "Request",
+    "RequestBody",
+    "TunnelSink",
+]
 
 logger = logging.getLogger(__name__)
 
 BACKLOG: Final = 1024
-HIGH_WATER: Final = 64 * 1024  # request body bytes buffered for the handler before reading pauses
-_CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
-_NO_BODY_STATUS: Final = frozenset({204, 304})
-_REASONS: Final = {
-    400: "Bad Request",
-    408: "Request Timeout",
-    413: "Content Too Large",
-    417: "Expectation Failed",
-    421: "Misdirected Request",
-    501: "Not Implemented",
-    502: "Bad Gateway",
-    503: "Service Unavailable",
-    504: "Gateway Timeout",
-    505: "HTTP Version Not Supported",
-}
 _HEAD: Final = 1  # what a connection's timer is for
 _IDLE: Final = 2
 
@@ -101,57 +99,7 @@ class ClientLimits:
         return self.max_request_line + self.max_headers * (self.max_header_size + 2) + 4
 
 
-class BodyError(Exception):
-    """The client's request body could not be read (not the upstream's fault)."""
-
-
-class ClientGone(BodyError, ConnectionError):
-    """The client closed or lost the connection."""
-
-    def __init__(self) -> None:
-        super().__init__("the client closed the connection")
-
-
-class BadBody(BodyError):
-    """The body is not valid chunked coding, or ended early."""
-
-
-def reason_of(status: int) -> str:
-    return _REASONS.get(status, "")
-
-
-def render_head(status: int, reason: str, headers: Iterable[tuple[str, str]], *extra: str) -> bytes:
-    """A response head: the status line, `headers`, then the `extra` lines (empty ones left out)."""
-    lines = "\r\n".join(map(": ".join, headers))
-    text = "\r\n".join(filter(None, (f"HTTP/1.1 {status} {reason}", lines, *extra)))
-    return (text + "\r\n\r\n").encode("utf-8", "surrogateescape")
-
-
-def text_answer(text: str) -> tuple[tuple[tuple[str, str], ...], bytes]:
-    """Headers and body of one of glb's own short answers: text/plain, never cached."""
-    body = f"{text}\n".encode("utf-8", "replace")
-    headers = (
-        ("Date", http_date()),
-        ("Content-Type", "text/plain; charset=utf-8"),
-        ("Content-Length", str(len(body))),
-        ("Cache-Control", "no-store"),
-    )
-    return headers, body
-
-
-_date: tuple[int, str] = (0, "")
-
-
-def http_date() -> str:
-    """The current time as an HTTP Date header value, formatted at most once a second."""
-    global _date
-    now = int(time.time())
-    if _date[0] != now:
-        _date = (now, email.utils.formatdate(now, usegmt=True))
-    return _date[1]
-
-
-Handler = Callable[["Request"], Awaitable[None]]
+Handler = Callable[[Request], Awaitable[None]]
 
 
 class TunnelSink(Protocol):
@@ -168,258 +116,8 @@ class TunnelSink(Protocol):
     def resume_writing(self) -> None: ...
 
 
-class RequestBody:
-    """A request body as it arrives: `read()` returns the next piece (b"" at its end) and raises
-    a `BodyError` if the client goes away or breaks the framing. Reading pauses while more than
-    `HIGH_WATER` bytes wait for the handler."""
-
-    __slots__ = (
-        "_chunks",
-        "_connection",
-        "_continue",
-        "_decoder",
-        "_error",
-        "_remaining",
-        "_size",
-        "_waiter",
-        "done",
-        "length",
-    )
-
-    def __init__(self, connection: _Connection, head: RequestHead) -> None:
-        self._connection = connection
-        self.length: int | None = None if head.chunked else head.length
-        self._remaining = head.length
-        self._decoder = ChunkedDecoder(Limits()) if head.chunked else None
-        self._chunks: list[bytes] = []
-        self._size = 0
-        self._error: BodyError | None = None
-        self._waiter: asyncio.Future[None] | None = None
-        self._continue = head.expect_continue
-        self.done = False
-
-    async def read(self) -> bytes:
-        """The next piece of the body; b"" at its end."""
-        if self._continue:
-            self._continue = False
-            if not self._chunks and not self.done:
-                self._connection.write(_CONTINUE)
-        while True:
-            if self._chunks:
-                chunks = self._chunks
-                data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-                self._chunks = []
-                self._size = 0
-                self._connection.resume_body()
-                return data
-            if self._error is not None:
-                raise self._error
-            if self.done:
-                return b""
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-
-    async def read_all(self) -> bytes:
-        """The whole body (the caller bounds its size by `length`)."""
-        parts = []
-        while chunk := await self.read():
-            parts.append(chunk)
-        return b"".join(parts)
-
-    def feed(self, data: bytes) -> bytes:
-        """Take the body's bytes from `data`; return what follows the body's end."""
-        rest = b""
-        if self._decoder is not None:
-            try:
-                body, rest = self._decoder.feed(data)
-            except WireError as exc:
-                self.fail(BadBody(str(exc)))
-                return b""
-            self._append(body)
-            if self._decoder.done:
-                self._end()
-            return rest
-        remaining = self._remaining
-        if len(data) >= remaining:
-            data, rest = data[:remaining], data[remaining:]
-        self._remaining -= len(data)
-        self._append(data)
-        if self._remaining == 0:
-            self._end()
-        return rest
-
-    def _append(self, data: bytes) -> None:
-        if data:
-            self._chunks.append(data)
-            self._size += len(data)
-            if self._size > HIGH_WATER:
-                self._connection.pause_body()
-            self._wake()
-
-    @property
-    def receiving(self) -> bool:
-        """More of the body is still to come from the client."""
-        return not self.done and self._error is None
-
-    def _end(self) -> None:
-        self.done = True
-        self._wake()
-
-    def fail(self, error: BodyError) -> None:
-        if not self.done and self._error is None:
-            self._error = error
-            self._wake()
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-
-class Request:
-    """One request and the way to answer it. `served_by` is free for the handler (the proxy
-    records the cluster of its latest attempt there)."""
-
-    __slots__ = (
-        "_chunked",
-        "_close",
-        "_connection",
-        "body",
-        "finished",
-        "head",
-        "headers",
-        "method",
-        "remote",
-        "served_by",
-        "started",
-        "status",
-        "target",
-        "version",
-    )
-
-    def __init__(
-        self, connection: _Connection, head: RequestHead, body: RequestBody | None
-    ) -> None:
-        self._connection = connection
-        self.head = head
-        self.method = head.method
-        self.target = head.target
-        self.version = head.version
-        self.headers: CIMultiDict[str] = CIMultiDict(head.headers)
-        self.remote = connection.remote
-        self.body = body
-        self.started = False  # the status line went out
-        self.finished = False  # the whole response went out
-        self.status = 0
-        self.served_by = "none"
-        self._chunked = False
-        self._close = False  # the connection closes after this response
-
-    def _will_close(self, *, delimited: bool) -> bool:
-        body = self.body
-        close = (
-            not delimited
-            or not self.head.keep_alive
-            or self._connection.server.closing
-            or (body is not None and not body.done)
-        )
-        self._close = close
-        return close
-
-    def _head(
-        self, status: int, reason: str, headers: Iterable[tuple[str, str]], *extra: str
-    ) -> bytes:
-        self.started = True
-        self.status = status
-        return render_head(status, reason, headers, *extra)
-
-    def _connection_header(self, close: bool) -> str:
-        if close:
-            return "Connection: close"
-        return "Connection: keep-alive" if self.version == "1.0" else ""
-
-    def respond(
-        self, status: int, reason: str, headers: Iterable[tuple[str, str]], body: bytes = b""
-    ) -> None:
-        """The whole response in one write. `headers` must delimit `body` (Content-Length)
-        unless the status or the method has no body; Connection is added here."""
-        if self.started:
-            raise RuntimeError("the response was already started")
-        close = self._will_close(delimited=True)
-        head = self._head(status, reason, headers, self._connection_header(close))
-        if self.method == "HEAD" or status in _NO_BODY_STATUS or status < 200:
-            body = b""
-        self.finished = True
-        self._connection.write(head + body if body else head)
-
-    def text(self, status: int, text: str) -> None:
-        """One of glb's own short answers: text/plain, never cached."""
-        headers, body = text_answer(text)
-        self.respond(status, reason_of(status), headers, body)
-
-    def start(
-        self, status: int, reason: str, headers: Iterable[tuple[str, str]], *, length: bool
-    ) -> None:
-        """Send the head of a streamed response. With `length`, `headers` carry its
-        Content-Length; without, the body goes chunked (HTTP/1.1 clients) or is delimited by
-        closing the connection (HTTP/1.0)."""
-        if self.started:
-            raise RuntimeError("the response was already started")
-        no_body = self.method == "HEAD" or status in _NO_BODY_STATUS
-        chunked = not length and not no_body and self.version != "1.0"
-        close = self._will_close(delimited=length or no_body or chunked)
-        self._chunked = chunked
-        framing = "Transfer-Encoding: chunked" if chunked else ""
-        extra = self._connection_header(close)
-        self._connection.write(self._head(status, reason, headers, framing, extra))
-        if no_body:
-            self.finished = True
-
-    async def write(self, data: bytes) -> None:
-        """Send a piece of the streamed body; waits while the client is not taking it (up to
-        the idle timeout, then the connection is cut and ClientGone raised)."""
-        if self.finished or not data:
-            return
-        connection = self._connection
-        connection.check_open()
-        if self._chunked:
-            connection.writelines([b"%x\r\n" % len(data), data, b"\r\n"])
-        else:
-            connection.write(data)
-        if connection.write_paused:
-            await connection.drained()
-
-    def finish(self) -> None:
-        """End the streamed body."""
-        if self.finished:
-            return
-        self.finished = True
-        if self._chunked:
-            self._connection.write(b"0\r\n\r\n")
-
-    def abort(self) -> None:
-        """Cut the connection (a response that cannot be completed)."""
-        self._close = True
-        self._connection.abort()
-
-    def switch_protocols(
-        self, reason: str, headers: Iterable[tuple[str, str]], sink: TunnelSink
-    ) -> asyncio.Transport:
-        """Answer `101 Switching Protocols` with `headers` (Upgrade and Connection included),
-        then hand the connection over to `sink`: every later event goes to it, bytes already
-        buffered first. The connection closes when the handler returns."""
-        self._connection.check_open()
-        self._close = True
-        self._connection.write(self._head(101, reason, headers))
-        self.finished = True
-        return self._connection.detach(sink)
-
-
-class _Connection(asyncio.Protocol):
-    """One client connection."""
+class ClientConnection(asyncio.Protocol):
+    """One client connection: its requests, served one at a time, and its timer."""
 
     def __init__(self, server: HttpServer) -> None:
         self.server = server
@@ -434,7 +132,7 @@ class _Connection(asyncio.Protocol):
         self._read_paused = False
         self._body_paused = False
         self.write_paused = False
-        self._drain: asyncio.Future[None] | None = None
+        self._drain = Drain()
         self._closing = False
         # the lazy timer: what it is for, when it is due, and the handle armed (and for when)
         self._kind = 0
@@ -475,7 +173,7 @@ class _Connection(asyncio.Protocol):
         if self._request is not None:  # busy: a pipelined request waits its turn
             self._buffer += data
             if len(self._buffer) > self.server.max_head:
-                self._pause_reading()
+                self._hold_reading()
             return
         fresh = not self._buffer
         self._buffer += data
@@ -503,8 +201,7 @@ class _Connection(asyncio.Protocol):
         if self._body is not None:
             self._body.fail(ClientGone())
             self._body = None
-        if self._drain is not None and not self._drain.done():
-            self._drain.set_exception(ClientGone())
+        self._drain.fail(ClientGone())
         if self._task is not None and not self._task.done():
             self._task.cancel()  # the client went away: so does its request upstream
         self.server.forget(self)
@@ -518,8 +215,7 @@ class _Connection(asyncio.Protocol):
         self.write_paused = False
         if self._sink is not None:
             self._sink.resume_writing()
-        if self._drain is not None and not self._drain.done():
-            self._drain.set_result(None)
+        self._drain.wake()
 
     # --- requests ---
 
@@ -583,8 +279,8 @@ class _Connection(asyncio.Protocol):
         self._request = None
         if self._body is not None:  # the body was not read to its end: the framing is lost
             self._body = None
-            request._close = True
-        if request._close or self._closing or self.server.closing:
+            request.closes = True
+        if request.closes or self._closing or self.server.closing:
             self.close()
             return
         if self._read_paused:
@@ -603,23 +299,25 @@ class _Connection(asyncio.Protocol):
         self.server.on_reject(status)
         headers, body = text_answer(f"glb: {reason}")
         self._buffer = b""
-        self.write(render_head(status, reason_of(status), headers, "Connection: close") + body)
+        self.write(response_head(status, reason_of(status), headers, "Connection: close") + body)
         self.close()
 
     # --- flow control and writing ---
 
-    def pause_body(self) -> None:
+    def pause_reading(self) -> None:
+        """The request body's buffer is full: stop reading until the handler takes it."""
         self._body_paused = True
-        self._pause_reading()
+        self._hold_reading()
 
-    def resume_body(self) -> None:
+    def resume_reading(self) -> None:
+        """The handler took the request body's buffer: read on."""
         if self._body_paused:
             self._body_paused = False
             if self._read_paused and self.transport is not None:
                 self._read_paused = False
                 self.transport.resume_reading()
 
-    def _pause_reading(self) -> None:
+    def _hold_reading(self) -> None:
         if not self._read_paused and self.transport is not None:
             self._read_paused = True
             self.transport.pause_reading()
@@ -642,15 +340,11 @@ class _Connection(asyncio.Protocol):
 
     async def drained(self) -> None:
         """Until the client takes the buffered response; cut after the idle timeout."""
-        waiter = self._drain = self._loop.create_future()
         try:
-            async with asyncio.timeout(self.server.limits.idle_timeout):
-                await waiter
-        except TimeoutError:
+            await self._drain.wait(self.server.limits.idle_timeout, ClientGone)
+        except ClientGone:
             self.abort()
-            raise ClientGone from None
-        finally:
-            self._drain = None
+            raise
 
     def detach(self, sink: TunnelSink) -> asyncio.Transport:
         if self.transport is None or self._closing:
@@ -746,7 +440,7 @@ class HttpServer:
         self.limits = limits or ClientLimits()
         self.head_limits = self.limits.head
         self.max_head = self.limits.max_head
-        self.connections: set[_Connection] = set()
+        self.connections: set[ClientConnection] = set()
         self.closing = False
         self._servers: list[asyncio.Server] = []
         self._gone: asyncio.Event | None = None
@@ -754,14 +448,16 @@ class HttpServer:
     async def start(self, sock: socket.socket) -> None:
         """Serve on the bound socket `sock` (it is listened on here)."""
         loop = asyncio.get_running_loop()
-        server = await loop.create_server(lambda: _Connection(self), sock=sock, backlog=BACKLOG)
+        server = await loop.create_server(
+            lambda: ClientConnection(self), sock=sock, backlog=BACKLOG
+        )
         self._servers.append(server)
 
     def stop_listening(self) -> None:
         for server in self._servers:
             server.close()
 
-    def forget(self, connection: _Connection) -> None:
+    def forget(self, connection: ClientConnection) -> None:
         if not self.connections and self._gone is not None:
             self._gone.set()
 

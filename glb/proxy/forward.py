@@ -242,10 +242,22 @@ class Forwarder:
 
 
 async def relay(request: Request, upstream: Response, cluster: str | None) -> None:
-    """Stream `upstream`'s response to the client. Once the status line is out, a failure can
-    only be signalled by cutting the client's connection, which is what happens."""
+    """Stream `upstream`'s response to the client, after its interim (1xx) responses. Its
+    transfer-codings but chunked (gzip, say) go on as they are, in Transfer-Encoding, to an
+    HTTP/1.1 client; an HTTP/1.0 client, which cannot take any, gets a 502 instead. Once the
+    status line is out, a failure can only be signalled by cutting the client's connection,
+    which is what happens."""
+    if upstream.interim:  # (rare: no loop for the others)
+        for interim in upstream.interim:
+            fields = downstream_headers(interim.headers, version=upstream.version, cluster=None)
+            request.interim(interim.status, interim.reason, fields.items())
+    codings = upstream.codings
+    if codings and request.version == "1.0":
+        coding = ", ".join(codings)
+        request.text(502, f"glb: bad gateway: HTTP/1.0 cannot carry the {coding} transfer-coding")
+        return
     headers = downstream_headers(upstream.headers, version=upstream.version, cluster=cluster)
-    if upstream.complete:  # all of it is in (a small body): one write, with the headers
+    if upstream.complete and not codings:  # all of it is in (a small body): one write
         body = upstream.read_nowait()
         if not upstream.length_known:
             headers["Content-Length"] = str(len(body))
@@ -253,7 +265,13 @@ async def relay(request: Request, upstream: Response, cluster: str | None) -> No
         return
     if not upstream.length_known:
         headers.popall("Content-Length", None)  # sent along a chunked body: never both
-    request.start(upstream.status, upstream.reason, headers.items(), length=upstream.length_known)
+    request.start(
+        upstream.status,
+        upstream.reason,
+        headers.items(),
+        length=upstream.length_known,
+        codings=codings,
+    )
     try:
         while chunk := await upstream.read():  # the upstream's silences bounded by idle_timeout
             await request.write(chunk)

@@ -14,6 +14,7 @@ from typing import Final
 
 from glb.core.model import Endpoint, Scheme, Service
 from glb.http1 import client as hc
+from glb.http1.tls import ClientContexts
 from glb.proxy.headers import host_part
 
 
@@ -42,26 +43,16 @@ class Route:
         return f"{host}:{self.service.port}"
 
 
-class TlsContexts:
-    """The two client SSL contexts every https upstream shares: verifying (system CAs plus
-    `ca_file`) and not verifying (for `upstream_tls_verify: false`)."""
-
-    def __init__(self, ca_file: str | None = None) -> None:
-        self.verified = ssl.create_default_context()
-        if ca_file is not None:
-            self.verified.load_verify_locations(cafile=ca_file)
-        self.unverified = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        self.unverified.check_hostname = False
-        self.unverified.verify_mode = ssl.CERT_NONE  # upstream_tls_verify: false asks for this
-        for context in (self.verified, self.unverified):
-            context.set_alpn_protocols(["http/1.1"])
+class TlsContexts(ClientContexts):
+    """The two client SSL contexts every https upstream shares (`glb.http1.tls`: verifying, or
+    not for `upstream_tls_verify: false`), and the `Route` of each service with them."""
 
     def route(self, service: Service) -> Route:
         proxy = service.proxy
         timeouts = hc.Timeouts(proxy.connect_timeout, proxy.first_byte_timeout, proxy.idle_timeout)
         if proxy.scheme is not Scheme.HTTPS:
             return Route(service, True, None, timeouts)
-        context = self.verified if proxy.tls_verify else self.unverified
+        context = self.context(proxy.tls_verify)
         name = proxy.sni or (host_part(proxy.upstream_host) if proxy.upstream_host else None)
         return Route(service, context, name or service.name, timeouts)
 
