@@ -375,11 +375,11 @@ async def test_unknown_host_is_misdirected(host: str) -> None:
         assert glb.passive.reports == []
 
 
-async def test_missing_host_is_misdirected() -> None:
-    """An HTTP/1.0 request without a Host header is answered 421."""
+async def test_missing_host_is_400() -> None:
+    """An HTTP/1.0 request without a Host header is answered 400 (RFC 9112 3.2)."""
     async with front() as glb:
         answer = await raw_request(glb.base, b"GET / HTTP/1.0\r\n\r\n")
-    assert answer.startswith((b"HTTP/1.0 421 ", b"HTTP/1.1 421 "))
+    assert answer.startswith((b"HTTP/1.0 400 ", b"HTTP/1.1 400 "))
     assert b"glb: no Host header" in answer
 
 
