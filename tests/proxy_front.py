@@ -26,6 +26,7 @@ from yarl import URL
 from glb.core.model import Endpoint
 from glb.core.ports import StateView
 from glb.core.snapshot import EndpointState
+from glb.core.stats import Stats
 from glb.health.monitor import Monitor
 from glb.http1.server import HttpServer
 from glb.proxy.handler import HttpProxy
@@ -76,6 +77,7 @@ class Seen:
     """What one upstream observed besides plain requests."""
 
     ws_closes: asyncio.Queue[int | None] = field(default_factory=asyncio.Queue)
+    ws_handshakes: asyncio.Queue[list[tuple[str, str]]] = field(default_factory=asyncio.Queue)
 
 
 NAME = web.AppKey("name", str)
@@ -162,6 +164,7 @@ async def _upload(request: web.Request) -> web.Response:
 
 
 async def _ws(request: web.Request) -> web.WebSocketResponse:
+    request.app[SEEN].ws_handshakes.put_nowait(list(request.headers.items()))
     ws = web.WebSocketResponse(protocols=("chat.v2", "chat.v1"))
     await ws.prepare(request)
     async for message in ws:
@@ -236,6 +239,7 @@ class Front:
     base: str
     client: aiohttp.ClientSession
     apps: dict[str, web.Application]
+    stats: Stats = field(default_factory=Stats)  # the proxy's
 
     def url(self, path: str) -> URL:
         return URL(f"{self.base}{path}", encoded=True)
@@ -280,29 +284,27 @@ async def serve_proxy(
 
 
 @contextlib.asynccontextmanager
-async def front(
+async def front_with_stop(
     *, cluster_header: bool = False, explode: bool = False, **options: Any
-) -> AsyncIterator[Front]:
-    """Upstreams `primary` and `secondary` behind glb's proxy, for the service in `options`."""
+) -> AsyncIterator[tuple[Front, Upstreams]]:
+    """Upstreams `primary` and `secondary` behind glb's proxy, for the service in `options`;
+    also the upstreams, so that a test can stop one."""
     apps = {"primary": echo_app("primary"), "secondary": echo_app("secondary")}
     async with upstreams(apps) as where:
         config = config_for(where, service_yaml(where.port, **options))
         async with monitored(config) as monitor:
-            passive = Recorder(monitor, explode=explode)
-            async with serve_proxy(monitor, passive, cluster_header=cluster_header) as (base, c):
-                yield Front(monitor, passive, base, c, apps)
+            passive, stats = Recorder(monitor, explode=explode), Stats()
+            async with serve_proxy(
+                monitor, passive, cluster_header=cluster_header, stats=stats
+            ) as (base, client):
+                yield Front(monitor, passive, base, client, apps, stats), where
 
 
 @contextlib.asynccontextmanager
-async def front_with_stop(**options: Any) -> AsyncIterator[tuple[Front, Upstreams]]:
-    """Like `front`, and also the upstreams, so that a test can stop one."""
-    apps = {"primary": echo_app("primary"), "secondary": echo_app("secondary")}
-    async with upstreams(apps) as where:
-        config = config_for(where, service_yaml(where.port, **options))
-        async with monitored(config) as monitor:
-            passive = Recorder(monitor)
-            async with serve_proxy(monitor, passive) as (base, client):
-                yield Front(monitor, passive, base, client, apps), where
+async def front(**options: Any) -> AsyncIterator[Front]:
+    """Like `front_with_stop`, without the upstreams."""
+    async with front_with_stop(**options) as (glb, _):
+        yield glb
 
 
 async def raw_request(base: str, head: bytes) -> bytes:
