@@ -244,6 +244,14 @@ class Front:
     def url(self, path: str) -> URL:
         return URL(f"{self.base}{path}", encoded=True)
 
+    @property
+    def address(self) -> tuple[str, int]:
+        """The proxy's (host, port), for raw connections."""
+        url = URL(self.base)
+        assert url.host is not None
+        assert url.port is not None
+        return url.host, url.port
+
     async def request(
         self, path: str = "/", *, method: str = "GET", host: str = HOST, **kw: Any
     ) -> Reply:

@@ -41,12 +41,14 @@ CHUNK = b"5\r\nhello\r\n"
 
 
 @contextlib.asynccontextmanager
-async def glb_over(tmp_path: Path, *backend: str) -> AsyncIterator[tuple[Running, ClusterProcess]]:
-    """glb in front of two upload backends run with the `backend` options; yields glb and the
-    first (preferred) backend."""
+async def glb_over(
+    tmp_path: Path, *backend: str, **service: str
+) -> AsyncIterator[tuple[Running, ClusterProcess]]:
+    """glb in front of two upload backends run with the `backend` options, for `SERVICE` with
+    `service` on top; yields glb and the first (preferred) backend."""
     clusters = await start_upload_backends(["eu-west", "us-east"], *backend)
     try:
-        config = write_config(tmp_path, clusters, probe=PROBE, **SERVICE)
+        config = write_config(tmp_path, clusters, probe=PROBE, **{**SERVICE, **service})
         async with running(load_settings(config)) as glb:
             yield glb, clusters[0]
     finally:
@@ -143,6 +145,25 @@ async def test_uploads_stalled_mid_body_are_the_clients_fault(
         for _ in range(UPLOADS):
             async with tcp_connection(*address(glb)) as (reader, writer):
                 writer.write(UPLOAD + CHUNK)  # then nothing
+                statuses.append(await status_until_closed(reader))
+        await all_finished(glb, UPLOADS)
+        assert statuses == [408] * UPLOADS
+        await assert_unharmed(glb, eu, caplog)
+
+
+async def test_uploads_with_a_length_stalled_mid_body_are_the_clients_fault(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The same with a Content-Length too large to be buffered (it streams like a chunked one):
+    408 when the upstream gives up first, and the endpoint is not blamed."""
+    caplog.set_level(logging.INFO)
+    upload = f"PUT /upload HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 100000\r\n\r\n".encode()
+    backend = ("--body-timeout", "0.1", "--on-stall", "close")
+    async with glb_over(tmp_path, *backend, max_body_size="1MB") as (glb, eu):
+        statuses = []
+        for _ in range(UPLOADS):
+            async with tcp_connection(*address(glb)) as (reader, writer):
+                writer.write(upload + b"x" * 1000)  # then nothing
                 statuses.append(await status_until_closed(reader))
         await all_finished(glb, UPLOADS)
         assert statuses == [408] * UPLOADS

@@ -128,9 +128,10 @@ async def test_empty_host_names_no_service() -> None:
     assert answer.startswith(b"HTTP/1.1 421 ")
 
 
-METHODS = ["GET", "POST", "PUT", "CONNECT", "OPTIONS", "GeT"]
+METHODS = ["GET", "GET", "POST", "PUT", "CONNECT", "OPTIONS", "GeT"]
 TARGETS = [
     "/",
+    "/ws",
     "/ws",
     "*",
     "//x",
@@ -150,6 +151,7 @@ TARGETS = [
 HOSTS = [
     None,
     "app.glb.test",
+    "app.glb.test",
     "APP.glb.test.:8080",
     "user@app.glb.test",
     "",
@@ -164,6 +166,14 @@ EXTRAS = [
     ["Connection: Upgrade", "Upgrade: websocket"],
     ["Connection: Upgrade", "Upgrade: websocket", "Sec-WebSocket-Version: 13"],
     ["Connection: Upgrade", "Upgrade: h2c"],
+    [
+        "Connection: Upgrade",
+        "Upgrade: websocket",
+        "Sec-WebSocket-Version: 13",
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+        "",
+        "\x81\xffnot a frame",
+    ],
     ["Expect: 100-continue", "Content-Length: 5", "", "hello"],
     ["Transfer-Encoding: chunked", "", "5\r\nhello\r\n0\r\n"],
     ["Transfer-Encoding: chunked", "", "5\r\nhello\r\nzz\r\n"],

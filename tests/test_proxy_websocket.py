@@ -4,11 +4,13 @@ ways, close codes, and upgrades through the same retry loop as any GET."""
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import aiohttp
 import pytest
 
-from tests.proxy_front import HOST, SEEN, front, front_with_stop
+from tests.proxy_front import HOST, SEEN, Front, front, front_with_stop
+from tests.stack import tcp_connection
 
 
 async def test_websocket_echo_through_the_proxy() -> None:
@@ -105,3 +107,57 @@ async def test_every_endpoint_refusing_the_upgrade_is_502() -> None:
     assert refused.value.status == 502
     assert [(c, f) for c, f, _ in glb.passive.reports] == [("primary", True), ("secondary", True)]
     assert glb.stats.proxy_retries == {HOST: 1}
+
+
+UPGRADE = (
+    f"GET /ws HTTP/1.1\r\nHost: {HOST}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+    "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+).encode()
+
+
+def glb_errors(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """What glb (or asyncio) logged at error level."""
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name.startswith(("glb", "asyncio")) and r.levelno >= logging.ERROR
+    ]
+
+
+async def finished(glb: Front, count: int) -> None:
+    """Until the proxy has finished `count` requests (answered or aborted)."""
+    async with asyncio.timeout(5):
+        while True:  # polled within the timeout
+            if sum(glb.stats.proxy_requests.values()) >= count:
+                return
+            await asyncio.sleep(0.01)
+
+
+async def test_websocket_client_sending_garbage_then_vanishing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A client that sends garbage through the tunnel, then resets its connection: the upstream
+    hears of it and nothing is logged at error level."""
+    async with front() as glb:
+        async with tcp_connection(*glb.address) as (reader, writer):
+            writer.write(UPGRADE)
+            async with asyncio.timeout(5):
+                assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101 ")
+            writer.write(b"\x81\xffnot a frame at all")
+            writer.transport.abort()
+        async with asyncio.timeout(5):
+            await glb.apps["primary"][SEEN].ws_closes.get()
+        await finished(glb, 1)
+    assert glb_errors(caplog) == []
+
+
+async def test_websocket_client_gone_before_the_answer(caplog: pytest.LogCaptureFixture) -> None:
+    """Clients that send the handshake and vanish at once: no failure reported, no error."""
+    async with front() as glb:
+        for _ in range(5):
+            async with tcp_connection(*glb.address) as (_, writer):
+                writer.write(UPGRADE)
+                writer.transport.abort()
+        await finished(glb, 5)
+        assert glb.passive.failures("primary") == 0
+    assert glb_errors(caplog) == []

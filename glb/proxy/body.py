@@ -60,7 +60,8 @@ class ClientBody:
         self.streamed = 0  # bytes of the streamed body read so far
         self.touched = False  # a byte of the streamed body was read: it cannot be replayed
         self.client_error: BaseException | None = None
-        self.quiet_since: float | None = None  # loop time of the client's last streamed piece
+        # loop time since when the client has sent nothing the upload took (None: not reading)
+        self.quiet_since: float | None = None
         self.held = b""  # a piece read by `fault()`: the next upload sends it first
 
     @classmethod
