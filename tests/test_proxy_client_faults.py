@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
@@ -105,6 +105,24 @@ async def all_finished(glb: Running, count: int) -> None:
             await asyncio.sleep(0.02)
 
 
+async def uploads(
+    glb: Running,
+    first: bytes,
+    then: Callable[[asyncio.StreamWriter], Awaitable[None]] | None = None,
+) -> list[int]:
+    """`UPLOADS` uploads, one after the other, each sending `first` (then doing `then`): the
+    status of each answer, once glb has finished them all."""
+    statuses = []
+    for _ in range(UPLOADS):
+        async with tcp_connection(*address(glb)) as (reader, writer):
+            writer.write(first)
+            if then is not None:
+                await then(writer)
+            statuses.append(await status_until_closed(reader))
+    await all_finished(glb, UPLOADS)
+    return statuses
+
+
 async def assert_unharmed(glb: Running, cluster: ClusterProcess, caplog: pytest.LogCaptureFixture):
     """`cluster` kept no failure, is eligible and in the DNS answer; nothing was ejected and
     nothing logged at error level; a plain request is served by it."""
@@ -141,12 +159,7 @@ async def test_uploads_stalled_mid_body_are_the_clients_fault(
     timeout) or the upstream (closing, resetting or answering 408 before glb notices)."""
     caplog.set_level(logging.INFO)
     async with glb_over(tmp_path, *backend) as (glb, eu):
-        statuses = []
-        for _ in range(UPLOADS):
-            async with tcp_connection(*address(glb)) as (reader, writer):
-                writer.write(UPLOAD + CHUNK)  # then nothing
-                statuses.append(await status_until_closed(reader))
-        await all_finished(glb, UPLOADS)
+        statuses = await uploads(glb, UPLOAD + CHUNK)  # then nothing
         assert statuses == [408] * UPLOADS
         await assert_unharmed(glb, eu, caplog)
 
@@ -160,12 +173,7 @@ async def test_uploads_with_a_length_stalled_mid_body_are_the_clients_fault(
     upload = f"PUT /upload HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 100000\r\n\r\n".encode()
     backend = ("--body-timeout", "0.1", "--on-stall", "close")
     async with glb_over(tmp_path, *backend, max_body_size="1MB") as (glb, eu):
-        statuses = []
-        for _ in range(UPLOADS):
-            async with tcp_connection(*address(glb)) as (reader, writer):
-                writer.write(upload + b"x" * 1000)  # then nothing
-                statuses.append(await status_until_closed(reader))
-        await all_finished(glb, UPLOADS)
+        statuses = await uploads(glb, upload + b"x" * 1000)  # then nothing
         assert statuses == [408] * UPLOADS
         await assert_unharmed(glb, eu, caplog)
 
@@ -194,14 +202,12 @@ async def test_broken_chunked_coding_is_400_not_a_failure(
     """A body whose chunked coding breaks mid-upload gets 400; the endpoint is not blamed."""
     caplog.set_level(logging.INFO)
     async with glb_over(tmp_path, "--body-timeout", "30") as (glb, eu):
-        statuses = []
-        for _ in range(UPLOADS):
-            async with tcp_connection(*address(glb)) as (reader, writer):
-                writer.write(UPLOAD + CHUNK)
-                await line_from(eu, "body")
-                writer.write(b"zz\r\nnot a chunk\r\n")
-                statuses.append(await status_until_closed(reader))
-        await all_finished(glb, UPLOADS)
+
+        async def break_it(writer: asyncio.StreamWriter) -> None:
+            await line_from(eu, "body")  # the upload is under way upstream
+            writer.write(b"zz\r\nnot a chunk\r\n")
+
+        statuses = await uploads(glb, UPLOAD + CHUNK, break_it)
         assert statuses == [400] * UPLOADS
         await assert_unharmed(glb, eu, caplog)
 
@@ -214,12 +220,7 @@ async def test_body_over_max_body_size_is_413_not_a_failure(
     caplog.set_level(logging.INFO)
     big = b"400\r\n" + b"x" * 0x400 + b"\r\n"  # 1 KiB chunks: the third is over 2 kB
     async with glb_over(tmp_path, "--body-timeout", "30") as (glb, eu):
-        statuses = []
-        for _ in range(UPLOADS):
-            async with tcp_connection(*address(glb)) as (reader, writer):
-                writer.write(UPLOAD + big * 3)
-                statuses.append(await status_until_closed(reader))
-        await all_finished(glb, UPLOADS)
+        statuses = await uploads(glb, UPLOAD + big * 3)
         assert statuses == [413] * UPLOADS
         await assert_unharmed(glb, eu, caplog)
 
