@@ -3,6 +3,7 @@ endpoints in order, within the service's retry budget (`retries`), whatever the 
 The kind is an `Attempt`: it sends the request to one endpoint up to the response's head
 (`send`), and hands that response to the client (`deliver`). Plain requests are
 `glb.proxy.forward.Forwarder`'s, websocket upgrades `glb.proxy.websocket.WebSocketUpgrade`'s.
+What every attempt sends, the `UpstreamRequest`, is built once by `glb.proxy.handler`.
 
 For each attempt:
 
@@ -57,8 +58,10 @@ class UpstreamRequest:
 class Attempt(Protocol):
     """One kind of request, as the retry loop attempts it at an endpoint."""
 
-    def send(self, route: Route, endpoint: Endpoint, sent: UpstreamRequest) -> Awaitable[Response]:
-        """Send `sent` to `endpoint`; the response once its head is in. Raises an
+    def send(
+        self, route: Route, endpoint: Endpoint, outgoing: UpstreamRequest
+    ) -> Awaitable[Response]:
+        """Send `outgoing` to `endpoint`; the response once its head is in. Raises an
         `UpstreamError`, a `TimeoutError` or an `OSError` when no response came."""
         ...
 
@@ -81,12 +84,12 @@ class Attempts:
         route: Route,
         ranked: Sequence[Endpoint],
         attempt: Attempt,
-        sent: UpstreamRequest,
+        outgoing: UpstreamRequest,
     ) -> None:
         """Attempt the endpoints in order while the retry rule allows; deliver the first
         response, or answer why none came."""
         failure: Failure | None = None
-        body = sent.body
+        body = outgoing.body
         for endpoint in ranked[: route.service.proxy.retries + 1]:
             if failure is not None:
                 if not may_retry(failure, request.method, replayable=body.replayable):
@@ -94,7 +97,7 @@ class Attempts:
                 self._stats.proxy_retries[route.service.name] += 1
             request.served_by = endpoint.cluster
             try:
-                response = await attempt.send(route, endpoint, sent)
+                response = await attempt.send(route, endpoint, outgoing)
             except Exception as exc:
                 if body.client_error is None and not isinstance(exc, _FAILURES):
                     raise  # a bug: the error boundary logs it

@@ -31,18 +31,20 @@ class Forwarder:
     def __init__(self, client: HttpClient) -> None:
         self._client = client
 
-    def send(self, route: Route, endpoint: Endpoint, sent: UpstreamRequest) -> Awaitable[Response]:
+    def send(
+        self, route: Route, endpoint: Endpoint, outgoing: UpstreamRequest
+    ) -> Awaitable[Response]:
         """One request to `endpoint`, up to its response's head (not a coroutine of its own:
         one frame fewer to resume per event)."""
-        body = sent.body
+        body = outgoing.body
         content = body.content
         data = body.buffered if content is None else Upload(body, content)
-        chunked = content is not None and "Content-Length" not in sent.headers
+        chunked = content is not None and "Content-Length" not in outgoing.headers
         return self._client.request(
             route.origin(endpoint),
-            sent.method,
-            sent.path_qs,
-            sent.headers.items(),
+            outgoing.method,
+            outgoing.path_qs,
+            outgoing.headers.items(),
             data,
             timeouts=route.timeouts,
             chunked=chunked,

@@ -37,13 +37,13 @@ class WebSocketUpgrade:
     def __init__(self) -> None:
         self._upstream: _Upstream | None = None
 
-    async def send(self, route: Route, endpoint: Endpoint, sent: UpstreamRequest) -> Response:
+    async def send(self, route: Route, endpoint: Endpoint, outgoing: UpstreamRequest) -> Response:
         """Connect to `endpoint`, send the handshake and wait for the response head (its body is
         always empty: an upgrade request with a body is forwarded as a plain request)."""
         upstream = self._upstream = _Upstream(route.service.proxy.idle_timeout)
-        head = request_head(sent.method, sent.path_qs, sent.headers.items())
+        head = request_head(outgoing.method, outgoing.path_qs, outgoing.headers.items())
         try:
-            return await upstream.handshake(route, endpoint, head, sent.method)
+            return await upstream.handshake(route, endpoint, head, outgoing.method)
         except BaseException:
             upstream.close()
             raise
