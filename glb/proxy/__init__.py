@@ -1,2 +1,3 @@
-"""The HTTP front end: routing by Host, forwarding with retries over the ranked endpoints,
-WebSocket tunnels, header rules and failure classification."""
+"""The HTTP front end: routing by destination, one retry loop over the ranked endpoints for plain
+requests and websocket upgrades alike, the client's body and whose fault a failure is, header
+rules and failure classification."""

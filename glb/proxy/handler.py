@@ -1,12 +1,20 @@
 """The HTTP front end: `HttpProxy.handle` is the handler glb's HTTP server (`glb.http1.server`)
-runs for every request: it routes the request by its Host to a service, steers it with the
-service's policy and forwards it.
+runs for every request: it routes the request by its destination to a service, steers it with
+the service's policy and forwards it.
 
-Routing: the Host header (or the authority of an absolute-form target, which then wins, as
-RFC 9112 asks) names a service by its name or one of its aliases; anything else is answered 421,
-so glb is never an open proxy. Endpoints come from `decide()` on the current snapshot; the ranked
-list is the fallback order for retries. Plain requests go through `glb.proxy.forward`, websocket
-upgrades through `glb.proxy.websocket`.
+Routing: the destination (`glb.proxy.destination`: the Host header, or the authority of an
+absolute-form target) names a service by its name or one of its aliases; a host naming none is
+answered 421, so glb is never an open proxy, and a malformed one 400. Hosts already routed are
+remembered per topology (at most `ROUTED_HOSTS` of them), so the common request skips parsing
+its Host. Endpoints come from `decide()` on the current snapshot; the ranked list is the
+fallback order for retries.
+
+Forwarding: the headers sent upstream are built here, once per request (`upstream_headers`);
+then `glb.proxy.attempts` tries the ranked endpoints in order, with `glb.proxy.forward`'s
+`Forwarder` for a plain request, or a `glb.proxy.websocket.WebSocketUpgrade` for a websocket
+upgrade (a GET without a body asking for `Upgrade: websocket`; any other upgrade is forwarded as
+a plain request, its Upgrade dropped as the hop-by-hop header it is). A plain request's body is
+a `glb.proxy.body.ClientBody`.
 
 Every request has an error boundary, glb.http1.server's: an unexpected exception is logged with its
 traceback and answered 502; a client that goes away cancels the handler, which aborts the
@@ -19,55 +27,28 @@ import itertools
 import logging
 import random
 import time
-from dataclasses import dataclass
 from typing import Final
 
-from yarl import URL
-
-from glb.core.model import Endpoint, Service, Topology
+from glb.core.model import Service, Topology
 from glb.core.policies import STABLE, Decision, Query, decide
 from glb.core.ports import PassiveHealth, StateView
 from glb.core.snapshot import HealthSnapshot
 from glb.core.stats import Stats
 from glb.http1.client import HttpClient
 from glb.http1.server import Request
+from glb.proxy.attempts import Attempt, Attempts, UpstreamRequest
+from glb.proxy.body import NO_BODY, ClientBody, answer_client_fault
+from glb.proxy.destination import Destination, Refused, destination, valid_authority
 from glb.proxy.forward import Forwarder
 from glb.proxy.headers import route_key, upstream_headers
 from glb.proxy.upstream import Route, TlsContexts
-from glb.proxy.websocket import proxy_websocket
+from glb.proxy.websocket import WebSocketUpgrade
 
 logger = logging.getLogger(__name__)
 
 POOL_LIMIT_PER_ENDPOINT: Final = 1_000  # upstream connections per endpoint
 KEEPALIVE: Final = 30.0  # seconds an idle upstream connection is kept
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """Where a client request is going: the host it routes by and its origin-form path."""
-
-    host: str  # as the client wrote it (Host header or absolute-form authority)
-    path_qs: str  # raw path and query, forwarded byte for byte
-
-
-def request_target(request: Request) -> Target | str:
-    """The request's target, or why it cannot be proxied (a short reason)."""
-    raw = request.target
-    if raw.startswith("/"):
-        host = request.headers.get("Host", "").strip()
-        return Target(host, raw) if host else "glb: no Host header"
-    if request.method == "CONNECT" or raw == "*":
-        return f"glb: {request.method} {raw[:100]!r} is not proxied"
-    try:
-        url = URL(raw, encoded=True)  # absolute-form: its authority wins (RFC 9112 3.2.2)
-    except ValueError:
-        return f"glb: bad request target {raw[:100]!r}"
-    if not url.absolute or url.scheme not in ("http", "https") or not url.raw_host:
-        return f"glb: bad request target {raw[:100]!r}"
-    host = f"[{url.raw_host}]" if ":" in url.raw_host else url.raw_host
-    if url.explicit_port is not None:
-        host = f"{host}:{url.explicit_port}"
-    return Target(host, url.raw_path_qs or "/")
+ROUTED_HOSTS: Final = 1_024  # hosts remembered with their route (forgotten all at once beyond)
 
 
 class HttpProxy:
@@ -86,29 +67,45 @@ class HttpProxy:
     ) -> None:
         self._stats = stats or Stats()
         self._state = state
-        self._passive = passive
-        self._cluster_header = cluster_header
         self._rng = rng or random.Random()
         self._tls = TlsContexts(ca_file)
         self._rotation = itertools.count()
         self._topology: Topology | None = None
-        self._routes: dict[str, Route] = {}
+        self._routes: dict[str, Route] = {}  # by route key (name or alias)
+        self._hosts: dict[str, Route] = {}  # by host exactly as a client wrote it
         self._snapshot: HealthSnapshot | None = None
         # STABLE services' decisions for self._snapshot, by name (with the service they are for)
         self._decisions: dict[str, tuple[Service, Decision]] = {}
         self._client = HttpClient(limit=POOL_LIMIT_PER_ENDPOINT, keepalive=KEEPALIVE)
-        self._forwarder = Forwarder(self._client, passive, self._stats)
+        self._forwarder = Forwarder(self._client)
+        self._attempts = Attempts(passive, self._stats, cluster_header=cluster_header)
 
     async def close(self) -> None:
         await self._client.close()
 
     def route(self, host: str) -> Route | None:
-        """The route of the service named `host` (by name or alias) in the current topology."""
+        """The route of the service `host` names (by name or alias, with any port) in the
+        current topology; None if it names none. Raises `Refused` (400) if `host` is not a
+        valid `host[:port]`."""
         topology = self._state.topology
         if topology is not self._topology:
             self._routes = self._index(topology)
+            self._hosts = {}
             self._topology = topology
-        return self._routes.get(route_key(host))
+        route = self._hosts.get(host)
+        if route is None:
+            route = self._lookup(host)
+        return route
+
+    def _lookup(self, host: str) -> Route | None:
+        if not valid_authority(host):
+            raise Refused(400, f"glb: bad Host {host[:200]!r}")
+        route = self._routes.get(route_key(host))
+        if route is not None:
+            if len(self._hosts) >= ROUTED_HOSTS:
+                self._hosts.clear()  # a client making up host variants: start over
+            self._hosts[host] = route
+        return route
 
     def _index(self, topology: Topology) -> dict[str, Route]:
         routes: dict[str, Route] = {}
@@ -122,24 +119,25 @@ class HttpProxy:
         """Route, steer and forward one request. Its error boundary is the server's
         (`glb.http1.server`): an unexpected exception is logged with its traceback and answered
         502, or cuts the connection once the response has started."""
-        target = request_target(request)
-        if isinstance(target, str):
-            request.text(400 if target.startswith("glb: bad") else 421, target)
+        try:
+            where = destination(request)
+            route = self.route(where.host)
+        except Refused as refused:
+            request.text(refused.status, refused.reason)
             return
-        route = self.route(target.host)
         if route is None:
-            request.text(421, f"glb: no service for host {target.host[:200]!r}")
+            request.text(421, f"glb: no service for host {where.host[:200]!r}")
             return
-        await self._counted(request, route, target)
+        await self._counted(request, route, where)
 
-    async def _counted(self, request: Request, route: Route, target: Target) -> None:
+    async def _counted(self, request: Request, route: Route, where: Destination) -> None:
         """Steer and forward, counted per service and serving cluster (labels from config only)."""
         service = route.service.name
         stats = self._stats
         stats.proxy_active[service] += 1
         started = time.monotonic()
         try:
-            await self._steer(request, route, target)
+            await self._steer(request, route, where)
         finally:
             stats.proxy_active[service] -= 1
             # not finished: the client went away, or the response was cut short
@@ -163,48 +161,33 @@ class HttpProxy:
         self._decisions[service.name] = (service, decision)
         return decision
 
-    async def _steer(self, request: Request, route: Route, target: Target) -> None:
+    async def _steer(self, request: Request, route: Route, where: Destination) -> None:
         decision = self.decide(route.service)
         if decision.servfail or not decision.ranked:
             request.text(503, f"glb: no healthy endpoint for {route.service.name}")
             return
         if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("%s %s -> %s", request.method, target.host, decision.ranked[0].cluster)
+            logger.debug("%s %s -> %s", request.method, where.host, decision.ranked[0].cluster)
+        proxy = route.service.proxy
+        attempt: Attempt = self._forwarder
         upgrade = request.head.upgrade
-        if upgrade == "websocket" and request.method == "GET":
-            await self._websocket(request, route, decision.ranked, target, upgrade)
-            return
-        await self._forwarder.forward(
-            request,
-            route,
-            decision.ranked,
-            client_host=target.host,
-            path_qs=target.path_qs,
-            cluster_header=self._cluster_header,
-        )
-
-    async def _websocket(
-        self,
-        request: Request,
-        route: Route,
-        ranked: tuple[Endpoint, ...],
-        target: Target,
-        upgrade: str,
-    ) -> None:
+        body = NO_BODY  # most requests: no coroutine to run for it
+        if upgrade == "websocket" and request.method == "GET" and request.body is None:
+            attempt = WebSocketUpgrade()
+        else:
+            upgrade = None
+            if request.body is not None:
+                body = await ClientBody.receive(request, proxy.idle_timeout, proxy.max_body_size)
+                if body.client_error is not None:
+                    answer_client_fault(request, body.client_error)
+                    return
         headers = upstream_headers(
             request.headers,
             client_ip=request.remote,
-            client_host=target.host,
-            upstream_host=route.service.proxy.upstream_host,
+            client_host=where.host,
+            upstream_host=proxy.upstream_host,
             version=request.version,
             upgrade=upgrade,
         )
-        await proxy_websocket(
-            request,
-            self._passive,
-            route,
-            ranked,
-            headers=list(headers.items()),
-            path_qs=target.path_qs,
-            cluster_header=self._cluster_header,
-        )
+        outgoing = UpstreamRequest(request.method, where.path_qs, headers, body)
+        await self._attempts.in_order(request, route, decision.ranked, attempt, outgoing)

@@ -1,74 +1,63 @@
-"""Proxying a websocket (or any HTTP/1.1 Upgrade glb forwards): the client's handshake goes
-upstream as it is (its Sec-WebSocket-* headers included, so key, subprotocol and extensions are
-negotiated end to end), with the same retry rule as any GET; once the upstream answers
+"""Proxying a websocket (or any HTTP/1.1 Upgrade glb forwards): `WebSocketUpgrade` is the
+`glb.proxy.attempts.Attempt` for an upgrade request, so it goes through the same retry loop as
+any GET. The client's handshake goes upstream as it is (its Sec-WebSocket-* headers included, so
+key, subprotocol and extensions are negotiated end to end); once the upstream answers
 `101 Switching Protocols`, that answer goes to the client and the two connections are spliced:
 bytes are copied both ways, with flow control, until either side closes, which closes the
 other once what it sent is delivered (so a close frame and its code always get through).
 
 `idle_timeout` bounds the silence in both directions together; when it runs out both
 connections are closed. An upstream that answers anything but 101 gets a short answer of glb's
-with that status (502 when it is not an error status), and counts as failed for passive health
-when it is a 5xx and the service ejects on 5xx.
+with that status (502 when it is not an error status); passive health hears of it as of any
+answer (failed for a 5xx when the service ejects on 5xx).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
 from typing import cast
 
 from glb.core.model import Endpoint
-from glb.core.ports import PassiveHealth
 from glb.http1 import client as hc
-from glb.http1.response import Response, UpstreamError
+from glb.http1.response import Response
 from glb.http1.response_head import Limits, request_head
 from glb.http1.server import Request
-from glb.proxy.headers import Pairs, downstream_headers
-from glb.proxy.upstream import Failure, Route, classify, failure_text, may_retry
+from glb.proxy.attempts import UpstreamRequest
+from glb.proxy.headers import downstream_headers
+from glb.proxy.upstream import Route
 
 logger = logging.getLogger(__name__)
 
 
-async def proxy_websocket(
-    request: Request,
-    passive: PassiveHealth,
-    route: Route,
-    ranked: Sequence[Endpoint],
-    *,
-    headers: Pairs,
-    path_qs: str,
-    cluster_header: bool,
-) -> None:
-    """Hand the upgrade to `ranked` in order; splice the client with the first that accepts."""
-    proxy = route.service.proxy
-    failure: Failure | None = None
-    head = request_head(request.method, path_qs, headers)
-    for endpoint in ranked[: proxy.retries + 1]:
-        if failure is not None and not may_retry(failure, "GET", replayable=True):
-            break
-        request.served_by = endpoint.cluster
-        upstream = _Upstream(proxy.idle_timeout)
+class WebSocketUpgrade:
+    """One upgrade request's attempts: each opens its own upstream connection (`_Upstream`,
+    never pooled); the last one's is spliced with the client's after a 101."""
+
+    def __init__(self) -> None:
+        self._upstream: _Upstream | None = None
+
+    async def send(self, route: Route, endpoint: Endpoint, outgoing: UpstreamRequest) -> Response:
+        """Connect to `endpoint`, send the handshake and wait for the response head (its body is
+        always empty: an upgrade request with a body is forwarded as a plain request)."""
+        upstream = self._upstream = _Upstream(route.service.proxy.idle_timeout)
+        head = request_head(outgoing.method, outgoing.path_qs, outgoing.headers.items())
         try:
-            response = await upstream.handshake(route, endpoint, head, request.method)
-        except (UpstreamError, TimeoutError, OSError) as exc:
+            return await upstream.handshake(route, endpoint, head, outgoing.method)
+        except BaseException:
             upstream.close()
-            failure = classify(exc, route, endpoint)
-            passive.report_request(endpoint, failed=True, detail=failure.detail)
-            continue
+            raise
+
+    async def deliver(self, request: Request, response: Response, cluster: str | None) -> None:
+        """Splice the client with the upstream after a 101; otherwise answer with the status."""
+        upstream = self._upstream
+        assert upstream is not None  # noqa: S101 (set by send, which gave `response`)
         if response.status != 101:
             upstream.close()
-            failed = response.status >= 500 and proxy.eject_on_5xx
-            passive.report_request(endpoint, failed=failed, detail=f"status {response.status}")
             status = response.status if 400 <= response.status < 600 else 502
             request.text(status, f"glb: upstream answered {response.status} to the upgrade")
             return
-        passive.report_request(endpoint, failed=False, detail="upgrade")
-        cluster = endpoint.cluster if cluster_header else None
         await _splice(request, upstream, response, cluster)
-        return
-    assert failure is not None  # noqa: S101 (ranked is never empty here)
-    request.text(*failure_text(failure))
 
 
 async def _splice(
