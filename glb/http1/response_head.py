@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Final
 
-from glb.http1.render import request_head as request_head  # (re-exported for glb.proxy)
-
 # What starts a header line: a CRLF, a token name, a colon and the blanks before the value.
 # Splitting the head on it gives [status line, name, value, name, value, ...] in one C pass.
 _FIELD: Final = re.compile(r"\r\n([!#$%&'*+\-.^_`|~0-9A-Za-z]++):[ \t]*+")

@@ -140,11 +140,7 @@ class ClientBody:
         try:
             async with asyncio.timeout(self.idle):
                 piece = await content.read()
-        except ClientGone as exc:
-            self.client_error = exc
-            await _cancelled_soon(self.idle)
-            raise
-        except (BodyError, TimeoutError) as exc:
+        except (BodyError, TimeoutError) as exc:  # ClientGone too: the client's failure
             self.client_error = exc
             raise
         self.quiet_since = loop.time()
@@ -158,17 +154,6 @@ class ClientBody:
         if self.limit is not None and self.streamed > self.limit:
             self.client_error = BodyTooLarge(self.limit)
             raise self.client_error
-
-
-async def _cancelled_soon(seconds: float) -> None:
-    """Wait (at most `seconds`) for the cancellation that follows a client's departure.
-
-    The server cancels the handler of a client that went away as it fails its body with
-    `ClientGone`. An upload (a task of glb's HTTP client, `glb.http1.exchange`) that raised
-    `ClientGone` right then would race that cancellation, and its exception would never be
-    retrieved: asyncio would log it as an error with its traceback. Cancelled instead, it ends
-    quietly."""
-    await asyncio.sleep(seconds)
 
 
 NO_BODY: Final = ClientBody(None, None)  # shared: a request without a body never changes it

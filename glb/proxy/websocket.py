@@ -20,8 +20,9 @@ from typing import cast
 
 from glb.core.model import Endpoint
 from glb.http1 import client as hc
+from glb.http1.render import request_head
 from glb.http1.response import Response
-from glb.http1.response_head import Limits, request_head
+from glb.http1.response_head import Limits
 from glb.http1.server import Request
 from glb.proxy.attempts import UpstreamRequest
 from glb.proxy.headers import downstream_headers
