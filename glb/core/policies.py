@@ -40,20 +40,24 @@ class Decision:
     servfail: bool = False  # no endpoint was eligible and the service asks for SERVFAIL
 
 
-Policy = Callable[[Sequence[Endpoint], HealthSnapshot, Query, random.Random, Service], Ranking]
+@dataclass(frozen=True, slots=True)
+class Steering:
+    """What a policy ranks the candidates by, besides themselves: one per `decide` call."""
+
+    service: Service
+    snapshot: HealthSnapshot
+    query: Query
+    rng: random.Random
+
+
+Policy = Callable[[Sequence[Endpoint], Steering], Ranking]
 
 
 def _config_order(endpoint: Endpoint) -> tuple[int, int]:
     return endpoint.priority, endpoint.index
 
 
-def failover(
-    candidates: Sequence[Endpoint],
-    snapshot: HealthSnapshot,
-    query: Query,
-    rng: random.Random,
-    service: Service,
-) -> Ranking:
+def failover(candidates: Sequence[Endpoint], steering: Steering) -> Ranking:
     """Lowest priority value first; the answer uses only the first tier, in config order."""
     ordered = tuple(sorted(candidates, key=_config_order))
     if not ordered:
@@ -62,21 +66,15 @@ def failover(
     return Ranking(ordered, sum(1 for e in ordered if e.priority == top))
 
 
-def latency(
-    candidates: Sequence[Endpoint],
-    snapshot: HealthSnapshot,
-    query: Query,
-    rng: random.Random,
-    service: Service,
-) -> Ranking:
+def latency(candidates: Sequence[Endpoint], steering: Steering) -> Ranking:
     """Fastest EWMA first. Endpoints within the band of the fastest count as equal and keep config
     order among themselves, so near-equal clusters do not swap places on every probe."""
+    snapshot, band = steering.snapshot, steering.service.latency_band
     known = [e for e in candidates if snapshot.latency(e) is not None]
     unknown = sorted((e for e in candidates if snapshot.latency(e) is None), key=_config_order)
     if not known:
         return Ranking(tuple(unknown), len(unknown))
     best = min(_latency(snapshot, e) for e in known)
-    band = service.latency_band
     limit = best + max(band.absolute, best * band.relative)
     near = sorted((e for e in known if _latency(snapshot, e) <= limit), key=_config_order)
     far = sorted(
@@ -92,33 +90,22 @@ def _latency(snapshot: HealthSnapshot, endpoint: Endpoint) -> float:
     return float("inf") if value is None else value
 
 
-def weighted(
-    candidates: Sequence[Endpoint],
-    snapshot: HealthSnapshot,
-    query: Query,
-    rng: random.Random,
-    service: Service,
-) -> Ranking:
+def weighted(candidates: Sequence[Endpoint], steering: Steering) -> Ranking:
     """A weighted random draw without replacement (Efraimidis-Spirakis keys). Weight 0 endpoints
     come last, in config order: they get traffic only when nothing else is eligible."""
     positive = [e for e in candidates if e.weight > 0]
+    rng = steering.rng
     keyed = sorted(positive, key=lambda e: rng.random() ** (1.0 / e.weight), reverse=True)
     zero = sorted((e for e in candidates if e.weight <= 0), key=_config_order)
     return Ranking((*keyed, *zero), len(keyed) or len(zero))
 
 
-def round_robin(
-    candidates: Sequence[Endpoint],
-    snapshot: HealthSnapshot,
-    query: Query,
-    rng: random.Random,
-    service: Service,
-) -> Ranking:
+def round_robin(candidates: Sequence[Endpoint], steering: Steering) -> Ranking:
     """Config order, rotated by the query's counter."""
     ordered = sorted(candidates, key=lambda e: e.index)
     if not ordered:
         return Ranking((), 0)
-    start = query.rotation % len(ordered)
+    start = steering.query.rotation % len(ordered)
     rotated = (*ordered[start:], *ordered[:start])
     return Ranking(rotated, len(rotated))
 
@@ -145,13 +132,13 @@ def decide(
     if not family:  # the service has no address of this family at all: NODATA, not an outage
         return Decision((), ())
     if eligible:
-        return _trim(policy(eligible, snapshot, query, rng, service), service)
+        return _trim(policy(eligible, Steering(service, snapshot, query, rng)), service)
     if service.when_all_down is WhenAllDown.SERVFAIL:
         return Decision((), (), servfail=True)
     if service.when_all_down is WhenAllDown.NO_ANSWER:
         return Decision((), ())
     undrained = [e for e in family if not snapshot.is_drained(e)]
-    decision = _trim(policy(undrained, snapshot, query, rng, service), service)
+    decision = _trim(policy(undrained, Steering(service, snapshot, query, rng)), service)
     return Decision(decision.answer, decision.ranked, failed_open=bool(decision.answer))
 
 
