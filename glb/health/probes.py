@@ -25,16 +25,8 @@ from typing import Final
 from glb import __version__
 from glb.core.health import Outcome, ProbeResult
 from glb.core.model import ProbeType, Target
+from glb.http1 import response_head as wire
 from glb.http1.chunked import ChunkedDecoder
-from glb.http1.response_head import (
-    Framing,
-    Head,
-    Limits,
-    WireError,
-    head_end,
-    is_interim,
-    parse_head,
-)
 from glb.http1.tls import ClientContexts
 
 logger = logging.getLogger(__name__)
@@ -44,7 +36,7 @@ HEAD_LIMIT: Final = 64 * 1024  # bytes of status line and headers accepted
 REQUEST_CACHE: Final = 100_000  # requests kept built (one per target)
 READ_SIZE: Final = 64 * 1024  # bytes asked of the connection at a time
 # Heads are bounded by their size only: a line may take it all (4 bytes make a header line).
-_LIMITS: Final = Limits(HEAD_LIMIT, HEAD_LIMIT, HEAD_LIMIT // 4, HEAD_LIMIT)
+_LIMITS: Final = wire.Limits(HEAD_LIMIT, HEAD_LIMIT, HEAD_LIMIT // 4, HEAD_LIMIT)
 _Verdict = tuple[Outcome, str]
 
 
@@ -172,17 +164,17 @@ def _server_name(host: str) -> str:
     return name if sep and port.isdigit() and ":" not in name else host
 
 
-async def _final_head(reader: asyncio.StreamReader) -> tuple[Head, bytes]:
+async def _final_head(reader: asyncio.StreamReader) -> tuple[wire.Head, bytes]:
     """The final response head (interim 1xx ones skipped) and the bytes read after it."""
     buffer = b""
     while True:
-        end = head_end(buffer, _LIMITS)
+        end = wire.head_end(buffer, _LIMITS)
         if end < 0:
             buffer += await _more(reader, started=bool(buffer))
             continue
-        head = parse_head(buffer[:end], "GET", _LIMITS)
+        head = wire.parse_head(buffer[:end], "GET", _LIMITS)
         buffer = buffer[end + 4 :]
-        if not is_interim(head):
+        if not wire.is_interim(head):
             return head, buffer
 
 
@@ -195,13 +187,13 @@ async def _more(reader: asyncio.StreamReader, *, started: bool = True) -> bytes:
     raise _Failure(Outcome.RESET, "connection closed without a response")
 
 
-async def _body(reader: asyncio.StreamReader, head: Head, data: bytes) -> bytes:
+async def _body(reader: asyncio.StreamReader, head: wire.Head, data: bytes) -> bytes:
     """Up to BODY_LIMIT bytes of the body (`data`: what was read of it with the head)."""
     framing = head.framing
-    if framing is Framing.NONE:
+    if framing is wire.Framing.NONE:
         return b""
-    decoder = ChunkedDecoder(_LIMITS.max_line) if framing is Framing.CHUNKED else None
-    left = head.length if framing is Framing.LENGTH else -1  # bytes of a Content-Length body
+    decoder = ChunkedDecoder(_LIMITS.max_line) if framing is wire.Framing.CHUNKED else None
+    left = head.length if framing is wire.Framing.LENGTH else -1  # bytes of a Content-Length body
     body = bytearray()
     while len(body) < BODY_LIMIT:
         if decoder is not None:
@@ -212,7 +204,7 @@ async def _body(reader: asyncio.StreamReader, head: Head, data: bytes) -> bytes:
         body += data
         if not left or (decoder is not None and decoder.done):
             break
-        if framing is Framing.CLOSE:
+        if framing is wire.Framing.CLOSE:
             if not (data := await reader.read(READ_SIZE)):
                 break  # the close ends the body
         else:
@@ -235,7 +227,7 @@ def _classify(exc: Exception, timeout: float) -> _Verdict:
             return Outcome.RESET, "connection reset"
         case _Failure():
             return exc.outcome, exc.detail
-        case WireError():
+        case wire.WireError():
             return Outcome.OTHER, str(exc)
         case OSError() if exc.strerror:
             return Outcome.OTHER, exc.strerror.lower()
