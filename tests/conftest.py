@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
+import trustme
 
 from tests.clusters import ClusterProcess, start_clusters
 
@@ -16,3 +18,17 @@ async def clusters() -> AsyncIterator[list[ClusterProcess]]:
     started = await start_clusters(["eu-west", "us-east"])
     yield started
     await asyncio.gather(*(c.stop() for c in started))
+
+
+@pytest.fixture(scope="session")
+def ca() -> trustme.CA:
+    """A test certificate authority (trustme), shared by the TLS tests."""
+    return trustme.CA()
+
+
+@pytest.fixture
+def ca_file(ca: trustme.CA, tmp_path: Path) -> str:
+    """The test CA's certificate as a PEM file, as `probes.ca_file` takes it."""
+    path = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return str(path)

@@ -7,7 +7,6 @@ import itertools
 import logging
 import socket
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -50,20 +49,8 @@ async def probe(prober: Prober, target: Target) -> ProbeResult:
 
 
 @pytest.fixture(scope="session")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture(scope="session")
 def cert(ca: trustme.CA) -> trustme.LeafCert:
     return ca.issue_cert(TLS_NAME, "127.0.0.1", "::1")
-
-
-@pytest.fixture
-def ca_file(ca: trustme.CA, tmp_path: Path) -> str:
-    path = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(path))
-    return str(path)
 
 
 @pytest.fixture

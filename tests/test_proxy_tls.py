@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import ssl
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,18 +15,6 @@ from aiohttp import web
 from tests.clusters import address_block, listen_on_common_port
 from tests.proxy_front import HOST, Front, Recorder, echo_app, serve_proxy, service_yaml
 from tests.stack import Upstreams, config_for, monitored
-
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture
-def ca_file(ca: trustme.CA, tmp_path: Path) -> str:
-    path = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(path))
-    return str(path)
 
 
 @contextlib.asynccontextmanager
