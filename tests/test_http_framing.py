@@ -189,19 +189,26 @@ async def test_a_streamed_response_carries_its_transfer_codings() -> None:
 async def proxied(reply: bytes) -> AsyncIterator[int]:
     """glb (`glb.app.running`) in front of one upstream that answers `reply` to every request;
     yields glb's HTTP port."""
-    async with answering(reply) as upstream_port:
-        where = Upstreams()
-        where.addresses["eu"] = ("127.0.0.1", upstream_port)
-        service = (
-            f"  - {{name: {HOST}, port: {upstream_port}, probe: {{type: tcp}}, "
-            "backends: [{cluster: eu}]}\n"
-        )
-        config = (
-            "dns: {listen: '127.0.0.1:0'}\nhttp: {listen: '127.0.0.1:0'}\n"
-            "admin: {listen: '127.0.0.1:0'}\n" + config_for(where, service)
-        )
-        async with running(parse_settings(config)) as glb:
-            yield int(glb.http_url.rsplit(":", 1)[1])
+    async with answering(reply) as upstream_port, proxied_to(upstream_port) as port:
+        yield port
+
+
+@contextlib.asynccontextmanager
+async def proxied_to(upstream_port: int) -> AsyncIterator[int]:
+    """glb (`glb.app.running`) in front of the upstream on `upstream_port`; yields glb's HTTP
+    port."""
+    where = Upstreams()
+    where.addresses["eu"] = ("127.0.0.1", upstream_port)
+    service = (
+        f"  - {{name: {HOST}, port: {upstream_port}, probe: {{type: tcp}}, "
+        "backends: [{cluster: eu}]}\n"
+    )
+    config = (
+        "dns: {listen: '127.0.0.1:0'}\nhttp: {listen: '127.0.0.1:0'}\n"
+        "admin: {listen: '127.0.0.1:0'}\n" + config_for(where, service)
+    )
+    async with running(parse_settings(config)) as glb:
+        yield int(glb.http_url.rsplit(":", 1)[1])
 
 
 def get(version: str = "1.1") -> bytes:
@@ -239,6 +246,39 @@ async def test_early_hints_reach_the_client_before_the_final_response() -> None:
     assert final.endswith(b"\r\n\r\nok")
     assert old.startswith(b"HTTP/1.1 200 OK\r\n")
     assert old.count(b"HTTP/1.1") == 1
+
+
+async def test_early_hints_go_out_before_the_upstream_has_its_final_answer() -> None:
+    """A 103 Early Hints reaches the client as soon as the upstream sends it, while the upstream
+    is still working on its final response (the point of early hints)."""
+    final = asyncio.Event()
+
+    async def hinting(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n")
+            await writer.drain()
+            async with asyncio.timeout(10):
+                await final.wait()
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+        writer.close()
+
+    async with (
+        listening(hinting) as upstream_port,
+        proxied_to(upstream_port) as port,
+        tcp_connection("127.0.0.1", port) as (reader, writer),
+    ):
+        writer.write(get())
+        async with asyncio.timeout(5):
+            hints = await reader.readuntil(b"\r\n\r\n")
+        assert hints.startswith(b"HTTP/1.1 103 Early Hints\r\n")
+        assert b"Link: </a.css>; rel=preload" in hints
+        final.set()
+        async with asyncio.timeout(5):
+            rest = await reader.read()
+        assert rest.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert rest.endswith(b"\r\n\r\nok")
 
 
 @pytest.mark.parametrize(

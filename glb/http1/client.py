@@ -34,6 +34,7 @@ from glb.http1.response import (
     ConnectTimeout,
     FirstByteTimeout,
     IdleTimeout,
+    InterimSink,
     InvalidResponse,
     PayloadError,
     Response,
@@ -232,6 +233,7 @@ class HttpClient:
         *,
         timeouts: Timeouts,
         chunked: bool = False,
+        on_interim: InterimSink | None = None,
     ) -> Response:
         """Send a request; return its response once the head is in. `headers` are sent as they
         are (they must carry the Content-Length of a body that is not `chunked`); `target` is
@@ -243,12 +245,16 @@ class HttpClient:
         if connection is None:
             connection = await self._connect(pool, timeouts, fresh=False)
         try:
-            return await connection.exchange(method, target, headers, body, timeouts, chunked)
+            return await connection.exchange(
+                method, target, headers, body, timeouts, chunked, on_interim
+            )
         except UpstreamError as exc:
             if not exc.stale:
                 raise
         connection = await self._connect(pool, timeouts, fresh=True)
-        return await connection.exchange(method, target, headers, body, timeouts, chunked)
+        return await connection.exchange(
+            method, target, headers, body, timeouts, chunked, on_interim
+        )
 
     async def _connect(self, pool: _Pool, timeouts: Timeouts, *, fresh: bool) -> UpstreamConnection:
         connection = await pool.acquire(timeouts.connect, self._limits, fresh=fresh)

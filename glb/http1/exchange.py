@@ -18,6 +18,7 @@ from glb.http1.flow import Drain
 from glb.http1.render import request_head
 from glb.http1.response import (
     ConnectionBroken,
+    InterimSink,
     Response,
     ServerDisconnected,
     Timeouts,
@@ -100,12 +101,13 @@ class UpstreamConnection(asyncio.Protocol):
         body: RequestContent,
         timeouts: Timeouts,
         chunked: bool,
+        on_interim: InterimSink | None = None,
     ) -> Response:
         """Send the request and wait for the response head; on any failure (or cancellation)
         the connection is closed."""
         self.requests += 1
         self._sent, self._reusable = False, True
-        response = self._response = Response(self, method, timeouts.idle)
+        response = self._response = Response(self, method, timeouts.idle, on_interim=on_interim)
         try:
             head = request_head(method, target, headers, chunked=chunked)
             if body is None or isinstance(body, bytes):

@@ -18,7 +18,7 @@ connection had been closed by the server, so sending it again on a fresh connect
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple, Protocol
 
@@ -134,6 +134,9 @@ class Interim(NamedTuple):
     headers: list[tuple[str, str]]
 
 
+InterimSink = Callable[[Interim], None]
+
+
 class Response(BodyBuffer):
     """An upstream response: `status`, `reason`, `version` ("1.1") and `headers` (name, value
     pairs) once `HttpClient.request` returns it; the body through `read()` (chunks, b"" at the
@@ -149,6 +152,7 @@ class Response(BodyBuffer):
         "_head_future",
         "_interims",
         "_method",
+        "_on_interim",
         "_remaining",
         "body_touched",
         "codings",
@@ -167,9 +171,16 @@ class Response(BodyBuffer):
     idle_error = IdleTimeout
 
     def __init__(
-        self, connection: Carrier, method: str, idle: float, *, upgrade: bool = False
+        self,
+        connection: Carrier,
+        method: str,
+        idle: float,
+        *,
+        upgrade: bool = False,
+        on_interim: InterimSink | None = None,
     ) -> None:
         super().__init__(connection, idle)
+        self._on_interim = on_interim  # told of each interim response as it arrives
         self._connection = connection
         self.upgrade = upgrade  # a 101 Switching Protocols ends the exchange (a tunnel follows)
         self.upgraded = b""  # with a 101: the tunnel's first bytes, after the head
@@ -275,12 +286,18 @@ class Response(BodyBuffer):
         self._connection.head_arrived()
 
     def _keep(self, head: Head) -> None:
-        """An interim response: kept for the caller, but 100 Continue."""
+        """An interim response, but 100 Continue: handed to `on_interim` at once if there is one,
+        else kept in `interim` for the caller."""
         self._interims += 1
         if self._interims > MAX_INTERIM:
             raise WireError(f"more than {MAX_INTERIM} interim responses")
-        if head.status != 100:
-            self.interim = (*self.interim, Interim(head.status, head.reason, head.headers))
+        if head.status == 100:
+            return
+        interim = Interim(head.status, head.reason, head.headers)
+        if self._on_interim is not None:
+            self._on_interim(interim)
+        else:
+            self.interim = (*self.interim, interim)
 
     def _start(self, head: Head) -> None:
         self.status, self.reason, self.version = head.status, head.reason, head.version

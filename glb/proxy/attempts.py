@@ -42,14 +42,16 @@ _FAILURES = (UpstreamError, TimeoutError, OSError)  # what a failed attempt rais
 
 class UpstreamRequest:
     """A client request as each attempt sends it: method, origin-form target, the headers
-    built for upstreams (`glb.proxy.headers.upstream_headers`) and the client's body."""
+    built for upstreams (`glb.proxy.headers.upstream_headers`), the client's body, and the
+    client's request it comes from (what interim responses are relayed to)."""
 
-    __slots__ = ("body", "headers", "method", "path_qs")
+    __slots__ = ("body", "client", "headers", "method", "path_qs")
 
     def __init__(
-        self, method: str, path_qs: str, headers: CIMultiDict[str], body: ClientBody
+        self, client: Request, path_qs: str, headers: CIMultiDict[str], body: ClientBody
     ) -> None:
-        self.method = method
+        self.client = client
+        self.method = client.method
         self.path_qs = path_qs
         self.headers = headers
         self.body = body

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable
+from functools import partial
 
 from glb.core.model import Endpoint
 from glb.http1.client import HttpClient, Response, UpstreamError
+from glb.http1.response import Interim
 from glb.http1.server import BodyError, Request
 from glb.proxy.attempts import UpstreamRequest
 from glb.proxy.body import Upload
@@ -48,6 +50,7 @@ class Forwarder:
             data,
             timeouts=route.timeouts,
             chunked=chunked,
+            on_interim=partial(relay_interim, outgoing.client),
         )
 
     def deliver(self, request: Request, response: Response, cluster: str | None) -> Awaitable[None]:
@@ -55,16 +58,20 @@ class Forwarder:
         return relay(request, response, cluster)
 
 
+def relay_interim(request: Request, interim: Interim) -> None:
+    """Pass an upstream's interim (1xx) response (say 103 Early Hints) on to the client as it
+    arrives (RFC 9110 15.2), hop-by-hop headers dropped; `Request.interim` sends nothing to an
+    HTTP/1.0 client."""
+    fields = downstream_headers(interim.headers, version="1.1", cluster=None)
+    request.interim(interim.status, interim.reason, fields.items())
+
+
 async def relay(request: Request, upstream: Response, cluster: str | None) -> None:
-    """Stream `upstream`'s response to the client, after its interim (1xx) responses. Its
-    transfer-codings but chunked (gzip, say) go on as they are, in Transfer-Encoding, to an
-    HTTP/1.1 client; an HTTP/1.0 client, which cannot take any, gets a 502 instead. Once the
-    status line is out, a failure can only be signalled by cutting the client's connection,
-    which is what happens."""
-    if upstream.interim:  # (rare: no loop for the others)
-        for interim in upstream.interim:
-            fields = downstream_headers(interim.headers, version=upstream.version, cluster=None)
-            request.interim(interim.status, interim.reason, fields.items())
+    """Stream `upstream`'s response to the client (its interim responses went on as they
+    came: `relay_interim`). Its transfer-codings but chunked (gzip, say) go on as they are, in
+    Transfer-Encoding, to an HTTP/1.1 client; an HTTP/1.0 client, which cannot take any, gets a
+    502 instead. Once the status line is out, a failure can only be signalled by cutting the
+    client's connection, which is what happens."""
     codings = upstream.codings
     if codings and request.version == "1.0":
         coding = ", ".join(codings)

@@ -189,5 +189,5 @@ class HttpProxy:
             version=request.version,
             upgrade=upgrade,
         )
-        outgoing = UpstreamRequest(request.method, where.path_qs, headers, body)
+        outgoing = UpstreamRequest(request, where.path_qs, headers, body)
         await self._attempts.in_order(request, route, decision.ranked, attempt, outgoing)
