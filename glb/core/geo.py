@@ -1,32 +1,31 @@
-"""Where things are: a `Location` on the globe, the great-circle distance between two, and the
-ranking of endpoints by the distance of their cluster from a client (the `geo` policy's order).
+"""Where things are: a `Location` on the globe, the great-circle distance between two, the order
+of endpoints by the distance of their cluster from a client (the `geo` policy's order), and
+`GeoMap`, which places a client address: the longest configured network covering it, else the
+location database's record, else the default location, else unknown.
 
-Pure: no I/O. Where a client is comes from elsewhere (`glb.core.networks` for configured prefixes;
-a database adapter for the rest); this module only measures and orders.
+A `Placement` also says which addresses share it (`block`): the configured network or database
+record that matched, narrowed around the address so that no longer configured network lies
+inside it. Every address of the block is placed alike; `glb.core.scope` widens blocks into ECS
+scopes. Pure: no I/O. The database is an adapter behind `glb.core.ports.LocationDatabase`.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Final
 
-from glb.core.model import Endpoint
+from glb.core.model import Endpoint, Location
+from glb.core.networks import Address, Network, NetworkTable
+from glb.core.ports import LocationDatabase
+
+__all__ = ["EARTH_RADIUS_KM", "GeoMap", "Location", "Placement", "Source", "by_distance"]
 
 EARTH_RADIUS_KM: Final = 6371.0088  # the mean radius (IUGG)
-
-
-@dataclass(frozen=True, slots=True)
-class Location:
-    """A point on the globe in decimal degrees: latitude -90..90, longitude -180..180."""
-
-    lat: float
-    lon: float
-
-    def __post_init__(self) -> None:
-        if not (-90.0 <= self.lat <= 90.0 and -180.0 <= self.lon <= 180.0):
-            raise ValueError(f"latitude {self.lat} or longitude {self.lon} out of range")
+_BITS: Final = {4: 32, 6: 128}
 
 
 def distance_km(a: Location, b: Location) -> float:
@@ -38,20 +37,16 @@ def distance_km(a: Location, b: Location) -> float:
     return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(h)))
 
 
-def by_distance(
-    candidates: Sequence[Endpoint],
-    client: Location | None,
-    locations: Mapping[str, Location],
-) -> tuple[Endpoint, ...]:
-    """`candidates` nearest first: by the distance from `client` to their cluster's location in
-    `locations` (by cluster name), ties in priority, then configuration, order. Endpoints of a
-    cluster without a location come after every located one. An unknown client (None) gets the
-    priority order, the same for every such client."""
+def by_distance(candidates: Sequence[Endpoint], client: Location | None) -> tuple[Endpoint, ...]:
+    """`candidates` nearest first: by the distance from `client` to their cluster's location,
+    ties in priority, then configuration, order. Endpoints of a cluster without a location come
+    after every located one. An unknown client (None) gets the priority order, the same for
+    every such client."""
     if client is None:
         return tuple(sorted(candidates, key=_config_order))
 
     def key(endpoint: Endpoint) -> tuple[float, int, int]:
-        where = locations.get(endpoint.cluster)
+        where = endpoint.location
         far = math.inf if where is None else distance_km(client, where)
         return far, endpoint.priority, endpoint.index
 
@@ -60,3 +55,68 @@ def by_distance(
 
 def _config_order(endpoint: Endpoint) -> tuple[int, int]:
     return endpoint.priority, endpoint.index
+
+
+class Source(StrEnum):
+    """Where a client's location came from."""
+
+    NETWORK = "network"  # a configured `geo.networks` prefix
+    DATABASE = "database"  # the location database
+    DEFAULT = "default"  # `geo.default_location`
+    UNKNOWN = "unknown"  # nowhere: the service answers in priority order
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where a client is (None: unknown), from which source, and the block of addresses
+    placed alike (the matched network or record, narrowed around the client)."""
+
+    location: Location | None
+    source: Source
+    block: Network
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class GeoMap:
+    """How client addresses map to locations: configured networks (longest prefix first), then
+    the database, then the default. Empty (the default): every client is unknown."""
+
+    networks: NetworkTable[Location] = field(default_factory=NetworkTable)
+    database: LocationDatabase | None = None
+    default: Location | None = None
+
+    @property
+    def empty(self) -> bool:
+        """No source of locations at all: every client is unknown, alike."""
+        return not len(self.networks) and self.database is None and self.default is None
+
+    def place(self, address: Address) -> Placement:
+        """Where `address` is. Raises nothing for any address; an IPv4-mapped IPv6 address is
+        placed as its IPv4 address."""
+        mapped = getattr(address, "ipv4_mapped", None)
+        if mapped is not None:
+            address = mapped
+        hit = self.networks.lookup(address)
+        if hit is not None:
+            location, network = hit
+            return Placement(location, Source.NETWORK, self._narrowed(address, network.prefixlen))
+        length = 0
+        if self.database is not None:
+            found, length = self.database.locate(address)
+            if found is not None:
+                return Placement(found, Source.DATABASE, self._narrowed(address, length))
+        block = self._narrowed(address, length)
+        if self.default is not None:
+            return Placement(self.default, Source.DEFAULT, block)
+        return Placement(None, Source.UNKNOWN, block)
+
+    def _narrowed(self, address: Address, length: int) -> Network:
+        """The block of `length` bits around `address`, narrowed until no longer configured
+        network lies inside it."""
+        length = self.networks.free_length(address, length)
+        return ipaddress.ip_network((address, length), strict=False)
+
+
+def family_bits(version: int) -> int:
+    """32 for IPv4, 128 for IPv6."""
+    return _BITS[version]

@@ -14,6 +14,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import lru_cache
 from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from glb.core.geo import GeoMap
 
 
 class ProbeType(StrEnum):
@@ -27,6 +31,7 @@ class PolicyName(StrEnum):
     FAILOVER = "failover"
     WEIGHTED = "weighted"
     ROUND_ROBIN = "round_robin"
+    GEO = "geo"  # the clusters nearest to the client first (glb.core.geo)
 
 
 class Scheme(StrEnum):
@@ -87,10 +92,23 @@ class Target:
 
 
 @dataclass(frozen=True, slots=True)
+class Location:
+    """A point on the globe in decimal degrees: latitude -90..90, longitude -180..180."""
+
+    lat: float
+    lon: float
+
+    def __post_init__(self) -> None:
+        if not (-90.0 <= self.lat <= 90.0 and -180.0 <= self.lon <= 180.0):
+            raise ValueError(f"latitude {self.lat} or longitude {self.lon} out of range")
+
+
+@dataclass(frozen=True, slots=True)
 class Cluster:
     name: str
     region: str
     addresses: tuple[str, ...]
+    location: Location | None = None  # where it is, for the geo policy
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +122,7 @@ class Endpoint:
     priority: int
     target: Target
     index: int  # position in the service's configuration; the stable tie-breaker
+    location: Location | None = None  # its cluster's, for the geo policy
     family: int = field(init=False, compare=False)  # 4 or 6, derived from the address
     _hash: int = field(init=False, repr=False, compare=False)
 
@@ -115,9 +134,19 @@ class Endpoint:
     def __hash__(self) -> int:  # hashed per request and per answer: computed once
         return self._hash
 
-    def __reduce__(self) -> tuple[type[Endpoint], tuple[str, str, str, int, int, Target, int]]:
+    def __reduce__(
+        self,
+    ) -> tuple[type[Endpoint], tuple[str, str, str, int, int, Target, int, Location | None]]:
         fields = (self.service, self.cluster, self.address, self.weight, self.priority)
-        return Endpoint, (*fields, self.target, self.index)  # never the hash (per process)
+        return Endpoint, (*fields, self.target, self.index, self.location)  # never the hash
+
+
+def _no_geo() -> GeoMap:
+    """An empty `GeoMap` (every client unknown); imported here, as `glb.core.geo` imports this
+    module."""
+    from glb.core.geo import GeoMap
+
+    return GeoMap()
 
 
 @lru_cache(maxsize=4096)
@@ -196,6 +225,7 @@ class Topology:
     zones: tuple[Zone, ...]
     clusters: tuple[Cluster, ...]
     services: tuple[Service, ...]
+    geo: GeoMap = field(default_factory=lambda: _no_geo(), compare=False)  # where clients are
     _by_name: Mapping[str, Service] = field(init=False, repr=False, compare=False)
     _by_target: Mapping[Target, tuple[Endpoint, ...]] = field(init=False, repr=False, compare=False)
     _targets: frozenset[Target] = field(init=False, repr=False, compare=False)

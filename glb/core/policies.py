@@ -12,7 +12,8 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from glb.core.model import Endpoint, PolicyName, Service, WhenAllDown
+from glb.core.geo import by_distance
+from glb.core.model import Endpoint, Location, PolicyName, Service, WhenAllDown
 from glb.core.snapshot import HealthSnapshot
 
 
@@ -22,6 +23,7 @@ class Query:
 
     family: int | None = None  # 4 (A), 6 (AAAA) or None (any, for the proxy)
     rotation: int = 0  # a counter the caller advances per query, for round robin
+    client: Location | None = None  # where the client is, for geo (None: unknown)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +112,16 @@ def round_robin(candidates: Sequence[Endpoint], steering: Steering) -> Ranking:
     return Ranking(rotated, len(rotated))
 
 
+def geo(candidates: Sequence[Endpoint], steering: Steering) -> Ranking:
+    """Nearest cluster to the client first (ties: priority, then config order); an unknown
+    client gets the failover ranking, the same for every such client."""
+    client = steering.query.client
+    if client is None:
+        return failover(candidates, steering)
+    ordered = by_distance(candidates, client)
+    return Ranking(ordered, len(ordered))
+
+
 # Policies whose decision depends only on the service and the snapshot, never on the query's
 # rotation or the random generator: a caller may reuse a decision until the snapshot changes.
 STABLE: frozenset[PolicyName] = frozenset({PolicyName.FAILOVER, PolicyName.LATENCY})
@@ -119,6 +131,7 @@ POLICIES: dict[PolicyName, Policy] = {
     PolicyName.LATENCY: latency,
     PolicyName.WEIGHTED: weighted,
     PolicyName.ROUND_ROBIN: round_robin,
+    PolicyName.GEO: geo,
 }
 
 

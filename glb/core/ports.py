@@ -6,9 +6,10 @@ parameters with these Protocols only. Typing only: nothing here runs.
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Protocol
 
-from glb.core.model import Endpoint, Topology
+from glb.core.model import Endpoint, Location, Topology
 from glb.core.snapshot import HealthSnapshot
 
 
@@ -47,4 +48,21 @@ class DrainControls(Protocol):
 
     def undrain(self, cluster: str, service: str | None = None) -> bool:
         """Undrain; returns False if it was not drained."""
+        ...
+
+
+class LocationDatabase(Protocol):
+    """A database of client locations by address (glb.geodb: a MaxMind DB file)."""
+
+    @property
+    def path(self) -> str:
+        """Where it was read from, for messages."""
+        ...
+
+    def locate(
+        self, address: ipaddress.IPv4Address | ipaddress.IPv6Address
+    ) -> tuple[Location | None, int]:
+        """The location recorded for `address` (None: no record, or one without a location)
+        and the prefix length, in `address`'s own family, of the network that answer holds for.
+        Never raises for a well-formed address."""
         ...

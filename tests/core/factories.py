@@ -14,6 +14,7 @@ from glb.core.health import Health, Outcome, ProbeResult, TargetHealth
 from glb.core.model import (
     Endpoint,
     LatencyBand,
+    Location,
     PolicyName,
     ProbeSpec,
     ProbeType,
@@ -72,12 +73,17 @@ def make_service(
     priorities: Sequence[int] | None = None,
     band: LatencyBand | None = None,
     name: str = SERVICE,
+    locations: Sequence[Location | None] | None = None,
 ) -> Service:
-    """A service with one endpoint per address, in clusters c0, c1, ... (index order)."""
+    """A service with one endpoint per address, in clusters c0, c1, ... (index order); with
+    `locations`, endpoint i's cluster is at locations[i]."""
     weights = weights if weights is not None else [100] * len(addresses)
     priorities = priorities if priorities is not None else [1] * len(addresses)
+    where = locations if locations is not None else [None] * len(addresses)
     endpoints = tuple(
-        Endpoint(name, f"c{i}", address, weights[i], priorities[i], Target(address, SPEC), i)
+        Endpoint(
+            name, f"c{i}", address, weights[i], priorities[i], Target(address, SPEC), i, where[i]
+        )
         for i, address in enumerate(addresses)
     )
     return Service(

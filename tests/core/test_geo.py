@@ -63,14 +63,20 @@ CITIES = {"c0": DUBLIN, "c1": NEW_YORK, "c2": SINGAPORE, "c3": SYDNEY}
 )  # fmt: skip
 def test_clients_get_the_nearest_cluster_first(client: Location, first: str) -> None:
     """Clients on four continents are sent to the cluster on theirs first."""
-    service = make_service(["192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4"])
-    assert by_distance(service.endpoints, client, CITIES)[0].cluster == first
+    service = make_service(
+        ["192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4"], locations=list(CITIES.values())
+    )
+    assert by_distance(service.endpoints, client)[0].cluster == first
 
 
 def test_an_unknown_client_gets_the_priority_order() -> None:
     """Without a client location the order is priority, then configuration order."""
-    service = make_service(["192.0.2.1", "192.0.2.2", "192.0.2.3"], priorities=[2, 1, 2])
-    ordered = by_distance(service.endpoints, None, CITIES)
+    service = make_service(
+        ["192.0.2.1", "192.0.2.2", "192.0.2.3"],
+        priorities=[2, 1, 2],
+        locations=[DUBLIN, NEW_YORK, SINGAPORE],
+    )
+    ordered = by_distance(service.endpoints, None)
     assert [e.cluster for e in ordered] == ["c1", "c0", "c2"]
 
 
@@ -86,10 +92,12 @@ def test_the_order_is_by_distance_then_priority(
     """Every endpoint is at least as near as the next one (unlocated ones last), and equal
     distances keep priority, then configuration, order."""
     service = make_service(
-        [f"192.0.2.{i + 1}" for i in range(len(where))], priorities=priorities[: len(where)]
+        [f"192.0.2.{i + 1}" for i in range(len(where))],
+        priorities=priorities[: len(where)],
+        locations=where,
     )
     located = {f"c{i}": spot for i, spot in enumerate(where) if spot is not None}
-    ordered = by_distance(service.endpoints, client, located)
+    ordered = by_distance(service.endpoints, client)
     assert sorted(ordered, key=lambda e: e.index) == list(service.endpoints)
 
     def key(e: Endpoint) -> tuple[float, int, int]:  # the reference: plain tuples
