@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from glb.core.geo import GeoMap, Location, Source, by_distance, family_bits
-from glb.core.model import Service
+from glb.core.model import PolicyName, Service, Topology
 from glb.core.networks import Address
 
 MAX_PROBES: Final = 32
@@ -110,3 +110,26 @@ class ClientRanking:
             block = placement.block
             at = int(block.network_address) + block.num_addresses
         return budget
+
+
+class GeoRankings:
+    """The `ClientRanking` of each geo service of one topology, made on first use. Not
+    thread-safe: one thread uses it."""
+
+    def __init__(self, topology: Topology) -> None:
+        self.topology = topology
+        self._rankings: dict[str, ClientRanking] = {}
+
+    def of(self, service: Service) -> ClientRanking:
+        """The rankings of `service` (a geo service of this topology)."""
+        ranking = self._rankings.get(service.name)
+        if ranking is None:
+            ranking = self._rankings[service.name] = ClientRanking(service, self.topology.geo)
+        return ranking
+
+    def client(self, service: Service, address: Address | None) -> Location | None:
+        """Where the client at `address` is, for steering `service` (`Query.client`); None for
+        an unknown client, a missing address, or a service whose policy is not geo."""
+        if address is None or service.policy is not PolicyName.GEO:
+            return None
+        return self.of(service).rank(address).client
