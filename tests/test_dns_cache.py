@@ -110,6 +110,19 @@ def random_case(rnd: random.Random, name: str) -> str:
     return "".join(c.upper() if rnd.random() < 0.3 else c for c in name)
 
 
+def subnet_option(family: int, source: int, address: bytes) -> bytes:
+    """An ECS option (RFC 7871) with SCOPE PREFIX-LENGTH 0."""
+    return struct.pack("!HHHBB", 8, 4 + len(address), family, source, 0) + address
+
+
+def random_subnet(rnd: random.Random) -> bytes:
+    """A valid ECS option: IPv4 /0../32 or IPv6 /0../128, the address cut to its prefix."""
+    family, bits = rnd.choice([(1, 32), (2, 128)])
+    source = rnd.choice([0, 24, rnd.randint(0, bits)] if family == 1 else [0, 56, 48, 128])
+    number = rnd.getrandbits(bits) >> (bits - source) << (bits - source) if source else 0
+    return subnet_option(family, source, number.to_bytes(bits // 8, "big")[: (source + 7) // 8])
+
+
 def random_query(rnd: random.Random, names: list[str]) -> bytes:
     name = random_case(rnd, rnd.choice(names))
     edns = rnd.choice(
@@ -119,6 +132,8 @@ def random_query(rnd: random.Random, names: list[str]) -> bytes:
             opt(rnd.choice([0, 512, 1232, 1400, 4096])),
             opt(1232, flags=DO),
             opt(4096, options=struct.pack("!HH", 10, 8) + b"cookie!!"),
+            opt(rnd.choice([512, 1232]), options=random_subnet(rnd)),
+            opt(4096, options=struct.pack("!HH", 10, 8) + b"cookie!!" + random_subnet(rnd)),
         ]
     )
     flags = rnd.choice([RD, RD, 0, RD | AD, CD, RD | CD])
@@ -411,7 +426,7 @@ def test_monitor_subscribers_get_every_published_snapshot():
 # ---------------------------------------------------------------------------------------------
 # Unusual messages take the full path
 
-ECS = struct.pack("!HHHBB", 8, 7, 1, 24, 0) + bytes([192, 0, 2])
+BAD_ECS = struct.pack("!HHHBB", 8, 7, 1, 23, 0) + bytes([192, 0, 3])  # a bit past the /23
 COOKIE = struct.pack("!HH", 10, 8) + b"12345678"
 QUESTION = wire_name(APP.split(".")) + struct.pack("!HH", 1, 1)
 OPT_RR = opt(1232)
@@ -425,7 +440,8 @@ def header(flags: int = RD, counts: tuple[int, int, int, int] = (1, 0, 0, 0)) ->
 @pytest.mark.parametrize(
     "wire",
     [
-        pytest.param(query(APP, 1, edns=opt(1232, options=ECS)), id="ecs"),
+        pytest.param(query(APP, 1, edns=opt(1232, options=BAD_ECS)), id="malformed-ecs"),
+        pytest.param(query(APP, 1, edns=opt(1232, options=BAD_ECS[:-1])), id="short-ecs"),
         pytest.param(query(APP, 1, edns=opt(1232, version=1)), id="edns-version-1"),
         pytest.param(query(APP, 1, flags=RD | 0x0200), id="tc-set"),
         pytest.param(query(APP, 1, flags=RD | 0x0400), id="aa-set"),

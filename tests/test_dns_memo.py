@@ -40,9 +40,9 @@ def counting(answerer: DnsAnswerer, monkeypatch: pytest.MonkeyPatch) -> list[int
     calls = [0]
     answer = answerer.answer
 
-    def counted(wire: bytes, tcp: bool) -> bytes | None:
+    def counted(wire: bytes, tcp: bool, source: str | None = None) -> bytes | None:
         calls[0] += 1
-        return answer(wire, tcp)
+        return answer(wire, tcp, source)
 
     monkeypatch.setattr(answerer, "answer", counted)
     return calls

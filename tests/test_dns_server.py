@@ -162,10 +162,10 @@ async def test_handler_exception_is_logged_and_udp_keeps_serving(start, caplog):
     """If the handler raises on a datagram, the error is logged and the next one is answered."""
     answerer = make_answerer()
 
-    def handler(wire: bytes, tcp: bool) -> bytes | None:
+    def handler(wire: bytes, tcp: bool, source: str) -> bytes | None:
         if wire == b"boom":
             raise RuntimeError("handler exploded")
-        return answerer.answer(wire, tcp)
+        return answerer.answer(wire, tcp, source)
 
     _, port = await start(handler)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:

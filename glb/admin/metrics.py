@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import platform
 from collections.abc import Awaitable, Callable, Iterable, Iterator
+from typing import Final
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
@@ -122,6 +123,14 @@ class GlbCollector(Collector):
         yield CounterMetricFamily(
             "glb_dns_malformed", "DNS messages that could not be parsed", value=stats.dns_malformed
         )
+        yield _counter(
+            "glb_dns_ecs_queries",
+            "DNS queries with an EDNS Client Subnet option, by what became of it: used (its"
+            " address is the client's), zero_prefix (source prefix 0: the resolver's own"
+            " address is), malformed (FORMERR)",
+            ["result"],
+            (((result,), stats.dns_ecs_queries[result]) for result in _ECS_RESULTS),
+        )
         yield CounterMetricFamily(
             "glb_dns_rrl_dropped",
             "UDP responses not sent because of response rate limiting",
@@ -216,6 +225,9 @@ class GlbCollector(Collector):
         for worker, seconds in sorted(self._stats.worker_propagation.items()):
             delay.add_metric([worker], seconds)
         yield delay
+
+
+_ECS_RESULTS: Final = ("used", "malformed", "zero_prefix")  # every one shown, from 0
 
 
 def _counter(

@@ -128,6 +128,7 @@ class Stats:
     dns_malformed: int = 0
     dns_rrl_dropped: int = 0  # UDP responses not sent: response rate limiting
     dns_rrl_slipped: int = 0  # UDP responses sent as a bare TC=1 reply instead
+    dns_ecs_queries: Counter[str] = field(default_factory=Counter)  # used|malformed|zero_prefix
     # probes: (cluster, address, port, type) -> ...
     probe_durations: dict[tuple[str, str, int, str], Histogram] = field(default_factory=dict)
     probe_results: Counter[tuple[str, str, int, str, str]] = field(default_factory=Counter)

@@ -47,6 +47,7 @@ from glb.dns.wire import HEADER_SIZE, OPCODE_MASK, Flag, Rcode
 logger = logging.getLogger(__name__)
 
 _QR: Final = int(Flag.QR)
+_USED, _MALFORMED, _ZERO_PREFIX = "used", "malformed", "zero_prefix"  # ECS query counts
 _ID_FLAGS: Final = struct.Struct("!HH")
 
 
@@ -167,6 +168,7 @@ class DnsAnswerer:
             rng,
             self._counter,
             memoize=self._query_sample == 0,  # memo hits would skip the sampling
+            rankings=tables.rankings,
         )
         return self._cache
 
@@ -197,31 +199,34 @@ class DnsAnswerer:
 
     # -- answering ------------------------------------------------------------------------
 
-    def answer_udp(self, wire: bytes) -> bytes | None:
+    def answer_udp(self, wire: bytes, source: str | None = None) -> bytes | None:
         """`answer(wire, False)`, quicker for a query seen before byte for byte but its ID: the
         cache's exact-query memo holds its replies whole, so while the cache is current the
         reply is one dict lookup, a tally slot bumped and the ID prepended. This bound method is
-        the `udp_handler` of `glb.dns.server` (`udp_handler(wire)`)."""
+        the `udp_handler` of `glb.dns.server` (`udp_handler(wire, source)`)."""
         hit = self._cache.exact.get(wire[2:])
         if hit is not None and self._current_cache() is not None:
             cuts, order, counter, n, counts = hit
             tail, slot = cuts[order[next(counter) % n]]
             counts[slot] += 1
             return wire[:2] + tail
-        return self.answer(wire, False)
+        return self.answer(wire, False, source)
 
-    def answer(self, wire: bytes, tcp: bool) -> bytes | None:
-        """Reply to one DNS message; None means drop (unparseable header, or a response/QR=1
-        packet). `tcp` may be passed by keyword or by position, so this bound method is itself a
-        `glb.dns.server` handler (`handler(wire, tcp)`)."""
+    def answer(self, wire: bytes, tcp: bool, source: str | None = None) -> bytes | None:
+        """Reply to one DNS message from `source` (the sender's address: who the client is for
+        geo services, unless an ECS option says otherwise); None means drop (unparseable
+        header, or a response/QR=1 packet). This bound method is itself a `glb.dns.server`
+        handler (`handler(wire, tcp, source)`)."""
         sampled = self._query_sample > 0 and self._rng.random() < self._query_sample
         if not sampled and (cache := self._current_cache()) is not None:
-            reply = cache.reply(wire, tcp)
+            reply = cache.reply(wire, tcp, source)
             if reply is not None:
                 return reply
-        return self.answer_full(wire, tcp, sampled=sampled)
+        return self.answer_full(wire, tcp, source, sampled=sampled)
 
-    def answer_full(self, wire: bytes, tcp: bool, *, sampled: bool = False) -> bytes | None:
+    def answer_full(
+        self, wire: bytes, tcp: bool, source: str | None = None, *, sampled: bool = False
+    ) -> bytes | None:
         """`answer()` without the cache: parse, resolve and pack (the reference behaviour)."""
         self.full_path_queries += 1
         if len(wire) < HEADER_SIZE:
@@ -231,12 +236,14 @@ class DnsAnswerer:
         if flags & _QR:
             return None
         try:
-            return self._answer(wire, ident, flags, tcp=tcp, sampled=sampled)
+            return self._answer(wire, ident, flags, source, tcp=tcp, sampled=sampled)
         except Exception:  # the last resort: a bare SERVFAIL cannot fail to pack
             logger.exception("failed to answer a DNS message (id %d)", ident)
             return render_error(ident, flags, None, Rcode.SERVFAIL)
 
-    def _answer(self, wire: bytes, ident: int, flags: int, *, tcp: bool, sampled: bool) -> bytes:
+    def _answer(
+        self, wire: bytes, ident: int, flags: int, source: str | None, *, tcp: bool, sampled: bool
+    ) -> bytes:
         if flags & OPCODE_MASK:  # header only: other opcodes give the sections other meanings
             self._counter.count_error(tcp, Rcode.NOTIMP)
             return render_error(ident, flags, None, Rcode.NOTIMP)
@@ -245,9 +252,13 @@ class DnsAnswerer:
         except Malformed as exc:
             logger.debug("FORMERR for id %d: %s", ident, exc)
             self._counter.count_error(tcp, Rcode.FORMERR)
+            if exc.subnet:
+                self._counter.count_subnet(_MALFORMED)
             return render_error(ident, flags, exc.question, Rcode.FORMERR)
+        if query.edns is not None and query.edns.subnet is not None:
+            self._counter.count_subnet(_USED if query.edns.subnet.source else _ZERO_PREFIX)
         try:
-            resolution = self._resolver.resolve_query(query, self._snapshot)
+            resolution = self._resolver.resolve_query(query, self._snapshot, source)
         except Exception:
             logger.exception("failed to answer %s (id %d)", query.question.name, ident)
             resolution = SERVFAIL_RESOLUTION

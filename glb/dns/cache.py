@@ -33,16 +33,19 @@ Pure: no sockets, no asyncio, no dnslib. The answerer hands the cache a `Rendere
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import struct
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Final, Protocol
 
 from glb.core.model import Endpoint, PolicyName, Service, Topology
-from glb.core.policies import Decision
+from glb.core.policies import Decision, Query, decide
+from glb.core.scope import GeoRankings, Ranked
 from glb.core.snapshot import HealthSnapshot
 from glb.core.stats import TCP, TRUNCATED, UDP
 from glb.dns.counting import ReplyCounter
+from glb.dns.ecs import ClientSubnet
 from glb.dns.entries import (
     CACHED_QTYPES,
     QTYPE_KEYS,
@@ -51,8 +54,10 @@ from glb.dns.entries import (
     Packed,
     Variant,
     make_entry,
+    make_variant,
     reordered,
 )
+from glb.dns.geo_answers import Clients, GeoAnswers, GeoReply, Subnets
 from glb.dns.memo import ExactQueryMemo
 from glb.dns.negatives import Negative, NegativeAnswers
 from glb.dns.refresh import ServiceWatch
@@ -81,6 +86,12 @@ _ONE_QUESTION: Final = struct.pack("!4H", 1, 0, 0, 0)
 _ONE_QUESTION_OPT: Final = struct.pack("!4H", 1, 0, 0, 1)
 _OPT_START: Final = OPT_RECORD[:3]  # root owner, type OPT
 _ECS: Final = int(OptionType.ECS)
+SUBNET: Final = -2  # `opt_payload`: a well-framed OPT with an ECS option
+_SCOPES: Final = tuple(bytes((n,)) for n in range(129))  # a SCOPE PREFIX-LENGTH byte
+# our OPT record's fixed part (root, type, payload, TTL 0) with RDLENGTH n, by n
+_OPT_HEADS: Final = {n: OPT_RECORD[:-2] + struct.pack("!H", n) for n in range(4, 4 + 4 + 17)}
+_USED, _ZERO_PREFIX = "used", "zero_prefix"  # counted ECS queries (malformed: the full path)
+_UNSEEN: Final = object()
 _A_AAAA: Final = (int(RdataType.A), int(RdataType.AAAA))
 _ANY: Final = int(RdataType.ANY)
 
@@ -107,23 +118,40 @@ class Renderer(Protocol):
 
 
 def opt_payload(wire: bytes, at: int) -> int:
-    """The advertised payload of an OPT record that exactly ends `wire` at `at`, or -1 when the
-    fast path cannot take it (not an OPT at the root, version > 0, an ECS option, bad lengths)."""
+    """The advertised payload of an OPT record that exactly ends `wire` at `at`; SUBNET if it is
+    well framed but carries an ECS option (see `subnet_at`); -1 when the fast path cannot take
+    it (not an OPT at the root, version > 0, bad lengths)."""
     end = len(wire)
     if at + 11 > end or wire[at : at + 3] != _OPT_START or wire[at + 6] != EDNS_VERSION:
         return -1
     if at + 11 + ((wire[at + 9] << 8) | wire[at + 10]) != end:
         return -1
     option = at + 11
+    subnet = False
     for _ in range(end - option):  # bounded: each option takes at least 4 bytes
         if option == end:
             break
-        if option + 4 > end or ((wire[option] << 8) | wire[option + 1]) == _ECS:
+        if option + 4 > end:
             return -1
+        if ((wire[option] << 8) | wire[option + 1]) == _ECS:
+            subnet = True
         option += 4 + ((wire[option + 2] << 8) | wire[option + 3])
     if option != end:
         return -1
-    return (wire[at + 3] << 8) | wire[at + 4]
+    return SUBNET if subnet else (wire[at + 3] << 8) | wire[at + 4]
+
+
+def subnet_at(wire: bytes, at: int) -> int:
+    """Where the one ECS option of the well-framed OPT record at `at` starts (its code); -1 if
+    it has several (the full path answers FORMERR)."""
+    option, end, found = at + 11, len(wire), -1
+    while option < end:
+        if ((wire[option] << 8) | wire[option + 1]) == _ECS:
+            if found >= 0:
+                return -1
+            found = option
+        option += 4 + ((wire[option + 2] << 8) | wire[option + 3])
+    return found
 
 
 class DnsCache:
@@ -146,6 +174,7 @@ class DnsCache:
         counter: ReplyCounter,
         *,
         memoize: bool = True,
+        rankings: GeoRankings | None = None,
     ) -> None:
         self.entries: dict[bytes, Entry] = {}
         self.memoize = memoize
@@ -164,27 +193,41 @@ class DnsCache:
         self._names: dict[Key, bytes] = {}  # wire form of each name, lowercase
         self._negatives = NegativeAnswers({}, frozenset(), counter)
         self._watch = ServiceWatch(Topology(zones=(), clusters=(), services=()))  # to prepare
+        self._rankings = rankings or GeoRankings(topology)
+        self._clients: dict[str, Clients] = {}  # geo services' client rankings, by name
+        self._subnets = Subnets()
+        self._ecs = counter.stats.dns_ecs_queries
 
     # -- the query path ---------------------------------------------------------------------
 
-    def reply(self, wire: bytes, tcp: bool) -> bytes | None:
-        """The reply to `wire` from the cache, counted; None: take the full path."""
+    def reply(self, wire: bytes, tcp: bool, source: str | None = None) -> bytes | None:
+        """The reply to `wire` from `source` (the sender's address) from the cache, counted;
+        None: take the full path."""
         if len(wire) < _SHORTEST or wire[2] & _UNCACHED_HIGH or wire[3] & _UNCACHED_LOW:
             return None
         end = wire.find(0, HEADER_SIZE) + 5  # the name's root label, then type and class
         counts = wire[4:12]
+        subnet = -1  # where the ECS option starts
         if counts == _ONE_QUESTION:
             if end != len(wire):
                 return None
             payload = -1
-        elif counts != _ONE_QUESTION_OPT or (payload := opt_payload(wire, end)) < 0:
+        elif counts != _ONE_QUESTION_OPT:
             return None
+        elif (payload := opt_payload(wire, end)) < 0:
+            if payload != SUBNET or (subnet := subnet_at(wire, end)) < 0:
+                return None
+            payload = (wire[end + 3] << 8) | wire[end + 4]
         flags = (wire[2] & _RD_HIGH) | ((wire[3] & _CD) >> 3)  # RD | CD << 1: which head
         question = wire[HEADER_SIZE:end]
         key = question.lower()
         entry = self.entries.get(key)
         if entry is None or (entry.raw is not None and wire[end - 4 : end] != entry.raw):
+            if subnet >= 0:
+                return None
             return self._negatives.reply(wire, end, payload, tcp, flags)
+        if entry.geo is not None or subnet >= 0:
+            return self._client_reply(wire, end, tcp, flags, payload, subnet, entry, source)
         if not tcp and self.memoize and question == key:
             query = wire[2:]
             hit = self.exact.get(query)
@@ -207,6 +250,80 @@ class DnsCache:
             self._counts[entry.slots[at] + TRUNCATED] += 1
             heads, body = form.tc_heads, form.tc_body
         return wire[:2] + heads[flags] + question + body
+
+    def _client_reply(
+        self,
+        wire: bytes,
+        end: int,
+        tcp: bool,
+        flags: int,
+        payload: int,
+        subnet_start: int,
+        entry: Entry,
+        source: str | None,
+    ) -> bytes | None:
+        """The reply to a query with an ECS option (at `subnet_start`, -1: none), or for a geo
+        service; None: take the full path (a malformed option, a sender not known)."""
+        subnet: ClientSubnet | None = None
+        data = b""
+        if subnet_start >= 0:
+            length = (wire[subnet_start + 2] << 8) | wire[subnet_start + 3]
+            data = wire[subnet_start + 4 : subnet_start + 4 + length]
+            subnet = self._subnets.get(data, _UNSEEN)  # type: ignore[arg-type]
+            if subnet is _UNSEEN:
+                subnet = self._subnets.parse(data)
+            if subnet is None:
+                return None  # FORMERR, counted, from the full path
+            self._ecs[_USED if subnet.source else _ZERO_PREFIX] += 1
+        geo = entry.geo
+        if geo is None:
+            at = entry.order[next(entry.counter) % entry.n]
+            variant, slot, scope = entry.variants[at], entry.slots[at], 0
+        else:
+            if subnet is not None and subnet.source:
+                ranked = geo.clients.of_subnet(data, subnet)
+            elif source is None or (found := geo.clients.of_sender(source)) is None:
+                return None
+            else:
+                ranked = found
+            variant, slot, depends = geo.reply(ranked)
+            scope = ranked.scope if depends else 0
+        question = wire[HEADER_SIZE:end]
+        if subnet is None:
+            form = variant.plain if payload < 0 else variant.edns
+            return self._sent(
+                wire[:2] + form.heads[flags] + question + form.body,
+                form.size,
+                wire[:2] + form.tc_heads[flags] + question + form.tc_body,
+                tcp,
+                payload,
+                slot,
+            )
+        echo = wire[subnet_start : subnet_start + 7] + _SCOPES[scope if subnet.source else 0]
+        opt = _OPT_HEADS[len(echo) + len(data) - 4] + echo + data[4:]
+        plain, edns = variant.plain, variant.edns
+        return self._sent(
+            wire[:2] + edns.heads[flags] + question + plain.body + opt,
+            plain.size + len(opt),
+            wire[:2] + edns.tc_heads[flags] + question + opt,
+            tcp,
+            payload,
+            slot,
+        )
+
+    def _sent(
+        self, whole: bytes, size: int, cut: bytes, tcp: bool, payload: int, slot: int
+    ) -> bytes:
+        """`whole` (of `size` bytes), or its truncated form `cut` over UDP when it does not
+        fit, counted in tally slot `slot`."""
+        if tcp:
+            self._counts[slot + TCP] += 1
+            return whole
+        if size <= CLASSIC_PAYLOAD or (size <= payload and size <= EDNS_PAYLOAD):  # udp_limit
+            self._counts[slot + UDP] += 1
+            return whole
+        self._counts[slot + TRUNCATED] += 1
+        return cut
 
     def retire(self) -> None:
         """Answer no more: fold the tally's last counts and stop counting it."""
@@ -295,10 +412,39 @@ class DnsCache:
                 if id(d) not in by_id:
                     by_id[id(d)] = self._pack_decision(key, qtype, d, memo)
             self._put_variants(key, qtype, [by_id[id(d)] for d in decisions], counter)
+            if service.policy is PolicyName.GEO:
+                self._by_client(key, qtype, service, snapshot, memo)
         if service.policy in (PolicyName.LATENCY, PolicyName.FAILOVER):  # ANY: no per-query draw
             self._put(key, [_ANY], self._renderer.pack(key, [_ANY], snapshot), NO_ROTATION)
         self._watch.packed(service, signature)
         self.rebuilt += 1
+
+    def _by_client(
+        self,
+        key: Key,
+        qtype: int,
+        service: Service,
+        snapshot: HealthSnapshot,
+        memo: dict[object, _Memo],
+    ) -> None:
+        """Make the entry at (key, qtype) a geo service's: replies by client ranking, each
+        packed for `snapshot` on first use (the entry is replaced when its inputs change)."""
+        entry_key = self._name(key) + QTYPE_KEYS[qtype][1]
+        clients = self._clients.get(service.name)
+        if clients is None:
+            clients = self._clients[service.name] = Clients(self._rankings.of(service))
+        family, question_length = TYPE_FAMILY[qtype], len(self._name(key)) + 4
+
+        def pack(ranked: Ranked) -> GeoReply:
+            query = Query(family, 0, ranked.client)
+            decision = decide(service, snapshot, query, self._rng)
+            packed = self._pack_decision(key, qtype, decision, memo)
+            variant = make_variant(packed, question_length)
+            slot = self._tally.slot(qtype, packed.rcode, variant.steered)
+            return variant, slot, bool(decision.answer) and not decision.servfail
+
+        entry = self.entries[entry_key]
+        self.entries[entry_key] = dataclasses.replace(entry, geo=GeoAnswers(clients, pack))
 
     def _pack_decision(
         self, key: Key, qtype: int, decision: Decision, memo: dict[object, _Memo]

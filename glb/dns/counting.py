@@ -73,6 +73,10 @@ class ReplyCounter:
             self.stats.dns_malformed += 1
         self.stats.dns_queries["tcp" if tcp else "udp", _OTHER, rcode_label(rcode)] += 1
 
+    def count_subnet(self, result: str) -> None:
+        """A query with an ECS option: `used`, `zero_prefix` or `malformed`."""
+        self.stats.dns_ecs_queries[result] += 1
+
     def count_dropped(self) -> None:
         """A message dropped unanswered: too short for a header (malformed)."""
         self.stats.dns_malformed += 1

@@ -16,12 +16,15 @@ import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from glb.core.model import Endpoint
 from glb.core.stats import Steered
 from glb.dns.counting import ReplyTally
 from glb.dns.wire import HEADER_SIZE, OPT_RECORD, QTYPE_QCLASS, Flag, RdataClass, RdataType
+
+if TYPE_CHECKING:
+    from glb.dns.geo_answers import GeoAnswers
 
 # the types the cache packs (at the names that have them): A NS CNAME SOA PTR MX TXT AAAA SRV DS
 # DNSKEY SVCB HTTPS CAA ANY
@@ -83,6 +86,7 @@ class Entry:
     counter: Iterator[int]
     raw: bytes | None  # exact qtype+qclass bytes when lower() could alias them (e.g. HTTPS)
     sizes: tuple[int, ...]  # the variants' sizes without EDNS, each once, ascending
+    geo: GeoAnswers | None = None  # a geo service's: the replies by client (variants: unknown)
 
 
 @lru_cache(maxsize=4096)

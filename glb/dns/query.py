@@ -9,13 +9,17 @@ Pure: no sockets, no asyncio.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
+from typing import Final
 
 from dnslib import DNSBuffer, DNSLabel
 
-from glb.dns.wire import HEADER, MAX_LABEL, MAX_NAME, QTYPE_QCLASS, RdataType, udp_limit
+from glb.dns.ecs import Address, ClientSubnet, MalformedSubnet, parse_client_subnet
+from glb.dns.wire import HEADER, MAX_LABEL, MAX_NAME, QTYPE_QCLASS, OptionType, RdataType, udp_limit
 from glb.dns.zone import Key
 
+_ECS: Final = int(OptionType.ECS)
 _ADDITIONAL = 2  # the index of the additional section among the three record sections
 
 
@@ -36,6 +40,7 @@ class Question:
 class Edns:
     payload: int  # the client's advertised UDP payload size
     version: int
+    subnet: ClientSubnet | None = None  # EDNS Client Subnet (RFC 7871)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,9 +59,24 @@ class DnsQuery:
 class Malformed(Exception):
     """The query cannot be answered normally: reply FORMERR, with the question if it was read."""
 
-    def __init__(self, question: Question | None, reason: str) -> None:
+    def __init__(self, question: Question | None, reason: str, *, subnet: bool = False) -> None:
         super().__init__(reason)
         self.question = question
+        self.subnet = subnet  # the fault is a malformed EDNS Client Subnet option
+
+
+def client_address(query: DnsQuery, source: str | None) -> Address | None:
+    """Who the client is (issue: the ECS address, truncated to its source prefix; without ECS or
+    with source prefix 0, the query's `source` address); None if neither is known."""
+    subnet = query.edns.subnet if query.edns is not None else None
+    if subnet is not None and subnet.source:
+        return subnet.address
+    if source is None:
+        return None
+    try:
+        return ipaddress.ip_address(source)
+    except ValueError:  # e.g. a scoped link-local address "fe80::1%eth0"
+        return ipaddress.ip_address(source.partition("%")[0])
 
 
 def parse_query(wire: bytes) -> DnsQuery:
@@ -71,6 +91,8 @@ def parse_query(wire: bytes) -> DnsQuery:
         raise Malformed(None, f"bad question: {exc!r}") from exc
     try:
         edns = _read_edns(buffer, (ancount, nscount, arcount))
+    except MalformedSubnet as exc:
+        raise Malformed(question, str(exc), subnet=True) from exc
     except Exception as exc:
         raise Malformed(question, f"bad records: {exc!r}") from exc
     if buffer.remaining():
@@ -95,11 +117,35 @@ def _read_edns(buffer: DNSBuffer, counts: tuple[int, int, int]) -> Edns | None:
         for _ in range(count):
             owner = buffer.decode_name()
             rtype, rclass, ttl, rdlength = buffer.unpack("!HHIH")
-            buffer.get(rdlength)
+            rdata = buffer.get(rdlength)
             if rtype == RdataType.OPT:
                 if section != _ADDITIONAL or owner.label:
                     raise ValueError("OPT outside the additional section or not at the root")
-                found.append(Edns(rclass, (ttl >> 16) & 0xFF))  # the TTL's 2nd byte
+                subnet = _subnet(bytes(rdata))
+                found.append(Edns(rclass, (ttl >> 16) & 0xFF, subnet))  # the TTL's 2nd byte
     if len(found) > 1:
         raise ValueError("more than one OPT record")
     return found[0] if found else None
+
+
+def _subnet(options: bytes) -> ClientSubnet | None:
+    """The ECS option among an OPT record's options, if any; `MalformedSubnet` if there are
+    several or it is malformed, ValueError if the options do not fill the data exactly."""
+    subnet: ClientSubnet | None = None
+    at = 0
+    while at < len(options):
+        if at + 4 > len(options):
+            raise ValueError("an EDNS option cut short")
+        code, length = (
+            (options[at] << 8) | options[at + 1],
+            (options[at + 2] << 8) | options[at + 3],
+        )
+        data = options[at + 4 : at + 4 + length]
+        if len(data) != length:
+            raise ValueError("an EDNS option longer than its record")
+        if code == _ECS:
+            if subnet is not None:
+                raise MalformedSubnet("more than one ECS option")
+            subnet = parse_client_subnet(data)
+        at += 4 + length
+    return subnet

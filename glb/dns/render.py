@@ -18,11 +18,12 @@ import struct
 from collections.abc import Sequence
 from typing import Final
 
-from dnslib import EDNS0, RR, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
+from dnslib import EDNS0, RR, DNSHeader, DNSLabel, DNSQuestion, DNSRecord, EDNSOption
 
 from glb.core.model import Endpoint
 from glb.core.policies import Decision
 from glb.core.snapshot import HealthSnapshot
+from glb.dns.ecs import echo_option
 from glb.dns.entries import Packed
 from glb.dns.query import DnsQuery, Question
 from glb.dns.resolution import Resolution, Resolver
@@ -36,6 +37,7 @@ from glb.dns.wire import (
     QUESTION_POINTER,
     RCODE_MASK,
     Flag,
+    OptionType,
     Rcode,
     RdataClass,
     RdataType,
@@ -48,6 +50,7 @@ _TC: Final = int(Flag.TC)
 _TC_HIGH: Final = _TC >> 8  # TC in the flags' first byte (the message's third)
 _OPT: Final = EDNS0(udp_len=EDNS_PAYLOAD)
 _OPT_BADVERS: Final = EDNS0(udp_len=EDNS_PAYLOAD, ext_rcode=Rcode.BADVERS >> EXTENDED_RCODE_SHIFT)
+_ECS: Final = int(OptionType.ECS)
 _U16: Final = struct.Struct("!H")
 _ADDRESS_FIXED: Final = struct.Struct("!HHHI")  # owner pointer, type, class, TTL
 
@@ -64,8 +67,9 @@ def truncated(reply: bytes) -> bool:
 
 
 def render(query: DnsQuery, resolution: Resolution, *, limit: int | None) -> bytes:
-    """The reply's wire form; over `limit` bytes, a TC=1 reply with the question kept."""
-    opt = _opt_for(query, resolution.rcode)
+    """The reply's wire form; over `limit` bytes, a TC=1 reply with the question kept. A query
+    with a client subnet gets it echoed with the resolution's scope (RFC 7871 7.2.1)."""
+    opt = _opt_for(query, resolution.rcode, resolution.scope)
     flags = reply_flags(query.flags, resolution.rcode, aa=resolution.aa)
     additional = (*resolution.additional, *opt)
     wire = pack(query, flags, resolution.answer, resolution.authority, additional)
@@ -74,10 +78,16 @@ def render(query: DnsQuery, resolution: Resolution, *, limit: int | None) -> byt
     return pack(query, flags | _TC, (), (), opt)
 
 
-def _opt_for(query: DnsQuery, rcode: int) -> tuple[RR, ...]:
-    if query.edns is None:
+def _opt_for(query: DnsQuery, rcode: int, scope: int) -> tuple[RR, ...]:
+    edns = query.edns
+    if edns is None:
         return ()
-    return (_OPT_BADVERS,) if rcode == Rcode.BADVERS else (_OPT,)
+    if rcode == Rcode.BADVERS:
+        return (_OPT_BADVERS,)
+    if edns.subnet is None:
+        return (_OPT,)
+    echo = echo_option(edns.subnet.data, scope if edns.subnet.source else 0)
+    return (EDNS0(udp_len=EDNS_PAYLOAD, opts=[EDNSOption(_ECS, echo[4:])]),)
 
 
 def pack(

@@ -27,15 +27,25 @@ from typing import Final
 
 from dnslib import RD, RR, TXT, DNSLabel
 
-from glb.core.model import Service, Topology
+from glb.core.model import PolicyName, Service, Topology
 from glb.core.policies import Decision, Query, decide
+from glb.core.scope import GeoRankings
 from glb.core.snapshot import HealthSnapshot
 from glb.core.stats import Steered
-from glb.dns.query import DnsQuery, Question
+from glb.dns.ecs import Address
+from glb.dns.query import DnsQuery, Question, client_address
 from glb.dns.wire import EDNS_VERSION, Rcode, RdataClass, RdataType
 from glb.dns.zone import TYPE_FAMILY, Node, ZoneData, ZoneIndex
 
 SnapshotSource = Callable[[], HealthSnapshot]
+ClientSource = Callable[[], Address | None]  # who asks (called only when a geo service needs it)
+
+
+def _no_client() -> Address | None:
+    return None
+
+
+_NO_CLIENT: Final = _no_client
 
 SERVER_ID_NAMES: Final = frozenset({(b"id", b"server"), (b"hostname", b"bind")})  # RFC 4892
 _HINFO_RFC8482: Final = RD(b"\x07RFC8482\x00")  # CPU "RFC8482", OS ""
@@ -53,6 +63,7 @@ class Resolution:
     authority: tuple[RR, ...] = ()
     additional: tuple[RR, ...] = ()
     steered: Steered = ()  # (service, cluster) of each address answered
+    scope: int = 0  # ECS: the prefix length over which the answer holds (0: any client)
 
 
 _REFUSED: Final = Resolution(Rcode.REFUSED, aa=False)
@@ -69,12 +80,13 @@ class Tables:
     index: ZoneIndex
     rotation: dict[str, Iterator[int]]  # round robin: a counter per service, shared by all users
     families: dict[str, set[int]]  # the address families each service has
+    rankings: GeoRankings  # geo services: rankings by client address (used on one thread)
 
     @classmethod
     def of(cls, topology: Topology) -> Tables:
         rotation: dict[str, Iterator[int]] = {s.name: itertools.count() for s in topology.services}
         families = {s.name: {e.family for e in s.endpoints} for s in topology.services}
-        return cls(topology, ZoneIndex(topology), rotation, families)
+        return cls(topology, ZoneIndex(topology), rotation, families, GeoRankings(topology))
 
 
 class Resolver:
@@ -90,8 +102,11 @@ class Resolver:
         self._server_id = server_id  # answered to CH TXT id.server (None: REFUSED)
         self._negatives: dict[tuple[str, int], Resolution] = {}
 
-    def resolve_query(self, query: DnsQuery, snapshot: SnapshotSource) -> Resolution:
-        """The resolution of any parsed query: BADVERS, CHAOS, REFUSED, or `resolve`."""
+    def resolve_query(
+        self, query: DnsQuery, snapshot: SnapshotSource, source: str | None = None
+    ) -> Resolution:
+        """The resolution of any parsed query from `source` (the sender's address): BADVERS,
+        CHAOS, REFUSED, or `resolve` for the client `client_address` names."""
         question = query.question
         if query.edns is not None and query.edns.version > EDNS_VERSION:
             return _BADVERS
@@ -99,19 +114,22 @@ class Resolver:
             return self._chaos(question)
         if question.qclass != RdataClass.IN or question.qtype in (RdataType.AXFR, RdataType.IXFR):
             return _REFUSED
-        return self.resolve(question, snapshot)
+        return self.resolve(question, snapshot, lambda: client_address(query, source))
 
-    def resolve(self, question: Question, snapshot: SnapshotSource) -> Resolution:
-        """The resolution of an IN question; `snapshot` is called only for service names."""
+    def resolve(
+        self, question: Question, snapshot: SnapshotSource, client: ClientSource = _NO_CLIENT
+    ) -> Resolution:
+        """The resolution of an IN question; `snapshot` is called only for service names, and
+        `client` (who asks) only for geo services."""
         node = self.index.nodes.get(question.key)
         if node is None:
             zone = self.index.zone_for(question.key)
             return _REFUSED if zone is None else self.negative(zone, Rcode.NXDOMAIN)
         owner = question.owner
         if node.service is not None and question.qtype in TYPE_FAMILY:
-            return self._steer(node.service, node.zone, owner, question.qtype, snapshot())
+            return self._steer(node.service, node.zone, owner, question.qtype, snapshot(), client)
         if question.qtype == RdataType.ANY:
-            return self._any(node, owner, snapshot)
+            return self._any(node, owner, snapshot, client)
         rrset = node.rrsets.get(question.qtype)
         if rrset is None:
             return self.negative(node.zone, Rcode.NOERROR)
@@ -119,9 +137,16 @@ class Resolver:
         return Resolution(Rcode.NOERROR, True, tuple(rrset.records(owner)), (), glue)
 
     def decided(
-        self, service: Service, zone: ZoneData, owner: DNSLabel, qtype: int, decision: Decision
+        self,
+        service: Service,
+        zone: ZoneData,
+        owner: DNSLabel,
+        qtype: int,
+        decision: Decision,
+        scope: int = 0,
     ) -> Resolution:
-        """The A or AAAA resolution at `service` (named `owner`) handing out `decision`."""
+        """The A or AAAA resolution at `service` (named `owner`) handing out `decision`, which
+        holds for the clients of a /`scope` (an answer handing out nothing holds for all)."""
         if decision.servfail:
             return SERVFAIL_RESOLUTION
         if not decision.answer:
@@ -131,7 +156,7 @@ class Resolver:
             RR(owner, qtype, RdataClass.IN, service.ttl, rdata[e.address]) for e in decision.answer
         )
         steered = tuple((service.name, e.cluster) for e in decision.answer)
-        return Resolution(Rcode.NOERROR, True, records, steered=steered)
+        return Resolution(Rcode.NOERROR, True, records, steered=steered, scope=scope)
 
     def negative(self, zone: ZoneData, rcode: int) -> Resolution:
         """NXDOMAIN or NODATA: authoritative, with the zone's SOA in the authority section; one
@@ -161,21 +186,32 @@ class Resolver:
         owner: DNSLabel,
         qtype: int,
         snapshot: HealthSnapshot,
+        client: ClientSource,
     ) -> Resolution:
-        """A or AAAA at a service name, chosen by the service's policy."""
+        """A or AAAA at a service name, chosen by the service's policy (geo: for `client`)."""
         family = TYPE_FAMILY[qtype]
         if family not in self.tables.families[service.name]:  # nothing to steer: plain NODATA
             return self.negative(zone, Rcode.NOERROR)
-        query = Query(family=family, rotation=next(self.tables.rotation[service.name]))
-        decision = decide(service, snapshot, query, self._rng)
-        return self.decided(service, zone, owner, qtype, decision)
+        rotation = next(self.tables.rotation[service.name])
+        if service.policy is not PolicyName.GEO:
+            decision = decide(service, snapshot, Query(family, rotation), self._rng)
+            return self.decided(service, zone, owner, qtype, decision)
+        address = client()
+        if address is None:  # nobody to place: unknown, as anywhere else
+            decision = decide(service, snapshot, Query(family, rotation), self._rng)
+            return self.decided(service, zone, owner, qtype, decision, scope=0)
+        ranked = self.tables.rankings.of(service).rank(address)
+        decision = decide(service, snapshot, Query(family, rotation, ranked.client), self._rng)
+        return self.decided(service, zone, owner, qtype, decision, ranked.scope)
 
-    def _any(self, node: Node, owner: DNSLabel, snapshot: SnapshotSource) -> Resolution:
+    def _any(
+        self, node: Node, owner: DNSLabel, snapshot: SnapshotSource, client: ClientSource
+    ) -> Resolution:
         """RFC 8482: one record set, never an enumeration of the name."""
         if node.service is not None:
             current = snapshot()
             for qtype in _ANY_AT_A_SERVICE:
-                resolution = self._steer(node.service, node.zone, owner, qtype, current)
+                resolution = self._steer(node.service, node.zone, owner, qtype, current, client)
                 if resolution.answer:
                     return resolution
             hinfo = RR(owner, RdataType.HINFO, RdataClass.IN, node.service.ttl, _HINFO_RFC8482)

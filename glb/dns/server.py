@@ -1,8 +1,9 @@
 """The DNS transports: asyncio UDP and TCP (RFC 7766) on sockets the caller has already bound.
 
-`DnsServer` only moves bytes. Each DNS message goes to `handler(wire, tcp)`, a synchronous
-callable (in glb, `DnsAnswerer.answer`) returning the reply or None to drop it; each UDP datagram
-goes to `udp_handler(wire)` instead when one is given (in glb, `DnsAnswerer.answer_udp`), called
+`DnsServer` only moves bytes. Each DNS message goes to `handler(wire, tcp, source)` (`source`:
+the sender's address), a synchronous callable (in glb, `DnsAnswerer.answer`) returning the reply
+or None to drop it; each UDP datagram goes to `udp_handler(wire, source)` instead when one is
+given (in glb, `DnsAnswerer.answer_udp`), called
 inline in `datagram_received`: one call per datagram, then `sendto`, with no await on the hot
 path. TCP reads length-prefixed messages in a loop: many queries per connection, answered in
 order, with an idle timeout, a cap on concurrent connections and a cap on queries per connection.
@@ -32,8 +33,8 @@ from glb.dns.wire import COPIED_FLAGS, HEADER, MAX_LABEL, Flag
 
 logger = logging.getLogger(__name__)
 
-Handler = Callable[[bytes, bool], bytes | None]
-UdpHandler = Callable[[bytes], bytes | None]
+Handler = Callable[[bytes, bool, str], bytes | None]
+UdpHandler = Callable[[bytes, str], bytes | None]
 _Address = tuple[str | int, ...]
 
 _LENGTH: Final = struct.Struct("!H")
@@ -106,7 +107,7 @@ class _UdpProtocol(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: _Address) -> None:
         try:
-            reply = self._answer(data)
+            reply = self._answer(data, addr[0])  # type: ignore[arg-type]  # a host string
             if reply is not None and self._limit is not None:
                 reply = self._limit(data, reply, addr)
             if reply is not None:
@@ -124,8 +125,8 @@ class DnsServer:
     `start()` returns once both transports are serving. `tcp_sock` is bound but not listening;
     asyncio's `start_server` calls `listen()` on it. The server owns both sockets from `start()` on
     and closes them in `close()`. With `rrl`, UDP replies are rate limited per client network
-    (counted in `stats`). `udp_handler(wire)`, when given, answers UDP in place of
-    `handler(wire, False)` and must reply alike.
+    (counted in `stats`). `udp_handler(wire, source)`, when given, answers UDP in place of
+    `handler(wire, False, source)` and must reply alike.
     """
 
     def __init__(
@@ -192,8 +193,10 @@ class DnsServer:
             return
         self._connections.add(task)
         _no_delay(writer)
+        peer = _peer(writer)
+        source = str(peer[0]) if isinstance(peer, tuple) and peer else ""
         try:
-            await self._serve(reader, writer)
+            await self._serve(reader, writer, source)
         except asyncio.CancelledError:
             raise
         except (OSError, asyncio.IncompleteReadError, TimeoutError) as exc:
@@ -204,13 +207,16 @@ class DnsServer:
             self._connections.discard(task)
             writer.close()
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """Answer length-prefixed messages in order until EOF, idleness or the query cap."""
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, source: str
+    ) -> None:
+        """Answer length-prefixed messages from `source` in order until EOF, idleness or the
+        query cap."""
         for _ in range(self._max_queries):
             message = await self._read_message(reader)
             if message is None:
                 return
-            reply = self._handler(message, True)
+            reply = self._handler(message, True, source)
             if reply is not None:
                 writer.write(_LENGTH.pack(len(reply)) + reply)
                 async with asyncio.timeout(self._idle_timeout):
@@ -231,7 +237,7 @@ class DnsServer:
 
 
 def _over_udp(handler: Handler) -> UdpHandler:
-    return lambda wire: handler(wire, False)
+    return lambda wire, source: handler(wire, False, source)
 
 
 def _no_delay(writer: asyncio.StreamWriter) -> None:

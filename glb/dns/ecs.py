@@ -1,0 +1,69 @@
+"""EDNS Client Subnet (RFC 7871): reading a query's option and writing the one its reply echoes.
+
+`parse_client_subnet` reads the option's data (FAMILY, SOURCE PREFIX-LENGTH, SCOPE
+PREFIX-LENGTH, ADDRESS) into a `ClientSubnet`, or raises `MalformedSubnet` for what section 6
+says a server answers FORMERR to: a FAMILY other than 1 (IPv4) or 2 (IPv6), a SOURCE
+PREFIX-LENGTH longer than the family's addresses, ADDRESS octets more or fewer than the prefix
+needs, or non-zero bits beyond the prefix. `echo_option` is the option a reply carries: the
+query's FAMILY, SOURCE PREFIX-LENGTH and ADDRESS, with glb's SCOPE PREFIX-LENGTH.
+
+Pure: no sockets, no asyncio, no dnslib.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+from dataclasses import dataclass
+from typing import Final
+
+from glb.dns.wire import OptionType
+
+FAMILIES: Final = {1: (4, 32), 2: (6, 128)}  # ECS FAMILY -> (IP version, address bits)
+_OPTION_HEAD: Final = struct.Struct("!HH")  # OPTION-CODE, OPTION-LENGTH
+_ECS: Final = int(OptionType.ECS)
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class MalformedSubnet(ValueError):
+    """An ECS option RFC 7871 section 6 answers FORMERR to."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClientSubnet:
+    """A query's client subnet: its address (the prefix's bits, zero after) and prefix length.
+    A SOURCE PREFIX-LENGTH of 0 asks the server not to use client information."""
+
+    source: int
+    address: Address
+    data: bytes  # the option's data as sent, for the echo
+
+
+def parse_client_subnet(data: bytes) -> ClientSubnet:
+    """The ECS option data of a query; `MalformedSubnet` for a FORMERR case."""
+    if len(data) < 4:
+        raise MalformedSubnet(f"ECS option of {len(data)} bytes: FAMILY and prefixes need 4")
+    family, source = (data[0] << 8) | data[1], data[2]
+    shape = FAMILIES.get(family)
+    if shape is None:
+        raise MalformedSubnet(f"ECS FAMILY {family} is neither 1 (IPv4) nor 2 (IPv6)")
+    version, bits = shape
+    if source > bits:
+        raise MalformedSubnet(f"ECS SOURCE PREFIX-LENGTH {source} is over {bits}")
+    address = data[4:]
+    if len(address) != (source + 7) // 8:
+        raise MalformedSubnet(
+            f"ECS ADDRESS of {len(address)} bytes for a /{source} (needs {(source + 7) // 8})"
+        )
+    number = int.from_bytes(address.ljust(bits // 8, b"\0"), "big")
+    if number & ((1 << (bits - source)) - 1):
+        raise MalformedSubnet(f"ECS ADDRESS has bits set beyond its /{source} prefix")
+    make = ipaddress.IPv4Address if version == 4 else ipaddress.IPv6Address
+    return ClientSubnet(source, make(number), data)
+
+
+def echo_option(data: bytes, scope: int) -> bytes:
+    """The ECS option of a reply to a query whose option data was `data` (valid): FAMILY, SOURCE
+    PREFIX-LENGTH and ADDRESS copied, SCOPE PREFIX-LENGTH `scope`."""
+    return _OPTION_HEAD.pack(_ECS, len(data)) + data[:3] + bytes((scope,)) + data[4:]
