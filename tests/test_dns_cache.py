@@ -5,15 +5,17 @@ from __future__ import annotations
 import random
 import struct
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import dns.message
 import dns.rcode
 import dns.rdatatype
 import pytest
 
+from glb.core.geo import GeoMap
 from glb.core.health import Health, TargetHealth
-from glb.core.model import PolicyName, Topology
+from glb.core.model import Location, PolicyName, Topology
+from glb.core.networks import NetworkTable
 from glb.core.snapshot import HealthSnapshot
 from glb.core.stats import Stats
 from glb.dns.answerer import DnsAnswerer
@@ -166,12 +168,15 @@ class Pair:
         self.box.current = snapshot
         self.fast.on_snapshot(snapshot)
 
-    def both(self, wire: bytes, *, tcp: bool = False) -> tuple[bytes | None, bytes | None, bool]:
-        """(fast reply, full reply, whether the fast answerer used its cache); UDP queries go
-        through `answer_udp`, as the server sends them."""
+    def both(
+        self, wire: bytes, *, tcp: bool = False, source: str | None = None
+    ) -> tuple[bytes | None, bytes | None, bool]:
+        """(fast reply, full reply, whether the fast answerer used its cache) to `wire` from
+        `source`; UDP queries go through `answer_udp`, as the server sends them."""
         before = self.fast.full_path_queries
-        fast = self.fast.answer(wire, tcp) if tcp else self.fast.answer_udp(wire)
-        return fast, self.full.answer_full(wire, tcp), self.fast.full_path_queries == before
+        fast = self.fast.answer(wire, tcp, source) if tcp else self.fast.answer_udp(wire, source)
+        full = self.full.answer_full(wire, tcp, source)
+        return fast, full, self.fast.full_path_queries == before
 
     def stats(self) -> tuple[Stats, Stats]:
         """Both answerers' Stats, settled."""
@@ -193,6 +198,37 @@ def without_addresses(wire: bytes) -> tuple[object, ...]:
         reply.authority,
         len(wire),
     )
+
+
+CITIES = [(53.35, -6.26), (40.71, -74.01), (1.35, 103.82), (-33.87, 151.21), (35.68, 139.69)]
+
+
+def with_geo(rnd: random.Random, topology: Topology) -> Topology:
+    """`topology` with its clusters placed in cities, a third of its services made geo, and
+    configured networks (nested ones too) placing IPv4 and IPv6 clients."""
+    where = {c.name: Location(*rnd.choice(CITIES)) for c in topology.clusters}
+    services = []
+    for service in topology.services:
+        endpoints = tuple(replace(e, location=where[e.cluster]) for e in service.endpoints)
+        policy = PolicyName.GEO if rnd.random() < 0.4 else service.policy
+        services.append(replace(service, endpoints=endpoints, policy=policy))
+    networks = [
+        ("10.0.0.0/8", Location(*CITIES[0])),
+        ("10.1.0.0/16", Location(*CITIES[2])),
+        ("10.1.2.0/24", Location(*CITIES[1])),
+        ("10.1.2.128/25", Location(*CITIES[1])),
+        ("10.1.3.0/24", Location(*CITIES[2])),
+        ("192.0.2.0/24", Location(*CITIES[3])),
+        ("2001:db8::/32", Location(*CITIES[4])),
+        ("2001:db8:1::/48", Location(*CITIES[1])),
+    ]
+    geo = GeoMap(NetworkTable(networks), default=rnd.choice([None, Location(*CITIES[4])]))
+    clusters = tuple(replace(c, location=where[c.name]) for c in topology.clusters)
+    return Topology(topology.zones, clusters, tuple(services), geo)
+
+
+SOURCES = ["10.1.2.3", "10.1.2.200", "10.1.3.9", "10.9.9.9", "192.0.2.7", "203.0.113.5",
+           "2001:db8:1::5", "2001:db8:2::5", "::1", "127.0.0.1"]  # fmt: skip
 
 
 def weighted_names(topology: Topology) -> set[str]:
@@ -229,6 +265,36 @@ def test_fast_and_full_paths_give_the_same_bytes(seed):
     assert pair.fast.cache.rebuilt > 0
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_geo_answers_are_the_same_on_both_paths(seed):
+    """With geo services, configured networks and ECS options (valid, source prefix 0, beside a
+    cookie), from IPv4 and IPv6 senders, the cache answers byte for byte as the full path does,
+    the ECS scope included, and takes most queries itself."""
+    rnd = random.Random(500 + seed)
+    topology = with_geo(rnd, make_topology(random_config(rnd, 30)))
+    pair = Pair.of(topology, random_snapshot(rnd, topology))
+    names, weighted = query_names(topology), weighted_names(topology)
+    hits = 0
+    for i in range(1500):
+        if i % 250 == 0:
+            pair.publish(random_snapshot(rnd, topology))
+        wire = random_query(rnd, names)
+        source = rnd.choice(SOURCES)
+        fast, full, hit = pair.both(wire, tcp=rnd.random() < 0.2, source=source)
+        assert fast is not None
+        assert full is not None
+        hits += hit
+        qname = dns.message.from_wire(wire).question[0].name.to_text(True).lower()
+        if qname in weighted and dns.message.from_wire(full).answer:
+            assert without_addresses(fast) == without_addresses(full), wire.hex()
+        else:
+            assert fast == full, (wire.hex(), source)
+    assert hits > 900
+    fast_stats, full_stats = pair.stats()
+    assert fast_stats.dns_ecs_queries == full_stats.dns_ecs_queries
+    assert fast_stats.dns_ecs_queries["used"] > 100
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_stats_are_counted_alike_on_both_paths(seed):
     """Queries, truncations and (outside weighted draws) answers per cluster count the same."""
@@ -240,6 +306,7 @@ def test_stats_are_counted_alike_on_both_paths(seed):
         pair.both(random_query(rnd, names), tcp=rnd.random() < 0.2)
     fast, full = pair.stats()
     assert fast.dns_queries == full.dns_queries
+    assert fast.dns_ecs_queries == full.dns_ecs_queries
     assert fast.dns_truncated == full.dns_truncated
     weighted = weighted_names(topology)
 

@@ -3,8 +3,9 @@
 `ClientRanking` answers, for one geo service and a client address: where the client is, the
 order its endpoints rank in for that client (the ranking's `key`), and the scope, the prefix
 length of the widest block around the address in which every address ranks the endpoints alike.
-The key is the full order over all of the service's endpoints, whatever their health, so a scope
-stays true while health changes during a resolver's caching of the answer.
+The key is the full order over the service's endpoints of one address family (the asked one; all
+of them for the HTTP front end), whatever their health, so a scope stays true while health
+changes during a resolver's caching of the answer.
 
 The scope starts from the client's `Placement.block` (one configured network or database record,
 with no longer network inside it) and widens one bit at a time while the sibling block ranks
@@ -26,10 +27,10 @@ from glb.core.geo import GeoMap, Location, Source, by_distance, family_bits
 from glb.core.model import PolicyName, Service, Topology
 from glb.core.networks import Address
 
-MAX_PROBES: Final = 32
+MAX_PROBES: Final = 64
 MEMO_SIZE: Final = 65536
 
-RankKey = tuple[bool, tuple[int, ...]]  # (unknown client, endpoint indexes best first)
+RankKey = tuple[bool, tuple[int, ...]]  # (failover's tiers apply, endpoint indexes best first)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,12 +44,21 @@ class Ranked:
 
 
 class ClientRanking:
-    """Rankings of one geo service's endpoints by client address (see the module docstring).
-    Not thread-safe: one thread uses it."""
+    """Rankings of one geo service's endpoints of `family` (4, 6; None: all) by client address
+    (see the module docstring). Not thread-safe: one thread uses it."""
 
-    def __init__(self, service: Service, geo: GeoMap, capacity: int = MEMO_SIZE) -> None:
-        self._endpoints = service.endpoints
+    def __init__(
+        self,
+        service: Service,
+        geo: GeoMap,
+        family: int | None = None,
+        capacity: int = MEMO_SIZE,
+    ) -> None:
+        self._endpoints = tuple(e for e in service.endpoints if family in (None, e.family))
         self._geo = geo
+        # an unknown client's ranking prefers the first priority tier only (failover's): unlike
+        # a located client's, unless there is one tier
+        self._tiers = len({e.priority for e in self._endpoints}) > 1
         self._capacity = capacity
         self._keys: dict[Location | None, RankKey] = {}
         self._memo: dict[Address, Ranked] = {}
@@ -68,7 +78,7 @@ class ClientRanking:
         key = self._keys.get(location)
         if key is None:
             order = tuple(e.index for e in by_distance(self._endpoints, location))
-            key = (location is None, order)
+            key = (location is None and self._tiers, order)
             if len(self._keys) < self._capacity:
                 self._keys[location] = key
         return key
@@ -118,13 +128,15 @@ class GeoRankings:
 
     def __init__(self, topology: Topology) -> None:
         self.topology = topology
-        self._rankings: dict[str, ClientRanking] = {}
+        self._rankings: dict[tuple[str, int | None], ClientRanking] = {}
 
-    def of(self, service: Service) -> ClientRanking:
-        """The rankings of `service` (a geo service of this topology)."""
-        ranking = self._rankings.get(service.name)
+    def of(self, service: Service, family: int | None = None) -> ClientRanking:
+        """The rankings of `service` (a geo service of this topology) over its endpoints of
+        `family` (None: all)."""
+        key = (service.name, family)
+        ranking = self._rankings.get(key)
         if ranking is None:
-            ranking = self._rankings[service.name] = ClientRanking(service, self.topology.geo)
+            ranking = self._rankings[key] = ClientRanking(service, self.topology.geo, family)
         return ranking
 
     def client(self, service: Service, address: Address | None) -> Location | None:

@@ -194,7 +194,7 @@ class DnsCache:
         self._negatives = NegativeAnswers({}, frozenset(), counter)
         self._watch = ServiceWatch(Topology(zones=(), clusters=(), services=()))  # to prepare
         self._rankings = rankings or GeoRankings(topology)
-        self._clients: dict[str, Clients] = {}  # geo services' client rankings, by name
+        self._clients: dict[tuple[str, int], Clients] = {}  # geo services', by name and family
         self._subnets = Subnets()
         self._ecs = counter.stats.dns_ecs_queries
 
@@ -430,10 +430,11 @@ class DnsCache:
         """Make the entry at (key, qtype) a geo service's: replies by client ranking, each
         packed for `snapshot` on first use (the entry is replaced when its inputs change)."""
         entry_key = self._name(key) + QTYPE_KEYS[qtype][1]
-        clients = self._clients.get(service.name)
-        if clients is None:
-            clients = self._clients[service.name] = Clients(self._rankings.of(service))
         family, question_length = TYPE_FAMILY[qtype], len(self._name(key)) + 4
+        clients = self._clients.get((service.name, family))
+        if clients is None:
+            ranking = self._rankings.of(service, family)
+            clients = self._clients[service.name, family] = Clients(ranking)
 
         def pack(ranked: Ranked) -> GeoReply:
             query = Query(family, 0, ranked.client)

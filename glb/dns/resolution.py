@@ -200,7 +200,7 @@ class Resolver:
         if address is None:  # nobody to place: unknown, as anywhere else
             decision = decide(service, snapshot, Query(family, rotation), self._rng)
             return self.decided(service, zone, owner, qtype, decision, scope=0)
-        ranked = self.tables.rankings.of(service).rank(address)
+        ranked = self.tables.rankings.of(service, family).rank(address)
         decision = decide(service, snapshot, Query(family, rotation, ranked.client), self._rng)
         return self.decided(service, zone, owner, qtype, decision, ranked.scope)
 
