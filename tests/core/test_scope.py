@@ -105,7 +105,9 @@ def test_every_address_in_the_scope_ranks_alike_and_no_wider_block_does(seed):
     rnd = random.Random(seed)
     geo, service = random_geo(rnd), random_service(rnd)
     ranking = ClientRanking(service, geo)
-    keys = {a: reference_key(service, reference_location(geo, a)) for a in UNIVERSE}
+    keys: dict[Address, RankKey] = {
+        a: reference_key(service, reference_location(geo, a)) for a in UNIVERSE
+    }
     for address in UNIVERSE:
         ranked = ranking.rank(address)
         assert ranked.key == keys[address]
