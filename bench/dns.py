@@ -44,6 +44,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import cast
 
+from bench.dns_geo import (
+    GEO_SERVICES,
+    NETWORKS,
+    client_networks,
+    cluster_location,
+    ecs_option,
+    geo_config_lines,
+    network,
+    write_database,
+)
 from bench.dns_peers import (
     ensure_peers,
     free_port_on_all,
@@ -67,9 +77,13 @@ POLICIES = ("latency", "failover", "weighted", "round_robin")
 # Topology, snapshots, queries
 
 
-def config(services: int) -> str:
+def config(services: int, geo_db: Path | None = None) -> str:
+    """`services` services of the four policies over four clusters (in four cities); with
+    `geo_db`, also GEO_SERVICES geo services and that location database."""
     clusters = "\n".join(
-        f'  - {{name: c{c}, addresses: [192.0.2.{c + 1}, "2001:db8::{c + 1}"]}}' for c in range(4)
+        f'  - {{name: c{c}, addresses: [192.0.2.{c + 1}, "2001:db8::{c + 1}"], '
+        f"location: {cluster_location(c)}}}"
+        for c in range(4)
     )
     lines = [
         f"zones: [{{name: {ZONE}, nameservers: [{{name: ns1.{ZONE}, address: 192.0.2.53}}]}}]",
@@ -81,11 +95,13 @@ def config(services: int) -> str:
         backends = ", ".join(f"{{cluster: c{c}, weight: {10 * (c + 1)}}}" for c in range(4))
         policy = POLICIES[i % len(POLICIES)]
         lines.append(f"  - {{name: s{i}.{ZONE}, policy: {policy}, backends: [{backends}]}}")
+    if geo_db is not None:
+        lines += geo_config_lines(ZONE, geo_db)
     return "\n".join(lines) + "\n"
 
 
-def topology_of(services: int) -> Topology:
-    return to_topology(parse_settings(config(services)), serial=1)
+def topology_of(services: int, geo_db: Path | None = None) -> Topology:
+    return to_topology(parse_settings(config(services, geo_db)), serial=1)
 
 
 def snapshot(topology: Topology, rnd: random.Random, version: int = 0) -> HealthSnapshot:
@@ -154,11 +170,11 @@ def _bound(kind: int) -> socket.socket:
     return sock
 
 
-async def serve(kind: str, services: int, churn: float) -> None:
+async def serve(kind: str, services: int, churn: float, geo_db: Path | None) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
-    topology = topology_of(services)
+    topology = topology_of(services, geo_db)
     rnd = random.Random(1)
     box = [snapshot(topology, rnd)]
     answerer = DnsAnswerer(topology, lambda: box[0], stats=Stats())
@@ -210,9 +226,11 @@ def ensure_dnsperf() -> str:
 class Child:
     """A server process pinned to CPU 0; knows its port."""
 
-    def __init__(self, kind: str, services: int, churn: float) -> None:
+    def __init__(self, kind: str, services: int, churn: float, geo_db: Path | None = None) -> None:
         argv = [sys.executable, "-m", "bench.dns", "--serve", kind, "--services", str(services)]
         argv += ["--churn", str(churn)]
+        if geo_db is not None:
+            argv += ["--geo-db", str(geo_db)]
         self.process = subprocess.Popen(
             ["taskset", "-c", "0", *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
@@ -267,14 +285,21 @@ def run_dnsperf(args: argparse.Namespace) -> None:
         mix.write_bytes(
             b"".join(struct.pack("!H", len(q)) + q for q in mix_queries(args.services, 20000, rnd))
         )
+        geo_db = None if args.no_geo else timed_database(Path(tmp, "geo.mmdb"))
+        geo_files = geo_workloads(Path(tmp), rnd) if geo_db is not None else {}
         echo = Child("echo", args.services, 0)
         reference = figures(dnsperf(echo.port, names, args.seconds, []))
         echo.stop()
         report("reference echo (names)", reference)
-        glb = Child("glb", args.services, args.churn)
+        glb = Child("glb", args.services, args.churn, geo_db)
         fast = figures(dnsperf(glb.port, names, args.seconds, []))
         report("glb (names)", fast)
         report("glb (mix, -B)", figures(dnsperf(glb.port, mix, args.seconds, ["-B"])))
+        geo_ratios = {}
+        for label, path in geo_files.items():
+            measured = figures(dnsperf(glb.port, path, args.seconds, ["-B"]))
+            report(f"glb ({label}, -B)", measured)
+            geo_ratios[label] = measured["qps"] / reference["qps"]
         half = str(int(fast["qps"] / 2))
         report(
             f"glb (names, -Q {half})",
@@ -282,9 +307,37 @@ def run_dnsperf(args: argparse.Namespace) -> None:
         )
         print(glb.stop())
         print(f"ratio glb/reference (names): {fast['qps'] / reference['qps']:.2f}")
+        for label, ratio in geo_ratios.items():
+            print(f"ratio glb/reference ({label}): {ratio:.2f}")
         if args.peers != "off":
             for kind, peer in run_peers(args, names).items():
                 print(f"ratio glb/{kind} (names): {fast['qps'] / peer['qps']:.2f}")
+
+
+def timed_database(path: Path) -> Path:
+    started = time.perf_counter()
+    write_database(path)
+    took = time.perf_counter() - started
+    size = path.stat().st_size / 2**20
+    print(f"location database: {NETWORKS:,} networks, {size:.1f} MiB, written in {took:.1f} s")
+    return path
+
+
+def geo_workloads(directory: Path, rnd: random.Random) -> dict[str, Path]:
+    """dnsperf -B files: A queries for the geo services with ECS from CLIENT_NETWORKS distinct
+    /24s of the database; and without ECS in random 0x20 case."""
+    ecs, cased = [], []
+    networks = client_networks()
+    for i in range(40000):
+        name = f"g{rnd.randrange(GEO_SERVICES)}.{ZONE}"
+        ecs.append(raw_query(name, 1, edns=ecs_option(networks[i % len(networks)])))
+        cased.append(raw_query("".join(c.upper() if rnd.random() < 0.5 else c for c in name), 1))
+    files: dict[str, Path] = {}
+    for label, queries in (("geo ECS, 10k /24s", ecs), ("geo 0x20, no ECS", cased)):
+        path = directory / f"{label.split(',')[0].replace(' ', '-')}-{len(files)}.bin"
+        path.write_bytes(b"".join(struct.pack("!H", len(q)) + q for q in queries))
+        files[label] = path
+    return files
 
 
 def run_peers(args: argparse.Namespace, names: Path) -> dict[str, dict[str, float]]:
@@ -321,46 +374,70 @@ def run_peers(args: argparse.Namespace, names: Path) -> dict[str, dict[str, floa
 
 
 def micro(args: argparse.Namespace) -> None:
-    topology = topology_of(args.services)
+    with tempfile.TemporaryDirectory() as tmp:
+        geo_db = None if args.no_geo else timed_database(Path(tmp, "geo.mmdb"))
+        before = _rss()
+        topology = topology_of(args.services, geo_db)
+        if geo_db is not None:
+            _touch_every_network(topology)
+            print(f"RSS after opening the database and looking up every network: "
+                  f"+{(_rss() - before) / 2**20:.1f} MiB (with the topology)")  # fmt: skip
+        _micro(topology, geo_db is not None)
+
+
+def _micro(topology: Topology, geo: bool) -> None:
     rnd = random.Random(3)
     current = snapshot(topology, rnd)
     answerer = DnsAnswerer(topology, lambda: current, stats=Stats())
     edns = b"\x00" + struct.pack("!HHIH", 41, 1232, 0, 0)
     cases = {
         "A latency": raw_query(f"s0.{ZONE}", 1),
+        "A latency, 0x20 case": raw_query(f"S0.{ZONE}", 1),
         "A failover, EDNS": raw_query(f"S1.{ZONE}", 1, edns=edns),
         "AAAA weighted": raw_query(f"s2.{ZONE}", 28),
         "A round robin": raw_query(f"s3.{ZONE}", 1),
         "TXT (NODATA)": raw_query(f"s0.{ZONE}", 16),
-        "A + ECS (full path)": raw_query(f"s0.{ZONE}", 1, edns=ECS_OPT),
+        "A latency + ECS": raw_query(f"s0.{ZONE}", 1, edns=ECS_OPT),
         "NXDOMAIN": raw_query(f"nx.{ZONE}", 1),
     }
+    if geo:
+        cases["A geo + ECS (seen /24)"] = raw_query(f"g0.{ZONE}", 1, edns=ecs_option((1, 2, 3)))
+        cases["A geo, 0x20, no ECS"] = raw_query(f"G0.{ZONE}", 1)
+    rates = {}
     for label, wire in cases.items():
-        udp = _rate_udp(answerer.answer_udp, wire, 0.5)
-        fast = _rate(answerer.answer, wire, 0.5)
-        full = _rate(answerer.answer_full, wire, 0.5)
+        udp = _rate(answerer.answer_udp, wire, 0.5)
+        fast = rates[label] = _rate(lambda w, s: answerer.answer(w, False, s), wire, 0.5)
+        full = _rate(lambda w, s: answerer.answer_full(w, False, s), wire, 0.5)
         print(
             f"{label:24} answer_udp() {udp:>10,.0f}/s  answer() {fast:>10,.0f}/s"
             f"  full path {full:>8,.0f}/s  x{udp / full:.0f}"
         )
+    if geo:
+        cost = rates["A latency, 0x20 case"] / rates["A geo + ECS (seen /24)"]
+        print(f"geo + ECS answer / cached non-ECS answer (0x20): {cost:.2f}x the time")
 
 
-def _rate(call: Callable[[bytes, bool], object], wire: bytes, seconds: float) -> float:
+def _rss() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * 4096
+
+
+def _touch_every_network(topology: Topology) -> None:
+    """Look every database network up (maps its pages in, as weeks of queries would)."""
+    import ipaddress
+
+    database = topology.geo.database
+    assert database is not None
+    for i in range(NETWORKS):
+        database.locate(ipaddress.IPv4Address("{}.{}.{}.1".format(*network(i))))
+
+
+def _rate(call: Callable[[bytes, str], object], wire: bytes, seconds: float) -> float:
     count, started = 0, time.perf_counter()
     deadline = started + seconds
     while (now := time.perf_counter()) < deadline:
         for _ in range(200):
-            call(wire, False)
-        count += 200
-    return count / (now - started)
-
-
-def _rate_udp(call: Callable[[bytes], object], wire: bytes, seconds: float) -> float:
-    count, started = 0, time.perf_counter()
-    deadline = started + seconds
-    while (now := time.perf_counter()) < deadline:
-        for _ in range(200):
-            call(wire)
+            call(wire, "127.0.0.1")
         count += 200
     return count / (now - started)
 
@@ -476,6 +553,8 @@ def main() -> None:
     parser.add_argument("--reload-stall", type=int, default=0, help="reload N services, timed")
     parser.add_argument("--reload-mode", choices=["sync", "async", "both"], default="both")
     parser.add_argument("--serve", choices=["glb", "echo"], help=argparse.SUPPRESS)
+    parser.add_argument("--geo-db", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--no-geo", action="store_true", help="skip the geo and ECS workloads")
     parser.add_argument("--services", type=int, default=1000)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--churn", type=float, default=10.0, help="snapshots published per second")
@@ -489,7 +568,7 @@ def main() -> None:
     if args.serve:
         import uvloop
 
-        uvloop.run(serve(args.serve, args.services, args.churn))
+        uvloop.run(serve(args.serve, args.services, args.churn, args.geo_db))
     elif args.micro:
         micro(args)
     elif args.rebuild:
