@@ -126,6 +126,7 @@ def test_a_peer_that_is_no_address_is_unknown(remote: str) -> None:
         ("[2001:db8::1]", "2001:db8::1"),
         ("[2001:DB8::1]:8443", "2001:db8::1"),
         ("[::ffff:192.0.2.1]:80", "192.0.2.1"),
+        ("  [0000:0000:0000:0000:0000:ffff:255.255.255.255]:65535\t", "255.255.255.255"),
     ],
 )
 def test_forwarded_entries_are_read_as_their_address(entry: str, address: str) -> None:
@@ -154,6 +155,7 @@ def test_forwarded_entries_are_read_as_their_address(entry: str, address: str) -
         "[fe80::1%25eth0]",
         '"192.0.2.1"',
         "192.0.2.1 192.0.2.2",
+        "0" * 60 + "192.0.2.1",
     ],
     ids=repr,
 )

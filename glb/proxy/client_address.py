@@ -33,6 +33,9 @@ from glb.core.networks import Address, Network, NetworkTable
 _BLANKS: Final = " \t"
 _MAPPED: Final = ipaddress.IPv6Network("::ffff:0:0/96")
 _MAX_PORT: Final = 65535
+# longer than any address with a port: [0000:0000:0000:0000:0000:ffff:255.255.255.255]:65535
+_LONGEST_ENTRY: Final = 64
+_TRUST_MEMO: Final = 4096  # addresses whose trust is remembered (forgotten all at once beyond)
 
 
 def unmapped(address: Address) -> Address:
@@ -57,6 +60,13 @@ def forwarded_address(entry: str) -> Address | None:
     `[2001:db8::1]` or `[2001:db8::1]:443`, blanks around it ignored; None if it is none of
     these."""
     text = entry.strip(_BLANKS)
+    return None if len(text) > _LONGEST_ENTRY else _entry_address(text)
+
+
+@lru_cache(maxsize=4096)
+def _entry_address(text: str) -> Address | None:
+    """`forwarded_address` of a stripped entry; cached, since the same proxies and clients come
+    back (entries are short: the cache holds at most 4096 of _LONGEST_ENTRY characters)."""
     if text.startswith("["):
         inside, bracket, rest = text[1:].partition("]")
         if not bracket or (rest and not _port(rest)):
@@ -109,14 +119,24 @@ class TrustedProxies:
         networks = [unmapped_network(ipaddress.ip_network(p, strict=True)) for p in prefixes]
         self.networks: tuple[Network, ...] = tuple(networks)
         self._table: NetworkTable[bool] = NetworkTable((network, True) for network in networks)
+        self._memo: dict[Address, bool] = {}
 
     def __bool__(self) -> bool:
         """Whether any proxy is trusted at all."""
         return bool(self.networks)
 
     def trusts(self, address: Address) -> bool:
-        """Whether `address` (unmapped, see `unmapped`) lies in a trusted prefix."""
-        return bool(self.networks) and self._table.lookup(address) is not None
+        """Whether `address` (unmapped, see `unmapped`) lies in a trusted prefix. Remembered:
+        the same proxies come back with every request."""
+        if not self.networks:
+            return False
+        trusted = self._memo.get(address)
+        if trusted is None:
+            trusted = self._table.lookup(address) is not None
+            if len(self._memo) >= _TRUST_MEMO:
+                self._memo.clear()
+            self._memo[address] = trusted
+        return trusted
 
     def forwarded_client(self, peer: Address, forwarded_for: Sequence[str]) -> Address:
         """The client a trusted `peer` forwarded for, from its X-Forwarded-For lines in order;

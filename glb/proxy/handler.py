@@ -56,6 +56,7 @@ POOL_LIMIT_PER_ENDPOINT: Final = 1_000  # upstream connections per endpoint
 KEEPALIVE: Final = 30.0  # seconds an idle upstream connection is kept
 ROUTED_HOSTS: Final = 1_024  # hosts remembered with their route (forgotten all at once beyond)
 GEO_DECISIONS: Final = 4_096  # geo decisions kept per snapshot (forgotten all at once beyond)
+_GEO: Final = PolicyName.GEO  # a module constant: an enum class attribute is 10x slower to read
 
 
 class HttpProxy:
@@ -163,11 +164,12 @@ class HttpProxy:
         changes; a geo one's too, for clients ranking the endpoints alike."""
         snapshot = self._state.current()
         if service.policy not in STABLE:
-            if service.policy is PolicyName.GEO:
+            if service.policy is _GEO:
                 return self._decide_geo(service, snapshot, client)
             query = Query(family=None, rotation=next(self._rotation))
             return decide(service, snapshot, query, self._rng)
-        self._follow(snapshot)
+        if snapshot is not self._snapshot:
+            self._follow(snapshot)
         cached = self._decisions.get(service.name)
         if cached is not None and cached[0] is service:
             return cached[1]
@@ -177,10 +179,9 @@ class HttpProxy:
 
     def _follow(self, snapshot: HealthSnapshot) -> None:
         """Forget the decisions made for an older snapshot."""
-        if snapshot is not self._snapshot:
-            self._snapshot = snapshot
-            self._decisions.clear()
-            self._geo_decisions.clear()
+        self._snapshot = snapshot
+        self._decisions.clear()
+        self._geo_decisions.clear()
 
     def _decide_geo(
         self, service: Service, snapshot: HealthSnapshot, client: Address | None
@@ -194,7 +195,8 @@ class HttpProxy:
         ranking = rankings.of(service)
         ranked = None if client is None else ranking.rank(client)
         key = ranking.key(None) if ranked is None else ranked.key
-        self._follow(snapshot)
+        if snapshot is not self._snapshot:
+            self._follow(snapshot)
         cached = self._geo_decisions.get((service.name, key))
         if cached is not None and cached[0] is service:
             return cached[1]
@@ -215,7 +217,7 @@ class HttpProxy:
 
     async def _steer(self, request: Request, route: Route, where: Destination) -> None:
         service = route.service
-        client = self.client_address(request) if service.policy is PolicyName.GEO else None
+        client = self.client_address(request) if service.policy is _GEO else None
         decision = self.decide(service, client)
         if decision.servfail or not decision.ranked:
             request.text(503, f"glb: no healthy endpoint for {service.name}")
