@@ -225,6 +225,7 @@ def _proxy(settings: Settings, state: StateView, passive: PassiveHealth, stats: 
         cluster_header=settings.http.cluster_header,
         ca_file=runtime.ca_file(settings),
         stats=stats,
+        trusted_proxies=runtime.trusted_proxies(settings),
     )
 
 

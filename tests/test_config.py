@@ -19,6 +19,7 @@ from glb.config import (
     parse_listen,
     parse_settings,
     parse_status_ranges,
+    runtime,
     to_topology,
     zone_of,
 )
@@ -1030,6 +1031,40 @@ def test_bad_proxy_keys_are_reported(key: str, fragment: str) -> None:
     path = "services[0]." + key.split(":")[0] + (".connect" if key.startswith("timeouts") else "")
     text = with_services(f"- {{name: a.example.test, {key}, backends: [{{cluster: eu}}]}}\n")
     assert_reasons(reasons_of(text), "<config>", [(path, fragment)])
+
+
+def test_trusted_proxies_default_to_none_and_are_canonical() -> None:
+    """http.trusted_proxies is empty by default; networks and single addresses (as /32 or
+    /128) are kept in canonical form and handed to the proxy as they are."""
+    assert parse_settings(BASE).http.trusted_proxies == []
+    text = BASE + "http: {trusted_proxies: [10.0.0.0/8, ' 192.0.2.7 ', '2001:DB8::/32', '::1']}\n"
+    settings = parse_settings(text)
+    expected = ["10.0.0.0/8", "192.0.2.7/32", "2001:db8::/32", "::1/128"]
+    assert settings.http.trusted_proxies == expected
+    assert runtime.trusted_proxies(settings) == tuple(expected)
+
+
+def test_bad_trusted_proxies_are_reported_by_entry() -> None:
+    """Each bad http.trusted_proxies entry is reported with its index: host bits set (naming the
+    network meant), not a network, not text."""
+    text = BASE + "http: {trusted_proxies: [10.0.0.0/8, 10.0.0.1/8, nope, 192.0.2.0/33, 7]}\n"
+    key = "http.trusted_proxies"
+    assert_reasons(
+        reasons_of(text),
+        "<config>",
+        [
+            (f"{key}[1]", "'10.0.0.1/8' has host bits set: write the network as 10.0.0.0/8"),
+            (f"{key}[2]", "'nope' is not an IP network"),
+            (f"{key}[3]", "'192.0.2.0/33' is not an IP network"),
+            (f"{key}[4]", "7 is not an IP network"),
+        ],
+    )
+
+
+def test_env_sets_trusted_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
+    """GLB_HTTP__TRUSTED_PROXIES takes a JSON list."""
+    monkeypatch.setenv("GLB_HTTP__TRUSTED_PROXIES", '["10.0.0.0/8", "2001:db8::1"]')
+    assert parse_settings(BASE).http.trusted_proxies == ["10.0.0.0/8", "2001:db8::1/128"]
 
 
 def test_probe_ca_file_must_exist(tmp_path: Path) -> None:

@@ -220,6 +220,26 @@ class DnsSettings(Strict):
     server_id: Annotated[str, AfterValidator(check_server_id)] = "process"
 
 
+def parse_prefix(value: object) -> str:
+    """An IP network without host bits set (`10.0.0.0/8`, `2001:db8::/32`) or one address (a
+    /32 or /128), in its canonical text form."""
+    text = value.strip() if isinstance(value, str) else None
+    try:
+        return str(ipaddress.ip_network(text or "", strict=True))
+    except ValueError:
+        pass
+    try:
+        network = ipaddress.ip_network(text or "", strict=False)
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is not an IP network (e.g. 10.0.0.0/8 or 2001:db8::/32) or an address"
+        ) from None
+    raise ValueError(f"{value!r} has host bits set: write the network as {network}")
+
+
+Prefix = Annotated[str, BeforeValidator(parse_prefix)]
+
+
 class HttpSettings(Strict):
     listen: Listen = ("127.0.0.1", 8080)
     cluster_header: bool = False  # add X-GLB-Cluster (the cluster that served) to responses
@@ -230,6 +250,8 @@ class HttpSettings(Strict):
     client_header_timeout: Duration = 10.0  # for a request's head, from its first byte
     client_idle_timeout: Duration = 75.0  # an idle keep-alive connection is closed
     max_connections: int = Field(default=10_000, ge=1, le=1_000_000)  # client connections at once
+    # peers whose X-Forwarded-For names the client that geo services steer by
+    trusted_proxies: list[Prefix] = Field(default_factory=list)
 
 
 class AdminSettings(Strict):

@@ -1,5 +1,6 @@
 """The options each adapter takes, made from the validated settings: the HTTP client limits, the
-DNS rate limiter, what `CH TXT id.server` answers, the probes' and upstreams' extra CA file.
+DNS rate limiter, what `CH TXT id.server` answers, the probes' and upstreams' extra CA file, the
+proxies whose X-Forwarded-For the HTTP front end believes.
 
 The adapters never see `Settings`: the composition root (`glb.app`) hands each one the plain
 options made here, so a setting's meaning is decided in one place.
@@ -56,3 +57,9 @@ def ca_file(settings: Settings) -> str | None:
     """The PEM file of extra CA certificates for https probes and upstreams (`probes.ca_file`)."""
     path = settings.probes.ca_file
     return str(path) if path else None
+
+
+def trusted_proxies(settings: Settings) -> tuple[str, ...]:
+    """The prefixes of the proxies whose X-Forwarded-For names the client (`http.trusted_proxies`),
+    each a network without host bits set (an address is its /32 or /128)."""
+    return tuple(settings.http.trusted_proxies)

@@ -7,7 +7,9 @@ absolute-form target) names a service by its name or one of its aliases; a host 
 answered 421, so glb is never an open proxy, and a malformed one 400. Hosts already routed are
 remembered per topology (at most `ROUTED_HOSTS` of them), so the common request skips parsing
 its Host. Endpoints come from `decide()` on the current snapshot; the ranked list is the
-fallback order for retries.
+fallback order for retries. A geo service is steered by where the client is
+(`glb.core.scope.GeoRankings`, one per topology): the client is the TCP peer, or the address a
+trusted proxy forwarded for (`glb.proxy.client_address`), looked for only for geo services.
 
 Forwarding: the headers sent upstream are built here, once per request (`upstream_headers`);
 then `glb.proxy.attempts` tries the ranked endpoints in order, with `glb.proxy.forward`'s
@@ -27,17 +29,21 @@ import itertools
 import logging
 import random
 import time
+from collections.abc import Iterable
 from typing import Final
 
-from glb.core.model import Service, Topology
+from glb.core.model import PolicyName, Service, Topology
+from glb.core.networks import Address, Network
 from glb.core.policies import STABLE, Decision, Query, decide
 from glb.core.ports import PassiveHealth, StateView
+from glb.core.scope import GeoRankings, RankKey
 from glb.core.snapshot import HealthSnapshot
 from glb.core.stats import Stats
 from glb.http1.client import HttpClient
 from glb.http1.server import Request
 from glb.proxy.attempts import Attempt, Attempts, UpstreamRequest
 from glb.proxy.body import NO_BODY, ClientBody, answer_client_fault
+from glb.proxy.client_address import TrustedProxies, peer_address
 from glb.proxy.destination import Destination, Refused, destination, valid_authority
 from glb.proxy.forward import Forwarder
 from glb.proxy.headers import route_key, upstream_headers
@@ -49,11 +55,14 @@ logger = logging.getLogger(__name__)
 POOL_LIMIT_PER_ENDPOINT: Final = 1_000  # upstream connections per endpoint
 KEEPALIVE: Final = 30.0  # seconds an idle upstream connection is kept
 ROUTED_HOSTS: Final = 1_024  # hosts remembered with their route (forgotten all at once beyond)
+GEO_DECISIONS: Final = 4_096  # geo decisions kept per snapshot (forgotten all at once beyond)
+_GEO: Final = PolicyName.GEO  # a module constant: an enum class attribute is 10x slower to read
 
 
 class HttpProxy:
-    """The front end's state: the routing index, the upstream client and the round-robin
-    counter. `handle` is the one request handler; `close()` closes the upstream connections."""
+    """The front end's state: the routing index, the upstream client, the round-robin counter,
+    the geo rankings and the trusted proxies. `handle` is the one request handler; `close()`
+    closes the upstream connections."""
 
     def __init__(
         self,
@@ -64,6 +73,7 @@ class HttpProxy:
         rng: random.Random | None = None,
         ca_file: str | None = None,
         stats: Stats | None = None,
+        trusted_proxies: Iterable[str | Network] = (),
     ) -> None:
         self._stats = stats or Stats()
         self._state = state
@@ -76,6 +86,10 @@ class HttpProxy:
         self._snapshot: HealthSnapshot | None = None
         # STABLE services' decisions for self._snapshot, by name (with the service they are for)
         self._decisions: dict[str, tuple[Service, Decision]] = {}
+        # geo services' decisions for self._snapshot, by name and ranking key
+        self._geo_decisions: dict[tuple[str, RankKey], tuple[Service, Decision]] = {}
+        self._rankings: GeoRankings | None = None  # for the state's current topology
+        self._proxies = TrustedProxies(trusted_proxies)
         self._client = HttpClient(limit=POOL_LIMIT_PER_ENDPOINT, keepalive=KEEPALIVE)
         self._forwarder = Forwarder(self._client)
         self._attempts = Attempts(passive, self._stats, cluster_header=cluster_header)
@@ -144,16 +158,18 @@ class HttpProxy:
             code: int | str = request.status if request.finished else "aborted"
             stats.observe_proxy(service, request.served_by, code, time.monotonic() - started)
 
-    def decide(self, service: Service) -> Decision:
-        """Steer one request for `service`; a STABLE policy's decision is reused until the
-        snapshot changes."""
+    def decide(self, service: Service, client: Address | None = None) -> Decision:
+        """Steer one request for `service` from the client at `client` (None: unknown), which
+        only a geo service looks at. A STABLE policy's decision is reused until the snapshot
+        changes; a geo one's too, for clients ranking the endpoints alike."""
         snapshot = self._state.current()
         if service.policy not in STABLE:
+            if service.policy is _GEO:
+                return self._decide_geo(service, snapshot, client)
             query = Query(family=None, rotation=next(self._rotation))
             return decide(service, snapshot, query, self._rng)
         if snapshot is not self._snapshot:
-            self._snapshot = snapshot
-            self._decisions.clear()
+            self._follow(snapshot)
         cached = self._decisions.get(service.name)
         if cached is not None and cached[0] is service:
             return cached[1]
@@ -161,14 +177,54 @@ class HttpProxy:
         self._decisions[service.name] = (service, decision)
         return decision
 
+    def _follow(self, snapshot: HealthSnapshot) -> None:
+        """Forget the decisions made for an older snapshot."""
+        self._snapshot = snapshot
+        self._decisions.clear()
+        self._geo_decisions.clear()
+
+    def _decide_geo(
+        self, service: Service, snapshot: HealthSnapshot, client: Address | None
+    ) -> Decision:
+        """A geo decision, reused for every client whose ranking key is the same (equal keys
+        order any set of eligible endpoints alike) until the snapshot changes."""
+        rankings = self._rankings
+        topology = self._state.topology
+        if rankings is None or rankings.topology is not topology:
+            rankings = self._rankings = GeoRankings(topology)
+        ranking = rankings.of(service)
+        ranked = None if client is None else ranking.rank(client)
+        key = ranking.key(None) if ranked is None else ranked.key
+        if snapshot is not self._snapshot:
+            self._follow(snapshot)
+        cached = self._geo_decisions.get((service.name, key))
+        if cached is not None and cached[0] is service:
+            return cached[1]
+        query = Query(client=None if ranked is None else ranked.client)
+        decision = decide(service, snapshot, query, self._rng)
+        if len(self._geo_decisions) >= GEO_DECISIONS:
+            self._geo_decisions.clear()
+        self._geo_decisions[(service.name, key)] = (service, decision)
+        return decision
+
+    def client_address(self, request: Request) -> Address | None:
+        """Who sent `request`: its TCP peer, or, from a trusted proxy, the client that proxy
+        forwarded for (`glb.proxy.client_address`); None if the peer is not an address."""
+        peer = peer_address(request.remote)
+        if peer is None or not self._proxies.trusts(peer):
+            return peer
+        return self._proxies.forwarded_client(peer, request.headers.getall("X-Forwarded-For", ()))
+
     async def _steer(self, request: Request, route: Route, where: Destination) -> None:
-        decision = self.decide(route.service)
+        service = route.service
+        client = self.client_address(request) if service.policy is _GEO else None
+        decision = self.decide(service, client)
         if decision.servfail or not decision.ranked:
-            request.text(503, f"glb: no healthy endpoint for {route.service.name}")
+            request.text(503, f"glb: no healthy endpoint for {service.name}")
             return
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s %s -> %s", request.method, where.host, decision.ranked[0].cluster)
-        proxy = route.service.proxy
+        proxy = service.proxy
         attempt: Attempt = self._forwarder
         upgrade = request.head.upgrade
         body = NO_BODY  # most requests: no coroutine to run for it
