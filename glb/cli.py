@@ -19,12 +19,15 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from glb import __version__
 from glb.config import Settings, load_settings
 from glb.errors import ConfigError, GLBError
 from glb.logs import setup_logging
+
+if TYPE_CHECKING:
+    from glb.reload import FileSignature
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -130,25 +133,37 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from glb.reload import file_signature
+
+    loaded = file_signature(args.config)  # before reading: a change from then on is reloaded
     settings = _load(args)
     if settings is None:
         return EXIT_CONFIG
     setup_logging(settings.log.level, settings.log.format)
     path, workers, watch = args.config, args.workers, args.watch
     return run_until_signal(
-        lambda signals: _serve_until_stopped(settings, path, workers, watch, signals)
+        lambda signals: _serve_until_stopped(settings, path, workers, (watch, loaded), signals)
     )
 
 
 async def _serve_until_stopped(
-    settings: Settings, path: str, workers: int, watch: float, signals: Signals
+    settings: Settings,
+    path: str,
+    workers: int,
+    watch: tuple[float, FileSignature | None],
+    signals: Signals,
 ) -> None:
+    """Serve until stopped; with `watch` (interval, the file's signature when it was read) an
+    interval above 0, reload the file whenever it changes."""
     from glb.app import running
     from glb.reload import watch_file
 
+    interval, loaded = watch
     async with running(settings, load=lambda: load_settings(path), workers=workers) as glb:
         signals.on_reload = glb.reload
-        watcher = asyncio.create_task(watch_file(path, watch, glb.reload)) if watch else None
+        watcher = None
+        if interval:
+            watcher = asyncio.create_task(watch_file(path, interval, glb.reload, loaded))
         try:
             await signals.stop.wait()
         finally:

@@ -116,7 +116,10 @@ def _section(settings: Settings, key: str) -> object:
     return getattr(settings, key)
 
 
-def file_signature(path: str) -> tuple[int, int, int, int] | None:
+FileSignature = tuple[int, int, int, int]  # mtime (ns), size, inode, device
+
+
+def file_signature(path: str) -> FileSignature | None:
     """What changes when the file (followed through symlinks) changes; None if unreadable."""
     try:
         stat = os.stat(path)
@@ -126,13 +129,18 @@ def file_signature(path: str) -> tuple[int, int, int, int] | None:
 
 
 async def watch_file(
-    path: str, interval: float, reload: Callable[[], Awaitable[list[str]]]
+    path: str,
+    interval: float,
+    reload: Callable[[], Awaitable[list[str]]],
+    loaded: FileSignature | None = None,
 ) -> None:
     """Every `interval` seconds, look at `path`; once a change has held still for one interval
-    (so a file being written is not read half-way), `reload()`. Runs until cancelled. A file that
-    is briefly missing (a symlink being swapped) is simply looked at again; a reload that fails
-    is logged by the reloader and not retried until the file changes again."""
-    applied = seen = file_signature(path)
+    (so a file being written is not read half-way), `reload()`. `loaded`: the file's signature
+    when the configuration in force was read (default: now), so a change made while glb was
+    starting is reloaded too. Runs until cancelled. A file that is briefly missing (a symlink
+    being swapped) is simply looked at again; a reload that fails is logged by the reloader and
+    not retried until the file changes again."""
+    applied = seen = loaded if loaded is not None else file_signature(path)
     while True:
         await asyncio.sleep(interval)  # a poll of the file system, not a synchronisation
         current = file_signature(path)
