@@ -2,6 +2,7 @@
 
 GLBError
 ├── ConfigError        the configuration is invalid; carries every reason found
+│   └── GeoDatabaseError   the location database file (geo.database) cannot be used
 └── StartupError       a listen socket could not be bound, or similar fatal start-up failure
 """
 
@@ -18,6 +19,16 @@ class ConfigError(GLBError):
     def __init__(self, reasons: list[str]) -> None:
         self.reasons = list(reasons)
         super().__init__("invalid configuration:\n" + "\n".join(f"  {r}" for r in self.reasons))
+
+
+class GeoDatabaseError(ConfigError):
+    """A location database file cannot be used: missing, unreadable, not a MaxMind DB, or of a
+    type without locations. `path` names the file, `problem` says what is wrong with it."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        self.path = path
+        self.problem = problem
+        super().__init__([f"{path}: {problem}"])
 
 
 class StartupError(GLBError):

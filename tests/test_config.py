@@ -510,7 +510,7 @@ def test_field_errors_are_all_reported_with_key_paths() -> None:
             ("zones[0].nameservers[0].address", "'192.0.2.300' is not an IPv4 or IPv6"),
             ("clusters[0].addresses[1]", "'not-an-ip' is not an IPv4 or IPv6 address"),
             ("clusters[0].zone", "unknown key"),
-            ("services[0].policy", "'latency', 'failover', 'weighted' or 'round_robin'"),
+            ("services[0].policy", "'latency', 'failover', 'weighted', 'round_robin' or 'geo'"),
             ("services[0].probe.rise", "greater than or equal to 1"),
             ("services[0].probe.fall", "greater than or equal to 1"),
             ("services[0].probe.interval", "'soon' is not a duration"),

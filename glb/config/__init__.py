@@ -15,6 +15,7 @@ from glb.config.models import (
     parse_domain,
     parse_duration,
     parse_listen,
+    parse_network,
     parse_status_ranges,
 )
 from glb.config.topology import probe_spec, to_topology
@@ -27,6 +28,7 @@ __all__ = [
     "parse_domain",
     "parse_duration",
     "parse_listen",
+    "parse_network",
     "parse_settings",
     "parse_status_ranges",
     "probe_spec",

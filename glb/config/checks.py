@@ -1,4 +1,5 @@
-"""Checks that span several keys: duplicate names, references, zones, listeners, probe timing.
+"""Checks that span several keys: duplicate names, references, zones, listeners, probe timing,
+geo networks and the cluster locations geo services need.
 
 They run on `Parts`: the validated zones, clusters and services, with None in place of an item
 that is itself invalid, so a broken item elsewhere does not hide these problems.
@@ -17,13 +18,14 @@ from glb.config.models import (
     AdminSettings,
     ClusterSettings,
     DnsSettings,
+    GeoNetworkSettings,
     HttpSettings,
     ProbeSettings,
     ServiceSettings,
     Settings,
     ZoneSettings,
 )
-from glb.core.model import ProbeType
+from glb.core.model import PolicyName, ProbeType
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -38,6 +40,7 @@ class Parts:
     listeners: dict[str, tuple[str, int]] = field(default_factory=dict)
     zone_names: frozenset[str] = frozenset()  # every zone name given, valid item or not
     cluster_names: frozenset[str] = frozenset()  # likewise for clusters
+    geo_networks: list[GeoNetworkSettings | None] = field(default_factory=list)
 
     @classmethod
     def of(cls, settings: Settings) -> Parts:
@@ -52,6 +55,7 @@ class Parts:
             },
             frozenset(z.name for z in settings.zones),
             frozenset(c.name for c in settings.clusters),
+            list(settings.geo.networks),
         )
 
     @classmethod
@@ -69,6 +73,7 @@ class Parts:
             [section] = _each(model, [data.get(key) or {}])
             if section is not None:
                 listeners[f"{key}.listen"] = section.listen
+        geo = data.get("geo")  # only its networks: the database is opened by Settings alone
         return cls(
             zones,
             clusters,
@@ -76,6 +81,7 @@ class Parts:
             listeners,
             frozenset(_raw_names(data.get("zones"), zones)),
             frozenset(_raw_names(data.get("clusters"), clusters)),
+            _each(GeoNetworkSettings, geo.get("networks") if isinstance(geo, dict) else None),
         )
 
 
@@ -108,14 +114,20 @@ class _Known:
     nameservers: frozenset[str]
     clusters: Mapping[str, ClusterSettings]
     cluster_list: str  # the known cluster names, for messages
+    cluster_keys: Mapping[str, str]  # name -> key path of its first definition, for messages
 
     @classmethod
     def of(cls, parts: Parts) -> _Known:
+        keys: dict[str, str] = {}
+        for index, cluster in enumerate(parts.clusters):
+            if cluster is not None:
+                keys.setdefault(cluster.name, f"clusters[{index}]")
         return cls(
             tuple(parts.zone_names),
             frozenset(ns.name for zone in parts.zones if zone for ns in zone.nameservers),
             {c.name: c for c in parts.clusters if c is not None},
             ", ".join(sorted(parts.cluster_names)),
+            keys,
         )
 
 
@@ -128,6 +140,7 @@ def cross_check(parts: Parts) -> list[str]:
         *_duplicates("services", [s.name if s else None for s in parts.services]),
         *_check_aliases(parts.services),
         *_check_listeners(parts.listeners),
+        *_check_geo_networks(parts.geo_networks),
         *(r for i, z in enumerate(parts.zones) if z for r in _check_zone(i, z)),
         *(r for i, c in enumerate(parts.clusters) if c for r in _check_cluster(i, c)),
         *(r for i, s in enumerate(parts.services) if s for r in _check_service(i, s, parts, known)),
@@ -173,6 +186,18 @@ def _overlap(a: str, b: str) -> bool:
     return first == second or first.is_unspecified or second.is_unspecified
 
 
+def _check_geo_networks(networks: list[GeoNetworkSettings | None]) -> Iterator[str]:
+    """A network may be given one location only: a repeat is an error, even with the same."""
+    first: dict[str, str] = {}
+    for index, network in enumerate(networks):
+        if network is None:
+            continue
+        key = f"geo.networks[{index}].prefix"
+        earlier = first.setdefault(network.prefix, key)
+        if earlier != key:
+            yield f"{key}: {network.prefix} is listed twice (first at {earlier})"
+
+
 def _check_zone(index: int, zone: ZoneSettings) -> Iterator[str]:
     for n, ns in enumerate(zone.nameservers):
         if inside(ns.name, zone.name) and ns.address is None:
@@ -210,6 +235,8 @@ def _check_service(
         yield f"{here}.name: {service.name} is also a nameserver's name"
     yield from _check_backends(here, service, parts, known)
     yield from _check_probe(f"{here}.probe", service.probe)
+    if service.policy is PolicyName.GEO:
+        yield from _check_geo_service(here, service, known)
 
 
 def _check_backends(
@@ -230,6 +257,18 @@ def _check_backends(
             first = owner.setdefault(address, backend.cluster)
             if first != backend.cluster:
                 yield f"{key}: address {address} is also in cluster {first!r}"
+
+
+def _check_geo_service(here: str, service: ServiceSettings, known: _Known) -> Iterator[str]:
+    """The geo policy ranks clusters by distance: each cluster a geo service uses needs a
+    location (an unknown or invalid cluster is reported on its own)."""
+    for name in dict.fromkeys(backend.cluster for backend in service.backends):
+        cluster = known.clusters.get(name)
+        if cluster is not None and cluster.location is None:
+            yield (
+                f"{here} ({service.name}): policy geo needs a location on cluster "
+                f"{cluster.name} ({known.cluster_keys[cluster.name]})"
+            )
 
 
 def _check_probe(here: str, probe: ProbeSettings) -> Iterator[str]:

@@ -2,12 +2,16 @@
 
 Every model forbids unknown keys. `Settings` also reads `GLB_*` environment variables, which win
 over the file (`GLB_DNS__LISTEN=0.0.0.0:53`: nested keys joined with `__`).
+
+Validation opens `geo.database` (glb.geodb): valid Settings hold the opened database, so each
+load (hence each reload) reads the file as it is then, and a bad file fails the load.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import math
+import os
 import re
 from collections.abc import Callable
 from typing import Annotated, Literal
@@ -29,6 +33,8 @@ from pydantic_settings import (
 )
 
 from glb.core.model import PolicyName, ProbeType, Scheme, WhenAllDown
+from glb.errors import GeoDatabaseError
+from glb.geodb import MmdbDatabase, open_database
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -94,6 +100,54 @@ def parse_address(value: object) -> str:
         return str(ipaddress.ip_address(str(value).strip()))
     except ValueError:
         raise ValueError(f"{value!r} is not an IPv4 or IPv6 address") from None
+
+
+_IPV4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+
+
+def parse_network(value: object) -> str:
+    """An IP network (`198.51.100.0/24`, `2001:db8::/32`) in its canonical text form; its host
+    bits must be zero, and an IPv4-mapped IPv6 network is written as the IPv4 network it is."""
+    try:
+        interface = ipaddress.ip_interface(value.strip() if isinstance(value, str) else "")
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is not an IP network (e.g. 198.51.100.0/24 or 2001:db8::/32)"
+        ) from None
+    network = interface.network
+    if interface.ip != network.network_address:
+        raise ValueError(f"{interface} has host bits set: the network is {network}")
+    if isinstance(network, ipaddress.IPv6Network) and network.subnet_of(_IPV4_MAPPED):
+        ipv4 = ipaddress.IPv4Network(
+            (int(network.network_address) & 0xFFFFFFFF, network.prefixlen - 96)
+        )
+        raise ValueError(f"{value!r} is IPv4-mapped: write it as {ipv4}")
+    return str(network)
+
+
+def parse_degrees(value: object) -> float:
+    """A latitude or longitude in decimal degrees: a finite number (its range is the field's)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(f"{value!r} is not a number of degrees")
+    try:
+        degrees = float(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a number of degrees") from None
+    if not math.isfinite(degrees):
+        raise ValueError("a coordinate must be a finite number of degrees")
+    return degrees
+
+
+def open_geo_database(value: object) -> MmdbDatabase:
+    """The MaxMind DB file at the path `value`, opened (glb.geodb.open_database)."""
+    if isinstance(value, MmdbDatabase):
+        return value
+    if not isinstance(value, str | os.PathLike) or not os.fspath(value).strip():
+        raise ValueError("the path of a MaxMind DB file is needed (or null: no database)")
+    try:
+        return open_database(value)
+    except GeoDatabaseError as exc:
+        raise ValueError(exc.reasons[0]) from None
 
 
 def parse_listen(value: object) -> tuple[str, int]:
@@ -178,6 +232,10 @@ Address = Annotated[str, BeforeValidator(parse_address)]
 Listen = Annotated[tuple[str, int], BeforeValidator(parse_listen), NoDecode]
 StatusRanges = Annotated[tuple[tuple[int, int], ...], BeforeValidator(parse_status_ranges)]
 Port = Annotated[int, Field(ge=1, le=65535)]
+IpNetwork = Annotated[str, BeforeValidator(parse_network)]
+Latitude = Annotated[float, BeforeValidator(parse_degrees), Field(ge=-90, le=90)]
+Longitude = Annotated[float, BeforeValidator(parse_degrees), Field(ge=-180, le=180)]
+GeoDatabase = Annotated[MmdbDatabase, BeforeValidator(open_geo_database), NoDecode]
 Size = Annotated[int, BeforeValidator(parse_size)]
 
 
@@ -287,10 +345,36 @@ class ZoneSettings(Strict):
     expire: int = Field(default=604800, ge=1, le=2**31 - 1)
 
 
+class LocationSettings(Strict):
+    """A point on the globe in decimal degrees."""
+
+    lat: Latitude
+    lon: Longitude
+
+
 class ClusterSettings(Strict):
     name: Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9_.-]+$")]
     region: str | None = None  # default: the cluster's name
     addresses: list[Address] = Field(min_length=1)
+    location: LocationSettings | None = None  # where it is: needed by the geo policy
+
+
+class GeoNetworkSettings(Strict):
+    """Clients of a network (the longest configured prefix wins) are at a location."""
+
+    prefix: IpNetwork
+    location: LocationSettings
+
+
+class GeoSettings(Strict):
+    """Where clients are, for the geo policy: the configured networks first, then the database,
+    then the default location; a client found nowhere is unknown."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    database: GeoDatabase | None = None  # a MaxMind DB file, opened at every load
+    networks: list[GeoNetworkSettings] = Field(default_factory=list)
+    default_location: LocationSettings | None = None
 
 
 class ProbeSettings(Strict):
@@ -366,6 +450,7 @@ class Settings(BaseSettings):
     admin: AdminSettings = Field(default_factory=AdminSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     probes: ProbesSettings = Field(default_factory=ProbesSettings)
+    geo: GeoSettings = Field(default_factory=GeoSettings)
     zones: list[ZoneSettings] = Field(min_length=1)
     clusters: list[ClusterSettings] = Field(min_length=1)
     services: list[ServiceSettings] = Field(default_factory=list)

@@ -1,4 +1,6 @@
-"""From valid Settings to the core's immutable Topology."""
+"""From valid Settings to the core's immutable Topology: zones, clusters (with their locations),
+services with their endpoints, and the `GeoMap` placing clients (networks, the database opened
+by this load, the default location)."""
 
 from __future__ import annotations
 
@@ -8,15 +10,19 @@ from glb.config.checks import zone_of
 from glb.config.loading import gc_paused
 from glb.config.models import (
     PROBE_HOST_ADDRESS,
+    GeoSettings,
+    LocationSettings,
     ProbeSettings,
     ServiceSettings,
     Settings,
     ZoneSettings,
 )
+from glb.core.geo import GeoMap
 from glb.core.model import (
     Cluster,
     Endpoint,
     LatencyBand,
+    Location,
     Nameserver,
     ProbeSpec,
     ProbeType,
@@ -26,6 +32,7 @@ from glb.core.model import (
     Topology,
     Zone,
 )
+from glb.core.networks import NetworkTable
 
 
 def to_topology(settings: Settings, *, serial: int = 1) -> Topology:
@@ -33,13 +40,27 @@ def to_topology(settings: Settings, *, serial: int = 1) -> Topology:
     with gc_paused():
         zones = tuple(_zone(z, serial) for z in settings.zones)
         clusters = tuple(
-            Cluster(c.name, c.region or c.name, tuple(c.addresses)) for c in settings.clusters
+            Cluster(c.name, c.region or c.name, tuple(c.addresses), _location(c.location))
+            for c in settings.clusters
         )
         by_name = {c.name: c for c in clusters}
         zone_names = [z.name for z in zones]
         targets = _Targets()
         services = tuple(_service(s, by_name, zone_names, targets) for s in settings.services)
-        return Topology(zones, clusters, services)
+        return Topology(zones, clusters, services, geo_map(settings.geo))
+
+
+def geo_map(geo: GeoSettings) -> GeoMap:
+    """Where clients are: the configured networks, the database (opened when the settings were
+    loaded, so each load reads the file as it is then), the default location."""
+    networks = NetworkTable(
+        (n.prefix, Location(n.location.lat, n.location.lon)) for n in geo.networks
+    )
+    return GeoMap(networks, geo.database, _location(geo.default_location))
+
+
+def _location(where: LocationSettings | None) -> Location | None:
+    return None if where is None else Location(where.lat, where.lon)
 
 
 class _Targets:
@@ -116,7 +137,8 @@ def _service(
     spec = targets.spec(probe_spec(service.probe, service))
     endpoints: list[Endpoint] = []
     for backend in service.backends:
-        for address in clusters[backend.cluster].addresses:
+        cluster = clusters[backend.cluster]
+        for address in cluster.addresses:
             target = targets.target(address, spec)
             endpoints.append(
                 Endpoint(
@@ -127,6 +149,7 @@ def _service(
                     backend.priority,
                     target,
                     len(endpoints),
+                    cluster.location,
                 )
             )
     band = LatencyBand(service.latency_band.relative, service.latency_band.absolute)
