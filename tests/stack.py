@@ -12,26 +12,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 
 from aiohttp import web
 
 from glb.config import parse_settings, to_topology
-from glb.core.model import Topology
 from glb.health.monitor import Monitor
 from glb.health.probes import Prober
 from tests.clusters import address_block, listen_on_common_port
 
 
 @contextlib.asynccontextmanager
-async def monitored(
-    config: str, adjust: Callable[[Topology], Topology] | None = None
-) -> AsyncIterator[Monitor]:
-    """A running Monitor for `config` (YAML text), its topology changed by `adjust` if given,
-    whose first probe round is done."""
+async def monitored(config: str) -> AsyncIterator[Monitor]:
+    """A running Monitor for `config` (YAML text), whose first probe round is done."""
     prober = Prober()
     topology = to_topology(parse_settings(config))
-    monitor = Monitor(adjust(topology) if adjust else topology, prober.probe)
+    monitor = Monitor(topology, prober.probe)
     await monitor.first_round()
     task = asyncio.create_task(monitor.run())
     try:

@@ -2,8 +2,8 @@
 connect from different loopback source addresses (all of 127.0.0.0/8 is routed to lo), placed on
 different continents, in front of three cluster processes in Europe, North America and Asia.
 
-Until the configuration's `geo:` section exists, the geo data is added to the topology made from
-the YAML (`placed`): each cluster's location on its endpoints and a `GeoMap` of client networks.
+The YAML of the clusters helpers gets each cluster's location and a `geo:` section of client
+networks (`placed`).
 """
 
 from __future__ import annotations
@@ -11,15 +11,15 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import ipaddress
-from collections.abc import AsyncIterator, Callable, Mapping
+import re
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from glb.core.geo import GeoMap
-from glb.core.model import Location, PolicyName, Topology
-from glb.core.networks import NetworkTable
+from glb.config import parse_settings, to_topology
+from glb.core.model import Location, PolicyName
 from glb.health.monitor import Monitor
 from glb.proxy.handler import HttpProxy
 from tests.clusters import ClusterProcess, start_clusters, write_config
@@ -41,31 +41,20 @@ PROXY, OTHER_PROXY = "127.0.9.1", "127.0.9.2"  # inside the trusted prefix
 TRUSTED = ["127.0.9.0/24"]
 
 
-def placed(
-    clusters: Mapping[str, Location], clients: Mapping[str, Location]
-) -> Callable[[Topology], Topology]:
-    """The topology with each cluster at its location and clients placed by network."""
-
-    def place(topology: Topology) -> Topology:
-        services = tuple(
-            dataclasses.replace(
-                service,
-                endpoints=tuple(
-                    dataclasses.replace(e, location=clusters[e.cluster]) for e in service.endpoints
-                ),
-            )
-            for service in topology.services
+def placed(config: str, clusters: Mapping[str, Location], clients: Mapping[str, Location]) -> str:
+    """`config` (YAML) with each cluster at its location and a `geo:` section placing clients
+    by network."""
+    for name, where in clusters.items():
+        config = re.sub(
+            rf"(\{{name: {re.escape(name)}, addresses: \[[^\]]*\])\}}",
+            rf"\1, location: {{lat: {where.lat}, lon: {where.lon}}}}}",
+            config,
         )
-        return dataclasses.replace(
-            topology,
-            clusters=tuple(
-                dataclasses.replace(c, location=clusters[c.name]) for c in topology.clusters
-            ),
-            services=services,
-            geo=GeoMap(NetworkTable(clients.items())),
-        )
-
-    return place
+    networks = "".join(
+        f"\n    - {{prefix: {prefix}, location: {{lat: {at.lat}, lon: {at.lon}}}}}"
+        for prefix, at in clients.items()
+    )
+    return f"{config.rstrip()}\ngeo:\n  networks:{networks}\n"
 
 
 async def ask(base: str, source: str, forwarded_for: str | None = None) -> str:
@@ -99,7 +88,7 @@ async def geo_clusters() -> AsyncIterator[list[ClusterProcess]]:
 async def geo_monitor(geo_clusters: list[ClusterProcess], tmp_path: Path) -> AsyncIterator[Monitor]:
     """A monitor of app.glb.test (policy geo) on the three clusters, placed as CLUSTERS."""
     config = write_config(tmp_path, geo_clusters, policy="geo").read_text()
-    async with monitored(config, placed(CLUSTERS, CLIENTS)) as monitor:
+    async with monitored(placed(config, CLUSTERS, CLIENTS)) as monitor:
         yield monitor
 
 
@@ -136,13 +125,14 @@ async def test_a_killed_nearest_cluster_hands_over_to_the_next_nearest(
     assert await ask(geo_front, NOWHERE) == "ap-southeast"
 
 
-async def test_a_new_topology_places_clients_anew(geo_monitor: Monitor) -> None:
+async def test_a_new_topology_places_clients_anew(geo_monitor: Monitor, tmp_path: Path) -> None:
     """A reloaded topology brings its own client placements: a network moved from Paris to
     Tokyo is served from Singapore from then on."""
+    yaml = (tmp_path / "glb.yaml").read_text()  # as the geo_monitor fixture wrote it
     async with serve_proxy(geo_monitor, Recorder(geo_monitor), cluster_header=True) as (base, _):
         assert await ask(base, EUROPE) == "eu-west"
         moved = {**CLIENTS, "127.0.2.0/24": Location(35.68, 139.69)}
-        await geo_monitor.update(placed(CLUSTERS, moved)(geo_monitor.topology))
+        await geo_monitor.update(to_topology(parse_settings(placed(yaml, CLUSTERS, moved))))
         assert await ask(base, EUROPE) == "ap-southeast"
         assert await ask(base, AMERICA) == "us-east"
 
@@ -203,8 +193,8 @@ async def test_forwarded_for_sent_upstream_still_appends_the_peer() -> None:
     apps = {"primary": echo_app("primary"), "secondary": echo_app("secondary")}
     async with upstreams(apps) as where:
         config = config_for(where, service_yaml(where.port, policy="geo"))
-        places = placed({"primary": DUBLIN, "secondary": VIRGINIA}, CLIENTS)
-        async with monitored(config, places) as monitor:
+        places = placed(config, {"primary": DUBLIN, "secondary": VIRGINIA}, CLIENTS)
+        async with monitored(places) as monitor:
             options = {"trusted_proxies": TRUSTED}
             async with serve_proxy(monitor, Recorder(monitor), **options) as (base, _):
                 connector = aiohttp.TCPConnector(local_addr=(PROXY, 0))
