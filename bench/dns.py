@@ -376,13 +376,30 @@ def run_peers(args: argparse.Namespace, names: Path) -> dict[str, dict[str, floa
 def micro(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         geo_db = None if args.no_geo else timed_database(Path(tmp, "geo.mmdb"))
-        before = _rss()
-        topology = topology_of(args.services, geo_db)
         if geo_db is not None:
-            _touch_every_network(topology)
-            print(f"RSS after opening the database and looking up every network: "
-                  f"+{(_rss() - before) / 2**20:.1f} MiB (with the topology)")  # fmt: skip
-        _micro(topology, geo_db is not None)
+            database_rss(geo_db)
+        _micro(topology_of(args.services, geo_db), geo_db is not None)
+
+
+def database_rss(path: Path) -> None:
+    """The resident memory a memory-mapped database adds: opened, then once every network has
+    been looked up (its pages mapped in, as weeks of queries would)."""
+    import ipaddress
+
+    from glb.geodb import open_database
+
+    gc.collect()
+    before = _rss()
+    database = open_database(path)
+    opened = _rss()
+    for i in range(NETWORKS):
+        database.locate(ipaddress.IPv4Address("{}.{}.{}.1".format(*network(i))))
+    gc.collect()
+    looked_up = _rss()
+    print(
+        f"RSS of the database: +{(opened - before) / 2**20:.1f} MiB opened, "
+        f"+{(looked_up - before) / 2**20:.1f} MiB after looking up all {NETWORKS:,} networks"
+    )
 
 
 def _micro(topology: Topology, geo: bool) -> None:
@@ -422,24 +439,18 @@ def _rss() -> int:
         return int(statm.read().split()[1]) * 4096
 
 
-def _touch_every_network(topology: Topology) -> None:
-    """Look every database network up (maps its pages in, as weeks of queries would)."""
-    import ipaddress
-
-    database = topology.geo.database
-    assert database is not None
-    for i in range(NETWORKS):
-        database.locate(ipaddress.IPv4Address("{}.{}.{}.1".format(*network(i))))
-
-
 def _rate(call: Callable[[bytes, str], object], wire: bytes, seconds: float) -> float:
-    count, started = 0, time.perf_counter()
-    deadline = started + seconds
-    while (now := time.perf_counter()) < deadline:
-        for _ in range(200):
-            call(wire, "127.0.0.1")
-        count += 200
-    return count / (now - started)
+    """Calls per second: the best of three runs of seconds / 3 (the machine is shared)."""
+    best = 0.0
+    for _ in range(3):
+        count, started = 0, time.perf_counter()
+        deadline = started + seconds / 3
+        while (now := time.perf_counter()) < deadline:
+            for _ in range(200):
+                call(wire, "127.0.0.1")
+            count += 200
+        best = max(best, count / (now - started))
+    return best
 
 
 def rebuild(args: argparse.Namespace) -> None:

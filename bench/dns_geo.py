@@ -34,7 +34,9 @@ def network(index: int) -> tuple[int, int, int]:
 
 def write_database(path: Path, count: int = NETWORKS) -> Path:
     rnd = random.Random(11)
-    networks = {"{}.{}.{}.0/24".format(*network(i)): rnd.choice(CITIES) for i in range(count)}
+    networks = {
+        "{}.{}.{}.0/24".format(*network(i)): jittered(rnd, rnd.choice(CITIES)) for i in range(count)
+    }
     return write_city_db(path, networks, database_type="GeoLite2-City")
 
 
@@ -63,3 +65,9 @@ def client_networks(count: int = CLIENT_NETWORKS) -> list[tuple[int, int, int]]:
     """`count` distinct /24s of the database, spread over it."""
     step = NETWORKS // count
     return [network(i * step) for i in range(count)]
+
+
+def jittered(rnd: random.Random, city: tuple[float, float]) -> tuple[float, float]:
+    """A point within about 50 km of `city`: every network's record differs, so the writer
+    cannot merge neighbours into fewer networks."""
+    return city[0] + rnd.uniform(-0.4, 0.4), city[1] + rnd.uniform(-0.4, 0.4)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import platform
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from typing import Final
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
@@ -29,7 +28,7 @@ from prometheus_client.registry import Collector
 from glb import __version__
 from glb.core.ports import StateView
 from glb.core.snapshot import EndpointState
-from glb.core.stats import Histogram, Stats
+from glb.core.stats import ECS_RESULTS, Histogram, Stats
 
 ENDPOINT = ["service", "cluster", "address"]
 PROBE = ["cluster", "address", "port", "type"]
@@ -129,7 +128,7 @@ class GlbCollector(Collector):
             " address is the client's), zero_prefix (source prefix 0: the resolver's own"
             " address is), malformed (FORMERR)",
             ["result"],
-            (((result,), stats.dns_ecs_queries[result]) for result in _ECS_RESULTS),
+            (((result,), stats.dns_ecs_queries[result]) for result in ECS_RESULTS),
         )
         yield CounterMetricFamily(
             "glb_dns_rrl_dropped",
@@ -225,9 +224,6 @@ class GlbCollector(Collector):
         for worker, seconds in sorted(self._stats.worker_propagation.items()):
             delay.add_metric([worker], seconds)
         yield delay
-
-
-_ECS_RESULTS: Final = ("used", "malformed", "zero_prefix")  # every one shown, from 0
 
 
 def _counter(

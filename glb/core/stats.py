@@ -74,6 +74,11 @@ UDP: Final = 0
 TCP: Final = 1
 TRUNCATED: Final = 2  # over UDP with TC=1 and no records: its addresses are not counted
 _WAYS: Final = 3
+# what became of a query's EDNS Client Subnet option: its address was the client's, it had
+# source prefix 0 (the resolver's own address was), or it was malformed (FORMERR)
+ECS_RESULTS: Final = ("used", "zero_prefix", "malformed")
+ECS_USED: Final = 0
+ECS_ZERO_PREFIX: Final = 1
 
 
 @dataclass(slots=True, eq=False)
@@ -87,6 +92,7 @@ class DnsTally:
     on a packing thread while the answering thread bumps and folds: it only appends."""
 
     counts: list[int] = field(default_factory=list)
+    subnets: list[int] = field(default_factory=lambda: [0] * len(ECS_RESULTS))  # ECS, by result
     _outcomes: list[tuple[str, str, Steered]] = field(default_factory=list)  # per slot // _WAYS
     _slots: dict[tuple[str, str, Steered], int] = field(default_factory=dict)
 
@@ -103,7 +109,12 @@ class DnsTally:
         return slot
 
     def fold(self, stats: Stats) -> None:
-        """Add the counts into `stats` (queries, answers, truncated) and zero them."""
+        """Add the counts into `stats` (queries, answers, truncated, ECS) and zero them."""
+        subnets = self.subnets
+        for at, result in enumerate(ECS_RESULTS):
+            if subnets[at]:
+                count, subnets[at] = subnets[at], 0
+                stats.dns_ecs_queries[result] += count
         counts = self.counts
         for slot in list(itertools.compress(range(len(counts)), counts)):
             count, counts[slot] = counts[slot], 0

@@ -43,9 +43,8 @@ from glb.core.model import Endpoint, PolicyName, Service, Topology
 from glb.core.policies import Decision, Query, decide
 from glb.core.scope import GeoRankings, Ranked
 from glb.core.snapshot import HealthSnapshot
-from glb.core.stats import TCP, TRUNCATED, UDP
+from glb.core.stats import ECS_USED, ECS_ZERO_PREFIX, TCP, TRUNCATED, UDP
 from glb.dns.counting import ReplyCounter
-from glb.dns.ecs import ClientSubnet
 from glb.dns.entries import (
     CACHED_QTYPES,
     QTYPE_KEYS,
@@ -57,7 +56,7 @@ from glb.dns.entries import (
     make_variant,
     reordered,
 )
-from glb.dns.geo_answers import Clients, GeoAnswers, GeoReply, Subnets
+from glb.dns.geo_answers import Clients, GeoAnswers, GeoClient, GeoReply, Subnet, Subnets
 from glb.dns.memo import ExactQueryMemo
 from glb.dns.negatives import Negative, NegativeAnswers
 from glb.dns.refresh import ServiceWatch
@@ -86,12 +85,9 @@ _ONE_QUESTION: Final = struct.pack("!4H", 1, 0, 0, 0)
 _ONE_QUESTION_OPT: Final = struct.pack("!4H", 1, 0, 0, 1)
 _OPT_START: Final = OPT_RECORD[:3]  # root owner, type OPT
 _ECS: Final = int(OptionType.ECS)
-SUBNET: Final = -2  # `opt_payload`: a well-framed OPT with an ECS option
-_SCOPES: Final = tuple(bytes((n,)) for n in range(129))  # a SCOPE PREFIX-LENGTH byte
+_ECS_CODE: Final = _ECS.to_bytes(2, "big")
 # our OPT record's fixed part (root, type, payload, TTL 0) with RDLENGTH n, by n
-_OPT_HEADS: Final = {n: OPT_RECORD[:-2] + struct.pack("!H", n) for n in range(4, 4 + 4 + 17)}
-_USED, _ZERO_PREFIX = "used", "zero_prefix"  # counted ECS queries (malformed: the full path)
-_UNSEEN: Final = object()
+_UNSEEN: Final[Subnet] = (None, b"")  # type: ignore[assignment]  # a marker, never stored
 _A_AAAA: Final = (int(RdataType.A), int(RdataType.AAAA))
 _ANY: Final = int(RdataType.ANY)
 
@@ -118,40 +114,38 @@ class Renderer(Protocol):
 
 
 def opt_payload(wire: bytes, at: int) -> int:
-    """The advertised payload of an OPT record that exactly ends `wire` at `at`; SUBNET if it is
-    well framed but carries an ECS option (see `subnet_at`); -1 when the fast path cannot take
-    it (not an OPT at the root, version > 0, bad lengths)."""
+    """The advertised payload of an OPT record that exactly ends `wire` at `at`; -1 when the fast
+    path cannot take it (not an OPT at the root, version > 0, bad lengths, several ECS options);
+    for a well-framed OPT with one ECS option, -2 - (where that option starts)."""
     end = len(wire)
     if at + 11 > end or wire[at : at + 3] != _OPT_START or wire[at + 6] != EDNS_VERSION:
         return -1
-    if at + 11 + ((wire[at + 9] << 8) | wire[at + 10]) != end:
+    length = (wire[at + 9] << 8) | wire[at + 10]
+    if at + 11 + length != end:
         return -1
+    if not length:  # the common cases first: no option, or one ECS option alone
+        return (wire[at + 3] << 8) | wire[at + 4]
     option = at + 11
-    subnet = False
+    if (
+        length >= 4
+        and wire[option : option + 2] == _ECS_CODE
+        and 4 + ((wire[option + 2] << 8) | wire[option + 3]) == length
+    ):
+        return -2 - option
+    subnet = -1
     for _ in range(end - option):  # bounded: each option takes at least 4 bytes
         if option == end:
             break
         if option + 4 > end:
             return -1
         if ((wire[option] << 8) | wire[option + 1]) == _ECS:
-            subnet = True
+            if subnet >= 0:
+                return -1  # the full path answers FORMERR
+            subnet = option
         option += 4 + ((wire[option + 2] << 8) | wire[option + 3])
     if option != end:
         return -1
-    return SUBNET if subnet else (wire[at + 3] << 8) | wire[at + 4]
-
-
-def subnet_at(wire: bytes, at: int) -> int:
-    """Where the one ECS option of the well-framed OPT record at `at` starts (its code); -1 if
-    it has several (the full path answers FORMERR)."""
-    option, end, found = at + 11, len(wire), -1
-    while option < end:
-        if ((wire[option] << 8) | wire[option + 1]) == _ECS:
-            if found >= 0:
-                return -1
-            found = option
-        option += 4 + ((wire[option + 2] << 8) | wire[option + 3])
-    return found
+    return (wire[at + 3] << 8) | wire[at + 4] if subnet < 0 else -2 - subnet
 
 
 class DnsCache:
@@ -196,7 +190,7 @@ class DnsCache:
         self._rankings = rankings or GeoRankings(topology)
         self._clients: dict[tuple[str, int], Clients] = {}  # geo services', by name and family
         self._subnets = Subnets()
-        self._ecs = counter.stats.dns_ecs_queries
+        self._subnet_counts = self._tally.tally.subnets  # ECS queries, by ECS_RESULTS
 
     # -- the query path ---------------------------------------------------------------------
 
@@ -215,8 +209,9 @@ class DnsCache:
         elif counts != _ONE_QUESTION_OPT:
             return None
         elif (payload := opt_payload(wire, end)) < 0:
-            if payload != SUBNET or (subnet := subnet_at(wire, end)) < 0:
+            if payload == -1:
                 return None
+            subnet = -2 - payload  # where the ECS option starts
             payload = (wire[end + 3] << 8) | wire[end + 4]
         flags = (wire[2] & _RD_HIGH) | ((wire[3] & _CD) >> 3)  # RD | CD << 1: which head
         question = wire[HEADER_SIZE:end]
@@ -226,8 +221,23 @@ class DnsCache:
             if subnet >= 0:
                 return None
             return self._negatives.reply(wire, end, payload, tcp, flags)
-        if entry.geo is not None or subnet >= 0:
-            return self._client_reply(wire, end, tcp, flags, payload, subnet, entry, source)
+        geo = entry.geo
+        if geo is not None and subnet >= 0:  # the common ECS case, inline: a network seen before
+            data = wire[subnet + 4 : subnet + 4 + ((wire[subnet + 2] << 8) | wire[subnet + 3])]
+            found = geo.clients.memo.get(data)
+            chosen = None if found is None else geo.by_key.get(found[0].key)
+            if chosen is not None and found is not None:
+                self._subnet_counts[ECS_USED] += 1
+                variant, slot = chosen[0], chosen[1]
+                opt = found[1] if chosen[2] else found[2]
+                size = variant.plain.size + len(opt)
+                if tcp or size <= CLASSIC_PAYLOAD or (size <= payload and size <= EDNS_PAYLOAD):
+                    self._counts[slot + (TCP if tcp else UDP)] += 1
+                    return (
+                        wire[:2] + variant.edns.heads[flags] + question + variant.plain.body + opt
+                    )
+        if geo is not None or subnet >= 0:
+            return self._client_reply(wire, question, tcp, flags, payload, subnet, entry, source)
         if not tcp and self.memoize and question == key:
             query = wire[2:]
             hit = self.exact.get(query)
@@ -254,76 +264,70 @@ class DnsCache:
     def _client_reply(
         self,
         wire: bytes,
-        end: int,
+        question: bytes,
         tcp: bool,
         flags: int,
         payload: int,
-        subnet_start: int,
+        at: int,
         entry: Entry,
         source: str | None,
     ) -> bytes | None:
-        """The reply to a query with an ECS option (at `subnet_start`, -1: none), or for a geo
-        service; None: take the full path (a malformed option, a sender not known)."""
-        subnet: ClientSubnet | None = None
-        data = b""
-        if subnet_start >= 0:
-            length = (wire[subnet_start + 2] << 8) | wire[subnet_start + 3]
-            data = wire[subnet_start + 4 : subnet_start + 4 + length]
-            subnet = self._subnets.get(data, _UNSEEN)  # type: ignore[arg-type]
-            if subnet is _UNSEEN:
-                subnet = self._subnets.parse(data)
-            if subnet is None:
-                return None  # FORMERR, counted, from the full path
-            self._ecs[_USED if subnet.source else _ZERO_PREFIX] += 1
+        """The reply to a query with an ECS option (starting at `at`; -1: none), or for a geo
+        service; None: take the full path (a malformed option, no sender known)."""
         geo = entry.geo
+        found: GeoClient | None = None  # a geo service's client
+        opt = b""  # our OPT record echoing the ECS option, if any (at scope 0)
+        if at >= 0:
+            data = wire[at + 4 : at + 4 + ((wire[at + 2] << 8) | wire[at + 3])]
+            if geo is not None:
+                found = geo.clients.memo.get(data)
+            if found is None:  # not a geo network seen before
+                subnet = self._subnets.get(data, _UNSEEN)
+                if subnet is _UNSEEN:
+                    subnet = self._subnets.parse(data)
+                if subnet is None:
+                    return None  # FORMERR, counted, from the full path
+                parsed, opt = subnet
+                if geo is not None and parsed.source:
+                    found = geo.clients.of_subnet(data, parsed)
+                else:
+                    self._subnet_counts[ECS_USED if parsed.source else ECS_ZERO_PREFIX] += 1
+            if found is not None:
+                self._subnet_counts[ECS_USED] += 1
         if geo is None:
             at = entry.order[next(entry.counter) % entry.n]
-            variant, slot, scope = entry.variants[at], entry.slots[at], 0
+            variant, slot = entry.variants[at], entry.slots[at]
         else:
-            if subnet is not None and subnet.source:
-                ranked = geo.clients.of_subnet(data, subnet)
-            elif source is None or (found := geo.clients.of_sender(source)) is None:
-                return None
+            if found is None:  # by the sender: no ECS, or ECS source prefix 0 (scope 0)
+                sender = None if source is None else geo.clients.of_sender(source)
+                if sender is None:
+                    return None
+                found = sender[0], opt, opt
+            ranked, scoped, zero = found
+            reply = geo.by_key.get(ranked.key) or geo.reply(ranked)
+            variant, slot = reply[0], reply[1]
+            opt = scoped if reply[2] else zero
+        if opt:  # the EDNS form's heads, the plain form's body, our OPT with the echo
+            plain, edns = variant.plain, variant.edns
+            size = plain.size + len(opt)
+            if tcp:
+                self._counts[slot + TCP] += 1
+            elif size <= CLASSIC_PAYLOAD or (size <= payload and size <= EDNS_PAYLOAD):
+                self._counts[slot + UDP] += 1
             else:
-                ranked = found
-            variant, slot, depends = geo.reply(ranked)
-            scope = ranked.scope if depends else 0
-        question = wire[HEADER_SIZE:end]
-        if subnet is None:
-            form = variant.plain if payload < 0 else variant.edns
-            return self._sent(
-                wire[:2] + form.heads[flags] + question + form.body,
-                form.size,
-                wire[:2] + form.tc_heads[flags] + question + form.tc_body,
-                tcp,
-                payload,
-                slot,
-            )
-        echo = wire[subnet_start : subnet_start + 7] + _SCOPES[scope if subnet.source else 0]
-        opt = _OPT_HEADS[len(echo) + len(data) - 4] + echo + data[4:]
-        plain, edns = variant.plain, variant.edns
-        return self._sent(
-            wire[:2] + edns.heads[flags] + question + plain.body + opt,
-            plain.size + len(opt),
-            wire[:2] + edns.tc_heads[flags] + question + opt,
-            tcp,
-            payload,
-            slot,
-        )
-
-    def _sent(
-        self, whole: bytes, size: int, cut: bytes, tcp: bool, payload: int, slot: int
-    ) -> bytes:
-        """`whole` (of `size` bytes), or its truncated form `cut` over UDP when it does not
-        fit, counted in tally slot `slot`."""
+                self._counts[slot + TRUNCATED] += 1
+                return wire[:2] + edns.tc_heads[flags] + question + opt
+            return wire[:2] + edns.heads[flags] + question + plain.body + opt
+        form = variant.plain if payload < 0 else variant.edns
+        size = form.size
         if tcp:
             self._counts[slot + TCP] += 1
-            return whole
-        if size <= CLASSIC_PAYLOAD or (size <= payload and size <= EDNS_PAYLOAD):  # udp_limit
+        elif size <= CLASSIC_PAYLOAD or (size <= payload and size <= EDNS_PAYLOAD):  # udp_limit
             self._counts[slot + UDP] += 1
-            return whole
-        self._counts[slot + TRUNCATED] += 1
-        return cut
+        else:
+            self._counts[slot + TRUNCATED] += 1
+            return wire[:2] + form.tc_heads[flags] + question + form.tc_body
+        return wire[:2] + form.heads[flags] + question + form.body
 
     def retire(self) -> None:
         """Answer no more: fold the tally's last counts and stop counting it."""

@@ -17,11 +17,12 @@ import struct
 from dataclasses import dataclass
 from typing import Final
 
-from glb.dns.wire import OptionType
+from glb.dns.wire import OPT_RECORD, OptionType
 
 FAMILIES: Final = {1: (4, 32), 2: (6, 128)}  # ECS FAMILY -> (IP version, address bits)
 _OPTION_HEAD: Final = struct.Struct("!HH")  # OPTION-CODE, OPTION-LENGTH
 _ECS: Final = int(OptionType.ECS)
+_RDLENGTH: Final = struct.Struct("!H")
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -67,3 +68,9 @@ def echo_option(data: bytes, scope: int) -> bytes:
     """The ECS option of a reply to a query whose option data was `data` (valid): FAMILY, SOURCE
     PREFIX-LENGTH and ADDRESS copied, SCOPE PREFIX-LENGTH `scope`."""
     return _OPTION_HEAD.pack(_ECS, len(data)) + data[:3] + bytes((scope,)) + data[4:]
+
+
+def subnet_record(data: bytes, scope: int) -> bytes:
+    """glb's OPT record carrying the echo of the ECS option data `data` with `scope`."""
+    option = echo_option(data, scope)
+    return OPT_RECORD[:-2] + _RDLENGTH.pack(len(option)) + option

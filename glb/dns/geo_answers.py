@@ -4,9 +4,11 @@ A geo service's answer depends on the client, so its entries (`Entry.geo`) are n
 of replies but a `GeoAnswers`: a reply per ranking of the service's endpoints
 (`glb.core.scope.RankKey`), packed on the first query that needs it and kept while the entry
 is (the cache makes a new entry whenever the service's steering inputs change). Clients map to
-rankings through `Clients`, one per service for the cache's life: keyed by the bytes of a
-query's ECS option data (an ECS network seen before) or by the sender's address, it holds the
-`Ranked` (ranking and scope) of at most `CLIENTS_MAX` clients, oldest out first.
+rankings through `Clients`, one per service and family for the cache's life: keyed by the bytes
+of a query's ECS option data (an ECS network seen before) or by the sender's address, it holds
+the `Ranked` (ranking and scope) of at most `CLIENTS_MAX` clients, oldest out first, with the
+OPT record echoing the ECS option at that scope. `Subnets` remembers which ECS option data are
+valid, with their OPT record at scope 0 (for answers that do not depend on the client).
 
 Pure: no sockets, no asyncio, no dnslib.
 """
@@ -18,7 +20,7 @@ from collections.abc import Callable
 from typing import Final
 
 from glb.core.scope import ClientRanking, Ranked, RankKey
-from glb.dns.ecs import Address, ClientSubnet, MalformedSubnet, parse_client_subnet
+from glb.dns.ecs import ClientSubnet, MalformedSubnet, parse_client_subnet, subnet_record
 from glb.dns.entries import Variant
 
 CLIENTS_MAX: Final = 65536  # clients (ECS networks or senders) remembered per geo service
@@ -27,69 +29,81 @@ SUBNETS_MAX: Final = 65536  # distinct valid ECS options remembered
 # a reply for one ranking: its variant, its tally slot, and whether it depends on the client
 # (it hands out addresses: its ECS scope is the ranking's; otherwise 0)
 GeoReply = tuple[Variant, int, bool]
+# a client's ranking, with the OPT records echoing its ECS option at the ranking's scope and at
+# scope 0 (b"" for a client known by the sender's address: there is nothing to echo)
+GeoClient = tuple[Ranked, bytes, bytes]
 
 
 class Clients:
-    """Rankings of one geo service's clients by what identifies them in a query."""
+    """Rankings of one geo service's clients by what identifies them in a query: ECS option
+    data (with the OPT record echoing it at the ranking's scope) or the sender's address."""
 
-    __slots__ = ("_memo", "_ranking")
+    __slots__ = ("_ranking", "memo")
 
     def __init__(self, ranking: ClientRanking) -> None:
         self._ranking = ranking
-        self._memo: dict[bytes | str, Ranked] = {}
+        self.memo: dict[bytes | str, GeoClient] = {}  # the hot path reads it
 
-    def of_subnet(self, data: bytes, subnet: ClientSubnet) -> Ranked:
-        """The ranking for an ECS network (`data`: its option data, `subnet` parsed)."""
-        ranked = self._memo.get(data)
-        if ranked is None:
-            ranked = self._remember(data, subnet.address)
-        return ranked
+    def of_subnet(self, data: bytes, subnet: ClientSubnet) -> GeoClient:
+        """The ranking for an ECS network (`data`: its option data, `subnet` parsed) and the OPT
+        records echoing it."""
+        found = self.memo.get(data)
+        if found is None:
+            ranked = self._ranking.rank(subnet.address)
+            scoped, zero = subnet_record(data, ranked.scope), subnet_record(data, 0)
+            found = self._remember(data, (ranked, scoped, zero))
+        return found
 
-    def of_sender(self, source: str) -> Ranked | None:
+    def of_sender(self, source: str) -> GeoClient | None:
         """The ranking for the query's sender; None if `source` is no IP address."""
-        ranked = self._memo.get(source)
-        if ranked is None:
+        found = self.memo.get(source)
+        if found is None:
             try:
                 address = ipaddress.ip_address(source)
             except ValueError:
                 return None
-            ranked = self._remember(source, address)
-        return ranked
+            found = self._remember(source, (self._ranking.rank(address), b"", b""))
+        return found
 
-    def _remember(self, key: bytes | str, address: Address) -> Ranked:
-        ranked = self._ranking.rank(address)
-        if len(self._memo) >= CLIENTS_MAX:
-            del self._memo[next(iter(self._memo))]
-        self._memo[key] = ranked
-        return ranked
+    def _remember(self, key: bytes | str, found: GeoClient) -> GeoClient:
+        memo = self.memo
+        if len(memo) >= CLIENTS_MAX:
+            del memo[next(iter(memo))]
+        memo[key] = found
+        return found
 
 
 class GeoAnswers:
     """A geo service's replies to one (name, type) by ranking, packed by `pack` on first use."""
 
-    __slots__ = ("_by_key", "_pack", "clients")
+    __slots__ = ("_pack", "by_key", "clients")
 
     def __init__(self, clients: Clients, pack: Callable[[Ranked], GeoReply]) -> None:
         self.clients = clients
         self._pack = pack
-        self._by_key: dict[RankKey, GeoReply] = {}
+        self.by_key: dict[RankKey, GeoReply] = {}  # the hot path reads it
 
     def reply(self, ranked: Ranked) -> GeoReply:
-        found = self._by_key.get(ranked.key)
+        found = self.by_key.get(ranked.key)
         if found is None:
-            found = self._by_key[ranked.key] = self._pack(ranked)
+            found = self.by_key[ranked.key] = self._pack(ranked)
         return found
 
 
-class Subnets(dict[bytes, ClientSubnet | None]):
-    """ECS option data seen before -> its parsed subnet (None: malformed), at most
-    SUBNETS_MAX, cleared whole when full."""
+# what a query's ECS option data is: its subnet with the OPT record echoing it at scope 0, or
+# None when it is malformed
+Subnet = tuple[ClientSubnet, bytes] | None
 
-    def parse(self, data: bytes) -> ClientSubnet | None:
+
+class Subnets(dict[bytes, Subnet]):
+    """ECS option data seen before -> `Subnet`, at most SUBNETS_MAX, cleared whole when
+    full."""
+
+    def parse(self, data: bytes) -> Subnet:
         if len(self) >= SUBNETS_MAX:
             self.clear()
         try:
-            subnet: ClientSubnet | None = parse_client_subnet(data)
+            subnet: Subnet = parse_client_subnet(data), subnet_record(data, 0)
         except MalformedSubnet:
             subnet = None
         self[data] = subnet
