@@ -135,7 +135,8 @@ def _check(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from glb.reload import file_signature
 
-    loaded = file_signature(args.config)  # before reading: a change from then on is reloaded
+    # before reading: a change from then on is reloaded (no path: _load says what is missing)
+    loaded = file_signature(args.config) if args.config else None
     settings = _load(args)
     if settings is None:
         return EXIT_CONFIG
