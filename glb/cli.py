@@ -3,7 +3,8 @@
     glb serve -c FILE     validate FILE, then serve until SIGINT/SIGTERM; SIGHUP reloads FILE
                           (--workers N, or GLB_WORKERS: N processes share the DNS and HTTP ports;
                           --watch SECONDS: reload FILE when it changes, looked at that often)
-    glb check -c FILE     validate FILE, print every problem, exit 2 if any
+    glb check -c FILE     validate FILE, print every problem, exit 2 if any (if none: OK, and
+                          a line per geo service: its clusters' locations, what places clients)
     glb demo              simulated clusters on loopback plus glb, for trying it out
 
 The configuration path comes from `-c` or the GLB_CONFIG environment variable. `glb worker` is
@@ -22,7 +23,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
 from glb import __version__
-from glb.config import Settings, load_settings
+from glb.config import Settings, geo_summaries, load_settings
 from glb.errors import ConfigError, GLBError
 from glb.logs import setup_logging
 
@@ -129,13 +130,16 @@ def _check(args: argparse.Namespace) -> int:
         f"{args.config}: OK ({len(settings.zones)} zone(s), {len(settings.clusters)} cluster(s), "
         f"{len(settings.services)} service(s))"
     )
+    for line in geo_summaries(settings):
+        print(line)
     return EXIT_OK
 
 
 def _serve(args: argparse.Namespace) -> int:
     from glb.reload import file_signature
 
-    loaded = file_signature(args.config)  # before reading: a change from then on is reloaded
+    # before reading: a change from then on is reloaded (no path: _load says what is missing)
+    loaded = file_signature(args.config) if args.config else None
     settings = _load(args)
     if settings is None:
         return EXIT_CONFIG

@@ -363,23 +363,27 @@ async def test_a_killed_cluster_turns_down_on_the_page(tmp_path, clusters):
     assert "1 degraded" in summary
 
 
-async def test_the_page_says_when_the_api_stops_answering(tmp_path, monitor):
-    """When the admin API goes away, the page shows "connection lost" and keeps the last data."""
+@contextlib.asynccontextmanager
+async def admin_server(monitor: Monitor) -> AsyncIterator[TestServer]:
+    """The admin API (no token) of `monitor` on a loopback port, closed on the way out."""
     server = TestServer(admin_app(monitor, monitor, token=None), host="127.0.0.1")
     await server.start_server()
     try:
-        async with browser() as page:
-            async with asyncio.timeout(10):
-                await page.open(str(server.make_url("/")), width=1366, height=768)
-                await page.wait_for('body[data-connection="live"] tr[data-cluster="eu"]')
-            await server.close()
-            async with asyncio.timeout(10):
-                await page.wait_for('body[data-connection="lost"] tr[data-cluster="eu"]')
-            banner = await page.evaluate(
-                "getComputedStyle(document.getElementById('lost')).display"
-            )
-            status = await page.evaluate("document.getElementById('conn').textContent")
+        yield server
     finally:
         await server.close()
+
+
+async def test_the_page_says_when_the_api_stops_answering(tmp_path, monitor):
+    """When the admin API goes away, the page shows "connection lost" and keeps the last data."""
+    async with admin_server(monitor) as server, browser() as page:
+        async with asyncio.timeout(10):
+            await page.open(str(server.make_url("/")), width=1366, height=768)
+            await page.wait_for('body[data-connection="live"] tr[data-cluster="eu"]')
+        await server.close()
+        async with asyncio.timeout(10):
+            await page.wait_for('body[data-connection="lost"] tr[data-cluster="eu"]')
+        banner = await page.evaluate("getComputedStyle(document.getElementById('lost')).display")
+        status = await page.evaluate("document.getElementById('conn').textContent")
     assert banner == "block"
     assert status.startswith("Connection lost")

@@ -5,6 +5,7 @@
     GET  /readyz                                            the first probe round has been applied
     GET  /api/v1/services                                   every service, its endpoints and answer
     GET  /api/v1/services/{name}                            one service (case and trailing dot free)
+    GET  /api/v1/services/{name}/answer?client=ADDRESS      the answer and ECS scope for a client
     POST /api/v1/clusters/{cluster}/drain|undrain           a cluster, in every service
     POST /api/v1/services/{name}/endpoints/{cluster}/drain|undrain   a cluster, in one service
 
@@ -13,7 +14,9 @@ Changing calls need `Authorization: Bearer <token>`; with no token configured th
 Every error, including aiohttp's own 404/405/413, is answered as
 `{"error": {"status": N, "message": "..."}}`, and no response may be cached.
 
-glb's state is reached only through the ports (`StateView`, `DrainControls`) handed in.
+glb's state is reached only through the ports (`StateView`, `DrainControls`) handed in. The
+geo views (a client's answer, a geo service's table of who answers where) are built in
+`glb.admin.geo_view`.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from typing import Final
 
 from aiohttp import hdrs, web
 
+from glb.admin.geo_view import BadClient, client_answer, geo_table, parse_client
 from glb.core.health import ProbeResult, TargetHealth
 from glb.core.model import Endpoint, PolicyName, Service, Topology
 from glb.core.policies import Decision, Query, decide
@@ -167,6 +171,18 @@ async def get_service(request: web.Request) -> web.Response:
     return web.json_response(view.service(service))
 
 
+async def get_client_answer(request: web.Request) -> web.Response:
+    """GET /api/v1/services/{name}/answer?client=ADDRESS: what that client is answered now."""
+    state = request.app[ADMIN].state
+    topology = state.topology
+    service = _find_service(topology, request.match_info["name"])
+    try:
+        client = parse_client(request.query.getall("client", []))
+    except BadClient as exc:
+        raise web.HTTPBadRequest(text=str(exc)) from None
+    return web.json_response(client_answer(service, topology, state.current(), client))
+
+
 @dataclass(frozen=True, slots=True)
 class _View:
     """Builds the JSON of services against one snapshot and one reading of both clocks."""
@@ -182,7 +198,8 @@ class _View:
         return cls(state.topology, state.current(), admin.clock(), admin.wall_clock())
 
     def service(self, service: Service) -> Json:
-        return {
+        """The service's JSON; a geo service's has a `geo` table of who answers where."""
+        body: Json = {
             "name": service.name,
             "zone": service.zone,
             "aliases": list(service.aliases),
@@ -194,6 +211,9 @@ class _View:
             "endpoints": [self.endpoint(e) for e in service.endpoints],
             "answer": self.answer(service),
         }
+        if service.policy is PolicyName.GEO:
+            body["geo"] = geo_table(service, self.topology, self.snapshot)
+        return body
 
     def endpoint(self, endpoint: Endpoint) -> Json:
         health = self.snapshot.health(endpoint.target)
@@ -457,6 +477,7 @@ ROUTES: Final[tuple[web.RouteDef, ...]] = (
     web.get("/readyz", readyz),
     web.get("/api/v1/services", list_services),
     web.get("/api/v1/services/{name}", get_service),
+    web.get("/api/v1/services/{name}/answer", get_client_answer),
     web.post("/api/v1/reload", reload_config),
     web.post(f"{_CLUSTER}/drain", _drain_handler(drained=True, per_service=False)),
     web.post(f"{_CLUSTER}/undrain", _drain_handler(drained=False, per_service=False)),

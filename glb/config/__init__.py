@@ -2,9 +2,11 @@
 
     load_settings(path) / parse_settings(text)   -> Settings, or ConfigError with every problem
     to_topology(settings, serial=...)             -> the core's immutable Topology
+    geo_summaries(settings)                       -> `glb check`'s line per geo service
 
 The package holds the models and value parsers (`models`), the cross-key checks (`checks`),
-reading and error collection (`loading`) and the conversion to the core model (`topology`).
+reading and error collection (`loading`), the conversion to the core model (`topology`) and
+the summary `glb check` prints (`summary`).
 """
 
 from glb.config.checks import cross_check, zone_of
@@ -18,11 +20,13 @@ from glb.config.models import (
     parse_network,
     parse_status_ranges,
 )
+from glb.config.summary import geo_summaries
 from glb.config.topology import probe_spec, to_topology
 
 __all__ = [
     "Settings",
     "cross_check",
+    "geo_summaries",
     "load_settings",
     "parse_address",
     "parse_domain",

@@ -520,12 +520,19 @@ def test_a_bad_database_from_the_environment_names_the_variable(
 
 
 async def test_glb_check_reports_geo_problems(tmp_path: Path, city_db: Path) -> None:
-    """`glb check` opens the database: a good geo file is OK, a bad one lists its problems
-    with their key paths and exits 2."""
+    """`glb check` opens the database: a good geo file is OK (and its geo service summarised),
+    a bad one lists its problems with their key paths and exits 2."""
     path = tmp_path / "glb.yaml"
     path.write_text(config(f"database: {city_db}\n"), encoding="utf-8")
     code, out, _ = await run_glb("check", "-c", str(path))
-    assert (code, out.strip()) == (0, f"{path}: OK (1 zone(s), 3 cluster(s), 1 service(s))")
+    assert (code, out.splitlines()) == (
+        0,
+        [
+            f"{path}: OK (1 zone(s), 3 cluster(s), 1 service(s))",
+            f"geo app.glb.example.test: eu-west (53.35, -6.26); clients placed by GeoLite2-City "
+            f"database ({city_db}); others get failover order",
+        ],
+    )
     path.write_text(
         config(
             f"database: {tmp_path / 'absent.mmdb'}\n",
