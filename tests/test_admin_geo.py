@@ -79,9 +79,9 @@ def location(lat: float, lon: float) -> dict[str, float]:
     [
         ("198.51.100.7", "network", NETWORKS["198.51.100.0/24"], "eu-west", (24, 0)),
         ("192.0.2.200", "network", NETWORKS["192.0.2.0/24"], "us-east", (24, 0)),
-        ("2001:db8:100:ffff::7", "network", NETWORKS["2001:db8:100::/48"], "ap-southeast", (48, 3)),
+        ("2001:db8:100:ffff::7", "network", NETWORKS["2001:db8:100::/48"], "ap-southeast", (48, 0)),
         ("203.0.113.9", "database", DATABASE["203.0.113.0/24"], "ap-southeast", (24, 0)),
-        ("2001:db8:200::5", "database", DATABASE["2001:db8:200::/48"], "us-east", (48, 3)),
+        ("2001:db8:200::5", "database", DATABASE["2001:db8:200::/48"], "us-east", (48, 0)),
     ],
     ids=["europe", "america", "oceania-ipv6", "asia-database", "south-america-ipv6-database"],
 )

@@ -59,15 +59,25 @@ class ClientRanking:
         # an unknown client's ranking prefers the first priority tier only (failover's): unlike
         # a located client's, unless there is one tier
         self._tiers = len({e.priority for e in self._endpoints}) > 1
+        # every client ranks alike (scope 0) when the endpoints are all in one place (or
+        # unlocated) and in one priority tier
+        self._one_ranking = len({e.location for e in self._endpoints}) <= 1 and not self._tiers
         self._capacity = capacity
         self._keys: dict[Location | None, RankKey] = {}
         self._memo: dict[Address, Ranked] = {}
 
     def rank(self, address: Address) -> Ranked:
-        """How `address` ranks the endpoints, with the scope of that ranking."""
+        """How `address` ranks the endpoints, with the scope of that ranking, in `address`'s
+        family: an IPv4-mapped IPv6 address ranks as its IPv4 address, its scope 96 bits
+        longer (::ffff:0:0/96 holds the IPv4 space)."""
         ranked = self._memo.get(address)
         if ranked is None:
-            ranked = self._rank(address)
+            mapped = getattr(address, "ipv4_mapped", None)
+            if mapped is not None:
+                inner = self.rank(mapped)
+                ranked = Ranked(inner.client, inner.source, 96 + inner.scope, inner.key)
+            else:
+                ranked = self._rank(address)
             if len(self._memo) >= self._capacity:
                 del self._memo[next(iter(self._memo))]
             self._memo[address] = ranked
@@ -86,6 +96,8 @@ class ClientRanking:
     def _rank(self, address: Address) -> Ranked:
         placement = self._geo.place(address)
         key = self.key(placement.location)
+        if self._one_ranking:
+            return Ranked(placement.location, placement.source, 0, key)
         block = placement.block
         scope = self._widened(block.version, int(block.network_address), block.prefixlen, key)
         return Ranked(placement.location, placement.source, scope, key)

@@ -220,3 +220,25 @@ def test_when_the_nearest_fails_the_next_nearest_answers() -> None:
     assert first(set()).address == "192.0.2.3"
     assert first({"192.0.2.3"}).address == "192.0.2.2"
     assert first({"192.0.2.3", "192.0.2.2"}).address == "192.0.2.1"
+
+
+def test_an_ipv4_mapped_client_ranks_as_ipv4_with_its_scope_in_ipv6_bits() -> None:
+    """::ffff:198.51.100.7 ranks as 198.51.100.7; its scope counts IPv6 bits (96 + the IPv4
+    scope), so a resolver caches the answer for ::ffff:198.51.100.0/120, not for ::/24."""
+    service = make_service(["192.0.2.1", "192.0.2.2"], policy=PolicyName.GEO,
+                           locations=CITIES[:2])  # fmt: skip
+    geo = GeoMap(NetworkTable([("198.51.100.0/24", CITIES[0]), ("198.51.101.0/24", CITIES[1])]))
+    ranking = ClientRanking(service, geo)
+    v4 = ranking.rank(ipaddress.ip_address("198.51.100.7"))
+    mapped = ranking.rank(ipaddress.ip_address("::ffff:198.51.100.7"))
+    assert v4.scope == 24
+    assert (mapped.client, mapped.key, mapped.scope) == (v4.client, v4.key, 120)
+
+
+def test_endpoints_in_one_place_give_every_client_scope_zero() -> None:
+    """Two endpoints in one city and one tier: no client can rank them otherwise."""
+    service = make_service(["192.0.2.1", "192.0.2.2"], policy=PolicyName.GEO,
+                           locations=[CITIES[0], CITIES[0]])  # fmt: skip
+    geo = GeoMap(NetworkTable([("198.51.100.0/24", CITIES[3]), ("2001:db8::/32", CITIES[4])]))
+    for address in ("198.51.100.7", "10.0.0.1", "2001:db8::1", "2001:db9::1"):
+        assert ClientRanking(service, geo).rank(ipaddress.ip_address(address)).scope == 0
