@@ -96,8 +96,7 @@ async def test_clients_on_every_continent_get_their_nearest_cluster(
 ) -> None:
     """Each client is placed (by a network or the database) and answered A from its nearest
     cluster, for the block placed alike (the network or record: its scope). AAAA, which only
-    eu-west has, is alike for every client: as wide a scope as widening proves within its
-    probes (all of IPv4; for IPv6, whose space holds more distinct blocks, a /3)."""
+    eu-west has, is alike for every client: scope 0."""
     body = await answer(client, client_address)
     assert body == {
         "service": GEO,
