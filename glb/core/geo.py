@@ -69,11 +69,19 @@ class Source(StrEnum):
 @dataclass(frozen=True, slots=True)
 class Placement:
     """Where a client is (None: unknown), from which source, and the block of addresses
-    placed alike (the matched network or record, narrowed around the client)."""
+    placed alike (the matched network or record, narrowed around the client): `start`, the
+    block's first address as an integer, and `length`, its prefix length."""
 
     location: Location | None
     source: Source
-    block: Network
+    version: int
+    start: int
+    length: int
+
+    @property
+    def block(self) -> Network:
+        network = ipaddress.IPv4Network if self.version == 4 else ipaddress.IPv6Network
+        return network((self.start, self.length))
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -99,22 +107,25 @@ class GeoMap:
         hit = self.networks.lookup(address)
         if hit is not None:
             location, network = hit
-            return Placement(location, Source.NETWORK, self._narrowed(address, network.prefixlen))
+            return self._placed(location, Source.NETWORK, address, network.prefixlen)
         length = 0
         if self.database is not None:
             found, length = self.database.locate(address)
             if found is not None:
-                return Placement(found, Source.DATABASE, self._narrowed(address, length))
-        block = self._narrowed(address, length)
+                return self._placed(found, Source.DATABASE, address, length)
         if self.default is not None:
-            return Placement(self.default, Source.DEFAULT, block)
-        return Placement(None, Source.UNKNOWN, block)
+            return self._placed(self.default, Source.DEFAULT, address, length)
+        return self._placed(None, Source.UNKNOWN, address, length)
 
-    def _narrowed(self, address: Address, length: int) -> Network:
-        """The block of `length` bits around `address`, narrowed until no longer configured
-        network lies inside it."""
+    def _placed(
+        self, location: Location | None, source: Source, address: Address, length: int
+    ) -> Placement:
+        """The placement of `address` for a block of `length` bits around it, narrowed until no
+        longer configured network lies inside it."""
         length = self.networks.free_length(address, length)
-        return ipaddress.ip_network((address, length), strict=False)
+        shift = _BITS[address.version] - length
+        start = int(address) >> shift << shift
+        return Placement(location, source, address.version, start, length)
 
 
 def family_bits(version: int) -> int:

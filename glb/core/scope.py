@@ -19,18 +19,20 @@ Pure: no I/O.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
+import math
 from dataclasses import dataclass
 from typing import Final
 
-from glb.core.geo import GeoMap, Location, Source, by_distance, family_bits
+from glb.core.geo import EARTH_RADIUS_KM, GeoMap, Location, Source, family_bits
 from glb.core.model import PolicyName, Service, Topology
 from glb.core.networks import Address
 
 MAX_PROBES: Final = 64
 MEMO_SIZE: Final = 65536
 
-RankKey = tuple[bool, tuple[int, ...]]  # (failover's tiers apply, endpoint indexes best first)
+Order = tuple[bool, tuple[int, ...]]  # (failover's tiers apply, endpoint indexes best first)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +42,8 @@ class Ranked:
     client: Location | None  # what to steer by (`Query.client`); None: unknown
     source: Source
     scope: int  # prefix length: every address in that block around the client ranks alike
-    key: RankKey  # equal keys, equal answers (for equal health)
+    key: int  # the ranking's number in its ClientRanking: equal keys, equal answers
+    order: Order  # the ranking itself
 
 
 class ClientRanking:
@@ -63,7 +66,9 @@ class ClientRanking:
         # unlocated) and in one priority tier
         self._one_ranking = len({e.location for e in self._endpoints}) <= 1 and not self._tiers
         self._capacity = capacity
-        self._keys: dict[Location | None, RankKey] = {}
+        self._where = [(e.index, _radians(e.location), e.priority) for e in self._endpoints]
+        self._orders: dict[Location | None, Order] = {}  # memo: the order at a location
+        self._keys: dict[Order, int] = {}  # each order's number
         self._memo: dict[Address, Ranked] = {}
 
     def rank(self, address: Address) -> Ranked:
@@ -75,7 +80,7 @@ class ClientRanking:
             mapped = getattr(address, "ipv4_mapped", None)
             if mapped is not None:
                 inner = self.rank(mapped)
-                ranked = Ranked(inner.client, inner.source, 96 + inner.scope, inner.key)
+                ranked = dataclasses.replace(inner, scope=96 + inner.scope)
             else:
                 ranked = self._rank(address)
             if len(self._memo) >= self._capacity:
@@ -83,26 +88,41 @@ class ClientRanking:
             self._memo[address] = ranked
         return ranked
 
-    def key(self, location: Location | None) -> RankKey:
-        """The ranking key of a client at `location` (None: unknown)."""
-        key = self._keys.get(location)
+    def order(self, location: Location | None) -> Order:
+        """How a client at `location` (None: unknown) ranks the endpoints: nearest first, ties
+        in priority then configuration order (`glb.core.geo.by_distance`, on precomputed
+        radians)."""
+        order = self._orders.get(location)
+        if order is None:
+            if location is None:
+                ranked = sorted(self._where, key=lambda w: (w[2], w[0]))
+            else:
+                client = _radians(location)
+                ranked = sorted(self._where, key=lambda w: (_far(client, w[1]), w[2], w[0]))
+            order = (location is None and self._tiers, tuple(w[0] for w in ranked))
+            if len(self._orders) >= self._capacity:
+                self._orders.clear()
+            self._orders[location] = order
+        return order
+
+    def key(self, location: Location | None) -> int:
+        """The number of the ranking of a client at `location` (None: unknown)."""
+        order = self.order(location)
+        key = self._keys.get(order)
         if key is None:
-            order = tuple(e.index for e in by_distance(self._endpoints, location))
-            key = (location is None and self._tiers, order)
-            if len(self._keys) < self._capacity:
-                self._keys[location] = key
+            key = self._keys[order] = len(self._keys)
         return key
 
     def _rank(self, address: Address) -> Ranked:
         placement = self._geo.place(address)
+        order = self.order(placement.location)
         key = self.key(placement.location)
         if self._one_ranking:
-            return Ranked(placement.location, placement.source, 0, key)
-        block = placement.block
-        scope = self._widened(block.version, int(block.network_address), block.prefixlen, key)
-        return Ranked(placement.location, placement.source, scope, key)
+            return Ranked(placement.location, placement.source, 0, key, order)
+        scope = self._widened(placement.version, placement.start, placement.length, key)
+        return Ranked(placement.location, placement.source, scope, key, order)
 
-    def _widened(self, version: int, number: int, length: int, key: RankKey) -> int:
+    def _widened(self, version: int, number: int, length: int, key: int) -> int:
         """The shortest prefix length down from `length` over which every address ranks as
         `key`, checking at most MAX_PROBES placements."""
         bits = family_bits(version)
@@ -117,7 +137,7 @@ class ClientRanking:
             number = number >> (shift + 1) << (shift + 1)
         return length
 
-    def _alike(self, version: int, start: int, end: int, key: RankKey, budget: int) -> int:
+    def _alike(self, version: int, start: int, end: int, key: int, budget: int) -> int:
         """The budget left after finding every address in [start, end) ranked as `key`; -1 if
         one is not, or the budget ran out first."""
         make = ipaddress.IPv4Address if version == 4 else ipaddress.IPv6Address
@@ -129,26 +149,36 @@ class ClientRanking:
             placement = self._geo.place(make(at))
             if self.key(placement.location) != key:
                 return -1
-            block = placement.block
-            at = int(block.network_address) + block.num_addresses
+            at = placement.start + (1 << (family_bits(version) - placement.length))
         return budget
 
 
 class GeoRankings:
-    """The `ClientRanking` of each geo service of one topology, made on first use. Not
-    thread-safe: one thread uses it."""
+    """The `ClientRanking`s of one topology's geo services, made on first use and shared by the
+    services whose endpoints of a family rank alike for every client (the same positions,
+    locations and priorities: typically every service of the same clusters), so that a client
+    is placed and its scope widened once for all of them. Not thread-safe: one thread uses it."""
 
     def __init__(self, topology: Topology) -> None:
         self.topology = topology
-        self._rankings: dict[tuple[str, int | None], ClientRanking] = {}
+        self._by_service: dict[tuple[str, int | None], ClientRanking] = {}
+        self._by_shape: dict[object, ClientRanking] = {}
 
     def of(self, service: Service, family: int | None = None) -> ClientRanking:
         """The rankings of `service` (a geo service of this topology) over its endpoints of
         `family` (None: all)."""
-        key = (service.name, family)
-        ranking = self._rankings.get(key)
+        ranking = self._by_service.get((service.name, family))
         if ranking is None:
-            ranking = self._rankings[key] = ClientRanking(service, self.topology.geo, family)
+            shape = tuple(
+                (e.index, e.location, e.priority)
+                for e in service.endpoints
+                if family in (None, e.family)
+            )
+            ranking = self._by_shape.get(shape)
+            if ranking is None:
+                ranking = ClientRanking(service, self.topology.geo, family)
+                self._by_shape[shape] = ranking
+            self._by_service[service.name, family] = ranking
         return ranking
 
     def client(self, service: Service, address: Address | None) -> Location | None:
@@ -157,3 +187,22 @@ class GeoRankings:
         if address is None or service.policy is not PolicyName.GEO:
             return None
         return self.of(service).rank(address).client
+
+
+_Radians = tuple[float, float, float] | None  # latitude, longitude and the latitude's cosine
+
+
+def _radians(location: Location | None) -> _Radians:
+    if location is None:
+        return None
+    lat = math.radians(location.lat)
+    return lat, math.radians(location.lon), math.cos(lat)
+
+
+def _far(client: _Radians, where: _Radians) -> float:
+    """`glb.core.geo.distance_km` on precomputed radians (inf for an unlocated endpoint)."""
+    if where is None or client is None:
+        return math.inf
+    h = math.sin((where[0] - client[0]) / 2) ** 2
+    h += client[2] * where[2] * math.sin((where[1] - client[1]) / 2) ** 2
+    return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(h)))

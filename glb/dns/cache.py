@@ -41,7 +41,7 @@ from typing import Final, Protocol
 
 from glb.core.model import Endpoint, PolicyName, Service, Topology
 from glb.core.policies import Decision, Query, decide
-from glb.core.scope import GeoRankings, Ranked
+from glb.core.scope import ClientRanking, GeoRankings, Ranked
 from glb.core.snapshot import HealthSnapshot
 from glb.core.stats import ECS_USED, ECS_ZERO_PREFIX, TCP, TRUNCATED, UDP
 from glb.dns.counting import ReplyCounter
@@ -188,7 +188,7 @@ class DnsCache:
         self._negatives = NegativeAnswers({}, frozenset(), counter)
         self._watch = ServiceWatch(Topology(zones=(), clusters=(), services=()))  # to prepare
         self._rankings = rankings or GeoRankings(topology)
-        self._clients: dict[tuple[str, int], Clients] = {}  # geo services', by name and family
+        self._clients: dict[ClientRanking, Clients] = {}  # geo services', by their rankings
         self._subnets = Subnets()
         self._subnet_counts = self._tally.tally.subnets  # ECS queries, by ECS_RESULTS
 
@@ -435,10 +435,10 @@ class DnsCache:
         packed for `snapshot` on first use (the entry is replaced when its inputs change)."""
         entry_key = self._name(key) + QTYPE_KEYS[qtype][1]
         family, question_length = TYPE_FAMILY[qtype], len(self._name(key)) + 4
-        clients = self._clients.get((service.name, family))
+        ranking = self._rankings.of(service, family)
+        clients = self._clients.get(ranking)
         if clients is None:
-            ranking = self._rankings.of(service, family)
-            clients = self._clients[service.name, family] = Clients(ranking)
+            clients = self._clients[ranking] = Clients(ranking)
 
         def pack(ranked: Ranked) -> GeoReply:
             query = Query(family, 0, ranked.client)

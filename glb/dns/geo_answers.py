@@ -2,7 +2,7 @@
 
 A geo service's answer depends on the client, so its entries (`Entry.geo`) are not one rotation
 of replies but a `GeoAnswers`: a reply per ranking of the service's endpoints
-(`glb.core.scope.RankKey`), packed on the first query that needs it and kept while the entry
+(`glb.core.scope.Ranked.key`), packed on the first query that needs it and kept while the entry
 is (the cache makes a new entry whenever the service's steering inputs change). Clients map to
 rankings through `Clients`, one per service and family for the cache's life: keyed by the bytes
 of a query's ECS option data (an ECS network seen before) or by the sender's address, it holds
@@ -19,7 +19,7 @@ import ipaddress
 from collections.abc import Callable
 from typing import Final
 
-from glb.core.scope import ClientRanking, Ranked, RankKey
+from glb.core.scope import ClientRanking, Ranked
 from glb.dns.ecs import ClientSubnet, MalformedSubnet, parse_client_subnet, subnet_record
 from glb.dns.entries import Variant
 
@@ -81,7 +81,7 @@ class GeoAnswers:
     def __init__(self, clients: Clients, pack: Callable[[Ranked], GeoReply]) -> None:
         self.clients = clients
         self._pack = pack
-        self.by_key: dict[RankKey, GeoReply] = {}  # the hot path reads it
+        self.by_key: dict[int, GeoReply] = {}  # the hot path reads it
 
     def reply(self, ranked: Ranked) -> GeoReply:
         found = self.by_key.get(ranked.key)

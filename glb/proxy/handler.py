@@ -36,7 +36,7 @@ from glb.core.model import PolicyName, Service, Topology
 from glb.core.networks import Address, Network
 from glb.core.policies import STABLE, Decision, Query, decide
 from glb.core.ports import PassiveHealth, StateView
-from glb.core.scope import GeoRankings, RankKey
+from glb.core.scope import GeoRankings
 from glb.core.snapshot import HealthSnapshot
 from glb.core.stats import Stats
 from glb.http1.client import HttpClient
@@ -87,7 +87,7 @@ class HttpProxy:
         # STABLE services' decisions for self._snapshot, by name (with the service they are for)
         self._decisions: dict[str, tuple[Service, Decision]] = {}
         # geo services' decisions for self._snapshot, by name and ranking key
-        self._geo_decisions: dict[tuple[str, RankKey], tuple[Service, Decision]] = {}
+        self._geo_decisions: dict[tuple[str, int], tuple[Service, Decision]] = {}
         self._rankings: GeoRankings | None = None  # for the state's current topology
         self._proxies = TrustedProxies(trusted_proxies)
         self._client = HttpClient(limit=POOL_LIMIT_PER_ENDPOINT, keepalive=KEEPALIVE)

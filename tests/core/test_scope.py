@@ -18,7 +18,7 @@ from glb.core.geo import GeoMap, Location, Source, by_distance, distance_km
 from glb.core.model import Endpoint, PolicyName, Service, Topology
 from glb.core.networks import Address, Network, NetworkTable
 from glb.core.policies import Query, decide
-from glb.core.scope import ClientRanking, GeoRankings, RankKey
+from glb.core.scope import ClientRanking, GeoRankings, Order
 from tests.core.factories import make_service, make_snapshot
 
 CITIES = [Location(53.35, -6.26), Location(40.71, -74.01), Location(1.35, 103.82),
@@ -82,7 +82,7 @@ def reference_location(geo: GeoMap, address: Address) -> Location | None:
     return geo.default
 
 
-def reference_key(service: Service, where: Location | None) -> RankKey:
+def reference_key(service: Service, where: Location | None) -> Order:
     tiers = len({e.priority for e in service.endpoints}) > 1
     return (where is None and tiers, tuple(e.index for e in by_distance(service.endpoints, where)))
 
@@ -105,12 +105,12 @@ def test_every_address_in_the_scope_ranks_alike_and_no_wider_block_does(seed):
     rnd = random.Random(seed)
     geo, service = random_geo(rnd), random_service(rnd)
     ranking = ClientRanking(service, geo)
-    keys: dict[Address, RankKey] = {
+    keys: dict[Address, Order] = {
         a: reference_key(service, reference_location(geo, a)) for a in UNIVERSE
     }
     for address in UNIVERSE:
         ranked = ranking.rank(address)
-        assert ranked.key == keys[address]
+        assert ranked.order == keys[address]
         assert ranked.client == reference_location(geo, address)
         block = ipaddress.ip_network((address, ranked.scope), strict=False)
         if block.prefixlen >= UNIVERSE.prefixlen:
@@ -155,7 +155,7 @@ def test_rankings_are_per_family_and_memoized_within_bounds() -> None:
     geo = GeoMap(NetworkTable([("10.0.0.0/25", CITIES[1])]))
     rankings = GeoRankings(Topology((), (), (service,), geo))
     v4 = rankings.of(service, 4).rank(ipaddress.ip_address("10.0.0.1"))
-    assert v4.key == (False, (0,))  # one IPv4 endpoint: nothing to choose
+    assert v4.order == (False, (0,))  # one IPv4 endpoint: nothing to choose
     assert v4.scope == 0
     small = ClientRanking(service, geo, capacity=4)
     for n in range(10):
@@ -232,7 +232,7 @@ def test_an_ipv4_mapped_client_ranks_as_ipv4_with_its_scope_in_ipv6_bits() -> No
     v4 = ranking.rank(ipaddress.ip_address("198.51.100.7"))
     mapped = ranking.rank(ipaddress.ip_address("::ffff:198.51.100.7"))
     assert v4.scope == 24
-    assert (mapped.client, mapped.key, mapped.scope) == (v4.client, v4.key, 120)
+    assert (mapped.client, mapped.order, mapped.scope) == (v4.client, v4.order, 120)
 
 
 def test_endpoints_in_one_place_give_every_client_scope_zero() -> None:
