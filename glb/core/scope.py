@@ -12,7 +12,8 @@ with no longer network inside it) and widens one bit at a time while the sibling
 alike throughout, as gdnsd merges neighbouring networks with the same answer. Checking a sibling
 walks the placements covering it, at most `MAX_PROBES` per widening (past that the scope stays as
 wide as proven so far: too narrow costs resolvers some cache hits, too wide would send clients to
-the wrong cluster). Rankings are memoized per address (at most `MEMO_SIZE`, oldest out first).
+the wrong cluster). Rankings are memoized per address (at most `MEMO_SIZE`, oldest out first), as
+plain numbers the garbage collector need not walk.
 
 Pure: no I/O.
 """
@@ -33,6 +34,9 @@ MAX_PROBES: Final = 64
 MEMO_SIZE: Final = 65536
 
 Order = tuple[bool, tuple[int, ...]]  # (failover's tiers apply, endpoint indexes best first)
+_Memo = tuple[int, int, int, float | None, float | None]  # key, scope, source, lat, lon
+_SOURCES: Final = tuple(Source)
+_SOURCE_NUMBERS: Final = {source: n for n, source in enumerate(_SOURCES)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,60 +71,73 @@ class ClientRanking:
         self._one_ranking = len({e.location for e in self._endpoints}) <= 1 and not self._tiers
         self._capacity = capacity
         self._where = [(e.index, _radians(e.location), e.priority) for e in self._endpoints]
-        self._orders: dict[Location | None, Order] = {}  # memo: the order at a location
-        self._keys: dict[Order, int] = {}  # each order's number
-        self._memo: dict[Address, Ranked] = {}
+        # the memos hold only ints, floats and tuples of them, which the cyclic garbage
+        # collector stops tracking: tens of thousands of clients cost no collection time
+        self._keys_at: dict[tuple[float, float] | None, int] = {}  # ranking key by location
+        self._keys: dict[Order, int] = {}  # each ranking's key
+        self._orders: list[Order] = []  # by key
+        self._places: list[Location | None] = []  # by key: a location ranking so
+        self._memo: dict[tuple[int, int], _Memo] = {}  # by (version, address)
 
     def rank(self, address: Address) -> Ranked:
         """How `address` ranks the endpoints, with the scope of that ranking, in `address`'s
         family: an IPv4-mapped IPv6 address ranks as its IPv4 address, its scope 96 bits
         longer (::ffff:0:0/96 holds the IPv4 space)."""
-        ranked = self._memo.get(address)
-        if ranked is None:
-            mapped = getattr(address, "ipv4_mapped", None)
-            if mapped is not None:
-                inner = self.rank(mapped)
-                ranked = dataclasses.replace(inner, scope=96 + inner.scope)
-            else:
-                ranked = self._rank(address)
+        mapped = getattr(address, "ipv4_mapped", None)
+        if mapped is not None:
+            inner = self.rank(mapped)
+            return dataclasses.replace(inner, scope=96 + inner.scope)
+        memo_key = (address.version, int(address))
+        memo = self._memo.get(memo_key)
+        if memo is None:
+            memo = self._rank(address)
             if len(self._memo) >= self._capacity:
                 del self._memo[next(iter(self._memo))]
-            self._memo[address] = ranked
-        return ranked
+            self._memo[memo_key] = memo
+        key, scope, source, lat, lon = memo
+        where = None if lat is None or lon is None else Location(lat, lon)
+        return Ranked(where, _SOURCES[source], scope, key, self._orders[key])
+
+    def key(self, location: Location | None) -> int:
+        """The key of the ranking of a client at `location` (None: unknown)."""
+        spot = None if location is None else (location.lat, location.lon)
+        key = self._keys_at.get(spot)
+        if key is None:
+            order = self.order(location)
+            key = self._keys.get(order)
+            if key is None:
+                key = self._keys[order] = len(self._orders)
+                self._orders.append(order)
+                self._places.append(location)
+            if len(self._keys_at) >= self._capacity:
+                self._keys_at.clear()
+            self._keys_at[spot] = key
+        return key
+
+    def place(self, key: int) -> Location | None:
+        """A location whose clients rank as `key` (to steer them all by: `Query.client`)."""
+        return self._places[key]
 
     def order(self, location: Location | None) -> Order:
         """How a client at `location` (None: unknown) ranks the endpoints: nearest first, ties
         in priority then configuration order (`glb.core.geo.by_distance`, on precomputed
         radians)."""
-        order = self._orders.get(location)
-        if order is None:
-            if location is None:
-                ranked = sorted(self._where, key=lambda w: (w[2], w[0]))
-            else:
-                client = _radians(location)
-                ranked = sorted(self._where, key=lambda w: (_far(client, w[1]), w[2], w[0]))
-            order = (location is None and self._tiers, tuple(w[0] for w in ranked))
-            if len(self._orders) >= self._capacity:
-                self._orders.clear()
-            self._orders[location] = order
-        return order
+        if location is None:
+            ranked = sorted(self._where, key=lambda w: (w[2], w[0]))
+        else:
+            client = _radians(location)
+            ranked = sorted(self._where, key=lambda w: (_far(client, w[1]), w[2], w[0]))
+        return location is None and self._tiers, tuple(w[0] for w in ranked)
 
-    def key(self, location: Location | None) -> int:
-        """The number of the ranking of a client at `location` (None: unknown)."""
-        order = self.order(location)
-        key = self._keys.get(order)
-        if key is None:
-            key = self._keys[order] = len(self._keys)
-        return key
-
-    def _rank(self, address: Address) -> Ranked:
+    def _rank(self, address: Address) -> _Memo:
         placement = self._geo.place(address)
-        order = self.order(placement.location)
         key = self.key(placement.location)
-        if self._one_ranking:
-            return Ranked(placement.location, placement.source, 0, key, order)
-        scope = self._widened(placement.version, placement.start, placement.length, key)
-        return Ranked(placement.location, placement.source, scope, key, order)
+        scope = 0
+        if not self._one_ranking:
+            scope = self._widened(placement.version, placement.start, placement.length, key)
+        where = placement.location
+        lat, lon = (None, None) if where is None else (where.lat, where.lon)
+        return key, scope, _SOURCE_NUMBERS[placement.source], lat, lon
 
     def _widened(self, version: int, number: int, length: int, key: int) -> int:
         """The shortest prefix length down from `length` over which every address ranks as

@@ -34,6 +34,7 @@ Pure: no sockets, no asyncio, no dnslib. The answerer hands the cache a `Rendere
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import random
 import struct
 from collections.abc import Iterator, Mapping, Sequence
@@ -41,10 +42,11 @@ from typing import Final, Protocol
 
 from glb.core.model import Endpoint, PolicyName, Service, Topology
 from glb.core.policies import Decision, Query, decide
-from glb.core.scope import ClientRanking, GeoRankings, Ranked
+from glb.core.scope import ClientRanking, GeoRankings
 from glb.core.snapshot import HealthSnapshot
 from glb.core.stats import ECS_USED, ECS_ZERO_PREFIX, TCP, TRUNCATED, UDP
 from glb.dns.counting import ReplyCounter
+from glb.dns.ecs import Address
 from glb.dns.entries import (
     CACHED_QTYPES,
     QTYPE_KEYS,
@@ -148,6 +150,10 @@ def opt_payload(wire: bytes, at: int) -> int:
     return (wire[at + 3] << 8) | wire[at + 4] if subnet < 0 else -2 - subnet
 
 
+def _address(version: int, number: int) -> Address:
+    return ipaddress.IPv4Address(number) if version == 4 else ipaddress.IPv6Address(number)
+
+
 class DnsCache:
     """Pre-packed replies for one topology; valid for `snapshot` (None: not built).
 
@@ -225,7 +231,7 @@ class DnsCache:
         if geo is not None and subnet >= 0:  # the common ECS case, inline: a network seen before
             data = wire[subnet + 4 : subnet + 4 + ((wire[subnet + 2] << 8) | wire[subnet + 3])]
             found = geo.clients.memo.get(data)
-            chosen = None if found is None else geo.by_key.get(found[0].key)
+            chosen = None if found is None else geo.by_key.get(found[0])
             if chosen is not None and found is not None:
                 self._subnet_counts[ECS_USED] += 1
                 variant, slot = chosen[0], chosen[1]
@@ -287,11 +293,12 @@ class DnsCache:
                     subnet = self._subnets.parse(data)
                 if subnet is None:
                     return None  # FORMERR, counted, from the full path
-                parsed, opt = subnet
-                if geo is not None and parsed.source:
-                    found = geo.clients.of_subnet(data, parsed)
+                prefix, version, number, opt = subnet
+                if geo is not None and prefix:
+                    address = _address(version, number)
+                    found = geo.clients.of_subnet(data, address, opt)
                 else:
-                    self._subnet_counts[ECS_USED if parsed.source else ECS_ZERO_PREFIX] += 1
+                    self._subnet_counts[ECS_USED if prefix else ECS_ZERO_PREFIX] += 1
             if found is not None:
                 self._subnet_counts[ECS_USED] += 1
         if geo is None:
@@ -303,8 +310,8 @@ class DnsCache:
                 if sender is None:
                     return None
                 found = sender[0], opt, opt
-            ranked, scoped, zero = found
-            reply = geo.by_key.get(ranked.key) or geo.reply(ranked)
+            ranking, scoped, zero = found
+            reply = geo.by_key.get(ranking) or geo.reply(ranking)
             variant, slot = reply[0], reply[1]
             opt = scoped if reply[2] else zero
         if opt:  # the EDNS form's heads, the plain form's body, our OPT with the echo
@@ -440,8 +447,8 @@ class DnsCache:
         if clients is None:
             clients = self._clients[ranking] = Clients(ranking)
 
-        def pack(ranked: Ranked) -> GeoReply:
-            query = Query(family, 0, ranked.client)
+        def pack(ranking: int) -> GeoReply:
+            query = Query(family, 0, clients.ranking.place(ranking))
             decision = decide(service, snapshot, query, self._rng)
             packed = self._pack_decision(key, qtype, decision, memo)
             variant = make_variant(packed, question_length)
