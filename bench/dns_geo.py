@@ -13,7 +13,9 @@ import struct
 from pathlib import Path
 from typing import Final
 
-from tests.geo_databases import write_city_db
+from mmdb_writer import MMDBType
+
+from tests.geo_databases import write_records_db
 
 NETWORKS: Final = 100_000
 CLIENT_NETWORKS: Final = 10_000  # distinct /24s the ECS workload comes from
@@ -33,11 +35,19 @@ def network(index: int) -> tuple[int, int, int]:
 
 
 def write_database(path: Path, count: int = NETWORKS) -> Path:
+    """`count` /24 networks, each in one of CITIES (its exact coordinates, as the networks of a
+    city share them in GeoLite2-City) with a record of its own (a `city.geoname_id` per
+    network), so the writer cannot merge neighbours into fewer networks."""
     rnd = random.Random(11)
-    networks = {
-        "{}.{}.{}.0/24".format(*network(i)): jittered(rnd, rnd.choice(CITIES)) for i in range(count)
-    }
-    return write_city_db(path, networks, database_type="GeoLite2-City")
+    records: dict[str, MMDBType] = {}
+    for i in range(count):
+        lat, lon = rnd.choice(CITIES)
+        location = {"latitude": lat, "longitude": lon, "accuracy_radius": 100}
+        records["{}.{}.{}.0/24".format(*network(i))] = {
+            "city": {"geoname_id": i},
+            "location": location,
+        }
+    return write_records_db(path, records, database_type="GeoLite2-City")
 
 
 def geo_config_lines(zone: str, database: Path) -> list[str]:
@@ -65,9 +75,3 @@ def client_networks(count: int = CLIENT_NETWORKS) -> list[tuple[int, int, int]]:
     """`count` distinct /24s of the database, spread over it."""
     step = NETWORKS // count
     return [network(i * step) for i in range(count)]
-
-
-def jittered(rnd: random.Random, city: tuple[float, float]) -> tuple[float, float]:
-    """A point within about 50 km of `city`: every network's record differs, so the writer
-    cannot merge neighbours into fewer networks."""
-    return city[0] + rnd.uniform(-0.4, 0.4), city[1] + rnd.uniform(-0.4, 0.4)
