@@ -228,13 +228,36 @@ class DnsCache:
                 return None
             return self._negatives.reply(wire, end, payload, tcp, flags)
         geo = entry.geo
-        if geo is not None and subnet >= 0:  # the common ECS case, inline: a network seen before
-            data = wire[subnet + 4 : subnet + 4 + ((wire[subnet + 2] << 8) | wire[subnet + 3])]
-            found = geo.clients.memo.get(data)
+        if geo is None:
+            if subnet >= 0:
+                return self._client_reply(
+                    wire, question, tcp, flags, payload, subnet, entry, source
+                )
+            if not tcp and self.memoize and question == key:
+                query = wire[2:]
+                hit = self.exact.get(query)
+                if hit is None:
+                    hit = self.exact.remember(query, key, entry, flags, payload)
+                cuts, order, counter, n, tallied = hit
+                tail, slot = cuts[order[next(counter) % n]]
+                tallied[slot] += 1
+                return wire[:2] + tail
+            at = entry.order[next(entry.counter) % entry.n]
+            variant, slot = entry.variants[at], entry.slots[at]
+        else:  # a geo service: the common cases inline, a client seen before
+            found = geo.clients.memo.get(
+                (source or "")
+                if subnet < 0
+                else wire[subnet + 4 : subnet + 4 + ((wire[subnet + 2] << 8) | wire[subnet + 3])]
+            )
             chosen = None if found is None else geo.by_key.get(found[0])
-            if chosen is not None and found is not None:
+            if chosen is None or found is None:  # the first time: the slow path remembers it
+                return self._client_reply(
+                    wire, question, tcp, flags, payload, subnet, entry, source
+                )
+            variant, slot = chosen[0], chosen[1]
+            if subnet >= 0:  # the EDNS form's heads, the plain form's body, the echo
                 self._subnet_counts[ECS_USED] += 1
-                variant, slot = chosen[0], chosen[1]
                 opt = found[1] if chosen[2] else found[2]
                 size = variant.plain.size + len(opt)
                 if tcp or size <= CLASSIC_PAYLOAD or (size <= payload and size <= EDNS_PAYLOAD):
@@ -242,28 +265,19 @@ class DnsCache:
                     return (
                         wire[:2] + variant.edns.heads[flags] + question + variant.plain.body + opt
                     )
-        if geo is not None or subnet >= 0:
-            return self._client_reply(wire, question, tcp, flags, payload, subnet, entry, source)
-        if not tcp and self.memoize and question == key:
-            query = wire[2:]
-            hit = self.exact.get(query)
-            if hit is None:
-                hit = self.exact.remember(query, key, entry, flags, payload)
-            cuts, order, counter, n, tallied = hit
-            tail, slot = cuts[order[next(counter) % n]]
-            tallied[slot] += 1
-            return wire[:2] + tail
-        at = entry.order[next(entry.counter) % entry.n]
-        form = entry.variants[at].plain if payload < 0 else entry.variants[at].edns
+                return self._client_reply(
+                    wire, question, tcp, flags, payload, subnet, entry, source
+                )
+        form = variant.plain if payload < 0 else variant.edns
         size = form.size
         if tcp:
-            self._counts[entry.slots[at] + TCP] += 1
+            self._counts[slot + TCP] += 1
             heads, body = form.heads, form.body
         elif size <= CLASSIC_PAYLOAD or (size <= payload and size <= EDNS_PAYLOAD):  # udp_limit
-            self._counts[entry.slots[at] + UDP] += 1
+            self._counts[slot + UDP] += 1
             heads, body = form.heads, form.body
         else:
-            self._counts[entry.slots[at] + TRUNCATED] += 1
+            self._counts[slot + TRUNCATED] += 1
             heads, body = form.tc_heads, form.tc_body
         return wire[:2] + heads[flags] + question + body
 
@@ -279,7 +293,9 @@ class DnsCache:
         source: str | None,
     ) -> bytes | None:
         """The reply to a query with an ECS option (starting at `at`; -1: none), or for a geo
-        service; None: take the full path (a malformed option, no sender known)."""
+        service, on the slow path (what `reply` does not take inline: a client or ECS network
+        not seen before, a truncated reply); None: take the full path (a malformed option, no
+        sender known)."""
         geo = entry.geo
         found: GeoClient | None = None  # a geo service's client
         opt = b""  # our OPT record echoing the ECS option, if any (at scope 0)
