@@ -46,7 +46,7 @@ from glb.core.scope import ClientRanking, GeoRankings
 from glb.core.snapshot import HealthSnapshot
 from glb.core.stats import ECS_USED, ECS_ZERO_PREFIX, TCP, TRUNCATED, UDP
 from glb.dns.counting import ReplyCounter
-from glb.dns.ecs import Address
+from glb.dns.ecs import Address, opt_payload
 from glb.dns.entries import (
     CACHED_QTYPES,
     QTYPE_KEYS,
@@ -66,13 +66,10 @@ from glb.dns.steering import NO_ROTATION, variants
 from glb.dns.wire import (
     CLASSIC_PAYLOAD,
     EDNS_PAYLOAD,
-    EDNS_VERSION,
     HEADER_SIZE,
     OPCODE_MASK,
-    OPT_RECORD,
     RCODE_MASK,
     Flag,
-    OptionType,
     RdataType,
 )
 from glb.dns.zone import TYPE_FAMILY, Key, Node, ZoneData, name_key, wire_name
@@ -85,9 +82,6 @@ _CD: Final = int(Flag.CD)
 _SHORTEST: Final = HEADER_SIZE + 5  # a header and a question naming the root
 _ONE_QUESTION: Final = struct.pack("!4H", 1, 0, 0, 0)
 _ONE_QUESTION_OPT: Final = struct.pack("!4H", 1, 0, 0, 1)
-_OPT_START: Final = OPT_RECORD[:3]  # root owner, type OPT
-_ECS: Final = int(OptionType.ECS)
-_ECS_CODE: Final = _ECS.to_bytes(2, "big")
 # our OPT record's fixed part (root, type, payload, TTL 0) with RDLENGTH n, by n
 _UNSEEN: Final[Subnet] = (None, b"")  # type: ignore[assignment]  # a marker, never stored
 _A_AAAA: Final = (int(RdataType.A), int(RdataType.AAAA))
@@ -113,41 +107,6 @@ class Renderer(Protocol):
     def pack_negative(self, apex: Key) -> Packed:
         """The NXDOMAIN reply to (apex, A, IN) as if the zone's apex did not exist."""
         ...
-
-
-def opt_payload(wire: bytes, at: int) -> int:
-    """The advertised payload of an OPT record that exactly ends `wire` at `at`; -1 when the fast
-    path cannot take it (not an OPT at the root, version > 0, bad lengths, several ECS options);
-    for a well-framed OPT with one ECS option, -2 - (where that option starts)."""
-    end = len(wire)
-    if at + 11 > end or wire[at : at + 3] != _OPT_START or wire[at + 6] != EDNS_VERSION:
-        return -1
-    length = (wire[at + 9] << 8) | wire[at + 10]
-    if at + 11 + length != end:
-        return -1
-    if not length:  # the common cases first: no option, or one ECS option alone
-        return (wire[at + 3] << 8) | wire[at + 4]
-    option = at + 11
-    if (
-        length >= 4
-        and wire[option : option + 2] == _ECS_CODE
-        and 4 + ((wire[option + 2] << 8) | wire[option + 3]) == length
-    ):
-        return -2 - option
-    subnet = -1
-    for _ in range(end - option):  # bounded: each option takes at least 4 bytes
-        if option == end:
-            break
-        if option + 4 > end:
-            return -1
-        if ((wire[option] << 8) | wire[option + 1]) == _ECS:
-            if subnet >= 0:
-                return -1  # the full path answers FORMERR
-            subnet = option
-        option += 4 + ((wire[option + 2] << 8) | wire[option + 3])
-    if option != end:
-        return -1
-    return (wire[at + 3] << 8) | wire[at + 4] if subnet < 0 else -2 - subnet
 
 
 def _address(version: int, number: int) -> Address:
