@@ -22,6 +22,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from aiohttp import web
 
@@ -31,7 +32,7 @@ from glb.admin.head_timeout import serve as serve_guarded
 from glb.admin.metrics import metrics_handler, metrics_registry
 from glb.config import Settings, runtime, to_topology
 from glb.core.model import Topology
-from glb.core.ports import PassiveHealth, StateView
+from glb.core.ports import DrainControls, PassiveHealth, StateView
 from glb.core.rrl import ResponseRateLimiter
 from glb.core.stats import Stats
 from glb.dns.answerer import DnsAnswerer
@@ -43,6 +44,8 @@ from glb.http1.server import ClientLimits, HttpServer
 from glb.proxy.handler import HttpProxy
 from glb.reload import Reloader
 from glb.sockets import bind_dns, bind_tcp
+from glb.state.durable import DurableDrains
+from glb.state.file import StateFile
 from glb.workers.protocol import Channel, Start
 from glb.workers.remote_state import RemoteState, receive_start
 from glb.workers.supervisor import WorkerInfo, WorkerPool
@@ -83,6 +86,7 @@ async def running(
     load: Callable[[], Settings] | None = None,
     workers: int = 1,
     worker_command: Sequence[str] | None = None,
+    state_path: Path | None = None,
 ) -> AsyncIterator[Running]:
     """Start glb for `settings`; yield once it serves; stop it gracefully on exit.
 
@@ -91,7 +95,9 @@ async def running(
     probing forever. Stop: /readyz fails at once, the listeners close (the workers' too),
     in-flight proxied requests get `http.shutdown_grace` to finish, then the rest stops in
     reverse. `load` re-reads the configuration for `Running.reload()`; `worker_command` starts
-    one worker (default: this Python running `glb worker`)."""
+    one worker (default: this Python running `glb worker`). `state_path`: the state file the
+    drains are restored from (before the first probe round) and saved to on every change; None
+    keeps them in memory only (`glb demo`, in-process tests)."""
     serial = int(time.time())
     topology = to_topology(settings, serial=serial)
     shared = workers > 1  # the DNS and HTTP ports are shared with the workers
@@ -105,12 +111,14 @@ async def running(
         stack.push_async_callback(prober.close)
         stats = Stats(last_reload_success=time.time())
         monitor = Monitor(topology, prober.probe, stats=stats)
+        drains = _durable_drains(monitor, state_path)
+        stack.push_async_callback(drains.close)
         command = worker_command or _worker_command(settings)
         pool = WorkerPool(
             workers - 1, settings=settings, monitor=monitor, stats=stats, command=command
         )
         reloader_slot: list[Reloader] = []
-        admin = _admin(settings, monitor, pool.stats, reloader_slot)
+        admin = _admin(settings, monitor, drains, pool.stats, reloader_slot)
         limits = runtime.client_limits(settings)
         await _serve_http(stack, admin, admin_sock, grace=1.0, limits=limits)
         await monitor.first_round()
@@ -234,9 +242,24 @@ def _stopping(monitor: Monitor) -> None:
     monitor.mark_stopping()
 
 
+def _durable_drains(monitor: Monitor, path: Path | None) -> DurableDrains:
+    """Restore the drains saved at `path` into the monitor; every later change is saved there
+    first (only the main process writes: the workers get drains in the snapshots)."""
+    if path is None:
+        return DurableDrains(monitor)
+    store = StateFile(path)
+    monitor.restore(store.load())
+    if len(monitor.drains):
+        logger.info("restored %d drain(s) from %s", len(monitor.drains), path)
+    drains = DurableDrains(monitor, store.save_async)
+    monitor.on_drains_changed(drains.drains_changed)
+    return drains
+
+
 def _admin(
     settings: Settings,
     monitor: Monitor,
+    drains: DrainControls,
     stats: Callable[[], Stats],
     reloader: list[Reloader],
 ) -> web.Application:
@@ -249,7 +272,7 @@ def _admin(
             return ["glb is still starting; try again once /readyz answers 200"]
         return await reloader[0].reload()
 
-    app = admin_app(monitor, monitor, token=token, reload=reload)
+    app = admin_app(monitor, drains, token=token, reload=reload)
     app.router.add_get("/metrics", metrics_handler(metrics_registry(stats, monitor)))
     return app
 

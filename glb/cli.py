@@ -160,10 +160,13 @@ async def _serve_until_stopped(
     """Serve until stopped; with `watch` (interval, the file's signature when it was read) an
     interval above 0, reload the file whenever it changes."""
     from glb.app import running
+    from glb.config.runtime import state_path
     from glb.reload import watch_file
 
     interval, loaded = watch
-    async with running(settings, load=lambda: load_settings(path), workers=workers) as glb:
+    state = state_path(settings, path, os.environ)
+    load = lambda: load_settings(path)  # noqa: E731
+    async with running(settings, load=load, workers=workers, state_path=state) as glb:
         signals.on_reload = glb.reload
         watcher = None
         if interval:

@@ -8,6 +8,7 @@ import random
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 from aiohttp import ClientResponse, web
@@ -22,6 +23,7 @@ from glb.core.policies import Query, decide
 from glb.core.snapshot import HealthSnapshot
 from glb.health.monitor import Monitor
 from glb.health.probes import Prober
+from glb.state.durable import DurableDrains
 from tests.stack import Upstreams, config_for, monitored, upstreams
 
 TOKEN = "correct-horse-battery-staple"
@@ -66,6 +68,7 @@ ENDPOINT_KEYS = {
     "family",
     "weight",
     "priority",
+    "drain",
     "state",
     "drained",
     "ejected",
@@ -106,7 +109,7 @@ async def monitor(where: Upstreams) -> AsyncIterator[Monitor]:
 
 @pytest.fixture
 async def client(aiohttp_client: AiohttpClient, monitor: Monitor) -> TestClient[Any, Any]:
-    return await aiohttp_client(admin_app(monitor, monitor, token=TOKEN))
+    return await aiohttp_client(admin_app(monitor, DurableDrains(monitor), token=TOKEN))
 
 
 async def get_json(client: TestClient[Any, Any], path: str, status: int = 200) -> Any:
@@ -180,7 +183,7 @@ async def test_readyz_before_and_after_the_first_round(
     prober = Prober()
     monitor = Monitor(to_topology(parse_settings(config(where))), prober.probe)
     try:
-        client = await aiohttp_client(admin_app(monitor, monitor, token=TOKEN))
+        client = await aiohttp_client(admin_app(monitor, DurableDrains(monitor), token=TOKEN))
         body = await get_json(client, "/readyz", 503)
         assert body["ready"] is False
         assert "first probe round" in body["reason"]
@@ -249,6 +252,7 @@ async def test_endpoint_shows_health_and_probe_history(
         "priority": 1,
         "state": "up",
         "drained": False,
+        "drain": None,
         "ejected": False,
         "eligible": True,
         "last_failure": None,
@@ -276,7 +280,7 @@ async def test_times_are_wall_clock_iso_and_age(
     """Monotonic health times are reported as UTC ISO-8601 instants on the wall clock, with ages."""
     epoch = 1_800_000_000.0
     client = await aiohttp_client(
-        admin_app(monitor, monitor, token=TOKEN, wall_clock=lambda: epoch)
+        admin_app(monitor, DurableDrains(monitor), token=TOKEN, wall_clock=lambda: epoch)
     )
     eu = endpoint_of(await get_json(client, "/api/v1/services/app.glb.test"), "eu")
     for when in (eu["last_result"], eu["last_change"]):
@@ -344,7 +348,7 @@ async def test_unexpected_error_is_logged_json_500(
         def current(self) -> HealthSnapshot:
             return HealthSnapshot()
 
-    client = await aiohttp_client(admin_app(BrokenState(), monitor, token=TOKEN))
+    client = await aiohttp_client(admin_app(BrokenState(), DurableDrains(monitor), token=TOKEN))
     with caplog.at_level(logging.ERROR, logger="glb.admin.api"):
         message = await expect_error(await client.get("/api/v1/services"), 500, "internal error")
     assert "state is broken" not in message
@@ -361,9 +365,10 @@ async def test_cluster_drain_round_trip(
 ) -> None:
     """Draining a cluster takes it out of every service's answer and decide(); undrain restores."""
     eu, path = where["eu"][0], "/api/v1/clusters/eu"
-    result = {"cluster": "eu", "service": None, "note": None}
+    result = {"cluster": "eu", "service": None, "note": None, "drain": None}
+    shown = {"scope": "cluster", "who": "api", "since": ANY, "reason": "maintenance", "until": None}
     drained = await change(client, f"{path}/drain", json={"reason": "maintenance"})
-    assert drained == {**result, "drained": True, "changed": True}
+    assert drained == {**result, "drained": True, "changed": True, "drain": shown}
     for name in ("app.glb.test", "spread.glb.test"):
         body = await get_json(client, f"/api/v1/services/{name}")
         endpoint = endpoint_of(body, "eu")
@@ -374,7 +379,8 @@ async def test_cluster_drain_round_trip(
         )
         assert eu not in body["answer"]["A"]
         assert eu not in dns_picks(monitor, name)
-    assert await change(client, f"{path}/drain") == {**result, "drained": True, "changed": False}
+    unchanged = {**result, "drained": True, "changed": False, "drain": shown}
+    assert await change(client, f"{path}/drain") == unchanged
 
     undrained = await change(client, f"{path}/undrain")
     assert undrained == {**result, "drained": False, "changed": True}
@@ -391,8 +397,10 @@ async def test_endpoint_drain_round_trip(
 ) -> None:
     """Draining a cluster in one service leaves the other services' answers alone."""
     eu, path = where["eu"][0], "/api/v1/services/APP.glb.test./endpoints/eu"
-    result = {"cluster": "eu", "service": "app.glb.test", "note": None}
-    assert await change(client, f"{path}/drain") == {**result, "drained": True, "changed": True}
+    result = {"cluster": "eu", "service": "app.glb.test", "note": None, "drain": None}
+    shown = {"scope": "service", "who": "api", "since": ANY, "reason": None, "until": None}
+    drained = {**result, "drained": True, "changed": True, "drain": shown}
+    assert await change(client, f"{path}/drain") == drained
     app = await get_json(client, "/api/v1/services/app.glb.test")
     assert endpoint_of(app, "eu")["state"] == "drained"
     assert app["answer"]["A"] == [where["us"][0]]
@@ -400,7 +408,8 @@ async def test_endpoint_drain_round_trip(
     spread = await get_json(client, "/api/v1/services/spread.glb.test")
     assert endpoint_of(spread, "eu")["state"] == "up"
     assert eu in dns_picks(monitor, "spread.glb.test")
-    assert await change(client, f"{path}/drain") == {**result, "drained": True, "changed": False}
+    unchanged = {**result, "drained": True, "changed": False, "drain": shown}
+    assert await change(client, f"{path}/drain") == unchanged
 
     undrained = await change(client, f"{path}/undrain")
     assert undrained == {**result, "drained": False, "changed": True}
@@ -471,7 +480,7 @@ async def test_without_a_configured_token_changes_are_403(
 ) -> None:
     """With no token configured, changing calls get 403 and start-up warns once; reads work."""
     with caplog.at_level(logging.WARNING, logger="glb.admin.api"):
-        client = await aiohttp_client(admin_app(monitor, monitor, token=None))
+        client = await aiohttp_client(admin_app(monitor, DurableDrains(monitor), token=None))
         for headers in ({}, AUTH):
             response = await client.post("/api/v1/clusters/eu/drain", headers=headers)
             assert await expect_error(response, 403, "changing calls are disabled") == (

@@ -19,6 +19,7 @@ from glb.admin.api import admin_app
 from glb.admin.geo_view import MAX_NETWORKS, SAMPLE_PLACES
 from glb.core.health import Health
 from glb.health.monitor import Monitor
+from glb.state.durable import DurableDrains
 from tests.geo_databases import write_city_db
 from tests.geo_stack import (
     DATABASE,
@@ -52,7 +53,7 @@ async def monitor(where: Upstreams, city_db: Path) -> AsyncIterator[Monitor]:
 
 @pytest.fixture
 async def client(aiohttp_client: AiohttpClient, monitor: Monitor) -> TestClient[Any, Any]:
-    return await aiohttp_client(admin_app(monitor, monitor, token=TOKEN))
+    return await aiohttp_client(admin_app(monitor, DurableDrains(monitor), token=TOKEN))
 
 
 async def answer(client: TestClient[Any, Any], client_address: str, name: str = GEO) -> Any:
@@ -316,7 +317,7 @@ async def test_the_table_shows_at_most_50_networks_and_the_default_location(
         addresses_of(where), where.port, city_db, networks=many, default=(1.3, 103.8)
     )
     async with monitored(config) as monitor:
-        client = await aiohttp_client(admin_app(monitor, monitor, token=TOKEN))
+        client = await aiohttp_client(admin_app(monitor, DurableDrains(monitor), token=TOKEN))
         geo = (await get_json(client, f"/api/v1/services/{GEO}"))["geo"]
         unknown = await answer(client, "100.64.0.1")
     assert len(geo["networks"]) == MAX_NETWORKS

@@ -18,6 +18,7 @@ from glb.config import parse_settings, to_topology
 from glb.core.health import ProbeResult
 from glb.core.model import Target
 from glb.health.monitor import Monitor
+from glb.state.durable import DurableDrains
 
 TOKEN = "hostile-admin-token-0123"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -59,7 +60,9 @@ def reloads() -> Reloads:
 async def client(
     aiohttp_client: AiohttpClient, monitor: Monitor, reloads: Reloads
 ) -> TestClient[Any, Any]:
-    return await aiohttp_client(admin_app(monitor, monitor, token=TOKEN, reload=reloads))
+    return await aiohttp_client(
+        admin_app(monitor, DurableDrains(monitor), token=TOKEN, reload=reloads)
+    )
 
 
 async def error(response: ClientResponse, status: int) -> str:
@@ -107,7 +110,9 @@ async def test_reload_without_a_configured_token_is_403(
     aiohttp_client: AiohttpClient, monitor: Monitor, reloads: Reloads
 ):
     """With no token configured, POST /api/v1/reload is 403 whatever is sent."""
-    client = await aiohttp_client(admin_app(monitor, monitor, token=None, reload=reloads))
+    client = await aiohttp_client(
+        admin_app(monitor, DurableDrains(monitor), token=None, reload=reloads)
+    )
     for headers in ({}, AUTH):
         response = await client.post("/api/v1/reload", headers=headers)
         assert await error(response, 403) == CHANGES_DISABLED
@@ -129,7 +134,7 @@ async def test_reload_without_a_configuration_file_is_501(
     aiohttp_client: AiohttpClient, monitor: Monitor
 ):
     """A glb started without a configuration file answers POST /api/v1/reload with 501."""
-    client = await aiohttp_client(admin_app(monitor, monitor, token=TOKEN))
+    client = await aiohttp_client(admin_app(monitor, DurableDrains(monitor), token=TOKEN))
     response = await client.post("/api/v1/reload", headers=AUTH)
     assert "without a configuration file" in await error(response, 501)
 

@@ -22,6 +22,7 @@ from glb.dns.answerer import DnsAnswerer
 from glb.dns.steering import WEIGHTED_VARIANTS
 from glb.health.monitor import Monitor
 from tests.dns_helpers import ZONE, Box, addresses, make_topology, snapshot_of
+from tests.drain_records import drain_of
 
 QTYPES = (1, 28, 6, 2, 255, 15, 16, 65, 97, 5, 12, 257, 1234)
 POLICIES = ("latency", "failover", "weighted", "round_robin")
@@ -473,12 +474,12 @@ def test_monitor_subscribers_get_every_published_snapshot():
     up = HealthSnapshot.of(dict.fromkeys(topology.targets(), snapshot_of(topology).health(
         next(iter(topology.targets())))))  # fmt: skip
     monitor._health = dict(up.targets)  # as after a probe round
-    monitor.drain("us")
+    monitor.drain(drain_of("us"))
     assert answerer.cache.snapshot is monitor.current()
     before = answerer.full_path_queries
     reply = dns.message.from_wire(answerer.answer(query(APP, 1), False) or b"")
     assert addresses(reply) == ["192.0.2.1"]
-    monitor.drain("eu")
+    monitor.drain(drain_of("eu"))
     reply = dns.message.from_wire(answerer.answer(query(APP, 1), False) or b"")
     assert addresses(reply) == []
     assert answerer.full_path_queries == before

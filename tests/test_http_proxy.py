@@ -15,6 +15,7 @@ import pytest
 
 from glb.core.snapshot import HealthSnapshot
 from glb.health.monitor import Monitor
+from tests.drain_records import drain_of
 from tests.proxy_front import (
     CHUNK,
     HOST,
@@ -113,8 +114,8 @@ async def test_routes_follow_a_replaced_topology() -> None:
 async def test_no_eligible_endpoint_is_503() -> None:
     """When every endpoint is drained the answer is 503 with a short reason."""
     async with front() as glb:
-        glb.monitor.drain("primary")
-        glb.monitor.drain("secondary")
+        glb.monitor.drain(drain_of("primary"))
+        glb.monitor.drain(drain_of("secondary"))
         reply = await glb.request()
     assert reply.status == 503
     assert b"no healthy endpoint" in reply.body

@@ -34,6 +34,7 @@ from glb.core.snapshot import EndpointState, HealthSnapshot
 from glb.core.stats import QTYPES
 from tests.clusters import ClusterProcess, address_block
 from tests.dns_helpers import query_over
+from tests.drain_records import drain_of
 
 SERVICE = "app.glb.test"
 WIDE = "wide.glb.test"  # many addresses that refuse: fails open with an answer too big for UDP
@@ -301,7 +302,7 @@ async def test_repeated_queries_are_each_counted(glb):
 async def test_drained_cluster_shows_drained_then_up_again(glb):
     """A drain shows as state "drained" (and not up) until the undrain brings "up" back."""
     us = {"service": SERVICE, "cluster": "us-east"}
-    assert glb.monitor.drain("us-east")
+    assert glb.monitor.drain(drain_of("us-east"))
     drained = await scrape(glb)
     assert drained.value("glb_endpoint_state", **us, state="drained") == 1
     assert drained.value("glb_endpoint_state", **us, state="up") == 0
@@ -356,7 +357,7 @@ async def test_exposition_passes_promtool_check_metrics(glb, clusters):
     await query(glb, WIDE)
     await clusters[1].kill()
     await wait_state(glb, "us-east", EndpointState.DOWN)
-    glb.monitor.drain("eu-west")
+    glb.monitor.drain(drain_of("eu-west"))
     text = await scrape_text(glb.admin_url)
     assert await run(promtool, "check", "metrics", stdin=text) == (0, "")
 

@@ -15,6 +15,7 @@ from glb.core.health import Health, Outcome, ProbeResult
 from glb.core.model import Target, Topology
 from glb.core.snapshot import HealthSnapshot
 from glb.health.monitor import Monitor
+from tests.drain_records import drain_of
 
 CONFIG = """
 zones: [{name: z.test, nameservers: [{name: ns.z.test, address: 127.0.0.1}]}]
@@ -267,8 +268,8 @@ async def test_cluster_drain_removes_it_from_every_service_and_undrain_restores(
     """Draining a cluster publishes at once; a repeat reports no change; undrain restores."""
     one = endpoint_of(monitor, "one.z.test", "10.0.0.1")
     two = endpoint_of(monitor, "two.z.test", "10.0.0.1")
-    assert monitor.drain("a") is True
-    assert monitor.drain("a") is False
+    assert monitor.drain(drain_of("a")) is True
+    assert monitor.drain(drain_of("a")) is False
     snapshot = monitor.current()
     assert (snapshot.state(one), snapshot.state(two)) == ("drained", "drained")
     assert monitor.undrain("a") is True
@@ -278,7 +279,7 @@ async def test_cluster_drain_removes_it_from_every_service_and_undrain_restores(
 
 async def test_service_drain_touches_only_that_service(monitor, clock):
     """A per-service drain leaves the same cluster in other services, and survives new probes."""
-    assert monitor.drain("a", "one.z.test") is True
+    assert monitor.drain(drain_of("a", "one.z.test")) is True
     await clock.advance(3.0)
     snapshot = monitor.current()
     assert snapshot.state(endpoint_of(monitor, "one.z.test", "10.0.0.1")) == "drained"
@@ -332,7 +333,7 @@ async def test_every_snapshot_names_the_targets_that_changed_since_the_one_befor
         await clock.advance(5.0)
         endpoint = endpoint_of(monitor, "one.z.test", "10.0.0.1")
         monitor.report_request(endpoint, failed=True, detail="refused")
-        monitor.drain("b")
+        monitor.drain(drain_of("b"))
         assert len(seen) > 3
         for before, after in itertools.pairwise(seen):
             assert after.version == before.version + 1

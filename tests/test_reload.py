@@ -18,6 +18,7 @@ from glb.app import Running, running
 from glb.config import load_settings
 from tests.clusters import ClusterProcess, start_clusters
 from tests.dns_helpers import query_over
+from tests.drain_records import drain_of
 from tests.serve import Served, start_serve
 
 TOKEN = "reload-test-token-0123"
@@ -78,7 +79,7 @@ async def test_unchanged_targets_keep_health_drains_and_ejections(glb, clusters)
     running_glb, path = glb
     monitor = running_glb.monitor
     [eu] = [e for e in running_glb.topology.services[0].endpoints if e.cluster == "eu-west"]
-    monitor.drain("us-east")
+    monitor.drain(drain_of("us-east"))
     for _ in range(3):
         monitor.report_request(eu, failed=True, detail="connection reset")
     before = monitor.current().health(eu.target)

@@ -34,6 +34,7 @@ from glb.admin.api import admin_app
 from glb.app import running
 from glb.config import load_settings
 from glb.health.monitor import Monitor
+from glb.state.durable import DurableDrains
 from tests.clusters import ROOT, write_config
 from tests.stack import Upstreams, config_for, monitored, upstreams
 
@@ -261,7 +262,7 @@ def config(at: Upstreams) -> str:
 
 @pytest.fixture
 async def client(aiohttp_client: AiohttpClient, monitor: Monitor) -> TestClient[Any, Any]:
-    return await aiohttp_client(admin_app(monitor, monitor, token=None))
+    return await aiohttp_client(admin_app(monitor, DurableDrains(monitor), token=None))
 
 
 def packaged_page() -> str:
@@ -366,7 +367,7 @@ async def test_a_killed_cluster_turns_down_on_the_page(tmp_path, clusters):
 @contextlib.asynccontextmanager
 async def admin_server(monitor: Monitor) -> AsyncIterator[TestServer]:
     """The admin API (no token) of `monitor` on a loopback port, closed on the way out."""
-    server = TestServer(admin_app(monitor, monitor, token=None), host="127.0.0.1")
+    server = TestServer(admin_app(monitor, DurableDrains(monitor), token=None), host="127.0.0.1")
     await server.start_server()
     try:
         yield server

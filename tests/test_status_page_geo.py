@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from glb.health.monitor import Monitor
+from tests.drain_records import drain_of
 from tests.geo_databases import write_city_db
 from tests.geo_stack import DATABASE, GEO, PLAIN, addresses_of, geo_config, geo_upstreams
 from tests.stack import monitored
@@ -67,7 +68,7 @@ async def test_a_geo_service_shows_which_cluster_answers_each_region(
     plain = json.dumps(f'[data-service="{PLAIN}"] table.geo')
     assert await page.evaluate(f"document.querySelectorAll({plain}).length") == 0
 
-    monitor.drain("eu-west", GEO)
+    monitor.drain(drain_of("eu-west", GEO))
     async with asyncio.timeout(10):
         await page.wait_for(f'{PARIS}[data-a="us-east"][data-aaaa=""]')
     paris = await page.evaluate(

@@ -39,11 +39,20 @@ from typing import Final
 
 from aiohttp import hdrs, web
 
+from glb.admin.drains import (
+    DRAIN_KEYS,
+    UNDRAIN_KEYS,
+    BadDrainRequest,
+    drain_json,
+    drain_request,
+    endpoint_drain,
+)
 from glb.admin.geo_view import BadClient, client_answer, geo_table, parse_client
+from glb.core.drains import Drain, Drains
 from glb.core.health import ProbeResult, TargetHealth
 from glb.core.model import Endpoint, PolicyName, Service, Topology
 from glb.core.policies import Decision, Query, decide
-from glb.core.ports import DrainControls, StateView
+from glb.core.ports import DrainControls, DrainNotSaved, StateView
 from glb.core.snapshot import HealthSnapshot
 
 logger = logging.getLogger(__name__)
@@ -52,7 +61,7 @@ Json = dict[str, object]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 MAX_BODY: Final = 64 * 1024  # bytes; a larger request body is answered 413
-MAX_REASON: Final = 200  # characters of the optional "reason" in a changing call's body
+WHO: Final = "api"  # who a drain made through the API is recorded as (one admin token today)
 CHANGES_DISABLED: Final = (
     "changing calls are disabled: no admin token configured (set admin.token or GLB_ADMIN__TOKEN)"
 )
@@ -189,13 +198,15 @@ class _View:
 
     topology: Topology
     snapshot: HealthSnapshot
+    drains: Drains
     mono_now: float
     wall_now: float
 
     @classmethod
     def now(cls, admin: Admin) -> _View:
         state = admin.state
-        return cls(state.topology, state.current(), admin.clock(), admin.wall_clock())
+        snapshot = state.current()
+        return cls(state.topology, snapshot, admin.drains.drains, admin.clock(), admin.wall_clock())
 
     def service(self, service: Service) -> Json:
         """The service's JSON; a geo service's has a `geo` table of who answers where."""
@@ -226,6 +237,7 @@ class _View:
             "priority": endpoint.priority,
             "state": str(self.snapshot.state(endpoint)),
             "drained": self.snapshot.is_drained(endpoint),
+            "drain": endpoint_drain(self.drains, endpoint.service, endpoint.cluster),
             "ejected": health.ejected,
             "eligible": self.snapshot.is_eligible(endpoint),
             "latency_ms": _ms(health.latency),
@@ -301,16 +313,28 @@ def _listing(names: list[str], most: int = 10) -> str:
 
 
 def _drain_handler(*, drained: bool, per_service: bool) -> Handler:
-    """A POST handler that drains (or undrains) a cluster everywhere or in one service."""
+    """A POST handler that drains (or undrains) a cluster everywhere or in one service. It
+    answers once the change is saved; a save that fails is a 500 and changes nothing."""
 
     async def handle(request: web.Request) -> web.Response:
         admin = request.app[ADMIN]
-        reason = await _reason(request)
+        body = await _body(request, DRAIN_KEYS if drained else UNDRAIN_KEYS)
         cluster, service = _drain_scope(admin.state.topology, request, per_service=per_service)
-        control = admin.drains.drain if drained else admin.drains.undrain
-        changed = control(cluster, service)
+        try:
+            wanted = drain_request(body, now=admin.wall_clock())
+            if drained:
+                record = Drain(
+                    cluster, service, WHO, admin.wall_clock(), wanted.reason, wanted.until
+                )
+                changed = await admin.drains.drain(record)
+            else:
+                changed = await admin.drains.undrain(cluster, service)
+        except BadDrainRequest as exc:
+            raise web.HTTPBadRequest(text=str(exc)) from None
+        except DrainNotSaved as exc:
+            raise web.HTTPInternalServerError(text=f"not applied: {exc}") from None
         action = ("drain" if drained else "undrain") + ("" if changed else " (no change)")
-        _log_change(request, action, f"{cluster} in {service or 'every service'}", reason)
+        _log_change(request, action, f"{cluster} in {service or 'every service'}", wanted.reason)
         return web.json_response(_drain_result(admin, cluster, service, drained, changed))
 
     return handle
@@ -356,12 +380,14 @@ def _drain_result(
     """`drained` is the state now in force: an undrained endpoint of a drained cluster stays out."""
     still = service is not None and cluster in admin.state.current().drained_clusters
     note = f"cluster {cluster!r} is drained for every service" if still else None
+    record = admin.drains.drains.get(cluster, service)
     return {
         "cluster": cluster,
         "service": service,
         "drained": drained or still,
         "changed": changed,
         "note": note,
+        "drain": None if record is None else drain_json(record),
     }
 
 
@@ -370,23 +396,28 @@ def _log_change(request: web.Request, action: str, scope: str, reason: str | Non
 
 
 async def _reason(request: web.Request) -> str | None:
-    """The optional JSON object body of a changing call: {"reason": "..."} at most; 400 if bad."""
+    """The optional {"reason": "..."} body of a changing call; 400 if bad."""
+    try:
+        return drain_request(await _body(request, UNDRAIN_KEYS), now=0.0).reason
+    except BadDrainRequest as exc:
+        raise web.HTTPBadRequest(text=str(exc)) from None
+
+
+async def _body(request: web.Request, allowed: frozenset[str]) -> Json:
+    """The optional JSON object body of a changing call, with only `allowed` keys; 400 if bad."""
     raw = await request.read()  # over client_max_size: 413
     if not raw.strip():
-        return None
+        return {}
     try:
         body = json.loads(raw)
     except (ValueError, RecursionError) as exc:  # bad JSON, bad UTF-8, or nested too deep
         raise web.HTTPBadRequest(text=f"the request body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise web.HTTPBadRequest(text="the request body must be a JSON object")
-    unknown = sorted(set(body) - {"reason"})
+    unknown = sorted(set(body) - allowed)
     if unknown:
         raise web.HTTPBadRequest(text=f"unknown key(s) in the request body: {', '.join(unknown)}")
-    reason = body.get("reason")
-    if reason is not None and (not isinstance(reason, str) or len(reason) > MAX_REASON):
-        raise web.HTTPBadRequest(text=f'"reason" must be a string of at most {MAX_REASON} chars')
-    return reason
+    return body
 
 
 # --- cross-cutting: errors, authorization, headers --------------------------------------------

@@ -13,7 +13,9 @@ import ipaddress
 import math
 import os
 import re
+import socket
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -323,6 +325,21 @@ class ProbesSettings(Strict):
     ca_file: FilePath | None = None  # extra CA certificates (PEM) trusted by https probes
 
 
+class InstanceSettings(Strict):
+    """This glb instance among others (named in logs; later, in shared state)."""
+
+    name: Annotated[str, Field(min_length=1, max_length=63)] = Field(
+        default_factory=socket.gethostname
+    )
+
+
+class StateSettings(Strict):
+    """Local durable state: the operator drains. Without `path`, glb serve keeps it in
+    $STATE_DIRECTORY/state.json (systemd) or next to the configuration file, as glb-state.json."""
+
+    path: Path | None = None
+
+
 class LogSettings(Strict):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["text", "json"] = "text"
@@ -449,6 +466,8 @@ class Settings(BaseSettings):
     http: HttpSettings = Field(default_factory=HttpSettings)
     admin: AdminSettings = Field(default_factory=AdminSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    instance: InstanceSettings = Field(default_factory=InstanceSettings)
+    state: StateSettings = Field(default_factory=StateSettings)
     probes: ProbesSettings = Field(default_factory=ProbesSettings)
     geo: GeoSettings = Field(default_factory=GeoSettings)
     zones: list[ZoneSettings] = Field(min_length=1)

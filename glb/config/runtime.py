@@ -1,6 +1,6 @@
 """The options each adapter takes, made from the validated settings: the HTTP client limits, the
 DNS rate limiter, what `CH TXT id.server` answers, the probes' and upstreams' extra CA file, the
-proxies whose X-Forwarded-For the HTTP front end believes.
+proxies whose X-Forwarded-For the HTTP front end believes, where the state file lives.
 
 The adapters never see `Settings`: the composition root (`glb.app`) hands each one the plain
 options made here, so a setting's meaning is decided in one place.
@@ -9,6 +9,8 @@ options made here, so a setting's meaning is decided in one place.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from pathlib import Path
 
 from glb.config.models import Settings
 from glb.core.rrl import RrlConfig
@@ -63,3 +65,17 @@ def trusted_proxies(settings: Settings) -> tuple[str, ...]:
     """The prefixes of the proxies whose X-Forwarded-For names the client (`http.trusted_proxies`),
     each a network without host bits set (an address is its /32 or /128)."""
     return tuple(settings.http.trusted_proxies)
+
+
+STATE_FILE_NAME = "glb-state.json"  # next to the configuration file, by default
+
+
+def state_path(settings: Settings, config_path: str | Path, environ: Mapping[str, str]) -> Path:
+    """Where `glb serve` keeps its durable state (`state.path`): as configured, else
+    `$STATE_DIRECTORY/state.json` (systemd's StateDirectory=), else `glb-state.json` in the
+    directory of the configuration file."""
+    if settings.state.path is not None:
+        return settings.state.path
+    if directory := environ.get("STATE_DIRECTORY", "").split(":")[0]:
+        return Path(directory) / "state.json"
+    return Path(config_path).resolve().parent / STATE_FILE_NAME

@@ -1,7 +1,7 @@
 """The ports through which adapters reach glb's state without importing each other.
 
 `glb.app` hands each adapter the object implementing these (the monitor); adapters type their
-parameters with these Protocols only. Typing only: nothing here runs.
+parameters with these Protocols only. Typing only (and the one error a port raises).
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Protocol
 
+from glb.core.drains import Drain, Drains
 from glb.core.model import Endpoint, Location, Topology
 from glb.core.snapshot import HealthSnapshot
 
@@ -40,15 +41,43 @@ class PassiveHealth(Protocol):
 
 
 class DrainControls(Protocol):
-    """Operator drains: take a cluster (everywhere, or for one service) out of rotation."""
+    """Operator drains as adapters (the admin API) make them: each change is saved durably
+    before it is applied (`glb.state.durable`); a save that fails raises `DrainNotSaved` and
+    changes nothing."""
 
-    def drain(self, cluster: str, service: str | None = None) -> bool:
-        """Drain; returns False if it was already drained."""
+    @property
+    def drains(self) -> Drains:
+        """The drains in force, with who, since, reason and until."""
+        ...
+
+    async def drain(self, drain: Drain) -> bool:
+        """Save, then apply; False (nothing saved) if that scope was already drained."""
+        ...
+
+    async def undrain(self, cluster: str, service: str | None = None) -> bool:
+        """Save, then apply; False if that scope was not drained."""
+        ...
+
+
+class LocalDrains(Protocol):
+    """The drains held in memory (the monitor): applied at once, saved by no one."""
+
+    @property
+    def drains(self) -> Drains:
+        """The drains in force."""
+        ...
+
+    def drain(self, drain: Drain) -> bool:
+        """Apply a drain; False if that scope was already drained."""
         ...
 
     def undrain(self, cluster: str, service: str | None = None) -> bool:
-        """Undrain; returns False if it was not drained."""
+        """End a drain; False if that scope was not drained."""
         ...
+
+
+class DrainNotSaved(Exception):
+    """A drain change could not be saved, so it was not applied; the message says why."""
 
 
 class LocationDatabase(Protocol):

@@ -19,6 +19,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Final
 
+from glb.core.drains import Drain, Drains
 from glb.core.health import (
     Health,
     Outcome,
@@ -55,6 +56,7 @@ class Monitor:
         probe: ProbeFn,
         *,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
         stats: Stats | None = None,
@@ -67,8 +69,10 @@ class Monitor:
         self._index(topology)
         self._health: dict[Target, TargetHealth] = dict.fromkeys(topology.targets(), TargetHealth())
         self._dirty: set[Target] | None = set()  # updated since the last publish (None: unknown)
-        self._drained_clusters: frozenset[str] = frozenset()
-        self._drained_endpoints: frozenset[tuple[str, str]] = frozenset()
+        self._wall_clock = wall_clock
+        self._drains = Drains()
+        self._drain_listeners: list[Callable[[Drains], None]] = []
+        self._expiry: asyncio.TimerHandle | None = None
         self._ready = False
         self._snapshot = HealthSnapshot.of(self._health)
         self._changed = asyncio.Event()  # set and replaced on every publish
@@ -159,28 +163,75 @@ class Monitor:
                 self._stats.proxy_ejections[(each.service, each.cluster)] += 1
             self._publish()  # out of the answers at once
 
-    def drain(self, cluster: str, service: str | None = None) -> bool:
-        """Take `cluster` out of every answer (or of `service`'s); False if already drained."""
-        return self._set_drain(cluster, service, drained=True)
+    @property
+    def drains(self) -> Drains:
+        return self._drains
+
+    def drain(self, drain: Drain) -> bool:
+        """Take `drain.cluster` out of every answer (or of `drain.service`'s); False if that scope
+        is already drained (the drain in force is kept)."""
+        return self._set_drains(self._drains.add(drain))
 
     def undrain(self, cluster: str, service: str | None = None) -> bool:
-        return self._set_drain(cluster, service, drained=False)
+        return self._set_drains(self._drains.remove(cluster, service))
 
-    def _set_drain(self, cluster: str, service: str | None, *, drained: bool) -> bool:
-        if service is None:
-            before = self._drained_clusters
-            self._drained_clusters = before | {cluster} if drained else before - {cluster}
-            changed = before != self._drained_clusters
-        else:
-            previous = self._drained_endpoints
-            key = (service, cluster)
-            self._drained_endpoints = previous | {key} if drained else previous - {key}
-            changed = previous != self._drained_endpoints
-        if changed:  # the caller (the admin API) logs it, with the operator's reason
-            previous_snapshot = self._snapshot
-            self._publish()
-            self._count_changes(previous_snapshot, self._snapshot)
-        return changed
+    def restore(self, drains: Drains) -> None:
+        """Put back the drains saved before a restart (before the first answer); those whose
+        `until` has passed end at once, logged."""
+        self._set_drains(drains)
+        self.end_expired_drains()
+
+    def on_drains_changed(self, listener: Callable[[Drains], None]) -> None:
+        """Call `listener(drains)` when drains end by themselves (expiry), e.g. to save them."""
+        self._drain_listeners.append(listener)
+
+    def end_expired_drains(self) -> tuple[Drain, ...]:
+        """End every drain whose `until` has passed on the wall clock; each is logged once."""
+        expired = self._drains.expired(self._wall_clock())
+        if not expired:
+            self._schedule_expiry()
+            return expired
+        remaining = self._drains
+        for drain in expired:
+            remaining = remaining.remove(drain.cluster, drain.service)
+            logger.info(
+                "drain of %s by %s expired (reason: %s)",
+                drain.describe(),
+                drain.who,
+                drain.reason or "none given",
+                extra={"event": "drain_expired", "cluster": drain.cluster},
+            )
+        self._set_drains(remaining)
+        for listener in self._drain_listeners:
+            try:
+                listener(remaining)
+            except Exception:
+                logger.exception("drain listener %r failed", listener)
+        return expired
+
+    def _set_drains(self, drains: Drains) -> bool:
+        if drains is self._drains:
+            return False
+        self._drains = drains
+        self._schedule_expiry()
+        previous_snapshot = self._snapshot
+        self._publish()  # the caller (the admin API) logs the change, with the reason
+        self._count_changes(previous_snapshot, self._snapshot)
+        return True
+
+    def _schedule_expiry(self) -> None:
+        """A timer for the next drain to expire (none without a running loop: tests)."""
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        if (until := self._drains.next_expiry()) is None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        delay = max(0.0, until - self._wall_clock())
+        self._expiry = loop.call_later(delay, self.end_expired_drains)
 
     def _count_changes(self, before: HealthSnapshot, after: HealthSnapshot) -> None:
         """Count every endpoint whose reported state differs between two snapshots."""
@@ -216,6 +267,8 @@ class Monitor:
         finally:
             self._running = False
             self._cancel_lazy_publish()
+            if self._expiry is not None:
+                self._expiry.cancel()
             await self._stop_all()
 
     def _start(self, target: Target, *, first_delay: float) -> None:
@@ -331,8 +384,8 @@ class Monitor:
         dirty, self._dirty = self._dirty, set()
         self._snapshot = HealthSnapshot.of(
             self._health,
-            drained_clusters=self._drained_clusters,
-            drained_endpoints=self._drained_endpoints,
+            drained_clusters=self._drains.clusters,
+            drained_endpoints=self._drains.endpoints,
             version=self._snapshot.version + 1,
             changed=None if dirty is None else frozenset(dirty),
         )
