@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import logging
 import random
+import time
 from collections.abc import AsyncIterator
 
 import pytest
 
 from glb.config import parse_settings, to_topology
+from glb.core.drains import Drain, Drains
 from glb.core.health import Health, Outcome, ProbeResult
 from glb.core.model import Target, Topology
 from glb.core.snapshot import HealthSnapshot
@@ -348,3 +351,37 @@ async def test_every_snapshot_names_the_targets_that_changed_since_the_one_befor
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+async def test_restored_drains_apply_and_the_expired_ones_end_logged_once(
+    topology, clock, prober, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Drains restored at start-up are in force; one whose `until` has passed on the wall clock
+    ends at once, logged once with who and reason; later ones end when their time comes."""
+    wall = FakeClock()
+    wall.now = 1000.0
+    monitor = Monitor(topology, prober.probe, clock=clock, wall_clock=wall, sleep=clock.sleep)
+    stale = Drain("a", None, "api", 10.0, "old maintenance", until=999.0)
+    later = Drain("b", "one.z.test", "api", 10.0, "rack move", until=1060.0)
+    ended: list[Drains] = []
+    monitor.on_drains_changed(ended.append)
+    with caplog.at_level(logging.INFO, logger="glb.health.monitor"):
+        monitor.restore(Drains.of([stale, later]))
+    assert monitor.current().drained_clusters == frozenset()
+    assert monitor.current().drained_endpoints == frozenset({("one.z.test", "b")})
+    expiries = [r.getMessage() for r in caplog.records if "expired" in r.getMessage()]
+    assert expiries == ["drain of a (every service) by api expired (reason: old maintenance)"]
+    assert monitor.end_expired_drains() == ()  # logged once: nothing more to end
+    wall.now = 1060.0
+    assert monitor.end_expired_drains() == (later,)
+    assert monitor.current().drained_endpoints == frozenset()
+    assert [len(d) for d in ended] == [1, 0]
+
+
+async def test_a_drain_ends_on_its_own_timer(topology, clock, prober) -> None:
+    """With the real loop's timer: a drain with `until` a moment ahead ends without a call."""
+    monitor = Monitor(topology, prober.probe, clock=clock, sleep=clock.sleep)
+    monitor.drain(Drain("a", None, "api", time.time(), until=time.time() + 0.05))
+    assert monitor.current().drained_clusters == frozenset({"a"})
+    async with asyncio.timeout(5):
+        await monitor.wait_for(lambda snapshot: not snapshot.drained_clusters)

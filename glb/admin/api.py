@@ -332,6 +332,7 @@ def _drain_handler(*, drained: bool, per_service: bool) -> Handler:
         except BadDrainRequest as exc:
             raise web.HTTPBadRequest(text=str(exc)) from None
         except DrainNotSaved as exc:
+            logger.error("admin API: %s of %s not applied: %s", request.path, cluster, exc)
             raise web.HTTPInternalServerError(text=f"not applied: {exc}") from None
         action = ("drain" if drained else "undrain") + ("" if changed else " (no change)")
         _log_change(request, action, f"{cluster} in {service or 'every service'}", wanted.reason)

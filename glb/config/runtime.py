@@ -78,4 +78,4 @@ def state_path(settings: Settings, config_path: str | Path, environ: Mapping[str
         return settings.state.path
     if directory := environ.get("STATE_DIRECTORY", "").split(":")[0]:
         return Path(directory) / "state.json"
-    return Path(config_path).resolve().parent / STATE_FILE_NAME
+    return Path(config_path).absolute().parent / STATE_FILE_NAME

@@ -1,0 +1,44 @@
+"""`instance` and `state`: the instance name and where the durable state (drains) is kept."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from glb.config import parse_settings
+from glb.config.runtime import state_path
+from glb.errors import ConfigError
+
+MINIMAL = """
+zones: [{name: glb.test, nameservers: [{name: ns1.glb.test, address: 127.0.0.1}]}]
+clusters: [{name: eu, addresses: [127.0.0.1]}]
+"""
+
+
+def test_defaults_are_the_host_name_and_no_path() -> None:
+    settings = parse_settings(MINIMAL)
+    assert settings.instance.name == socket.gethostname()
+    assert settings.state.path is None
+
+
+def test_state_path_as_configured_wins() -> None:
+    settings = parse_settings(MINIMAL + "instance: {name: glb-eu}\nstate: {path: /srv/s.json}\n")
+    assert settings.instance.name == "glb-eu"
+    environ = {"STATE_DIRECTORY": "/var/lib/glb"}
+    assert state_path(settings, "/etc/glb/glb.yaml", environ) == Path("/srv/s.json")
+
+
+def test_state_path_defaults_to_state_directory_then_next_to_the_config() -> None:
+    settings = parse_settings(MINIMAL)
+    systemd = {"STATE_DIRECTORY": "/var/lib/glb:/var/lib/other"}
+    assert state_path(settings, "/etc/glb/glb.yaml", systemd) == Path("/var/lib/glb/state.json")
+    assert state_path(settings, "/etc/glb/glb.yaml", {}) == Path("/etc/glb/glb-state.json")
+    relative = state_path(settings, "glb.yaml", {})
+    assert relative == Path.cwd() / "glb-state.json"
+
+
+def test_unknown_state_keys_are_refused() -> None:
+    with pytest.raises(ConfigError, match=r"state\.redis"):
+        parse_settings(MINIMAL + "state: {redis: 'redis://x'}\n")
