@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 import tomllib
 from collections.abc import AsyncIterator
 from fnmatch import fnmatch
@@ -33,6 +34,7 @@ from pytest_aiohttp import AiohttpClient
 from glb.admin.api import admin_app
 from glb.app import running
 from glb.config import load_settings
+from glb.core.drains import Drain, format_instant
 from glb.health.monitor import Monitor
 from glb.state.durable import DurableDrains
 from tests.clusters import ROOT, write_config
@@ -364,10 +366,15 @@ async def test_a_killed_cluster_turns_down_on_the_page(tmp_path, clusters):
     assert "1 degraded" in summary
 
 
-@contextlib.asynccontextmanager
-async def admin_server(monitor: Monitor) -> AsyncIterator[TestServer]:
+def admin_server(monitor: Monitor) -> contextlib.AbstractAsyncContextManager[TestServer]:
     """The admin API (no token) of `monitor` on a loopback port, closed on the way out."""
-    server = TestServer(admin_app(monitor, DurableDrains(monitor), token=None), host="127.0.0.1")
+    return admin_server_of(monitor, DurableDrains(monitor))
+
+
+@contextlib.asynccontextmanager
+async def admin_server_of(monitor: Monitor, drains: DurableDrains) -> AsyncIterator[TestServer]:
+    """The admin API (no token) of `monitor` and `drains` on a loopback port."""
+    server = TestServer(admin_app(monitor, drains, token=None), host="127.0.0.1")
     await server.start_server()
     try:
         yield server
@@ -388,3 +395,25 @@ async def test_the_page_says_when_the_api_stops_answering(tmp_path, monitor):
         status = await page.evaluate("document.getElementById('conn').textContent")
     assert banner == "block"
     assert status.startswith("Connection lost")
+
+
+async def test_a_drained_badge_shows_the_reason_who_and_until(monitor):
+    """In Chromium, a drained endpoint's badge has its drain beside it: reason, until, who."""
+    drains = DurableDrains(monitor)
+    until = time.time() + 3600
+    await drains.drain(Drain("eu", None, "api", time.time(), "kernel upgrade", until))
+    async with admin_server_of(monitor, drains) as server, browser() as page:
+        async with asyncio.timeout(10):
+            await page.open(str(server.make_url("/")), width=1366, height=768)
+            await page.wait_for('tr[data-cluster="eu"][data-state="drained"]')
+        note = await page.evaluate(
+            "document.querySelector('tr[data-cluster=\"eu\"] .drain').textContent"
+        )
+        quiet = await page.evaluate(
+            "document.querySelector('tr[data-cluster=\"us\"] .drain').textContent"
+        )
+        save(ARTIFACTS / "status-page-drained.png", await page.screenshot())
+        assert page.errors == []
+    shown_until = format_instant(until)[:16].replace("T", " ") + " UTC"
+    assert note == f"kernel upgrade · until {shown_until} · by api"
+    assert quiet == ""
