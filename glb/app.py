@@ -3,7 +3,9 @@
 `running(settings)` is an async context manager that yields a `Running` once glb is serving:
 sockets are bound (fail fast), the first probe round has been applied, and the DNS server
 answers. Leaving it stops everything in reverse order. `serve(settings, shutdown_trigger)` runs
-until the trigger completes. No signal handling here: that is the CLI's job.
+until the trigger completes. No signal handling here: that is the CLI's job. With a state file
+(`state_path`, chosen by the CLI), the drains saved there are restored before the first probe
+round and saved (first) on every change; only the main process reads or writes it.
 
 With `workers=N` the main process also starts N-1 worker processes (`glb.workers`) that
 serve DNS and HTTP on the same ports (SO_REUSEPORT); `serve_worker(fd, stop)` is a worker's own

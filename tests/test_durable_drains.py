@@ -134,3 +134,25 @@ async def test_a_corrupt_state_file_is_set_aside(
         assert not any("Traceback" in line for line in served.lines)
     finally:
         assert await stop_serve(served) == 0
+
+
+async def test_with_workers_every_process_answers_with_the_restored_drain(
+    tmp_path: Path, clusters: list[ClusterProcess]
+) -> None:
+    """A saved drain is in force in the workers' first answers too (they get it from the main,
+    which alone reads and writes the file)."""
+    _, us = clusters
+    path = config_with_token(tmp_path, clusters)
+    state = tmp_path / "glb-state.json"
+    drain = {"cluster": "eu-west", "who": "api", "since": "2026-12-01T00:00:00Z"}
+    await asyncio.to_thread(state.write_text, json.dumps({"version": 1, "drains": [drain]}))
+    served = await start_serve(path, "--workers", "2")
+    try:
+        answers = [await answer(served) for _ in range(20)]  # spread over the processes
+        assert all(a == [us.address] for a in answers), answers
+        status, undrained = await post(served, "/api/v1/clusters/eu-west/undrain", {})
+        assert (status, undrained["changed"]) == (200, True)
+    finally:
+        assert await stop_serve(served) == 0
+    saved = json.loads(await asyncio.to_thread(state.read_text))
+    assert saved == {"version": 1, "drains": []}

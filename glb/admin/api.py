@@ -9,6 +9,8 @@
     POST /api/v1/clusters/{cluster}/drain|undrain           a cluster, in every service
     POST /api/v1/services/{name}/endpoints/{cluster}/drain|undrain   a cluster, in one service
 
+A drain call may send `{"reason": "...", "until": "<ISO 8601>"}` or `{..., "for": "2h"}`
+(`glb.admin.drains`); it answers once the drain is saved, 500 (nothing applied) if it cannot be.
 Every route is declared in `ROUTES`; later features (/metrics, the status page) add theirs there.
 Changing calls need `Authorization: Bearer <token>`; with no token configured they are refused.
 Every error, including aiohttp's own 404/405/413, is answered as
@@ -26,7 +28,6 @@ import base64
 import hashlib
 import hmac
 import importlib.resources
-import json
 import logging
 import random
 import re
@@ -46,6 +47,8 @@ from glb.admin.drains import (
     drain_json,
     drain_request,
     endpoint_drain,
+    read_body,
+    read_reason,
 )
 from glb.admin.geo_view import BadClient, client_answer, geo_table, parse_client
 from glb.core.drains import Drain, Drains
@@ -318,7 +321,7 @@ def _drain_handler(*, drained: bool, per_service: bool) -> Handler:
 
     async def handle(request: web.Request) -> web.Response:
         admin = request.app[ADMIN]
-        body = await _body(request, DRAIN_KEYS if drained else UNDRAIN_KEYS)
+        body = await read_body(request, DRAIN_KEYS if drained else UNDRAIN_KEYS)
         cluster, service = _drain_scope(admin.state.topology, request, per_service=per_service)
         try:
             wanted = drain_request(body, now=admin.wall_clock())
@@ -344,7 +347,7 @@ def _drain_handler(*, drained: bool, per_service: bool) -> Handler:
 async def reload_config(request: web.Request) -> web.Response:
     """POST /api/v1/reload: re-read the configuration; 200 when applied, 422 with the problems."""
     admin = request.app[ADMIN]
-    reason = await _reason(request)
+    reason = await read_reason(request)
     if admin.reload is None:
         raise web.HTTPNotImplemented(text="this glb was started without a configuration file")
     problems = await admin.reload()
@@ -394,31 +397,6 @@ def _drain_result(
 
 def _log_change(request: web.Request, action: str, scope: str, reason: str | None) -> None:
     logger.info("admin API: %s %s from %s; reason: %r", action, scope, request.remote, reason)
-
-
-async def _reason(request: web.Request) -> str | None:
-    """The optional {"reason": "..."} body of a changing call; 400 if bad."""
-    try:
-        return drain_request(await _body(request, UNDRAIN_KEYS), now=0.0).reason
-    except BadDrainRequest as exc:
-        raise web.HTTPBadRequest(text=str(exc)) from None
-
-
-async def _body(request: web.Request, allowed: frozenset[str]) -> Json:
-    """The optional JSON object body of a changing call, with only `allowed` keys; 400 if bad."""
-    raw = await request.read()  # over client_max_size: 413
-    if not raw.strip():
-        return {}
-    try:
-        body = json.loads(raw)
-    except (ValueError, RecursionError) as exc:  # bad JSON, bad UTF-8, or nested too deep
-        raise web.HTTPBadRequest(text=f"the request body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise web.HTTPBadRequest(text="the request body must be a JSON object")
-    unknown = sorted(set(body) - allowed)
-    if unknown:
-        raise web.HTTPBadRequest(text=f"unknown key(s) in the request body: {', '.join(unknown)}")
-    return body
 
 
 # --- cross-cutting: errors, authorization, headers --------------------------------------------

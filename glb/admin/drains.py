@@ -3,15 +3,19 @@
 A drain call's optional JSON body: `{"reason": "...", "until": "2026-12-07T10:00:00Z"}` or
 `{"reason": "...", "for": "2h"}` (not both); `until` must be ISO 8601 with `Z` or an offset and in
 the future, `for` a duration (`30m`, `2h`, `90s`, or seconds). An undrain call takes a reason
-only. Bad values raise `BadDrainRequest` with a sentence for the 400 answer.
+only. Bad values raise `BadDrainRequest` with a sentence for the 400 answer. `read_body` reads
+any changing call's optional JSON object body (400 when it is not one, or has unknown keys).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import dataclass
 from typing import Final
+
+from aiohttp import web
 
 from glb.core.drains import MAX_REASON, BadInstant, Drain, Drains, format_instant, parse_instant
 
@@ -95,3 +99,28 @@ def endpoint_drain(drains: Drains, service: str, cluster: str) -> Json | None:
     service's own; None when it is not drained."""
     drain = drains.get(cluster) or drains.get(cluster, service)
     return None if drain is None else drain_json(drain)
+
+
+async def read_reason(request: web.Request) -> str | None:
+    """The optional {"reason": "..."} body of a changing call; 400 if bad."""
+    try:
+        return drain_request(await read_body(request, UNDRAIN_KEYS), now=0.0).reason
+    except BadDrainRequest as exc:
+        raise web.HTTPBadRequest(text=str(exc)) from None
+
+
+async def read_body(request: web.Request, allowed: frozenset[str]) -> Json:
+    """The optional JSON object body of a changing call, with only `allowed` keys; 400 if bad."""
+    raw = await request.read()  # over client_max_size: 413
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError) as exc:  # bad JSON, bad UTF-8, or nested too deep
+        raise web.HTTPBadRequest(text=f"the request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(text="the request body must be a JSON object")
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise web.HTTPBadRequest(text=f"unknown key(s) in the request body: {', '.join(unknown)}")
+    return body

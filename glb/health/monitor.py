@@ -8,6 +8,11 @@ Every distinct target (address + probe spec) gets one task that probes it at its
 `interval` while its state is confirmed, every `fast_interval` while the newest results disagree
 with it, never more than one probe in flight. Start times are spread with jitter. The probe
 function, clock, sleep and random generator are injected, so tests can drive it without a network.
+
+The monitor also holds the operator drains (`glb.core.drains.Drains`: who, since, reason, until)
+and derives the snapshot's drained sets from them. A drain with an `until` ends by itself when
+the wall clock (injected too) reaches it: logged once, published, and reported to the listeners
+(`on_drains_changed`; the state file's saver). Saving is not the monitor's job (`glb.state`).
 """
 
 from __future__ import annotations
