@@ -250,11 +250,11 @@ def _durable_drains(monitor: Monitor, path: Path | None) -> DurableDrains:
     if path is None:
         return DurableDrains(monitor)
     store = StateFile(path)
+    drains = DurableDrains(monitor, store.save_async)
+    monitor.on_drains_changed(drains.drains_changed)  # drains that expired while down: saved
     monitor.restore(store.load())
     if len(monitor.drains):
         logger.info("restored %d drain(s) from %s", len(monitor.drains), path)
-    drains = DurableDrains(monitor, store.save_async)
-    monitor.on_drains_changed(drains.drains_changed)
     return drains
 
 

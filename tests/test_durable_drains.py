@@ -156,3 +156,31 @@ async def test_with_workers_every_process_answers_with_the_restored_drain(
         assert await stop_serve(served) == 0
     saved = json.loads(await asyncio.to_thread(state.read_text))
     assert saved == {"version": 1, "drains": []}
+
+
+async def test_a_drain_that_expired_while_down_ends_at_start_up(
+    tmp_path: Path, clusters: list[ClusterProcess]
+) -> None:
+    """A saved drain whose `until` passed while glb was stopped ends at start-up, before the
+    first answer: logged, and saved as ended."""
+    eu, _ = clusters
+    path = config_with_token(tmp_path, clusters)
+    state = tmp_path / "glb-state.json"
+    drain = {
+        "cluster": "eu-west",
+        "who": "api",
+        "since": "2026-01-01T00:00:00Z",
+        "reason": "old",
+        "until": "2026-01-01T01:00:00Z",
+    }
+    await asyncio.to_thread(state.write_text, json.dumps({"version": 1, "drains": [drain]}))
+    served = await start_serve(path)
+    try:
+        assert await answer(served) == [eu.address]
+        await served.wait_for_line(
+            r"drain of eu-west \(every service\) by api expired \(reason: old\)"
+        )
+    finally:
+        assert await stop_serve(served) == 0
+    saved = json.loads(await asyncio.to_thread(state.read_text))
+    assert saved == {"version": 1, "drains": []}
