@@ -21,11 +21,14 @@ from glb.health.monitor import Monitor
 from glb.health.probes import Prober, source_problem
 from tests.clusters import ClusterProcess, start_clusters, write_config
 from tests.probe_backends import TLS_NAME, serve_backend, serve_raw
+from tests.serve import start_serve, stop_serve
 from tests.stack import monitored
 from tests.test_cli import run_glb
+from tests.test_durable_drains import answer
 from tests.test_probes import has_ipv6_loopback, make_target, probe
 
 NOT_LOCAL = "192.0.2.1"  # TEST-NET-1: never an address of the test machine
+FAST_PROBE = "{type: http, path: /healthz, interval: 0.2s, timeout: 0.2s, rise: 1, fall: 1}"
 
 
 @pytest.fixture
@@ -134,8 +137,7 @@ async def test_a_backend_refusing_one_source_is_down_for_that_vantage_point_only
     127.0.0.3, only the second sees it down, while the first keeps probing it successfully;
     once it accepts 127.0.0.3 again, the second sees it up."""
     [cluster] = await start_clusters(["eu-west"])
-    probe_spec = "{type: http, path: /healthz, interval: 0.2s, timeout: 0.2s, rise: 1, fall: 1}"
-    config = write_config(tmp_path, [cluster], probe=probe_spec).read_text()
+    config = write_config(tmp_path, [cluster], probe=FAST_PROBE).read_text()
     try:
         async with (
             monitored(config + "probes: {source: 127.0.0.2}\n") as first,
@@ -161,3 +163,33 @@ async def test_a_backend_refusing_one_source_is_down_for_that_vantage_point_only
                 await second.wait_for(lambda _: health(second, cluster) is Health.UP)
     finally:
         await cluster.stop()
+
+
+def config_from(directory: Path, clusters: list[ClusterProcess], source: str) -> Path:
+    directory.mkdir()
+    path = write_config(directory, clusters, probe=FAST_PROBE)
+    path.write_text(path.read_text() + f"probes: {{source: {source}}}\n")
+    return path
+
+
+async def test_two_glb_serve_answer_from_their_own_vantage_point(tmp_path: Path) -> None:
+    """Two `glb serve` processes probe from 127.0.0.2 and 127.0.0.3; when eu-west refuses
+    127.0.0.3, only the second fails over to us-east in its DNS answers."""
+    eu, us = clusters = await start_clusters(["eu-west", "us-east"])
+    first = second = None
+    try:
+        first = await start_serve(config_from(tmp_path / "first", clusters, "127.0.0.2"))
+        second = await start_serve(config_from(tmp_path / "second", clusters, "127.0.0.3"))
+        assert await answer(first) == await answer(second) == [eu.address]
+        since = len(second.lines)
+        await eu.refuse_from("127.0.0.3")
+        await second.wait_for_line(r"eu-west.*: up -> down", since=since)
+        assert await answer(second) == [us.address]
+        assert await answer(first) == [eu.address]
+        assert not [line for line in first.lines if "-> down" in line]
+    finally:
+        for served in (first, second):
+            if served is not None:
+                assert await stop_serve(served) == 0
+        for cluster in clusters:
+            await cluster.stop()
