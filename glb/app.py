@@ -41,7 +41,7 @@ from glb.dns.answerer import DnsAnswerer
 from glb.dns.server import DnsServer
 from glb.errors import StartupError
 from glb.health.monitor import Monitor
-from glb.health.probes import Prober
+from glb.health.probes import Prober, source_problem
 from glb.http1.server import ClientLimits, HttpServer
 from glb.proxy.handler import HttpProxy
 from glb.reload import Reloader
@@ -369,9 +369,13 @@ def _log_started(glb: Running) -> None:
 
 
 def _prober(settings: Settings) -> Prober:
+    """The prober of `probes.*`; a StartupError when its CA file or source address is unusable."""
     ca_file = runtime.ca_file(settings)
+    source = runtime.probe_source(settings)
+    if source is not None and (problem := source_problem(source)):
+        raise StartupError(f"probes.source: {problem}")
     try:
-        return Prober(ca_file=ca_file)
+        return Prober(ca_file=ca_file, source=source)
     except (OSError, ssl.SSLError) as exc:
         raise StartupError(f"probes.ca_file: cannot load {ca_file}: {exc}") from None
 

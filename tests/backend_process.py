@@ -1,10 +1,16 @@
 """A simulated cluster ingress in its own process, for tests that kill or freeze it.
 
-    python -m tests.backend_process --fd N --name eu-west [--delay 0.0]
+    python -m tests.backend_process --fd N --name eu-west [--delay 0.0] [--refuse-from ADDR ...]
 
 Serves glb.demo's cluster app on the listening socket inherited as file descriptor N and prints
 "ready" once it accepts connections. Being a separate process, it can be SIGKILLed (connections
 refused) or SIGSTOPped (connections accepted by the kernel, never answered).
+
+Connections from a refused peer address are closed at once, before a byte is read: the closest a
+backend gets to the network path from one source breaking (http(s) probes from there fail with
+"connection closed without a response"; a tcp probe, which only connects, still passes). Each
+line "refuse-from ADDR ..." on standard input replaces the refused addresses (none: refuse
+nobody) and is answered "ok" once in force.
 """
 
 from __future__ import annotations
@@ -12,19 +18,55 @@ from __future__ import annotations
 import argparse
 import asyncio
 import socket
+import sys
+from collections.abc import Callable
 
 from aiohttp import web
 
 from glb.demo import SimulatedCluster, cluster_app
 
 
-async def serve(fd: int, name: str, delay: float) -> None:
+class _Gate(asyncio.Protocol):
+    """Closes a connection from a refused peer at once; hands any other to the app's protocol."""
+
+    def __init__(self, serve: Callable[[], asyncio.Protocol], refused: set[str]) -> None:
+        self._serve = serve
+        self._refused = refused
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        if transport.get_extra_info("peername")[0] in self._refused:
+            transport.abort()
+            return
+        protocol = self._serve()
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+
+
+async def serve(fd: int, name: str, delay: float, refused: set[str]) -> None:
     sock = socket.socket(fileno=fd)
     runner = web.AppRunner(cluster_app(SimulatedCluster(name, delay)), access_log=None)
     await runner.setup()
-    await web.SockSite(runner, sock).start()
+    app_protocol = runner.server
+    assert app_protocol is not None
+    loop = asyncio.get_running_loop()
+    await loop.create_server(lambda: _Gate(app_protocol, refused), sock=sock)
     print("ready", flush=True)  # noqa: T201 (the parent waits for this line)
-    await asyncio.Event().wait()
+    await _follow_commands(refused)
+    await asyncio.Event().wait()  # standard input closed: serve on until killed
+
+
+async def _follow_commands(refused: set[str]) -> None:
+    """Apply each "refuse-from ADDR ..." line of standard input; answer "ok" to each."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while line := (await reader.readline()).decode():
+        command, *addresses = line.split()
+        assert command == "refuse-from", line
+        refused.clear()
+        refused.update(addresses)
+        print("ok", flush=True)  # noqa: T201 (the parent waits for this line)
 
 
 def main() -> None:
@@ -32,8 +74,9 @@ def main() -> None:
     parser.add_argument("--fd", type=int, required=True)
     parser.add_argument("--name", required=True)
     parser.add_argument("--delay", type=float, default=0.0)
+    parser.add_argument("--refuse-from", nargs="*", default=[], metavar="ADDR")
     args = parser.parse_args()
-    asyncio.run(serve(args.fd, args.name, args.delay))
+    asyncio.run(serve(args.fd, args.name, args.delay, set(args.refuse_from)))
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 Every cluster gets its own 127.x.y.z address and all of them listen on the same port (a service
 has one port on every cluster ingress). Each cluster runs `tests.backend_process` in a child
 process that inherits its listening socket, so a test can kill it (connection refused), freeze
-it with SIGSTOP (connections accepted, never answered), thaw or restart it.
+it with SIGSTOP (connections accepted, never answered), thaw or restart it, or make it close at
+once the connections from chosen source addresses (`refuse_from`: one vantage point's path breaks).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class ClusterProcess:
     address: str
     port: int
     delay: float = 0.0
+    refused: tuple[str, ...] = ()  # peer addresses whose connections are closed at once
     process: asyncio.subprocess.Process | None = field(default=None, repr=False)
 
     async def start(self, sock: socket.socket | None = None) -> None:
@@ -70,8 +72,11 @@ class ClusterProcess:
             self.name,
             "--delay",
             str(self.delay),
+            "--refuse-from",
+            *self.refused,
             pass_fds=(fd,),
             cwd=ROOT,
+            stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
         )
         sock.close()  # the child holds the only copy: killing it refuses connections
@@ -79,6 +84,19 @@ class ClusterProcess:
         async with asyncio.timeout(20):
             line = await self.process.stdout.readline()
         assert line.strip() == b"ready", line
+
+    async def refuse_from(self, *addresses: str) -> None:
+        """From now on, close at once every connection from these peer addresses (and no
+        others: none refuses nobody); kept across restarts. Returns once the backend applies it."""
+        assert self.process is not None
+        assert self.process.stdin is not None
+        assert self.process.stdout is not None
+        self.refused = addresses
+        self.process.stdin.write(" ".join(("refuse-from", *addresses)).encode() + b"\n")
+        async with asyncio.timeout(10):
+            await self.process.stdin.drain()
+            line = await self.process.stdout.readline()
+        assert line.strip() == b"ok", line
 
     async def kill(self) -> None:
         """SIGKILL: the listening socket is gone, connections are refused."""

@@ -140,6 +140,7 @@ async def serve_backend(
 class RawServer:
     port: int
     connected: asyncio.Event = field(default_factory=asyncio.Event)
+    peers: list[str] = field(default_factory=list)  # the peer address of each connection
 
 
 @asynccontextmanager
@@ -153,6 +154,7 @@ async def serve_raw(response: bytes | None, *, greet: bool = False) -> AsyncIter
     raw = RawServer(port_of(sock))
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raw.peers.append(writer.get_extra_info("peername")[0])
         raw.connected.set()
         with suppress(OSError, asyncio.IncompleteReadError):
             if greet and response is not None:

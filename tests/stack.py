@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Mapping
 
 from aiohttp import web
 
-from glb.config import parse_settings, to_topology
+from glb.config import parse_settings, runtime, to_topology
 from glb.health.monitor import Monitor
 from glb.health.probes import Prober
 from tests.clusters import address_block, listen_on_common_port
@@ -24,9 +24,11 @@ from tests.clusters import address_block, listen_on_common_port
 
 @contextlib.asynccontextmanager
 async def monitored(config: str) -> AsyncIterator[Monitor]:
-    """A running Monitor for `config` (YAML text), whose first probe round is done."""
-    prober = Prober()
-    topology = to_topology(parse_settings(config))
+    """A running Monitor for `config` (YAML text), whose first probe round is done; its probes
+    connect from `probes.source` when the config sets it."""
+    settings = parse_settings(config)
+    prober = Prober(source=runtime.probe_source(settings))
+    topology = to_topology(settings)
     monitor = Monitor(topology, prober.probe)
     await monitor.first_round()
     task = asyncio.create_task(monitor.run())

@@ -1075,6 +1075,21 @@ def test_probe_ca_file_must_exist(tmp_path: Path) -> None:
     assert parse_settings(BASE + f"probes: {{ca_file: {tmp_path / 'ca.pem'}}}\n").probes.ca_file
 
 
+@pytest.mark.parametrize("bad", ["nope", "10.0.0.300", "10.0.0.0/8", "[::1]"])
+def test_probe_source_must_be_an_address(bad: str) -> None:
+    """probes.source is an IPv4 or IPv6 address; anything else is a config error at its key."""
+    text = BASE + f"probes: {{source: '{bad}'}}\n"
+    assert_reasons(reasons_of(text), "<config>", [("probes.source", "is not an IPv4 or IPv6")])
+
+
+def test_probe_source_is_kept_in_canonical_form() -> None:
+    assert parse_settings(BASE + "probes: {source: 10.0.1.7}\n").probes.source == "10.0.1.7"
+    assert parse_settings(BASE + "probes: {source: '2001:DB8::0:7'}\n").probes.source == (
+        "2001:db8::7"
+    )
+    assert parse_settings(BASE).probes.source is None
+
+
 def test_service_named_like_a_nameserver_is_reported() -> None:
     """A service may not share its name with a nameserver of the zone."""
     text = with_services("- {name: ns1.example.test, backends: [{cluster: eu}]}\n")

@@ -323,6 +323,9 @@ class ProbesSettings(Strict):
     """Settings shared by every probe."""
 
     ca_file: FilePath | None = None  # extra CA certificates (PEM) trusted by https probes
+    # The local address probes connect from (multi-homed hosts, several vantage points on one
+    # host); targets of the other address family are probed from the default address.
+    source: Address | None = None
 
 
 class InstanceSettings(Strict):

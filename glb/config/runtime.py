@@ -1,6 +1,7 @@
 """The options each adapter takes, made from the validated settings: the HTTP client limits, the
 DNS rate limiter, what `CH TXT id.server` answers, the probes' and upstreams' extra CA file, the
-proxies whose X-Forwarded-For the HTTP front end believes, where the state file lives.
+probes' source address, the proxies whose X-Forwarded-For the HTTP front end believes, where the
+state file lives.
 
 The adapters never see `Settings`: the composition root (`glb.app`) hands each one the plain
 options made here, so a setting's meaning is decided in one place.
@@ -59,6 +60,11 @@ def ca_file(settings: Settings) -> str | None:
     """The PEM file of extra CA certificates for https probes and upstreams (`probes.ca_file`)."""
     path = settings.probes.ca_file
     return str(path) if path else None
+
+
+def probe_source(settings: Settings) -> str | None:
+    """The local address probes connect from (`probes.source`); None: the system's choice."""
+    return settings.probes.source
 
 
 def trusted_proxies(settings: Settings) -> tuple[str, ...]:

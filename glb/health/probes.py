@@ -7,7 +7,8 @@ answer with glb's own HTTP/1.1 parsing (`glb.http1.response_head`, interim 1xx r
 skipped; `glb.http1.chunked`), so a target passes only with responses the proxy could relay.
 The per-probe path builds no session and no SSL context (`glb.http1.tls`, shared), only a
 connection. The body is read, at most `BODY_LIMIT` bytes of it (content-length, chunked or
-read-to-close), only when `body_contains` asks for it.
+read-to-close), only when `body_contains` asks for it. With a `source` address, probes connect
+from it (targets of the other address family from the system's choice, said once in the log).
 
 Target failures are values (an `Outcome` and a short human reason), never exceptions; only
 `asyncio.CancelledError` escapes `Prober.probe`.
@@ -16,10 +17,13 @@ Target failures are values (an `Outcome` and a short human reason), never except
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import socket
 import ssl
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from typing import Final
 
 from glb import __version__
@@ -54,6 +58,8 @@ class Prober:
 
     `probe()` never raises except `asyncio.CancelledError`; every failure is a `ProbeResult`.
     `ca_file` (PEM) adds CA certificates to the system ones for https probes with `tls_verify`.
+    `source` is the local address probes connect from (`probes.source`); a target of the other
+    address family is probed without binding, and the first one met is logged as a warning.
     No connection is held between probes, only each target's request bytes (built once);
     `close()` is kept so owners can treat probers uniformly.
     """
@@ -64,8 +70,11 @@ class Prober:
         clock: Callable[[], float] = time.monotonic,
         user_agent: str = f"glb/{__version__}",
         ca_file: str | None = None,
+        source: str | None = None,
     ) -> None:
         self._clock = clock
+        self._source = source
+        self._other_family_logged = False
         self._user_agent = user_agent
         self._tls = ClientContexts(ca_file)
         self._requests: dict[Target, bytes] = {}  # each target's request, built once
@@ -90,10 +99,28 @@ class Prober:
         return result
 
     async def _check(self, target: Target) -> _Verdict:
+        source = self._source_for(target)
         if target.probe.type is ProbeType.TCP:
-            return await _tcp_check(target)
+            return await _tcp_check(target, source)
         tls = self._ssl_context(target) if target.probe.type is ProbeType.HTTPS else None
-        return await _http_check(target, self._request(target), tls)
+        return await _http_check(target, self._request(target), tls, source)
+
+    def _source_for(self, target: Target) -> str | None:
+        """The address to probe `target` from: `source` unless the families differ."""
+        source = self._source
+        if source is None or _is_ipv6(source) == _is_ipv6(target.address):
+            return source
+        if not self._other_family_logged:
+            self._other_family_logged = True
+            logger.warning(
+                "probes.source %s is IPv%d: IPv%d targets such as %s are probed from the "
+                "system's choice of address",
+                source,
+                6 if _is_ipv6(source) else 4,
+                6 if _is_ipv6(target.address) else 4,
+                target.address,
+            )
+        return None
 
     def _request(self, target: Target) -> bytes:
         """The target's request bytes; the same on every probe, so built on the first."""
@@ -107,19 +134,76 @@ class Prober:
         return self._tls.context(target.probe.tls_verify)
 
 
-async def _tcp_check(target: Target) -> _Verdict:
-    loop = asyncio.get_running_loop()
-    transport, _ = await loop.create_connection(asyncio.Protocol, target.address, target.probe.port)
-    transport.abort()
+def source_problem(source: str) -> str | None:
+    """Why probes cannot connect from `source` (a socket is bound to it once, as probes will),
+    or None when they can."""
+    try:
+        with socket.socket(_family(source), socket.SOCK_STREAM) as sock:
+            sock.bind((source, 0))
+    except OSError as exc:
+        return _bind_problem(source, exc)
+    return None
+
+
+def _bind_problem(source: str, exc: OSError) -> str:
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"{source} is not an address of this host"
+    return f"cannot bind {source}: {(exc.strerror or str(exc)).lower()}"
+
+
+async def _connect(address: str, port: int, source: str | None) -> socket.socket:
+    """A non-blocking TCP socket connected to address:port, from `source` when given."""
+    sock = socket.socket(_family(address), socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        if source is not None:
+            _bind_source(sock, source)
+        await asyncio.get_running_loop().sock_connect(sock, (address, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _bind_source(sock: socket.socket, source: str) -> None:
+    """Bind to `source`, its port left to connect(): many probes to different targets may then
+    share a port, so a host probing thousands of targets does not run out of them."""
+    if (no_port := getattr(socket, "IP_BIND_ADDRESS_NO_PORT", None)) is not None:
+        with suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_IP, no_port, 1)
+    try:
+        sock.bind((source, 0))
+    except OSError as exc:
+        raise _Failure(Outcome.OTHER, f"probes.source: {_bind_problem(source, exc)}") from None
+
+
+def _family(address: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if _is_ipv6(address) else socket.AF_INET
+
+
+def _is_ipv6(address: str) -> bool:
+    return ":" in address
+
+
+async def _tcp_check(target: Target, source: str | None) -> _Verdict:
+    sock = await _connect(target.address, target.probe.port, source)
+    sock.close()
     return Outcome.SUCCESS, "connected"
 
 
-async def _http_check(target: Target, request: bytes, tls: ssl.SSLContext | None) -> _Verdict:
+async def _http_check(
+    target: Target, request: bytes, tls: ssl.SSLContext | None, source: str | None
+) -> _Verdict:
     spec = target.probe
     server_hostname = _server_name(spec.host or target.address) if tls else None
-    reader, writer = await asyncio.open_connection(
-        target.address, spec.port, ssl=tls, server_hostname=server_hostname, limit=HEAD_LIMIT
-    )
+    sock = await _connect(target.address, spec.port, source)
+    try:
+        reader, writer = await asyncio.open_connection(
+            sock=sock, ssl=tls, server_hostname=server_hostname, limit=HEAD_LIMIT
+        )
+    except BaseException:
+        sock.close()  # a no-op when the failed transport already closed it
+        raise
     try:
         writer.write(request)
         head, rest = await _final_head(reader)
