@@ -30,7 +30,7 @@ from glb.health.monitor import Monitor
 
 logger = logging.getLogger(__name__)
 
-RESTART_ONLY = ("dns", "http", "admin", "log", "probes")  # sections read once, at start-up
+RESTART_ONLY = ("dns", "http", "admin", "log", "probes", "instance", "state")  # read at start-up
 
 
 class Reloader:
