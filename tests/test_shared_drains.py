@@ -40,8 +40,13 @@ async def started(
     name: str,
     clusters: list[ClusterProcess],
     redis: RedisServer,
+    *args: str,
 ) -> Served:
-    served = await start_serve(shared_config(tmp_path / name, clusters, redis))
+    directory = tmp_path / name
+    path = (
+        directory / "glb.yaml" if directory.exists() else shared_config(directory, clusters, redis)
+    )
+    served = await start_serve(path, *args)
 
     async def stop() -> None:
         assert await stop_serve(served) == 0
@@ -83,7 +88,7 @@ async def test_a_drain_through_one_instance_reaches_the_others(
 ) -> None:
     eu, us = clusters
     a = await started(stack, tmp_path, "glb-a", clusters, redis_server)
-    b = await started(stack, tmp_path, "glb-b", clusters, redis_server)
+    b = await started(stack, tmp_path, "glb-b", clusters, redis_server, "--workers", "2")
     assert await answer(a) == await answer(b) == [eu.address]
     assert await store_up(a) == await store_up(b) == 1.0
 
@@ -91,6 +96,7 @@ async def test_a_drain_through_one_instance_reaches_the_others(
     status, drained = await post(a, "/api/v1/clusters/eu-west/drain", body)
     assert (status, drained["changed"], drained["shared"]) == (200, True, True)
     took = await until_true(lambda: _answers(b, [us.address]))
+    await until_true(lambda: _every_process_answers(b, [us.address]))  # B's worker too
     shown = (await endpoint(b, "eu-west"))["drain"]
     assert shown == drained["drain"]
     assert (shown["who"], shown["reason"]) == ("api", "kernel upgrade")
@@ -166,8 +172,40 @@ async def test_without_redis_instances_keep_their_drains_and_rejoin(
         assert sum("reachable again" in line for line in each.lines) == 1
 
 
+async def test_an_instance_started_while_redis_is_down_serves_its_file_and_joins(
+    tmp_path: Path,
+    clusters: list[ClusterProcess],
+    redis_server: RedisServer,
+    stack: AsyncExitStack,
+) -> None:
+    """A restart keeps drains with Redis down (from the local file, logged once) and the
+    instance joins the store once it answers, without a restart, seeding it when it is empty."""
+    eu, us = clusters
+    a = await started(stack, tmp_path, "glb-a", clusters, redis_server)
+    status, _ = await post(a, "/api/v1/clusters/eu-west/drain", {"reason": "kept"})
+    assert status == 200
+    assert await stop_serve(a) == 0
+    await redis_server.kill()
+
+    again = await started(stack, tmp_path, "glb-a", clusters, redis_server)
+    assert await answer(again) == [us.address]  # the first answer: from the local file
+    await again.wait_for_line(r"WARNING.*shared state store \S+ unreachable")
+    assert await store_up(again) == 0.0
+    await redis_server.start()
+    await again.wait_for_line(r"shared state store \S+ reachable again", within=10)
+    b = await started(stack, tmp_path, "glb-b", clusters, redis_server)
+    assert await answer(b) == [us.address]  # the store was seeded from glb-a's file
+    assert (await endpoint(b, "eu-west"))["drain"]["reason"] == "kept"
+    assert eu.address not in await answer(again)
+
+
 async def _answers(served: Served, expected: list[str]) -> bool:
     return await answer(served) == expected
+
+
+async def _every_process_answers(served: Served, expected: list[str]) -> bool:
+    """Twenty answers in a row (spread over the processes by SO_REUSEPORT) are `expected`."""
+    return all([await answer(served) == expected for _ in range(20)])
 
 
 async def _drained(served: Served, cluster: str) -> bool:

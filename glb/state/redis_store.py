@@ -16,6 +16,8 @@ its calls raise `StoreUnreachable` when Redis cannot be reached or answers too s
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Mapping
@@ -185,8 +187,16 @@ class RedisDrainStore:
             message = await pubsub.get_message(timeout=within)
             return message is not None
 
+    async def unsubscribe(self, pubsub: PubSub) -> None:
+        """Close a subscription, within TIMEOUT (also when the task doing it is cancelled)."""
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(TIMEOUT):
+                await pubsub.aclose()
+
     async def close(self) -> None:
-        await self._client.aclose()
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(TIMEOUT):
+                await self._client.aclose()
 
 
 class _reaching:
@@ -202,6 +212,9 @@ class _reaching:
         self, kind: type[BaseException] | None, exc: BaseException | None, _: object
     ) -> None:
         if exc is None:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError  # redis-py can swallow a cancellation: not here
             return
         if isinstance(exc, RedisError | OSError | TimeoutError):
             raise StoreUnreachable(f"{shown_url(self._url)}: {_reason(exc)}") from exc

@@ -22,10 +22,9 @@ HTTP answers read the monitor's snapshot, never the store.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Final
 
 from glb.core.drains import Drain, Drains, Scope
@@ -89,25 +88,31 @@ class SharedDrains:
         """Follow the store forever: re-read it on every announcement and every RESYNC_EVERY
         seconds; when it is unreachable, try again with a backoff, and re-join once it answers."""
         backoff = 0.1
+
+        def reached() -> None:
+            nonlocal backoff
+            backoff = 0.1  # the next outage starts with a short wait again
+
         while True:
             try:
-                async for _ in self._follow():
-                    backoff = 0.1  # reached: the next outage starts with a short wait again
+                await self._follow(reached)
             except StoreUnreachable as exc:
                 self._set_up(False, str(exc))
+            except Exception:  # a bug must not end the sharing for good: logged, tried again
+                logger.exception("following the shared state store failed")
+                self._set_up(False, "see the error above")
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, MAX_BACKOFF)
 
-    async def _follow(self) -> AsyncIterator[None]:
+    async def _follow(self, reached: Callable[[], None]) -> None:
         pubsub = await self._store.subscribe()  # before reading: no announcement falls between
         try:
             while True:
                 await self._rejoin()
-                yield None
+                reached()
                 await self._store.wait_for_announcement(pubsub, within=RESYNC_EVERY)
         finally:
-            with contextlib.suppress(Exception):
-                await pubsub.aclose()
+            await self._store.unsubscribe(pubsub)
 
     async def drain(self, drain: Drain) -> bool:
         drain = parse_field(field_of(drain.scope), value_of(drain))  # as others will read it
