@@ -5,7 +5,9 @@ sockets are bound (fail fast), the first probe round has been applied, and the D
 answers. Leaving it stops everything in reverse order. `serve(settings, shutdown_trigger)` runs
 until the trigger completes. No signal handling here: that is the CLI's job. With a state file
 (`state_path`, chosen by the CLI), the drains saved there are restored before the first probe
-round and saved (first) on every change; only the main process reads or writes it.
+round and saved (first) on every change; only the main process reads or writes it. With
+`state.redis` the drains are also shared through Redis (`glb.state.shared`), read from it before
+the first probe round; again only the main process talks to it.
 
 With `workers=N` the main process also starts N-1 worker processes (`glb.workers`) that
 serve DNS and HTTP on the same ports (SO_REUSEPORT); `serve_worker(fd, stop)` is a worker's own
@@ -48,6 +50,8 @@ from glb.reload import Reloader
 from glb.sockets import bind_dns, bind_tcp
 from glb.state.durable import DurableDrains
 from glb.state.file import StateFile
+from glb.state.redis_store import RedisDrainStore
+from glb.state.shared import SharedDrains
 from glb.workers.protocol import Channel, Start
 from glb.workers.remote_state import RemoteState, receive_start
 from glb.workers.supervisor import WorkerInfo, WorkerPool
@@ -113,8 +117,9 @@ async def running(
         stack.push_async_callback(prober.close)
         stats = Stats(last_reload_success=time.time())
         monitor = Monitor(topology, prober.probe, stats=stats)
-        drains = _durable_drains(monitor, state_path)
-        stack.push_async_callback(drains.close)
+        durable = _durable_drains(monitor, state_path)
+        stack.push_async_callback(durable.close)
+        drains = await _shared_drains(stack, settings, durable)
         command = worker_command or _worker_command(settings)
         pool = WorkerPool(
             workers - 1, settings=settings, monitor=monitor, stats=stats, command=command
@@ -138,6 +143,9 @@ async def running(
         reloader_slot.append(reloader)
         probing = asyncio.create_task(monitor.run(), name="monitor")
         stack.push_async_callback(_cancel, probing)
+        if isinstance(drains, SharedDrains):
+            following = asyncio.create_task(drains.run(), name="shared drains")
+            stack.push_async_callback(_cancel, following)
         dns = _dns_server(settings, answerer, udp, tcp, stats)
         await dns.start()
         stack.push_async_callback(dns.close)
@@ -258,6 +266,20 @@ def _durable_drains(monitor: Monitor, path: Path | None) -> DurableDrains:
     return drains
 
 
+async def _shared_drains(
+    stack: contextlib.AsyncExitStack, settings: Settings, durable: DurableDrains
+) -> DurableDrains | SharedDrains:
+    """With `state.redis`: the drains shared through it, read from it before the first answer
+    (a bounded wait; unreachable, the local file's drains stay in force). Only the main
+    process talks to Redis: the workers get drains in the snapshots."""
+    if settings.state.redis is None:
+        return durable
+    shared = SharedDrains(durable, RedisDrainStore(settings.state.redis), settings.instance.name)
+    stack.push_async_callback(shared.close)
+    await shared.join()
+    return shared
+
+
 def _admin(
     settings: Settings,
     monitor: Monitor,
@@ -275,7 +297,9 @@ def _admin(
         return await reloader[0].reload()
 
     app = admin_app(monitor, drains, token=token, reload=reload)
-    app.router.add_get("/metrics", metrics_handler(metrics_registry(stats, monitor)))
+    store_up = (lambda: drains.shared is True) if settings.state.redis else None
+    registry = metrics_registry(stats, monitor, store_up)
+    app.router.add_get("/metrics", metrics_handler(registry))
     return app
 
 

@@ -10,6 +10,7 @@ import pytest
 import trustme
 
 from tests.clusters import ClusterProcess, start_clusters
+from tests.redis_server import REDIS_SERVER, RedisServer
 
 
 @pytest.fixture
@@ -18,6 +19,16 @@ async def clusters() -> AsyncIterator[list[ClusterProcess]]:
     started = await start_clusters(["eu-west", "us-east"])
     yield started
     await asyncio.gather(*(c.stop() for c in started))
+
+
+@pytest.fixture
+async def redis_server() -> AsyncIterator[RedisServer]:
+    """A real redis-server on a free loopback port (skips if it is not installed)."""
+    if REDIS_SERVER is None:
+        pytest.skip("redis-server is not installed (Debian package redis-server; scripts/test)")
+    server = await RedisServer.started()
+    yield server
+    await server.kill()
 
 
 @pytest.fixture(scope="session")

@@ -385,7 +385,7 @@ def _drain_result(
     still = service is not None and cluster in admin.state.current().drained_clusters
     note = f"cluster {cluster!r} is drained for every service" if still else None
     record = admin.drains.drains.get(cluster, service)
-    return {
+    result: Json = {
         "cluster": cluster,
         "service": service,
         "drained": drained or still,
@@ -393,6 +393,9 @@ def _drain_result(
         "note": note,
         "drain": None if record is None else drain_json(record),
     }
+    if admin.drains.shared is not None:  # a shared store (state.redis) is configured
+        result["shared"] = admin.drains.shared  # False: unreachable, pushed to it on re-join
+    return result
 
 
 def _log_change(request: web.Request, action: str, scope: str, reason: str | None) -> None:

@@ -242,11 +242,30 @@ def _add_histogram(family: HistogramMetricFamily, labels: list[str], histogram: 
     family.add_metric(labels, histogram.cumulative(), histogram.sum)
 
 
-def metrics_registry(stats: Stats | StatsSource, state: StateView) -> CollectorRegistry:
+class StoreCollector(Collector):
+    """`glb_state_store_up`: whether the shared state store (`state.redis`) is reachable."""
+
+    def __init__(self, up: Callable[[], bool]) -> None:
+        self._up = up
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "glb_state_store_up",
+            "1 while the shared state store (state.redis) is reachable, else 0",
+            value=1.0 if self._up() else 0.0,
+        )
+
+
+def metrics_registry(
+    stats: Stats | StatsSource, state: StateView, store_up: Callable[[], bool] | None = None
+) -> CollectorRegistry:
     """A registry of glb's own metrics plus the client's process, platform and GC metrics (the
-    process metrics are the main process's only)."""
+    process metrics are the main process's only); `glb_state_store_up` only with `store_up`
+    (a shared state store is configured)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(GlbCollector(stats, state))
+    if store_up is not None:
+        registry.register(StoreCollector(store_up))
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)

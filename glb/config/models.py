@@ -34,6 +34,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from glb.config.store_url import parse_redis_url
 from glb.core.model import PolicyName, ProbeType, Scheme, WhenAllDown
 from glb.errors import GeoDatabaseError
 from glb.geodb import MmdbDatabase, open_database
@@ -328,6 +329,10 @@ class ProbesSettings(Strict):
     source: Address | None = None
 
 
+def _optional_redis_url(value: object) -> str | None:
+    return None if value is None else parse_redis_url(value)
+
+
 class InstanceSettings(Strict):
     """This glb instance among others (named in logs; later, in shared state)."""
 
@@ -338,9 +343,12 @@ class InstanceSettings(Strict):
 
 class StateSettings(Strict):
     """Local durable state: the operator drains. Without `path`, glb serve keeps it in
-    $STATE_DIRECTORY/state.json (systemd) or next to the configuration file, as glb-state.json."""
+    $STATE_DIRECTORY/state.json (systemd) or next to the configuration file, as glb-state.json.
+    With `redis` (a redis:// or rediss:// URL) the drains are shared with the other instances
+    naming the same store (`glb.state.shared`)."""
 
     path: Path | None = None
+    redis: Annotated[str | None, BeforeValidator(_optional_redis_url)] = None
 
 
 class LogSettings(Strict):

@@ -58,6 +58,12 @@ class DrainControls(Protocol):
         """Save, then apply; False if that scope was not drained."""
         ...
 
+    @property
+    def shared(self) -> bool | None:
+        """With a shared store (`state.redis`): whether it is reachable now, so that a change
+        reaches the other instances; None without one."""
+        ...
+
 
 class LocalDrains(Protocol):
     """The drains held in memory (the monitor): applied at once, saved by no one."""
@@ -73,6 +79,10 @@ class LocalDrains(Protocol):
 
     def undrain(self, cluster: str, service: str | None = None) -> bool:
         """End a drain; False if that scope was not drained."""
+        ...
+
+    def restore(self, drains: Drains) -> None:
+        """Put `drains` in force in place of the current ones (those expired end at once)."""
         ...
 
 

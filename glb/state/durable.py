@@ -51,6 +51,21 @@ class DurableDrains:
             await self._store(after)
             return self._local.undrain(cluster, service)
 
+    @property
+    def shared(self) -> bool | None:
+        """None: no shared store (`glb.state.shared` has one)."""
+        return None
+
+    async def replace(self, drains: Drains) -> None:
+        """Put `drains` in force (read from the shared store): saved, then applied; a save that
+        fails is logged and the drains are applied anyway (the store holds them)."""
+        async with self._lock:
+            try:
+                await self._store(drains)
+            except DrainNotSaved as exc:
+                logger.error("shared drains could not be saved to the state file: %s", exc)
+            self._local.restore(drains)
+
     def drains_changed(self, drains: Drains) -> None:
         """The local drains changed by themselves (expiry): save the newest state, in order."""
         if self._save is None:

@@ -40,5 +40,36 @@ def test_state_path_defaults_to_state_directory_then_next_to_the_config() -> Non
 
 
 def test_unknown_state_keys_are_refused() -> None:
-    with pytest.raises(ConfigError, match=r"state\.redis"):
-        parse_settings(MINIMAL + "state: {redis: 'redis://x'}\n")
+    with pytest.raises(ConfigError, match=r"state\.quorum"):
+        parse_settings(MINIMAL + "state: {quorum: majority}\n")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://10.0.0.5:6379/0",
+        "redis://redis.internal",
+        "rediss://user:secret@[2001:db8::5]:6380/3",
+    ],
+)
+def test_state_redis_takes_a_redis_url(url: str) -> None:
+    settings = parse_settings(MINIMAL + f"state: {{redis: '{url}'}}\n")
+    assert settings.state.redis == url
+    assert parse_settings(MINIMAL).state.redis is None
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("http://10.0.0.5:6379/0", "the scheme must be redis:// or rediss://"),
+        ("redis://:6379/0", "it names no host"),
+        ("redis://10.0.0.5:99999/0", "is not a Redis URL"),
+        ("redis://10.0.0.5:6379/zero", "the path must be a database number"),
+        ("redis://10.0.0.5:6379/0?timeout=1", "no query or fragment"),
+        ("", "must be a URL like redis://"),
+    ],
+)
+def test_a_bad_state_redis_is_refused_saying_why(url: str, problem: str) -> None:
+    with pytest.raises(ConfigError, match=r"state\.redis") as refused:
+        parse_settings(MINIMAL + f"state: {{redis: {url!r}}}\n")
+    assert problem in str(refused.value)
