@@ -52,6 +52,7 @@ from glb.state.durable import DurableDrains
 from glb.state.file import StateFile
 from glb.state.redis_store import RedisDrainStore
 from glb.state.shared import SharedDrains
+from glb.state.verdicts import RedisVerdictStore, SharedVerdicts
 from glb.workers.protocol import Channel, Start
 from glb.workers.remote_state import RemoteState, receive_start
 from glb.workers.supervisor import WorkerInfo, WorkerPool
@@ -146,6 +147,7 @@ async def running(
         if isinstance(drains, SharedDrains):
             following = asyncio.create_task(drains.run(), name="shared drains")
             stack.push_async_callback(_cancel, following)
+        await _share_verdicts(stack, settings, monitor)
         dns = _dns_server(settings, answerer, udp, tcp, stats)
         await dns.start()
         stack.push_async_callback(dns.close)
@@ -280,6 +282,26 @@ async def _shared_drains(
     return shared
 
 
+async def _share_verdicts(
+    stack: contextlib.AsyncExitStack, settings: Settings, monitor: Monitor
+) -> None:
+    """With `state.redis`: publish this instance's verdicts and answer with the quorum of the
+    fresh instances' (`glb.state.verdicts`), from a background task: no answer waits for it."""
+    state = settings.state
+    if state.redis is None:
+        return
+    verdicts = SharedVerdicts(
+        monitor,
+        RedisVerdictStore(state.redis),
+        settings.instance.name,
+        quorum=state.quorum,
+        stale_after=state.stale_after,
+    )
+    stack.push_async_callback(verdicts.close)
+    sharing = asyncio.create_task(verdicts.run(), name="shared verdicts")
+    stack.push_async_callback(_cancel, sharing)
+
+
 def _admin(
     settings: Settings,
     monitor: Monitor,
@@ -298,7 +320,8 @@ def _admin(
 
     app = admin_app(monitor, drains, token=token, reload=reload)
     store_up = (lambda: drains.shared is True) if settings.state.redis else None
-    registry = metrics_registry(stats, monitor, store_up)
+    vantage = (lambda: monitor.vantage) if settings.state.redis else None
+    registry = metrics_registry(stats, monitor, store_up, vantage)
     app.router.add_get("/metrics", metrics_handler(registry))
     return app
 

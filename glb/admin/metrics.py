@@ -29,6 +29,7 @@ from glb import __version__
 from glb.core.ports import StateView
 from glb.core.snapshot import EndpointState
 from glb.core.stats import ECS_RESULTS, Histogram, Stats
+from glb.core.vantage import Vantage
 
 ENDPOINT = ["service", "cluster", "address"]
 PROBE = ["cluster", "address", "port", "type"]
@@ -243,10 +244,12 @@ def _add_histogram(family: HistogramMetricFamily, labels: list[str], histogram: 
 
 
 class StoreCollector(Collector):
-    """`glb_state_store_up`: whether the shared state store (`state.redis`) is reachable."""
+    """`glb_state_store_up`: whether the shared state store (`state.redis`) is reachable;
+    `glb_vantage_peers{state}`: the other instances whose verdicts count (fresh) or not."""
 
-    def __init__(self, up: Callable[[], bool]) -> None:
+    def __init__(self, up: Callable[[], bool], vantage: Callable[[], Vantage] | None) -> None:
         self._up = up
+        self._vantage = vantage
 
     def collect(self) -> Iterator[Metric]:
         yield GaugeMetricFamily(
@@ -254,18 +257,33 @@ class StoreCollector(Collector):
             "1 while the shared state store (state.redis) is reachable, else 0",
             value=1.0 if self._up() else 0.0,
         )
+        if self._vantage is None:
+            return
+        vantage = self._vantage()
+        peers = GaugeMetricFamily(
+            "glb_vantage_peers",
+            "Other instances sharing verdicts: fresh (counted in the quorum) or stale",
+            labels=["state"],
+        )
+        fresh = vantage.fresh_count()
+        peers.add_metric(["fresh"], fresh)
+        peers.add_metric(["stale"], len(vantage.peers) - fresh)
+        yield peers
 
 
 def metrics_registry(
-    stats: Stats | StatsSource, state: StateView, store_up: Callable[[], bool] | None = None
+    stats: Stats | StatsSource,
+    state: StateView,
+    store_up: Callable[[], bool] | None = None,
+    vantage: Callable[[], Vantage] | None = None,
 ) -> CollectorRegistry:
     """A registry of glb's own metrics plus the client's process, platform and GC metrics (the
     process metrics are the main process's only); `glb_state_store_up` only with `store_up`
-    (a shared state store is configured)."""
+    (a shared state store is configured), `glb_vantage_peers` also with `vantage`."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(GlbCollector(stats, state))
     if store_up is not None:
-        registry.register(StoreCollector(store_up))
+        registry.register(StoreCollector(store_up, vantage))
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)

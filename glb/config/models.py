@@ -34,7 +34,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from glb.config.store_url import parse_redis_url
+from glb.config.store_url import parse_quorum, parse_redis_url
 from glb.core.model import PolicyName, ProbeType, Scheme, WhenAllDown
 from glb.errors import GeoDatabaseError
 from glb.geodb import MmdbDatabase, open_database
@@ -345,10 +345,16 @@ class StateSettings(Strict):
     """Local durable state: the operator drains. Without `path`, glb serve keeps it in
     $STATE_DIRECTORY/state.json (systemd) or next to the configuration file, as glb-state.json.
     With `redis` (a redis:// or rediss:// URL) the drains are shared with the other instances
-    naming the same store (`glb.state.shared`)."""
+    naming the same store (`glb.state.shared`), and so are the probe verdicts: an endpoint is
+    down for answering when `quorum` of the instances with verdicts fresher than `stale_after`
+    see it down (`glb.core.vantage`); without `redis`, quorum and stale_after do nothing."""
 
     path: Path | None = None
     redis: Annotated[str | None, BeforeValidator(_optional_redis_url)] = None
+    quorum: Annotated[Literal["majority", "any", "all"] | int, BeforeValidator(parse_quorum)] = (
+        "majority"
+    )
+    stale_after: Duration = 5.0
 
 
 class LogSettings(Strict):

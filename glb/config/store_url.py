@@ -1,10 +1,13 @@
-"""The shared state store's address (`state.redis`): a `redis://` or `rediss://` (TLS) URL."""
+"""The shared state store's settings: its address (`state.redis`, a `redis://` or `rediss://`
+(TLS) URL) and the quorum of vantage points applied to the verdicts shared there
+(`state.quorum`)."""
 
 from __future__ import annotations
 
 from urllib.parse import urlsplit
 
 SCHEMES = ("redis", "rediss")
+QUORUM_RULES = ("majority", "any", "all")
 
 
 def parse_redis_url(value: object) -> str:
@@ -31,3 +34,17 @@ def parse_redis_url(value: object) -> str:
     if parts.query or parts.fragment:
         raise ValueError(f"{example}: no query or fragment")
     return text
+
+
+def parse_quorum(value: object) -> str | int:
+    """`majority`, `any`, `all`, or an integer >= 1 (a number of vantage points)."""
+    if isinstance(value, str) and value.strip().lower() in QUORUM_RULES:
+        return value.strip().lower()
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        return parse_quorum(int(value.strip()))
+    raise ValueError(
+        f"{str(value)[:40]!r} is not a quorum: majority, any, all, or a number of vantage "
+        "points (1 or more)"
+    )

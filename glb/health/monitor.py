@@ -13,6 +13,12 @@ The monitor also holds the operator drains (`glb.core.drains.Drains`: who, since
 and derives the snapshot's drained sets from them. A drain with an `until` ends by itself when
 the wall clock (injected too) reaches it: logged once, published, and reported to the listeners
 (`on_drains_changed`; the state file's saver). Saving is not the monitor's job (`glb.state`).
+
+With peers (`state.redis`), the snapshot's state of a target is the combined state of this
+instance's own verdict and the fresh peers' (`glb.core.vantage`), set by `set_vantage`; rise/fall,
+EWMA and probes stay this instance's own, and `own_verdicts()` (reported to `on_verdicts_changed`
+listeners when a state changes) is what this instance publishes. Without peers the snapshot is
+the own health, as it always was.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Final
 
 from glb.core.drains import Drain, Drains
@@ -38,6 +45,8 @@ from glb.core.health import (
 from glb.core.model import Endpoint, Target, Topology
 from glb.core.snapshot import HealthSnapshot
 from glb.core.stats import Stats
+from glb.core.vantage import Vantage, Verdict, key_of
+from glb.health.quorum_log import log_quorum_change
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +95,8 @@ class Monitor:
         self._tasks: dict[Target, asyncio.Task[None]] = {}
         self._subscribers: list[Subscriber] = []
         self._running = False
+        self._vantage = Vantage()
+        self._verdict_listeners: list[Callable[[], None]] = []
 
     def _index(self, topology: Topology) -> None:
         self._topology = topology
@@ -122,6 +133,65 @@ class Monitor:
             for target in added:
                 self._start(target, first_delay=self._rng.uniform(0, target.probe.interval))
         self._publish()
+        self._verdicts_changed()
+
+    @property
+    def vantage(self) -> Vantage:
+        """The peers' verdicts and the quorum rule in force (alone without peers)."""
+        return self._vantage
+
+    def set_vantage(self, vantage: Vantage) -> None:
+        """Answer from `vantage` from now on: published at once when a combined state changes."""
+        before = self._snapshot
+        self._vantage = vantage
+        moved = {
+            t
+            for t, h in self._health.items()
+            if before.health(t).state != self._answered(t, h).state
+        }
+        if not moved:
+            return
+        if self._dirty is not None:
+            self._dirty.update(moved)
+        self._publish()
+        self._log_quorum(before, moved)
+
+    def own_verdicts(self) -> dict[str, Verdict]:
+        """This instance's own verdict on every probed target, by `key_of(target)`."""
+        now, wall = self._clock(), self._wall_clock()
+        verdicts: dict[str, Verdict] = {}
+        for target, health in self._health.items():
+            if health.state is Health.UNKNOWN:
+                continue
+            changed = health.last_change if health.last_change is not None else now
+            since = wall - max(0.0, now - changed)
+            verdicts[key_of(target)] = Verdict(health.state is Health.UP, health.latency, since)
+        return verdicts
+
+    def on_verdicts_changed(self, listener: Callable[[], None]) -> None:
+        """Call `listener()` (synchronously: keep it cheap) when an own verdict changes."""
+        self._verdict_listeners.append(listener)
+
+    def _verdicts_changed(self) -> None:
+        for listener in self._verdict_listeners:
+            try:
+                listener()
+            except Exception:
+                logger.exception("verdict listener %r failed", listener)
+
+    def _answered(self, target: Target, health: TargetHealth) -> TargetHealth:
+        """The health answers use: the own one, its state combined with the peers' verdicts."""
+        if health.ejected:
+            return health
+        state = self._vantage.combined(health.state, key_of(target))
+        return health if state is health.state else replace(health, state=state)
+
+    def _log_quorum(self, before: HealthSnapshot, moved: set[Target]) -> None:
+        """Log each target whose answered state changed with the peers' verdicts."""
+        for target in moved:
+            own = self._health[target].state
+            endpoints = self._topology.endpoints_of(target)
+            log_quorum_change(endpoints, before, self._snapshot, own, self._vantage)
 
     def mark_stopping(self) -> None:
         """Report not ready from now on (shutdown has begun)."""
@@ -344,7 +414,8 @@ class Monitor:
         return transition is not None or previous.ejected != health.ejected
 
     def _record_transition(self, transition: Transition, to: str) -> None:
-        """Log the change on one line per endpoint, and count it."""
+        """Log the change on one line per endpoint, count it, and tell the verdict listeners."""
+        self._verdicts_changed()
         for endpoint in self._topology.endpoints_of(transition.target):
             self._stats.transitions[(endpoint.service, endpoint.cluster, endpoint.address, to)] += 1
             logger.info(
@@ -387,8 +458,13 @@ class Monitor:
         self._publish_pending = False
         self._cancel_lazy_publish()  # this snapshot carries those results too
         dirty, self._dirty = self._dirty, set()
+        answered = (
+            self._health
+            if self._vantage.alone
+            else {t: self._answered(t, h) for t, h in self._health.items()}
+        )
         self._snapshot = HealthSnapshot.of(
-            self._health,
+            answered,
             drained_clusters=self._drains.clusters,
             drained_endpoints=self._drains.endpoints,
             version=self._snapshot.version + 1,

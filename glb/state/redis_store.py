@@ -111,8 +111,11 @@ def parse_field(field: str, value: str) -> Drain:
     return drain
 
 
-class RedisDrainStore:
-    """The shared drains in one Redis database (`url`: redis:// or rediss://)."""
+class RedisClient:
+    """A connection to one Redis database (`url`: redis:// or rediss://), and the change
+    announcements on the subclass's `channel`; every call raises StoreUnreachable on failure."""
+
+    channel: str = CHANNEL
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -123,59 +126,17 @@ class RedisDrainStore:
             socket_timeout=TIMEOUT,
             retry=Retry(NoBackoff(), 0),  # no retries: the caller decides (and backs off)
         )
-        self._delete_if_same = self._client.register_script(_DELETE_IF_SAME)
-
-    async def read(self) -> dict[str, str]:
-        """Every field of the hash (HGETALL)."""
-        async with _reaching(self.url):
-            fields = await self._client.hgetall(DRAINS_KEY)
-        return {_text(k): _text(v) for k, v in fields.items()}
-
-    async def seeded(self) -> bool:
-        async with _reaching(self.url):
-            return bool(await self._client.exists(SEEDED_KEY))
-
-    async def put(self, drain: Drain, *, keep_existing: bool = False) -> bool:
-        """Write `drain` to its scope's field (HSETNX with `keep_existing`); True if written."""
-        field, value = field_of(drain.scope), value_of(drain)
-        async with _reaching(self.url):
-            async with self._client.pipeline(transaction=True) as pipe:
-                if keep_existing:
-                    pipe.hsetnx(DRAINS_KEY, field, value)
-                else:
-                    pipe.hset(DRAINS_KEY, field, value)
-                pipe.set(SEEDED_KEY, "1")
-                written, _ = await pipe.execute()
-            return keep_existing is False or bool(written)
-
-    async def remove(self, scope: Scope) -> None:
-        async with _reaching(self.url), self._client.pipeline(transaction=True) as pipe:
-            pipe.hdel(DRAINS_KEY, field_of(scope))
-            pipe.set(SEEDED_KEY, "1")
-            await pipe.execute()
-
-    async def remove_if_same(self, drain: Drain) -> None:
-        """Delete `drain`'s field only if it still holds `drain` (an expired drain: another
-        instance may have drained the same scope again meanwhile)."""
-        async with _reaching(self.url):
-            await self._delete_if_same(
-                keys=[DRAINS_KEY], args=[field_of(drain.scope), value_of(drain)]
-            )
-
-    async def mark_seeded(self) -> None:
-        async with _reaching(self.url):
-            await self._client.set(SEEDED_KEY, "1")
 
     async def announce(self, instance: str) -> None:
-        async with _reaching(self.url):
-            await self._client.publish(CHANNEL, instance)
+        async with reaching(self.url):
+            await self._client.publish(self.channel, instance)
 
     async def subscribe(self) -> PubSub:
         """A subscription to the change announcements (closed by the caller)."""
         pubsub = self._client.pubsub(ignore_subscribe_messages=True)
         try:
-            async with _reaching(self.url):
-                await pubsub.subscribe(CHANNEL)
+            async with reaching(self.url):
+                await pubsub.subscribe(self.channel)
         except StoreUnreachable:
             await pubsub.aclose()
             raise
@@ -183,7 +144,7 @@ class RedisDrainStore:
 
     async def wait_for_announcement(self, pubsub: PubSub, within: float) -> bool:
         """True when a change was announced within `within` seconds, False if none was."""
-        async with _reaching(self.url):
+        async with reaching(self.url):
             message = await pubsub.get_message(timeout=within)
             return message is not None
 
@@ -199,7 +160,56 @@ class RedisDrainStore:
                 await self._client.aclose()
 
 
-class _reaching:
+class RedisDrainStore(RedisClient):
+    """The shared drains in one Redis database."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self._delete_if_same = self._client.register_script(_DELETE_IF_SAME)
+
+    async def read(self) -> dict[str, str]:
+        """Every field of the hash (HGETALL)."""
+        async with reaching(self.url):
+            fields = await self._client.hgetall(DRAINS_KEY)
+        return {text_of(k): text_of(v) for k, v in fields.items()}
+
+    async def seeded(self) -> bool:
+        async with reaching(self.url):
+            return bool(await self._client.exists(SEEDED_KEY))
+
+    async def put(self, drain: Drain, *, keep_existing: bool = False) -> bool:
+        """Write `drain` to its scope's field (HSETNX with `keep_existing`); True if written."""
+        field, value = field_of(drain.scope), value_of(drain)
+        async with reaching(self.url):
+            async with self._client.pipeline(transaction=True) as pipe:
+                if keep_existing:
+                    pipe.hsetnx(DRAINS_KEY, field, value)
+                else:
+                    pipe.hset(DRAINS_KEY, field, value)
+                pipe.set(SEEDED_KEY, "1")
+                written, _ = await pipe.execute()
+            return keep_existing is False or bool(written)
+
+    async def remove(self, scope: Scope) -> None:
+        async with reaching(self.url), self._client.pipeline(transaction=True) as pipe:
+            pipe.hdel(DRAINS_KEY, field_of(scope))
+            pipe.set(SEEDED_KEY, "1")
+            await pipe.execute()
+
+    async def remove_if_same(self, drain: Drain) -> None:
+        """Delete `drain`'s field only if it still holds `drain` (an expired drain: another
+        instance may have drained the same scope again meanwhile)."""
+        async with reaching(self.url):
+            await self._delete_if_same(
+                keys=[DRAINS_KEY], args=[field_of(drain.scope), value_of(drain)]
+            )
+
+    async def mark_seeded(self) -> None:
+        async with reaching(self.url):
+            await self._client.set(SEEDED_KEY, "1")
+
+
+class reaching:
     """Turns every way a Redis call can fail into StoreUnreachable."""
 
     def __init__(self, url: str) -> None:
@@ -220,7 +230,7 @@ class _reaching:
             raise StoreUnreachable(f"{shown_url(self._url)}: {_reason(exc)}") from exc
 
 
-def _text(raw: bytes | str) -> str:
+def text_of(raw: bytes | str) -> str:
     return raw if isinstance(raw, str) else raw.decode("utf-8", errors="replace")
 
 

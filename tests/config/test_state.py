@@ -40,8 +40,35 @@ def test_state_path_defaults_to_state_directory_then_next_to_the_config() -> Non
 
 
 def test_unknown_state_keys_are_refused() -> None:
-    with pytest.raises(ConfigError, match=r"state\.quorum"):
-        parse_settings(MINIMAL + "state: {quorum: majority}\n")
+    with pytest.raises(ConfigError, match=r"state\.quorums"):
+        parse_settings(MINIMAL + "state: {quorums: majority}\n")
+
+
+def test_quorum_defaults_to_majority_and_stale_after_to_5s() -> None:
+    state = parse_settings(MINIMAL).state
+    assert (state.quorum, state.stale_after) == ("majority", 5.0)
+
+
+@pytest.mark.parametrize(
+    ("given", "quorum"),
+    [("majority", "majority"), ("any", "any"), ("all", "all"), ("ALL", "all"), (2, 2), ("3", 3)],
+)
+def test_state_quorum_takes_a_rule_or_a_number(given: object, quorum: object) -> None:
+    text = MINIMAL + f"state: {{quorum: {given!r}, stale_after: 2s}}\n"
+    state = parse_settings(text).state
+    assert (state.quorum, state.stale_after) == (quorum, 2.0)
+
+
+@pytest.mark.parametrize("given", ["most", 0, -1, "1.5", True, "[2]"])
+def test_a_bad_state_quorum_is_refused_saying_why(given: object) -> None:
+    with pytest.raises(ConfigError, match=r"state\.quorum") as refused:
+        parse_settings(MINIMAL + f"state: {{quorum: {given}}}\n")
+    assert "is not a quorum: majority, any, all, or a number" in str(refused.value)
+
+
+def test_a_bad_stale_after_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"state\.stale_after"):
+        parse_settings(MINIMAL + "state: {stale_after: soon}\n")
 
 
 @pytest.mark.parametrize(
