@@ -34,6 +34,7 @@ from glb import __version__
 from glb.admin.api import admin_app
 from glb.admin.head_timeout import serve as serve_guarded
 from glb.admin.metrics import metrics_handler, metrics_registry
+from glb.admin.peers import VantagePoints
 from glb.config import Settings, runtime, to_topology
 from glb.core.model import Topology
 from glb.core.ports import DrainControls, PassiveHealth, StateView
@@ -318,7 +319,14 @@ def _admin(
             return ["glb is still starting; try again once /readyz answers 200"]
         return await reloader[0].reload()
 
-    app = admin_app(monitor, drains, token=token, reload=reload)
+    state = settings.state
+    points = VantagePoints(
+        settings.instance.name,
+        monitor if state.redis else None,
+        quorum=state.quorum,
+        stale_after=state.stale_after,
+    )
+    app = admin_app(monitor, drains, token=token, reload=reload, vantage=points)
     store_up = (lambda: drains.shared is True) if settings.state.redis else None
     vantage = (lambda: monitor.vantage) if settings.state.redis else None
     registry = metrics_registry(stats, monitor, store_up, vantage)

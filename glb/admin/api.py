@@ -6,6 +6,7 @@
     GET  /api/v1/services                                   every service, its endpoints and answer
     GET  /api/v1/services/{name}                            one service (case and trailing dot free)
     GET  /api/v1/services/{name}/answer?client=ADDRESS      the answer and ECS scope for a client
+    GET  /api/v1/peers                                      the vantage points this instance knows
     POST /api/v1/clusters/{cluster}/drain|undrain           a cluster, in every service
     POST /api/v1/services/{name}/endpoints/{cluster}/drain|undrain   a cluster, in one service
 
@@ -18,23 +19,20 @@ Every error, including aiohttp's own 404/405/413, is answered as
 
 glb's state is reached only through the ports (`StateView`, `DrainControls`) handed in. The
 geo views (a client's answer, a geo service's table of who answers where) are built in
-`glb.admin.geo_view`.
+`glb.admin.geo_view`; the vantage points (every instance's verdicts, with `state.redis`) in
+`glb.admin.peers`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 import hmac
-import importlib.resources
 import logging
 import random
-import re
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Final
 
@@ -51,6 +49,8 @@ from glb.admin.drains import (
     read_reason,
 )
 from glb.admin.geo_view import BadClient, client_answer, geo_table, parse_client
+from glb.admin.peers import VantagePoints, VerdictsNow, iso_time, peers_json
+from glb.admin.status_page import STATUS_PAGE, StatusPage, status_page
 from glb.core.drains import Drain, Drains
 from glb.core.health import ProbeResult, TargetHealth
 from glb.core.model import Endpoint, PolicyName, Service, Topology
@@ -84,29 +84,11 @@ class Admin:
     token: bytes | None  # None: changing calls are refused
     clock: Callable[[], float]  # the monotonic clock the health times are taken with
     wall_clock: Callable[[], float]  # seconds since the epoch, to report those times
-    reload: Reload | None = None  # re-reads the configuration; returns the problems found
+    reload: Reload | None  # re-reads the configuration; returns the problems found
+    vantage: VantagePoints  # this instance's name and, with `state.redis`, its peers
 
 
 ADMIN: Final = web.AppKey("glb_admin", Admin)
-
-
-@dataclass(frozen=True, slots=True)
-class StatusPage:
-    """The status page's HTML and the Content-Security-Policy that allows only its own code."""
-
-    html: str
-    csp: str
-
-    @classmethod
-    def load(cls) -> StatusPage:
-        """Read glb/admin/static/status.html from the installed package."""
-        html = (importlib.resources.files("glb.admin") / "static" / "status.html").read_text(
-            "utf-8"
-        )
-        return cls(html, _page_csp(html))
-
-
-STATUS_PAGE: Final = web.AppKey("glb_status_page", StatusPage)
 
 
 def admin_app(
@@ -117,42 +99,20 @@ def admin_app(
     clock: Callable[[], float] = time.monotonic,
     wall_clock: Callable[[], float] = time.time,
     reload: Reload | None = None,
+    vantage: VantagePoints | None = None,
 ) -> web.Application:
-    """The admin API as an aiohttp application; `glb.app` serves it on `admin.listen`."""
+    """The admin API as an aiohttp application; `glb.app` serves it on `admin.listen`.
+    `vantage`: this instance's name and, with `state.redis`, its peers (default: alone)."""
     app = web.Application(middlewares=[_errors, _authorize], client_max_size=MAX_BODY)
     secret = token.encode() if token else None  # an empty token would match "Bearer "
-    app[ADMIN] = Admin(state, drains, secret, clock, wall_clock, reload)
+    points = vantage or VantagePoints(socket.gethostname())
+    app[ADMIN] = Admin(state, drains, secret, clock, wall_clock, reload, points)
     app[STATUS_PAGE] = StatusPage.load()
     app.add_routes(ROUTES)
     app.on_response_prepare.append(_no_store)
     if secret is None:
         app.on_startup.append(_warn_without_token)
     return app
-
-
-# --- the status page ---------------------------------------------------------------------------
-
-
-async def status_page(request: web.Request) -> web.Response:
-    page = request.app[STATUS_PAGE]
-    headers = {"Content-Security-Policy": page.csp}
-    return web.Response(text=page.html, content_type="text/html", headers=headers)
-
-
-def _page_csp(html: str) -> str:
-    """Nothing but the page's own inline <script> and <style> (by hash) and same-origin fetches."""
-    scripts = _hashes(html, "script")
-    styles = _hashes(html, "style")
-    return (
-        f"default-src 'none'; script-src {scripts}; style-src {styles}; connect-src 'self'; "
-        "img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-    )
-
-
-def _hashes(html: str, tag: str) -> str:
-    bodies = re.findall(rf"<{tag}>(.*?)</{tag}>", html, flags=re.DOTALL)
-    digests = (base64.b64encode(hashlib.sha256(b.encode()).digest()).decode() for b in bodies)
-    return " ".join(f"'sha256-{d}'" for d in digests) or "'none'"
 
 
 # --- liveness and readiness ---------------------------------------------------------------------
@@ -204,12 +164,14 @@ class _View:
     drains: Drains
     mono_now: float
     wall_now: float
+    verdicts: VerdictsNow | None  # every instance's, with a shared store (`state.redis`)
 
     @classmethod
     def now(cls, admin: Admin) -> _View:
-        state = admin.state
-        snapshot = state.current()
-        return cls(state.topology, snapshot, admin.drains.drains, admin.clock(), admin.wall_clock())
+        state, wall_now = admin.state, admin.wall_clock()
+        verdicts = VerdictsNow.read(admin.vantage, wall_now)
+        drains = admin.drains.drains
+        return cls(state.topology, state.current(), drains, admin.clock(), wall_now, verdicts)
 
     def service(self, service: Service) -> Json:
         """The service's JSON; a geo service's has a `geo` table of who answers where."""
@@ -230,8 +192,9 @@ class _View:
         return body
 
     def endpoint(self, endpoint: Endpoint) -> Json:
+        """The endpoint's JSON; with a shared store, each instance's verdict on it (`vantage`)."""
         health = self.snapshot.health(endpoint.target)
-        return {
+        body: Json = {
             "cluster": endpoint.cluster,
             "region": self._region(endpoint.cluster),
             "address": endpoint.address,
@@ -249,6 +212,9 @@ class _View:
             "last_change": self._change(health),
             "probe": endpoint.target.describe(),
         }
+        if self.verdicts is not None:
+            body["vantage"] = self.verdicts.endpoint(endpoint.target, health.state)
+        return body
 
     def answer(self, service: Service) -> Json:
         """What DNS would answer now; one draw (seeded) for policies that vary per query."""
@@ -283,9 +249,7 @@ class _View:
     def _when(self, monotonic: float) -> Json:
         """A monotonic-clock time as an ISO-8601 UTC timestamp and an age in seconds."""
         ago = max(0.0, self.mono_now - monotonic)
-        at = datetime.fromtimestamp(self.wall_now - ago, tz=UTC)
-        iso = at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        return {"at": iso, "seconds_ago": round(ago, 3)}
+        return {"at": iso_time(self.wall_now - ago), "seconds_ago": round(ago, 3)}
 
 
 def _addresses(decision: Decision) -> list[str]:
@@ -310,6 +274,12 @@ def _listing(names: list[str], most: int = 10) -> str:
     """Names for an error message, at most `most` of them."""
     shown = ", ".join(names[:most]) or "none"
     return shown if len(names) <= most else f"{shown} and {len(names) - most} more"
+
+
+async def list_peers(request: web.Request) -> web.Response:
+    """GET /api/v1/peers: this instance and every other it knows through the shared store."""
+    admin = request.app[ADMIN]
+    return web.json_response(peers_json(admin.vantage, admin.wall_clock()))
 
 
 # --- drains --------------------------------------------------------------------------------------
@@ -491,6 +461,7 @@ ROUTES: Final[tuple[web.RouteDef, ...]] = (
     web.get("/api/v1/services", list_services),
     web.get("/api/v1/services/{name}", get_service),
     web.get("/api/v1/services/{name}/answer", get_client_answer),
+    web.get("/api/v1/peers", list_peers),
     web.post("/api/v1/reload", reload_config),
     web.post(f"{_CLUSTER}/drain", _drain_handler(drained=True, per_service=False)),
     web.post(f"{_CLUSTER}/undrain", _drain_handler(drained=False, per_service=False)),

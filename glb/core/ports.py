@@ -12,6 +12,7 @@ from typing import Protocol
 from glb.core.drains import Drain, Drains
 from glb.core.model import Endpoint, Location, Topology
 from glb.core.snapshot import HealthSnapshot
+from glb.core.vantage import Vantage, Verdict
 
 
 class StateView(Protocol):
@@ -29,6 +30,20 @@ class StateView(Protocol):
 
     def current(self) -> HealthSnapshot:
         """The newest health snapshot; cheap, never blocks."""
+        ...
+
+
+class VantageView(Protocol):
+    """The vantage points as this instance knows them (with `state.redis`): the peers' verdicts
+    and the rule (`glb.core.vantage`), and this instance's own verdicts."""
+
+    @property
+    def vantage(self) -> Vantage:
+        """The peers' verdicts and the quorum rule in force."""
+        ...
+
+    def own_verdicts(self) -> dict[str, Verdict]:
+        """This instance's own verdict on every probed target, by `key_of(target)`."""
         ...
 
 

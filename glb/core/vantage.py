@@ -86,13 +86,15 @@ class Vantage:
     """The peers as this instance knows them, and the rule; immutable, replaced on change.
 
     `fresh_names` are the peers whose verdicts count now (decided by the caller's clock when the
-    view was made: `Vantage.at`)."""
+    view was made: `Vantage.at`). `own_heartbeat`: when this instance's own verdicts were last
+    written to the store (wall clock; None before the first write), for display only."""
 
     quorum: QuorumRule = "majority"
     stale_after: float = 5.0
     peers: tuple[PeerVerdicts, ...] = ()
     fresh_names: frozenset[str] = frozenset()
     store_up: bool = False
+    own_heartbeat: float | None = None
 
     @classmethod
     def at(
@@ -103,11 +105,12 @@ class Vantage:
         quorum: QuorumRule,
         stale_after: float,
         store_up: bool,
+        own_heartbeat: float | None = None,
     ) -> Vantage:
         """The view at wall clock `now`: no peer is fresh while the store is unreachable."""
         listed = tuple(sorted(peers, key=lambda p: p.name))
         fresh = frozenset(p.name for p in listed if store_up and p.fresh(now, stale_after))
-        return cls(quorum, stale_after, listed, fresh, store_up)
+        return cls(quorum, stale_after, listed, fresh, store_up, own_heartbeat)
 
     @property
     def alone(self) -> bool:

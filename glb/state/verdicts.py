@@ -133,6 +133,7 @@ class SharedVerdicts:
         self._wall_clock = wall_clock
         self._changed = asyncio.Event()
         self._peers: list[PeerVerdicts] = []
+        self._heartbeat: float | None = None  # when the own verdicts were last written
         self._up: bool | None = None
         self._why = ""
         self._reached = False  # reached since the last failure: the next backoff starts short
@@ -178,9 +179,9 @@ class SharedVerdicts:
 
     async def _write(self) -> None:
         verdicts = self._source.own_verdicts()
-        await self._store.write(
-            self._instance, verdicts, self._wall_clock(), expiry=3 * self._stale_after
-        )
+        at = self._wall_clock()
+        await self._store.write(self._instance, verdicts, at, expiry=3 * self._stale_after)
+        self._heartbeat = at
         await self._store.announce(self._instance)
 
     async def _follow_forever(self) -> None:
@@ -203,6 +204,7 @@ class SharedVerdicts:
             quorum=self._quorum,
             stale_after=self._stale_after,
             store_up=self._up is True,
+            own_heartbeat=self._heartbeat,
         )
         before, self._vantage = self._vantage, vantage
         if before.alone != vantage.alone:
