@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
 from functools import partial
 from pathlib import Path
 
@@ -32,6 +32,19 @@ async def three(
     tmp_path: Path, clusters: list[ClusterProcess], redis_server: RedisServer
 ) -> AsyncIterator[list[Served]]:
     """glb-a, glb-b and glb-c, each with two fresh peers."""
+    async with serving_three(tmp_path, clusters, redis_server) as instances:
+        yield instances
+
+
+@asynccontextmanager
+async def serving_three(
+    tmp_path: Path,
+    clusters: list[ClusterProcess],
+    redis_server: RedisServer,
+    stopped: Callable[[Served], Awaitable[None]] | None = None,
+) -> AsyncIterator[list[Served]]:
+    """glb-a, glb-b and glb-c (`SOURCES`), once each has two fresh peers; `stopped` checks how
+    each ended (default: a clean exit, no traceback)."""
     async with AsyncExitStack() as stack:
         instances = []
         for name, source in SOURCES.items():
@@ -44,14 +57,14 @@ async def three(
                 + f"state: {{redis: '{redis_server.url}', stale_after: 1s}}\n"
             )
             served = await start_serve(path)
-            stack.push_async_callback(_stopped, served)
+            stack.push_async_callback(stopped or stopped_cleanly, served)
             instances.append(served)
         for served in instances:
             await until_true(partial(_peers_are, served, fresh=2, stale=0), within=10)
         yield instances
 
 
-async def _stopped(served: Served) -> None:
+async def stopped_cleanly(served: Served) -> None:
     assert await stop_serve(served) == 0
     assert not any("Traceback" in line for line in served.lines)
 
