@@ -120,12 +120,17 @@ async def run(rounds: int, seed: int) -> dict[str, list[float]]:
     return results
 
 
-def report(results: dict[str, list[float]]) -> str:
-    lines = [f"{'event':<14}{'n':>4}{'median s':>10}{'max s':>8}{'min s':>8}"]
-    for event, times in results.items():
+def report(results: dict[str, list[float]], *, unit: str = "s", width: int = 14) -> str:
+    """A table of each event's count, median, maximum and minimum in `unit` (s or ms)."""
+    scale, digits = (1000, 1) if unit == "ms" else (1, 3)
+    lines = [
+        f"{'event':<{width}}{'n':>4}{'median ' + unit:>10}{'max ' + unit:>9}{'min ' + unit:>9}"
+    ]
+    for event, seconds in results.items():
+        times = [scale * s for s in seconds]
         lines.append(
-            f"{event:<14}{len(times):>4}{statistics.median(times):>10.3f}"
-            f"{max(times):>8.3f}{min(times):>8.3f}"
+            f"{event:<{width}}{len(times):>4}{statistics.median(times):>10.{digits}f}"
+            f"{max(times):>9.{digits}f}{min(times):>9.{digits}f}"
         )
     return "\n".join(lines)
 
