@@ -21,11 +21,12 @@ from glb.health.monitor import Monitor
 from glb.health.probes import Prober, source_problem
 from tests.clusters import ClusterProcess, start_clusters, write_config
 from tests.probe_backends import TLS_NAME, serve_backend, serve_raw
-from tests.serve import start_serve, stop_serve
+from tests.serve import Served, start_serve, stop_serve
 from tests.stack import monitored
 from tests.test_cli import run_glb
 from tests.test_durable_drains import answer
 from tests.test_probes import has_ipv6_loopback, make_target, probe
+from tests.test_shared_drains import until_true
 
 NOT_LOCAL = "192.0.2.1"  # TEST-NET-1: never an address of the test machine
 FAST_PROBE = "{type: http, path: /healthz, interval: 0.2s, timeout: 0.2s, rise: 1, fall: 1}"
@@ -165,6 +166,10 @@ async def test_a_backend_refusing_one_source_is_down_for_that_vantage_point_only
         await cluster.stop()
 
 
+async def _answers(served: Served, expected: list[str]) -> bool:
+    return await answer(served) == expected
+
+
 def config_from(directory: Path, clusters: list[ClusterProcess], source: str) -> Path:
     directory.mkdir()
     path = write_config(directory, clusters, probe=FAST_PROBE)
@@ -184,7 +189,8 @@ async def test_two_glb_serve_answer_from_their_own_vantage_point(tmp_path: Path)
         since = len(second.lines)
         await eu.refuse_from("127.0.0.3")
         await second.wait_for_line(r"eu-west.*: up -> down", since=since)
-        assert await answer(second) == [us.address]
+        # the change is logged before the snapshot reaches the answers: poll, with a deadline
+        await until_true(lambda: _answers(second, [us.address]), within=5)
         assert await answer(first) == [eu.address]
         assert not [line for line in first.lines if "-> down" in line]
     finally:
