@@ -107,7 +107,7 @@ def _service(
     if len(set(seen.values())) <= 1:
         return None
     held = [v for v in views if name in v.services]
-    reasons = [*_drain_reasons(name, held, labels), *_state_reasons(name, held, labels)]
+    reasons = _endpoint_reasons(name, held, labels)
     reasons += _presence_reasons(name, views, labels)
     if not reasons:
         reasons = [_serial_reason(views, labels) or "unknown"]
@@ -148,31 +148,22 @@ def _by_endpoint(name: str, views: Sequence[InstanceView]) -> dict[str, dict[str
     return table
 
 
-def _drain_reasons(
+def _endpoint_reasons(
     name: str, views: Sequence[InstanceView], labels: Mapping[str, str]
 ) -> list[str]:
+    """Endpoints drained on some instances and not others, or else in a different state."""
     reasons = []
     for endpoint, on in _by_endpoint(name, views).items():
-        drained = [labels[url] for url, e in on.items() if e.get("drained") is True]
-        if drained and len(drained) < len(on):
-            others = [labels[url] for url, e in on.items() if e.get("drained") is not True]
-            reasons.append(
-                f"{endpoint} is drained on {', '.join(drained)}, not on {', '.join(others)}"
-            )
-    return reasons
-
-
-def _state_reasons(
-    name: str, views: Sequence[InstanceView], labels: Mapping[str, str]
-) -> list[str]:
-    """Endpoints in a different state (a drain aside: that is its own reason)."""
-    reasons = []
-    for endpoint, on in _by_endpoint(name, views).items():
-        if any(e.get("drained") is True for e in on.values()):
+        drained = {labels[url]: e.get("drained") is True for url, e in on.items()}
+        if any(drained.values()):
+            if not all(drained.values()):
+                yes = ", ".join(label for label, is_drained in drained.items() if is_drained)
+                no = ", ".join(label for label, is_drained in drained.items() if not is_drained)
+                reasons.append(f"{endpoint} is drained on {yes}, not on {no}")
             continue
-        states = {url: str(e["state"]) for url, e in on.items()}
+        states = {labels[url]: str(e["state"]) for url, e in on.items()}
         if len(set(states.values())) > 1:
-            each = ", ".join(f"{state} on {labels[url]}" for url, state in states.items())
+            each = ", ".join(f"{state} on {label}" for label, state in states.items())
             reasons.append(f"{endpoint} is {each}")
     return reasons
 
