@@ -87,7 +87,12 @@ def _parser() -> argparse.ArgumentParser:
         "consistency", help="compare what several glb instances answer now"
     )
     consistency.add_argument(
-        "--peers", nargs="+", required=True, metavar="URL", help="admin API base URLs"
+        "--peers",
+        nargs="+",
+        type=_admin_url,
+        required=True,
+        metavar="URL",
+        help="admin API base URLs (http://HOST:PORT)",
     )
     consistency.add_argument(
         "--timeout",
@@ -118,6 +123,19 @@ def _seconds(text: str) -> float:
     if not 0.05 <= value <= 3600:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds from 0.05 to 3600")
     return value
+
+
+def _admin_url(text: str) -> str:
+    from urllib.parse import urlsplit
+
+    try:
+        url = urlsplit(text)
+        url.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError:
+        url = urlsplit("")
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an admin API URL (http://HOST:PORT)")
+    return text
 
 
 def _add_config_option(parser: argparse.ArgumentParser) -> None:

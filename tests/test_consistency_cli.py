@@ -76,3 +76,10 @@ async def test_an_instance_that_cannot_be_read_exits_2_with_the_reason(
     assert code == 2
     assert "glb: cannot read http://127.0.0.1:1: " in err
     assert "Traceback" not in err
+
+
+async def test_a_peer_that_is_not_a_url_is_refused_before_anything_is_read() -> None:
+    code, _, err = await run_glb("consistency", "--peers", "127.0.0.1:9100")
+    assert code == 2
+    assert "'127.0.0.1:9100' is not an admin API URL (http://HOST:PORT)" in err
+    assert "Traceback" not in err
