@@ -6,6 +6,10 @@
     glb check -c FILE     validate FILE, print every problem, exit 2 if any (if none: OK, and
                           a line per geo service: its clusters' locations, what places clients)
     glb demo              simulated clusters on loopback plus glb, for trying it out
+    glb consistency --peers URL...
+                          ask each instance's admin API what it answers now; a line per
+                          service they answer differently, with the reason (exit 1), exit 2
+                          if an instance cannot be read (--timeout SECONDS, default 5)
 
 The configuration path comes from `-c` or the GLB_CONFIG environment variable. `glb worker` is
 internal: `glb serve --workers N` starts N-1 of them (see glb.workers.supervisor).
@@ -33,6 +37,8 @@ if TYPE_CHECKING:
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_CONFIG = 2
+EXIT_DISAGREE = 1  # glb consistency: instances answer differently
+EXIT_UNREACHABLE = 2  # glb consistency: an instance's admin API cannot be read
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -77,6 +83,25 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="run glb against simulated clusters on loopback")
     demo.add_argument("-c", "--config", help="demo configuration (default: config/demo.yaml)")
     demo.set_defaults(command=_demo)
+    consistency = commands.add_parser(
+        "consistency", help="compare what several glb instances answer now"
+    )
+    consistency.add_argument(
+        "--peers",
+        nargs="+",
+        type=_admin_url,
+        required=True,
+        metavar="URL",
+        help="admin API base URLs (http://HOST:PORT)",
+    )
+    consistency.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=5.0,
+        metavar="SECONDS",
+        help="for each instance's answer (default: 5)",
+    )
+    consistency.set_defaults(command=_consistency)
     return parser
 
 
@@ -98,6 +123,19 @@ def _seconds(text: str) -> float:
     if not 0.05 <= value <= 3600:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds from 0.05 to 3600")
     return value
+
+
+def _admin_url(text: str) -> str:
+    from urllib.parse import urlsplit
+
+    try:
+        url = urlsplit(text)
+        url.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError:
+        url = urlsplit("")
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an admin API URL (http://HOST:PORT)")
+    return text
 
 
 def _add_config_option(parser: argparse.ArgumentParser) -> None:
@@ -200,6 +238,29 @@ def _demo(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     setup_logging(settings.log.level, settings.log.format)
     return run_until_signal(lambda signals: run_demo(settings, signals.stop, announce=_announce))
+
+
+def _consistency(args: argparse.Namespace) -> int:
+    from glb.admin.consistency import InstanceView, disagreements
+    from glb.admin.remote import read_instances
+
+    read = asyncio.run(read_instances(args.peers, args.timeout))
+    views = [r for r in read if isinstance(r, InstanceView)]
+    unreachable = [r for r in read if not isinstance(r, InstanceView)]
+    for instance in unreachable:
+        print(f"glb: cannot read {instance.url}: {instance.reason}", file=sys.stderr)
+    found = disagreements(views)
+    for disagreement in found:
+        print(disagreement.line())
+    if unreachable:
+        return EXIT_UNREACHABLE
+    if found:
+        return EXIT_DISAGREE
+    print(
+        f"{len(views)} instance(s) agree on {len({n for v in views for n in v.services})} "
+        "service(s)"
+    )
+    return EXIT_OK
 
 
 def _announce(text: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import socket
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
@@ -211,6 +212,21 @@ async def test_service_list(client: TestClient[Any, Any]) -> None:
     for item in body["services"]:
         assert set(item) == SERVICE_KEYS
         assert all(set(e) == ENDPOINT_KEYS for e in item["endpoints"])
+
+
+async def test_config_view_names_the_instance_and_its_zone_serial(
+    client: TestClient[Any, Any], monitor: Monitor
+) -> None:
+    """GET /api/v1/config: what `glb consistency` compares between instances."""
+    body = await get_json(client, "/api/v1/config")
+    (zone,) = monitor.topology.zones
+    assert body == {
+        "instance": socket.gethostname(),
+        "serial": zone.serial,
+        "zones": [{"name": zone.name, "serial": zone.serial}],
+        "services": len(monitor.topology.services),
+        "clusters": len(monitor.topology.clusters),
+    }
 
 
 async def test_one_service_shows_its_settings_and_answer(

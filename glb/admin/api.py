@@ -7,6 +7,7 @@
     GET  /api/v1/services/{name}                            one service (case and trailing dot free)
     GET  /api/v1/services/{name}/answer?client=ADDRESS      the answer and ECS scope for a client
     GET  /api/v1/peers                                      the vantage points this instance knows
+    GET  /api/v1/config                                     its name and zone serial (read-only)
     POST /api/v1/clusters/{cluster}/drain|undrain           a cluster, in every service
     POST /api/v1/services/{name}/endpoints/{cluster}/drain|undrain   a cluster, in one service
 
@@ -38,6 +39,7 @@ from typing import Final
 
 from aiohttp import hdrs, web
 
+from glb.admin.config_view import config_json
 from glb.admin.drains import (
     DRAIN_KEYS,
     UNDRAIN_KEYS,
@@ -282,6 +284,12 @@ async def list_peers(request: web.Request) -> web.Response:
     return web.json_response(peers_json(admin.vantage, admin.wall_clock()))
 
 
+async def get_config(request: web.Request) -> web.Response:
+    """GET /api/v1/config: this instance's name and the zone serial it serves now."""
+    admin = request.app[ADMIN]
+    return web.json_response(config_json(admin.state.topology, admin.vantage.instance))
+
+
 # --- drains --------------------------------------------------------------------------------------
 
 
@@ -325,8 +333,7 @@ async def reload_config(request: web.Request) -> web.Response:
     if problems:
         body = {"reloaded": False, "errors": problems}
         return web.json_response(body, status=HTTPStatus.UNPROCESSABLE_ENTITY)
-    topology = admin.state.topology
-    serial = topology.zones[0].serial if topology.zones else None
+    serial = config_json(admin.state.topology, admin.vantage.instance)["serial"]
     return web.json_response({"reloaded": True, "errors": [], "serial": serial})
 
 
@@ -462,6 +469,7 @@ ROUTES: Final[tuple[web.RouteDef, ...]] = (
     web.get("/api/v1/services/{name}", get_service),
     web.get("/api/v1/services/{name}/answer", get_client_answer),
     web.get("/api/v1/peers", list_peers),
+    web.get("/api/v1/config", get_config),
     web.post("/api/v1/reload", reload_config),
     web.post(f"{_CLUSTER}/drain", _drain_handler(drained=True, per_service=False)),
     web.post(f"{_CLUSTER}/undrain", _drain_handler(drained=False, per_service=False)),
