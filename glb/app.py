@@ -329,7 +329,7 @@ def _admin(
     app = admin_app(monitor, drains, token=token, reload=reload, vantage=points)
     store_up = (lambda: drains.shared is True) if settings.state.redis else None
     vantage = (lambda: monitor.vantage) if settings.state.redis else None
-    registry = metrics_registry(stats, monitor, store_up, vantage)
+    registry = metrics_registry(stats, monitor, monitor, store_up, vantage)
     app.router.add_get("/metrics", metrics_handler(registry))
     return app
 

@@ -13,6 +13,7 @@ import random
 import shutil
 import socket
 import string
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from prometheus_client.samples import Sample
 from glb import __version__
 from glb.app import Running, running
 from glb.config import load_settings
+from glb.core.drains import MAX_REASON, Drain
 from glb.core.model import Endpoint
 from glb.core.snapshot import EndpointState, HealthSnapshot
 from glb.core.stats import QTYPES
@@ -314,6 +316,42 @@ async def test_drained_cluster_shows_drained_then_up_again(glb):
     assert undrained.value("glb_endpoint_up", **us) == 1
 
 
+async def test_drains_are_info_series_with_who_reason_and_times(glb):
+    """Each drain in force is one glb_drain_info series (service * for every service) with its
+    who and reason ("" for none), its since and, when it has one, its until; undrains remove
+    them, and no reason ever becomes a label of glb_endpoint_state."""
+    since = time.time()
+    reason = 'kernel upgrade, ticket "OPS-1"\nback soon'
+    ops = Drain("us-east", SERVICE, "ops", since, reason, until=since + 7200)
+    assert glb.monitor.drain(ops)
+    assert glb.monitor.drain(drain_of("eu-west", since=since - 60))
+    drained = await scrape(glb)
+    keys = ("cluster", "service", "who", "reason")
+    info = {tuple(s.labels[k] for k in keys): s.value for s in drained.find("glb_drain_info")}
+    assert info == {("us-east", SERVICE, "ops", reason): 1, ("eu-west", "*", "test", ""): 1}
+    us, eu = {"cluster": "us-east", "service": SERVICE}, {"cluster": "eu-west", "service": "*"}
+    assert drained.value("glb_drain_since_timestamp_seconds", **us) == pytest.approx(since)
+    assert drained.value("glb_drain_since_timestamp_seconds", **eu) == pytest.approx(since - 60)
+    assert drained.value("glb_drain_until_timestamp_seconds", **us) == pytest.approx(since + 7200)
+    assert not drained.find("glb_drain_until_timestamp_seconds", **eu)  # until undrained
+    assert not [s for s in drained.find("glb_endpoint_state") if "reason" in s.labels]
+    assert glb.monitor.undrain("us-east", SERVICE)
+    partly = await scrape(glb)
+    assert [s.labels["cluster"] for s in partly.find("glb_drain_info")] == ["eu-west"]
+    assert not partly.find("glb_drain_until_timestamp_seconds")
+    assert glb.monitor.undrain("eu-west")
+    undrained = await scrape(glb)
+    for name in ("info", "since_timestamp_seconds", "until_timestamp_seconds"):
+        assert not undrained.find(f"glb_drain_{name}")
+
+
+async def test_drain_reason_label_is_at_most_max_reason_characters(glb):
+    """A reason longer than the API allows (a hand-edited state file) is cut in the label."""
+    assert glb.monitor.drain(Drain("us-east", None, "ops", time.time(), "x" * (MAX_REASON + 50)))
+    (info,) = (await scrape(glb)).find("glb_drain_info")
+    assert info.labels["reason"] == "x" * MAX_REASON
+
+
 async def test_build_config_and_process_metrics_are_present(glb):
     """Build info, configured counts, reload counters and process metrics are exported."""
     scraped = await scrape(glb)
@@ -358,7 +396,10 @@ async def test_exposition_passes_promtool_check_metrics(glb, clusters):
     await clusters[1].kill()
     await wait_state(glb, "us-east", EndpointState.DOWN)
     glb.monitor.drain(drain_of("eu-west"))
+    now = time.time()
+    glb.monitor.drain(Drain("us-east", SERVICE, "ops", now, 'say "why"\\\n', until=now + 60))
     text = await scrape_text(glb.admin_url)
+    assert "glb_drain_until_timestamp_seconds" in text
     assert await run(promtool, "check", "metrics", stdin=text) == (0, "")
 
 

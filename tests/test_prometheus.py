@@ -32,6 +32,7 @@ ALERTS = {
     "GlbProbeLatencyHigh",
     "GlbConfigReloadFailing",
     "GlbScrapeMissing",
+    "GlbDrainWithoutEnd",
 }
 # Grafana's variables, replaced by concrete values before promtool sees an expression
 GRAFANA_VARIABLES = {

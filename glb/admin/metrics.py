@@ -1,10 +1,10 @@
 """Prometheus metrics: every metric glb exports is defined here, read at scrape time.
 
 The hot paths count into `glb.core.stats.Stats` (plain integers; the DNS fast path's tallies are
-settled at scrape time); health comes from the current snapshot. A custom collector turns both
-into metric families when Prometheus scrapes, so a DNS query never pays for a prometheus-client
-call. Each running glb has its own CollectorRegistry (never the global one), with the client's
-process, platform and GC collectors added.
+settled at scrape time); health comes from the current snapshot, drains from the drains in force.
+Custom collectors turn them into metric families when Prometheus scrapes, so a DNS query never
+pays for a prometheus-client call. Each running glb has its own CollectorRegistry (never the
+global one), with the client's process, platform and GC collectors added.
 
 Metric names and labels are a contract (dashboards and alert rules use them): see README.md.
 """
@@ -26,7 +26,8 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from glb import __version__
-from glb.core.ports import StateView
+from glb.core.drains import MAX_REASON
+from glb.core.ports import LocalDrains, StateView
 from glb.core.snapshot import EndpointState
 from glb.core.stats import ECS_RESULTS, Histogram, Stats
 from glb.core.vantage import Vantage
@@ -271,17 +272,54 @@ class StoreCollector(Collector):
         yield peers
 
 
+class DrainCollector(Collector):
+    """The operator drains in force, as info metrics: `glb_drain_info{cluster, service, who,
+    reason}` and the drain's start and end times. A reason is free text, so it is a label of
+    this metric only (one series per drain, gone with the drain), never of a per-endpoint one.
+    `service` is `*` for a drain of every service."""
+
+    def __init__(self, drains: LocalDrains) -> None:
+        self._drains = drains
+
+    def collect(self) -> Iterator[Metric]:
+        scope = ["cluster", "service"]
+        info = GaugeMetricFamily(
+            "glb_drain_info",
+            "1 per operator drain in force (service * for every service), with who and why",
+            labels=[*scope, "who", "reason"],
+        )
+        since = GaugeMetricFamily(
+            "glb_drain_since_timestamp_seconds", "When the drain began (unix time)", labels=scope
+        )
+        until = GaugeMetricFamily(
+            "glb_drain_until_timestamp_seconds",
+            "When the drain ends by itself (unix time); absent for a drain until undrained",
+            labels=scope,
+        )
+        for drain in sorted(self._drains.drains, key=lambda d: (d.cluster, d.service or "")):
+            labels = [drain.cluster, "*" if drain.service is None else drain.service]
+            reason = (drain.reason or "")[:MAX_REASON]
+            info.add_metric([*labels, drain.who, reason], 1.0)
+            since.add_metric(labels, drain.since)
+            if drain.until is not None:
+                until.add_metric(labels, drain.until)
+        yield from (info, since, until)
+
+
 def metrics_registry(
     stats: Stats | StatsSource,
     state: StateView,
+    drains: LocalDrains,
     store_up: Callable[[], bool] | None = None,
     vantage: Callable[[], Vantage] | None = None,
 ) -> CollectorRegistry:
     """A registry of glb's own metrics plus the client's process, platform and GC metrics (the
     process metrics are the main process's only); `glb_state_store_up` only with `store_up`
-    (a shared state store is configured), `glb_vantage_peers` also with `vantage`."""
+    (a shared state store is configured), `glb_vantage_peers` also with `vantage`; the drains
+    in force from `drains`."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(GlbCollector(stats, state))
+    registry.register(DrainCollector(drains))
     if store_up is not None:
         registry.register(StoreCollector(store_up, vantage))
     ProcessCollector(registry=registry)
