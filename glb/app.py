@@ -329,7 +329,8 @@ def _admin(
     app = admin_app(monitor, drains, token=token, reload=reload, vantage=points)
     store_up = (lambda: drains.shared is True) if settings.state.redis else None
     vantage = (lambda: monitor.vantage) if settings.state.redis else None
-    registry = metrics_registry(stats, monitor, monitor, store_up, vantage)
+    consistency = monitor if settings.state.redis else None
+    registry = metrics_registry(stats, monitor, monitor, store_up, vantage, consistency)
     app.router.add_get("/metrics", metrics_handler(registry))
     return app
 

@@ -26,8 +26,9 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from glb import __version__
+from glb.core.disagreements import Disagreements
 from glb.core.drains import MAX_REASON
-from glb.core.ports import LocalDrains, StateView
+from glb.core.ports import LocalDrains, StateView, VerdictConsistency
 from glb.core.snapshot import EndpointState
 from glb.core.stats import ECS_RESULTS, Histogram, Stats
 from glb.core.vantage import Vantage
@@ -246,11 +247,20 @@ def _add_histogram(family: HistogramMetricFamily, labels: list[str], histogram: 
 
 class StoreCollector(Collector):
     """`glb_state_store_up`: whether the shared state store (`state.redis`) is reachable;
-    `glb_vantage_peers{state}`: the other instances whose verdicts count (fresh) or not."""
+    `glb_vantage_peers{state}`: the other instances whose verdicts count (fresh) or not;
+    `glb_vantage_disagreeing_targets{peer}` and `glb_vantage_disagreements_total{peer}`: how
+    this instance's own verdicts compare with each peer's (peer names are bounded by the
+    deployment, like configuration)."""
 
-    def __init__(self, up: Callable[[], bool], vantage: Callable[[], Vantage] | None) -> None:
+    def __init__(
+        self,
+        up: Callable[[], bool],
+        vantage: Callable[[], Vantage] | None,
+        consistency: VerdictConsistency | None = None,
+    ) -> None:
         self._up = up
         self._vantage = vantage
+        self._consistency = consistency
 
     def collect(self) -> Iterator[Metric]:
         yield GaugeMetricFamily(
@@ -270,6 +280,25 @@ class StoreCollector(Collector):
         peers.add_metric(["fresh"], fresh)
         peers.add_metric(["stale"], len(vantage.peers) - fresh)
         yield peers
+        if self._consistency is not None:
+            yield from _disagreements(self._consistency.disagreements)
+
+
+def _disagreements(disagreements: Disagreements) -> Iterator[Metric]:
+    now = GaugeMetricFamily(
+        "glb_vantage_disagreeing_targets",
+        "Targets on which this instance's own verdict (up or down) differs from a fresh peer's",
+        labels=["peer"],
+    )
+    for peer, count in sorted(disagreements.current().items()):
+        now.add_metric([peer], count)
+    yield now
+    yield _counter(
+        "glb_vantage_disagreements",
+        "Times a target went from agreeing to disagreeing with a peer's verdict",
+        ["peer"],
+        [((peer,), count) for peer, count in disagreements.started.items()],
+    )
 
 
 class DrainCollector(Collector):
@@ -312,16 +341,17 @@ def metrics_registry(
     drains: LocalDrains,
     store_up: Callable[[], bool] | None = None,
     vantage: Callable[[], Vantage] | None = None,
+    consistency: VerdictConsistency | None = None,
 ) -> CollectorRegistry:
     """A registry of glb's own metrics plus the client's process, platform and GC metrics (the
     process metrics are the main process's only); `glb_state_store_up` only with `store_up`
-    (a shared state store is configured), `glb_vantage_peers` also with `vantage`; the drains
-    in force from `drains`."""
+    (a shared state store is configured), `glb_vantage_peers` also with `vantage`, the
+    disagreements with each peer also with `consistency`; the drains in force from `drains`."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(GlbCollector(stats, state))
     registry.register(DrainCollector(drains))
     if store_up is not None:
-        registry.register(StoreCollector(store_up, vantage))
+        registry.register(StoreCollector(store_up, vantage, consistency))
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Protocol
 
+from glb.core.disagreements import Disagreements
 from glb.core.drains import Drain, Drains
 from glb.core.model import Endpoint, Location, Topology
 from glb.core.snapshot import HealthSnapshot
@@ -44,6 +45,15 @@ class VantageView(Protocol):
 
     def own_verdicts(self) -> dict[str, Verdict]:
         """This instance's own verdict on every probed target, by `key_of(target)`."""
+        ...
+
+
+class VerdictConsistency(Protocol):
+    """How this instance's own verdicts compare with each peer's (with `state.redis`)."""
+
+    @property
+    def disagreements(self) -> Disagreements:
+        """Per peer, the targets on which its verdict differs from this instance's own."""
         ...
 
 

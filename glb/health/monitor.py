@@ -18,7 +18,9 @@ With peers (`state.redis`), the snapshot's state of a target is the combined sta
 instance's own verdict and the fresh peers' (`glb.core.vantage`), set by `set_vantage`; rise/fall,
 EWMA and probes stay this instance's own, and `own_verdicts()` (reported to `on_verdicts_changed`
 listeners when a state changes) is what this instance publishes. Without peers the snapshot is
-the own health, as it always was.
+the own health, as it always was. `disagreements` (`glb.core.disagreements`) follows, per peer,
+the targets on which its verdict differs from the own one: updated when a vantage is set or an
+own state changes, never when answering.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Final
 
+from glb.core.disagreements import Disagreements
 from glb.core.drains import Drain, Drains
 from glb.core.health import (
     Health,
@@ -96,6 +99,7 @@ class Monitor:
         self._subscribers: list[Subscriber] = []
         self._running = False
         self._vantage = Vantage()
+        self._disagreements = Disagreements()
         self._verdict_listeners: list[Callable[[], None]] = []
 
     def _index(self, topology: Topology) -> None:
@@ -133,6 +137,7 @@ class Monitor:
             for target in added:
                 self._start(target, first_delay=self._rng.uniform(0, target.probe.interval))
         self._publish()
+        self._disagreements = self._disagreements.seen(self.own_verdicts(), self._vantage)
         self._verdicts_changed()
 
     @property
@@ -144,6 +149,7 @@ class Monitor:
         """Answer from `vantage` from now on: published at once when a combined state changes."""
         before = self._snapshot
         self._vantage = vantage
+        self._disagreements = self._disagreements.seen(self.own_verdicts(), vantage)
         moved = {
             t
             for t, h in self._health.items()
@@ -155,6 +161,11 @@ class Monitor:
             self._dirty.update(moved)
         self._publish()
         self._log_quorum(before, moved)
+
+    @property
+    def disagreements(self) -> Disagreements:
+        """Per peer, the targets on which its verdict differs from this instance's own."""
+        return self._disagreements
 
     def own_verdicts(self) -> dict[str, Verdict]:
         """This instance's own verdict on every probed target, by `key_of(target)`."""
@@ -415,6 +426,10 @@ class Monitor:
 
     def _record_transition(self, transition: Transition, to: str) -> None:
         """Log the change on one line per endpoint, count it, and tell the verdict listeners."""
+        state = self._health[transition.target].state
+        up = None if state is Health.UNKNOWN else state is Health.UP
+        key = key_of(transition.target)
+        self._disagreements = self._disagreements.target_seen(key, up, self._vantage)
         self._verdicts_changed()
         for endpoint in self._topology.endpoints_of(transition.target):
             self._stats.transitions[(endpoint.service, endpoint.cluster, endpoint.address, to)] += 1
