@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Final
 from urllib.parse import urlsplit, urlunsplit
 
@@ -47,8 +47,40 @@ return 0
 """
 
 
+MAX_BACKOFF: Final = 2.0  # seconds between attempts to reach an unreachable store, at most
+_FIRST_BACKOFF: Final = 0.1
+
+
 class StoreUnreachable(Exception):
     """Redis could not be reached, or did not answer in time; the message says why."""
+
+
+async def keep_trying(
+    attempt: Callable[[Callable[[], None]], Awaitable[None]],
+    failed: Callable[[str], None],
+    what: str,
+) -> None:
+    """Run `attempt(reached)` forever (until cancelled): when it fails, tell `failed` why and
+    try again after a backoff, 0.1 s doubling up to MAX_BACKOFF, short again once the attempt
+    has called `reached()`. The store being unreachable (StoreUnreachable, alone or in a task
+    group's ExceptionGroup) is expected; any other exception is a bug, logged with its
+    traceback, and tried again all the same: it must not end the sharing for good."""
+    backoff = _FIRST_BACKOFF
+
+    def reached() -> None:
+        nonlocal backoff
+        backoff = _FIRST_BACKOFF  # the next outage starts with a short wait again
+
+    while True:
+        try:
+            await attempt(reached)
+        except* StoreUnreachable as unreachable:
+            failed(str(unreachable.exceptions[0]))
+        except* Exception:
+            logger.exception("%s failed", what)
+            failed("see the error above")
+        await asyncio.sleep(backoff)
+        backoff = min(backoff * 2, MAX_BACKOFF)
 
 
 def field_of(scope: Scope) -> str:

@@ -35,6 +35,7 @@ from glb.state.redis_store import (
     RedisDrainStore,
     StoreUnreachable,
     field_of,
+    keep_trying,
     parse_field,
     shown_url,
     value_of,
@@ -43,7 +44,6 @@ from glb.state.redis_store import (
 logger = logging.getLogger(__name__)
 
 RESYNC_EVERY: Final = 2.0  # seconds between re-reads of the store without an announcement
-MAX_BACKOFF: Final = 2.0  # seconds between attempts to reach an unreachable store, at most
 
 
 class SharedDrains:
@@ -87,22 +87,10 @@ class SharedDrains:
     async def run(self) -> None:
         """Follow the store forever: re-read it on every announcement and every RESYNC_EVERY
         seconds; when it is unreachable, try again with a backoff, and re-join once it answers."""
-        backoff = 0.1
+        await keep_trying(self._follow, self._down, "following the shared state store")
 
-        def reached() -> None:
-            nonlocal backoff
-            backoff = 0.1  # the next outage starts with a short wait again
-
-        while True:
-            try:
-                await self._follow(reached)
-            except StoreUnreachable as exc:
-                self._set_up(False, str(exc))
-            except Exception:  # a bug must not end the sharing for good: logged, tried again
-                logger.exception("following the shared state store failed")
-                self._set_up(False, "see the error above")
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, MAX_BACKOFF)
+    def _down(self, why: str) -> None:
+        self._set_up(False, why)
 
     async def _follow(self, reached: Callable[[], None]) -> None:
         pubsub = await self._store.subscribe()  # before reading: no announcement falls between

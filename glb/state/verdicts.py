@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 from typing import Final, Protocol
 
 from glb.core.vantage import PeerVerdicts, QuorumRule, Vantage, Verdict
-from glb.state.redis_store import RedisClient, StoreUnreachable, reaching, text_of
+from glb.state.redis_store import RedisClient, keep_trying, reaching, text_of
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +35,6 @@ PREFIX: Final = "glb:verdicts:"
 INSTANCES_KEY: Final = "glb:vantage:instances"
 CHANNEL: Final = "glb:verdicts"
 HEARTBEAT: Final = "@heartbeat"
-MAX_BACKOFF: Final = 2.0  # seconds between attempts to reach an unreachable store, at most
 
 
 class VerdictSource(Protocol):
@@ -136,7 +135,6 @@ class SharedVerdicts:
         self._heartbeat: float | None = None  # when the own verdicts were last written
         self._up: bool | None = None
         self._why = ""
-        self._reached = False  # reached since the last failure: the next backoff starts short
         self._vantage = Vantage(quorum, stale_after)
         source.on_verdicts_changed(self._changed.set)
 
@@ -152,20 +150,17 @@ class SharedVerdicts:
     async def run(self) -> None:
         """Share forever; when the store is unreachable, decide alone and try again with a
         backoff, re-joining once it answers."""
-        backoff = 0.1
-        while True:
-            self._reached = False
-            try:
-                async with asyncio.TaskGroup() as group:
-                    group.create_task(self._publish_forever())
-                    group.create_task(self._follow_forever())
-            except* StoreUnreachable as failed:
-                self._set_up(False, str(failed.exceptions[0]))
-            except* Exception:  # a bug must not end the sharing for good: logged, tried again
-                logger.exception("sharing verdicts through the shared state store failed")
-                self._set_up(False, "see the error above")
-            backoff = 0.1 if self._reached else min(backoff * 2, MAX_BACKOFF)
-            await asyncio.sleep(backoff)
+        await keep_trying(
+            self._share, self._down, "sharing verdicts through the shared state store"
+        )
+
+    async def _share(self, reached: Callable[[], None]) -> None:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._publish_forever())
+            group.create_task(self._follow_forever(reached))
+
+    def _down(self, why: str) -> None:
+        self._set_up(False, why)
 
     async def _publish_forever(self) -> None:
         while True:
@@ -184,13 +179,13 @@ class SharedVerdicts:
         self._heartbeat = at
         await self._store.announce(self._instance)
 
-    async def _follow_forever(self) -> None:
+    async def _follow_forever(self, reached: Callable[[], None]) -> None:
         pubsub = await self._store.subscribe()  # before reading: no announcement falls between
         try:
             while True:
                 self._peers = await self._store.read_peers(self._instance)
                 self._set_up(True)
-                self._reached = True
+                reached()
                 self._refresh()
                 await self._store.wait_for_announcement(pubsub, within=self.every)
         finally:
