@@ -28,13 +28,26 @@ EARTH_RADIUS_KM: Final = 6371.0088  # the mean radius (IUGG)
 _BITS: Final = {4: 32, 6: 128}
 
 
+# a location in radians, as the haversine needs it: latitude, longitude, cos(latitude)
+Radians = tuple[float, float, float]
+
+
+def radians_of(location: Location) -> Radians:
+    """`location` converted once, for many distances from or to it."""
+    lat = math.radians(location.lat)
+    return lat, math.radians(location.lon), math.cos(lat)
+
+
+def distance_between(a: Radians, b: Radians) -> float:
+    """The great-circle distance in km between two points in radians (haversine, on a
+    sphere)."""
+    h = math.sin((b[0] - a[0]) / 2) ** 2 + a[2] * b[2] * math.sin((b[1] - a[1]) / 2) ** 2
+    return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(h)))
+
+
 def distance_km(a: Location, b: Location) -> float:
     """The great-circle distance between `a` and `b` (haversine, on a sphere)."""
-    lat_a, lat_b = math.radians(a.lat), math.radians(b.lat)
-    half_dlat = (lat_b - lat_a) / 2
-    half_dlon = math.radians(b.lon - a.lon) / 2
-    h = math.sin(half_dlat) ** 2 + math.cos(lat_a) * math.cos(lat_b) * math.sin(half_dlon) ** 2
-    return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(h)))
+    return distance_between(radians_of(a), radians_of(b))
 
 
 def by_distance(candidates: Sequence[Endpoint], client: Location | None) -> tuple[Endpoint, ...]:

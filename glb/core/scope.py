@@ -26,7 +26,15 @@ import math
 from dataclasses import dataclass
 from typing import Final
 
-from glb.core.geo import EARTH_RADIUS_KM, GeoMap, Location, Source, family_bits
+from glb.core.geo import (
+    GeoMap,
+    Location,
+    Radians,
+    Source,
+    distance_between,
+    family_bits,
+    radians_of,
+)
 from glb.core.model import PolicyName, Service, Topology
 from glb.core.networks import Address
 
@@ -206,20 +214,12 @@ class GeoRankings:
         return self.of(service).rank(address).client
 
 
-_Radians = tuple[float, float, float] | None  # latitude, longitude and the latitude's cosine
-
-
-def _radians(location: Location | None) -> _Radians:
-    if location is None:
-        return None
-    lat = math.radians(location.lat)
-    return lat, math.radians(location.lon), math.cos(lat)
-
-
-def _far(client: _Radians, where: _Radians) -> float:
-    """`glb.core.geo.distance_km` on precomputed radians (inf for an unlocated endpoint)."""
+def _far(client: Radians | None, where: Radians | None) -> float:
+    """The distance between two points in radians; inf when either is unlocated."""
     if where is None or client is None:
         return math.inf
-    h = math.sin((where[0] - client[0]) / 2) ** 2
-    h += client[2] * where[2] * math.sin((where[1] - client[1]) / 2) ** 2
-    return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(h)))
+    return distance_between(client, where)
+
+
+def _radians(location: Location | None) -> Radians | None:
+    return None if location is None else radians_of(location)
