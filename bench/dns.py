@@ -441,6 +441,31 @@ def _micro(topology: Topology, geo: bool) -> None:
     if geo:
         cost = rates["A latency, 0x20 case"] / rates["A geo + ECS (seen /24)"]
         print(f"geo + ECS answer / cached non-ECS answer (0x20): {cost:.2f}x the time")
+        client_networks_cost(answerer)
+
+
+def client_networks_cost(answerer: DnsAnswerer) -> None:
+    """ECS queries from CLIENT_NETWORKS networks never seen, then again: the cost of a
+    network's first sight (placing it, widening its scope) and of later ones, and what the
+    client memos leave to the cyclic garbage collector."""
+    queries = [
+        raw_query(f"g{i % GEO_SERVICES}.{ZONE}", 1, edns=ecs_option(octets))
+        for i, octets in enumerate(client_networks())
+    ]
+    gc.collect()
+    tracked = len(gc.get_objects())
+    for label in ("first sight", "seen before"):
+        started = time.perf_counter()
+        for wire in queries:
+            answerer.answer(wire, False, "127.0.0.1")
+        each = (time.perf_counter() - started) / len(queries) * 1e6
+        print(f"ECS from {len(queries):,} networks, {label}: {each:.1f} us per answer")
+    gc.collect()
+    started = time.perf_counter()
+    gc.collect()
+    took = (time.perf_counter() - started) * 1000
+    grown = len(gc.get_objects()) - tracked
+    print(f"objects the collector tracks after them: +{grown:,}; a full collection {took:.1f} ms")
 
 
 def _rss() -> int:
