@@ -1,4 +1,5 @@
-"""The `glb` command: `serve`, `check` and `demo`. The only module that prints or handles signals.
+"""The `glb` command: `serve`, `check`, `demo`, `consistency`, `explain`. The only module that
+prints or handles signals.
 
     glb serve -c FILE     validate FILE, then serve until SIGINT/SIGTERM; SIGHUP reloads FILE
                           (--workers N, or GLB_WORKERS: N processes share the DNS and HTTP ports;
@@ -10,6 +11,10 @@
                           ask each instance's admin API what it answers now; a line per
                           service they answer differently, with the reason (exit 1), exit 2
                           if an instance cannot be read (--timeout SECONDS, default 5)
+    glb explain -c FILE [SERVICE]
+                          per service, how long clients take to leave a failed cluster for each
+                          failure mode (refused, reset, frozen, 5xx), why, and risky settings
+                          (--json; --admin URL: a running glb's observed probe latencies)
 
 The configuration path comes from `-c` or the GLB_CONFIG environment variable. `glb worker` is
 internal: `glb serve --workers N` starts N-1 of them (see glb.workers.supervisor).
@@ -32,6 +37,7 @@ from glb.errors import ConfigError, GLBError
 from glb.logs import setup_logging
 
 if TYPE_CHECKING:
+    from glb.config.models import ServiceSettings
     from glb.reload import FileSignature
 
 EXIT_OK = 0
@@ -102,7 +108,32 @@ def _parser() -> argparse.ArgumentParser:
         help="for each instance's answer (default: 5)",
     )
     consistency.set_defaults(command=_consistency)
+    _add_explain(commands)
     return parser
+
+
+def _add_explain(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    explain = commands.add_parser(
+        "explain", help="how long clients take to leave a failed cluster, and why"
+    )
+    _add_config_option(explain)
+    explain.add_argument("service", nargs="?", help="one service (default: every service)")
+    explain.add_argument("--json", action="store_true", help="print JSON")
+    explain.add_argument(
+        "--admin",
+        type=_admin_url,
+        metavar="URL",
+        help="a running glb's admin API (http://HOST:PORT): judge the timeouts against the "
+        "probe latencies it observed",
+    )
+    explain.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=5.0,
+        metavar="SECONDS",
+        help="for the admin API's answer (default: 5)",
+    )
+    explain.set_defaults(command=_explain)
 
 
 def _positive(text: str) -> int:
@@ -261,6 +292,64 @@ def _consistency(args: argparse.Namespace) -> int:
         "service(s)"
     )
     return EXIT_OK
+
+
+def _explain(args: argparse.Namespace) -> int:
+    import json
+
+    from glb.config.explain_view import explanation_json, explanation_lines, service_setups
+    from glb.core.explain import explain
+
+    settings = _load(args)
+    if settings is None:
+        return EXIT_CONFIG
+    services = _services_to_explain(settings, args)
+    if services is None:
+        return EXIT_ERROR
+    latencies = None
+    if args.admin is not None:
+        one = services[0].name if args.service is not None else None
+        latencies = _observed_latencies(args.admin, one, args.timeout)
+        if latencies is None:
+            return EXIT_ERROR
+    explanations = [explain(setup) for setup in service_setups(settings, services, latencies)]
+    if args.json:
+        print(json.dumps(explanation_json(explanations), indent=2))
+    elif not explanations:
+        print(f"{args.config}: no services")
+    else:
+        print("\n".join(explanation_lines(explanations)))
+    return EXIT_OK
+
+
+def _services_to_explain(
+    settings: Settings, args: argparse.Namespace
+) -> list[ServiceSettings] | None:
+    """Every service, or the one named (None, said why, when there is no such service)."""
+    from glb.config.explain_view import find_service
+
+    if args.service is None:
+        return list(settings.services)
+    found = find_service(settings, args.service)
+    if found is None:
+        known = ", ".join(s.name for s in settings.services) or "none"
+        print(
+            f"glb: no service {args.service!r} in {args.config} (known: {known})", file=sys.stderr
+        )
+        return None
+    return [found]
+
+
+def _observed_latencies(
+    url: str, service: str | None, within: float
+) -> dict[str, tuple[tuple[str, float], ...]] | None:
+    from glb.admin.observed import LatenciesUnreadable, observed_latencies
+
+    try:
+        return asyncio.run(observed_latencies(url, service, within))
+    except LatenciesUnreadable as exc:
+        print(f"glb: cannot read observed latencies: {exc}", file=sys.stderr)
+        return None
 
 
 def _announce(text: str) -> None:

@@ -33,8 +33,8 @@ async def _read(
 ) -> InstanceView | Unreachable:
     base = url.rstrip("/")
     try:
-        config = await _get_json(session, f"{base}/api/v1/config")
-        services = await _get_json(session, f"{base}/api/v1/services")
+        config = await get_json(session, f"{base}/api/v1/config")
+        services = await get_json(session, f"{base}/api/v1/services")
         return instance_view(base, config, services)
     except TimeoutError:
         return Unreachable(base, f"no answer within {within:g}s")
@@ -42,7 +42,7 @@ async def _read(
         return Unreachable(base, str(exc) or type(exc).__name__)
 
 
-async def _get_json(session: aiohttp.ClientSession, url: str) -> object:
+async def get_json(session: aiohttp.ClientSession, url: str) -> object:
     async with session.get(url) as response:
         if response.status != 200:
             raise ValueError(f"GET {url} answered {response.status} {response.reason}")
