@@ -334,17 +334,20 @@ def typical_exposure(noticed: float, detected: float, ttl: float, unstable: floa
 
 
 def _clean_at(expiry: float, noticed: float, detected: float, ttl: float, unstable: float) -> float:
-    """When a resolver whose copy expires at `expiry` first fetches a clean answer."""
+    """When a resolver whose copy expires at `expiry` first fetches a clean answer: it asks
+    again every `ttl` until glb noticed, every `unstable` until detection."""
     moment = expiry
-    while moment < detected:
-        step = ttl if moment < noticed else unstable
-        if step <= 0:  # not cached: the first query after detection gets a clean answer
+    full_until = min(noticed, detected)
+    if moment < full_until:
+        moment += math.ceil((full_until - moment) / ttl) * ttl
+    if moment < detected:
+        if unstable <= 0:  # not cached: the first query after detection gets a clean answer
             return detected
-        moment += step
+        moment += math.ceil((detected - moment) / unstable) * unstable
     return moment
 
 
-_MAX_CUTS = 100_000
+_MAX_CUTS = 10_000
 
 
 def _breakpoints(noticed: float, detected: float, ttl: float, unstable: float) -> list[float]:
