@@ -100,13 +100,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="admin API base URLs (http://HOST:PORT)",
     )
-    consistency.add_argument(
-        "--timeout",
-        type=_seconds,
-        default=5.0,
-        metavar="SECONDS",
-        help="for each instance's answer (default: 5)",
-    )
+    _add_timeout_option(consistency, "for each instance's answer")
     consistency.set_defaults(command=_consistency)
     _add_explain(commands)
     return parser
@@ -126,14 +120,15 @@ def _add_explain(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="a running glb's admin API (http://HOST:PORT): judge the timeouts against the "
         "probe latencies it observed",
     )
-    explain.add_argument(
-        "--timeout",
-        type=_seconds,
-        default=5.0,
-        metavar="SECONDS",
-        help="for the admin API's answer (default: 5)",
-    )
+    _add_timeout_option(explain, "for the admin API's answer")
     explain.set_defaults(command=_explain)
+
+
+def _add_timeout_option(parser: argparse.ArgumentParser, what: str) -> None:
+    """--timeout SECONDS (default 5) for an admin API's answer."""
+    parser.add_argument(
+        "--timeout", type=_seconds, default=5.0, metavar="SECONDS", help=f"{what} (default: 5)"
+    )
 
 
 def _positive(text: str) -> int:

@@ -46,8 +46,12 @@ async def test_explain_prints_each_failure_mode_with_its_steps(config: Path) -> 
     app, edge = out.split("\n\n")
     lines = app.splitlines()
     assert lines[0] == "app.glb.test: ttl 10 s (ttl_unstable 1 s), clusters eu-west, us-east"
-    assert "every 1 s, timeout 750 ms (adaptive, min_timeout 250 ms), fall 2, rise 2" in lines[1]
-    rows = {line.split()[0]: line.split()[1:] for line in lines[3:8]}
+    assert lines[1] == (
+        "  probes: every 1 s (fast_interval 250 ms), timeout 750 ms (adaptive from min_timeout "
+        "250 ms)"
+    )
+    assert lines[2] == "  fall 2, rise 2, held connection on; rtt 1 ms (assumed)"
+    rows = {line.split()[0]: line.split()[1:] for line in lines[4:9]}
     assert rows["refused"] == ["0.002", "s", "/", "1.002", "s", "5.001", "s", "/", "11.001", "s"]
     assert rows["frozen"] == ["1.250", "s", "/", "2.500", "s", "5.800", "s", "/", "11.750", "s"]
     assert rows["5xx"][:5] == ["0.751", "s", "/", "1.251", "s"]

@@ -3,9 +3,10 @@
 (`explanation_json`). A text report reads, for the default settings:
 
     app.glb.example.test: ttl 10 s (ttl_unstable 1 s), clusters eu-west, us-east
-      probes: http every 1 s, timeout 750 ms (adaptive, min_timeout 250 ms), fall 2, rise 2, ...
-      failure    detection typical / worst    clients gone typical / worst
-      refused          0.002 s / 1.002 s              5.001 s / 11.001 s
+      probes: every 1 s (fast_interval 250 ms), timeout 750 ms (adaptive from min_timeout 250 ms)
+      fall 2, rise 2, held connection on; rtt 1 ms (assumed)
+      failure      detection typical / worst      clients gone typical / worst
+      refused              0.002 s / 1.002 s                5.001 s / 11.001 s
       ...
 
 then each mode's steps, the recovery, the warnings and what could not be checked. Pure text from
@@ -123,7 +124,7 @@ def _report(explanation: Explanation) -> list[str]:
     lines = [
         f"{setup.name}: ttl {_s(setup.ttl)} (ttl_unstable {_s(setup.ttl_unstable)}), "
         f"clusters {clusters}",
-        f"  probes: {_probes(explanation)}",
+        *_probes(explanation),
         f"  {'failure':<10}{'detection typical / worst':>28}{'clients gone typical / worst':>34}",
     ]
     for e in explanation.estimates:
@@ -142,16 +143,16 @@ def _report(explanation: Explanation) -> list[str]:
     return lines
 
 
-def _probes(explanation: Explanation) -> str:
+def _probes(explanation: Explanation) -> list[str]:
     timing = explanation.setup.timing
-    adaptive = "adaptive, min_timeout " + _s(timing.min_timeout)
+    adaptive = f"adaptive from min_timeout {_s(timing.min_timeout)}"
     rtt = "observed, the slowest endpoint's" if explanation.setup.latencies else "assumed"
-    return (
-        f"every {_s(timing.interval)}, timeout {_s(timing.timeout)} "
-        f"({adaptive if timing.adaptive_timeout else 'fixed'}), fall {timing.fall}, "
-        f"rise {timing.rise}, fast_interval {_s(timing.fast_interval)}, held connection "
-        f"{'on' if timing.hold_connection else 'off'}; rtt {_s(explanation.rtt)} ({rtt})"
-    )
+    return [
+        f"  probes: every {_s(timing.interval)} (fast_interval {_s(timing.fast_interval)}), "
+        f"timeout {_s(timing.timeout)} ({adaptive if timing.adaptive_timeout else 'fixed'})",
+        f"  fall {timing.fall}, rise {timing.rise}, held connection "
+        f"{'on' if timing.hold_connection else 'off'}; rtt {_s(explanation.rtt)} ({rtt})",
+    ]
 
 
 _s = seconds_text

@@ -14,20 +14,19 @@ steps that add up to it. The model, with I = interval, C = timeout, F = fall, f 
   taken here as max(min_timeout, 3 * rtt) (rttvar = rtt / 2, RFC 6298's first estimate);
 - the new answer is published as soon as the change is confirmed; resolvers keep what they have
   cached: answers served once glb noticed the first failure carry `ttl_unstable`, earlier ones
-  the full `ttl` (`typical_exposure`, `worst_exposure`).
+  the full `ttl` (`glb.core.resolver_caching`).
 
 Risky settings are returned as `Risk` values. Pure: every setting is a parameter, no I/O.
 """
 
 from __future__ import annotations
 
-import itertools
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
 from glb.core.model import Location, WhenAllDown
+from glb.core.resolver_caching import typical_exposure, worst_exposure
 
 DEFAULT_RTT = 0.001  # a round trip on a LAN, when no observed latency is known
 RTTVAR_SHARE = 0.5  # rttvar as a share of srtt: RFC 6298's first estimate (R / 2)
@@ -233,7 +232,8 @@ def _adaptive_note(timing: ProbeTiming, rtt: float) -> str:
         return f" (timeout {_s(timing.timeout)}, adaptive_timeout off)"
     rto = typical_rto(timing, rtt)
     return (
-        f" (adaptive: rto {_s(rto)} = max(min_timeout {_s(timing.min_timeout)}, 3 x rtt "
+        f" (adaptive: rto {_s(rto)} = max(min_timeout {_s(timing.min_timeout)}, "
+        f"{1 + 4 * RTTVAR_SHARE:g} x rtt "
         f"{_s(rtt)}), doubled per timeout, capped at timeout {_s(timing.timeout)}; "
         "worst: a jittery target whose rto reached the timeout)"
     )
@@ -305,59 +305,7 @@ def recovery(timing: ProbeTiming, rtt: float = DEFAULT_RTT) -> Recovery:
     return Recovery(timing.interval / 2 + rounds, timing.interval + rounds, steps)
 
 
-# --- what resolvers keep -------------------------------------------------------------------
-
-
-def worst_exposure(noticed: float, detected: float, ttl: float, unstable: float) -> float:
-    """The latest a resolver stops answering with the failed cluster: an answer served just
-    before glb noticed (`noticed`) carries the full `ttl`; one served just before `detected`
-    carries `unstable` (at most `ttl`)."""
-    if ttl <= 0:
-        return detected
-    return max(noticed + ttl, detected + min(unstable, ttl))
-
-
-def typical_exposure(noticed: float, detected: float, ttl: float, unstable: float) -> float:
-    """The mean time a busy resolver (one that asks again whenever its copy expires) keeps the
-    failed cluster: its copy expires at r, uniform over 0..ttl after the failure; asked again
-    before `noticed` it gets the full `ttl`, before `detected` `unstable`, from then on a clean
-    answer. Without adaptive TTL (`unstable` = `ttl`) this is detected + ttl / 2."""
-    if ttl <= 0:
-        return detected
-    unstable = min(unstable, ttl)
-    cuts = sorted({0.0, ttl, *_breakpoints(noticed, detected, ttl, unstable)})
-    area = sum(
-        (b - a) * _clean_at((a + b) / 2, noticed, detected, ttl, unstable)
-        for a, b in itertools.pairwise(cuts)
-    )
-    return area / ttl
-
-
-def _clean_at(expiry: float, noticed: float, detected: float, ttl: float, unstable: float) -> float:
-    """When a resolver whose copy expires at `expiry` first fetches a clean answer: it asks
-    again every `ttl` until glb noticed, every `unstable` until detection."""
-    moment = expiry
-    full_until = min(noticed, detected)
-    if moment < full_until:
-        moment += math.ceil((full_until - moment) / ttl) * ttl
-    if moment < detected:
-        if unstable <= 0:  # not cached: the first query after detection gets a clean answer
-            return detected
-        moment += math.ceil((detected - moment) / unstable) * unstable
-    return moment
-
-
-_MAX_CUTS = 10_000
-
-
-def _breakpoints(noticed: float, detected: float, ttl: float, unstable: float) -> list[float]:
-    """The expiry times (0..ttl) where `_clean_at` jumps: its chain of fetches crosses
-    `noticed` or `detected`. Between them it grows linearly, so midpoints integrate exactly."""
-    points = [noticed % ttl, detected % ttl]
-    if unstable > 0:
-        count = min(math.ceil(max(detected - noticed, 0) / unstable) + 1, _MAX_CUTS)
-        points += [(detected - k * unstable) % ttl for k in range(count)]
-    return [p for p in points if 0 < p < ttl]
+# --- what resolvers keep: steps ------------------------------------------------------------
 
 
 def _typical_exposure_step(typical: float, found: _Detection, ttl: float, unstable: float) -> str:

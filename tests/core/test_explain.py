@@ -22,10 +22,9 @@ from glb.core.explain import (
     explain,
     recovery,
     timeouts,
-    typical_exposure,
-    worst_exposure,
 )
 from glb.core.model import Location, WhenAllDown
+from glb.core.resolver_caching import typical_exposure, worst_exposure
 
 DEFAULTS = ProbeTiming(interval=1.0, timeout=0.75, fall=2, rise=2, fast_interval=0.25)
 DUBLIN, VIRGINIA = Location(53.35, -6.26), Location(38.95, -77.45)
