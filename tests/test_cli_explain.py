@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from tests.clusters import ClusterProcess, start_clusters, write_config
 from tests.serve import Served, start_serve
@@ -122,6 +124,67 @@ async def test_an_admin_api_that_cannot_be_read_is_an_error(config: Path) -> Non
     assert out == ""
     assert "glb: cannot read observed latencies: http://127.0.0.1:1: " in err
     assert "Traceback" not in err
+
+
+# --- against an admin API answering what the test says ------------------------------------
+
+
+@asynccontextmanager
+async def admin_answering(body: object) -> AsyncIterator[str]:
+    """An admin API on a loopback port whose every GET answers `body`; yields its URL."""
+
+    async def answer(request: web.Request) -> web.Response:
+        return web.json_response(body)
+
+    app = web.Application()
+    app.router.add_get("/{path:.*}", answer)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        await runner.cleanup()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"services": 3}, [1, 2], {"services": [{"name": "app.glb.test", "endpoints": "x"}]}],
+)
+async def test_an_admin_api_answering_something_else_is_an_error(
+    config: Path, body: object
+) -> None:
+    async with admin_answering(body) as url:
+        code, out, err = await run_glb("explain", "-c", str(config), "--admin", url)
+        assert code == 1
+        assert out == ""
+        assert f"glb: cannot read observed latencies: {url}/api/v1/services is not the " in err
+        assert "Traceback" not in err
+
+
+async def test_a_service_the_running_glb_lacks_says_its_latency_is_unchecked(
+    config: Path,
+) -> None:
+    endpoints = [
+        {"cluster": "eu-west", "address": "192.0.2.1", "latency_ms": 600.0},
+        {"cluster": "us-east", "address": "192.0.2.2", "latency_ms": None},  # not probed yet
+        {"cluster": "us-east", "address": "192.0.2.9", "latency_ms": "fast"},  # hostile
+    ]
+    listed = {"services": [{"name": "app.glb.test", "endpoints": endpoints}]}
+    async with admin_answering(listed) as url:
+        code, out, err = await run_glb("explain", "-c", str(config), "--admin", url, "--json")
+    assert code == 0, err
+    app, edge = json.loads(out)["services"]
+    assert app["rtt"] == 0.6
+    assert [w["message"][:40] for w in app["warnings"]] == [
+        "eu-west 192.0.2.1 answers probes in 600 "
+    ]
+    assert app["not_checked"] == []
+    assert edge["not_checked"] == [
+        "timeout against observed latency (the running glb reports none for this service)"
+    ]
 
 
 # --- against a running glb ------------------------------------------------------------------

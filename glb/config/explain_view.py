@@ -38,7 +38,7 @@ def service_setups(
     latencies: Mapping[str, Latencies] | None = None,
 ) -> list[ServiceSetup]:
     """The model's view of each service; `latencies` (by service name) as a running glb
-    observed them, None when not read (a service it does not have gets none either)."""
+    observed them, None when not read (a service it does not have gets none: `()`)."""
     clusters = {c.name: c for c in settings.clusters}
     negative_ttls = {z.name: z.negative_ttl for z in settings.zones}
     return [
@@ -46,7 +46,7 @@ def service_setups(
             service,
             [clusters[name] for name in dict.fromkeys(b.cluster for b in service.backends)],
             negative_ttls,
-            None if latencies is None else latencies.get(service.name),
+            None if latencies is None else latencies.get(service.name, ()),
         )
         for service in services
     ]

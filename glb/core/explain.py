@@ -161,7 +161,7 @@ def _unchecked(setup: ServiceSetup) -> tuple[str, ...]:
     if setup.latencies is None:
         return ("timeout against observed latency (pass --admin URL of a running glb)",)
     if not setup.latencies:
-        return ("timeout against observed latency (the running glb has probed no endpoint yet)",)
+        return ("timeout against observed latency (the running glb reports none for this service)",)
     return ()
 
 
@@ -202,9 +202,10 @@ def _frozen(timing: ProbeTiming, rtt: float) -> _Detection:
     typical_waits = timeouts(timing, typical_rto(timing, rtt))
     worst_waits = (timing.timeout,) * timing.fall
     phase = timing.interval
+    held = "; the held connection stays open (a frozen process closes nothing)"
     steps = (
         f"the next scheduled probe starts 0-{_s(phase)} after the freeze "
-        f"(interval; {_s(phase / 2)} on average)",
+        f"(interval; {_s(phase / 2)} on average){held if timing.hold_connection else ''}",
         f"fall {timing.fall}: {_count(timing.fall, 'probe')} time out, "
         f"waiting {_waits(typical_waits)} typical, {_waits(worst_waits)} worst"
         f"{_adaptive_note(timing, rtt)}",

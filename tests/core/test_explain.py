@@ -302,7 +302,7 @@ def test_without_observed_latencies_the_timeout_is_not_checked_and_it_says_so() 
     )
     assert explain(SETUP).rtt == 0.001
     nothing_yet = explain(replace(SETUP, latencies=()))
-    assert "probed no endpoint yet" in nothing_yet.unchecked[0]
+    assert "the running glb reports none for this service" in nothing_yet.unchecked[0]
 
 
 @pytest.mark.parametrize(
