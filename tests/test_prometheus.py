@@ -33,6 +33,7 @@ ALERTS = {
     "GlbConfigReloadFailing",
     "GlbScrapeMissing",
     "GlbDrainWithoutEnd",
+    "GlbFailoverExposureHigh",
 }
 # Grafana's variables, replaced by concrete values before promtool sees an expression
 GRAFANA_VARIABLES = {
@@ -259,6 +260,8 @@ async def test_dashboard_queries_parse_and_use_only_exported_metrics(tmp_path, g
         "glb_dns_queries_total",
         "glb_proxy_requests_total",
         "glb_proxy_request_duration_seconds_bucket",
+        "glb_failover_exposure_seconds_bucket",
+        "glb_failover_detection_seconds_bucket",
     } <= used
 
 

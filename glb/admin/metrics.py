@@ -54,6 +54,7 @@ class GlbCollector(Collector):
         self._stats.settle()  # the DNS fast path's pending counts (glb.core.stats.DnsTally)
         yield from self._endpoints()
         yield from self._probes()
+        yield from self._failovers()
         yield from self._dns()
         yield from self._proxy()
         yield from self._config()
@@ -104,6 +105,26 @@ class GlbCollector(Collector):
         for result_key, count in sorted(self._stats.probe_results.items()):
             results.add_metric([str(part) for part in result_key], count)
         yield from (durations, results)
+
+    def _failovers(self) -> Iterator[Metric]:
+        """The failover SLI: how long clients could still be sent to a failed endpoint."""
+        detection = HistogramMetricFamily(
+            "glb_failover_detection_seconds",
+            "From an endpoint's first failed probe or request to the first answer without it",
+            labels=["service"],
+        )
+        exposure = HistogramMetricFamily(
+            "glb_failover_exposure_seconds",
+            "Detection plus the TTL of the last answer that still named the failed endpoint",
+            labels=["service"],
+        )
+        for family, histograms in (
+            (detection, self._stats.failover_detection),
+            (exposure, self._stats.failover_exposure),
+        ):
+            for service, histogram in sorted(histograms.items()):
+                _add_histogram(family, [service], histogram)
+        yield from (detection, exposure)
 
     def _dns(self) -> Iterator[Metric]:
         stats = self._stats

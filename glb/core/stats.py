@@ -25,6 +25,13 @@ LATENCY_BUCKETS: Final = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )  # fmt: skip
 
+# seconds from a failure's first sign to the answers leaving (and the longest a cached answer may
+# still send a client there): fast failovers take 0.01-2 s, cached answers add the TTL
+FAILOVER_BUCKETS: Final = (
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 15.0, 20.0, 30.0, 60.0,
+    120.0, 300.0,
+)  # fmt: skip
+
 QTYPES: Final = frozenset({"A", "AAAA", "SOA", "NS", "ANY", "CNAME", "MX", "TXT", "SRV", "HTTPS"})
 
 
@@ -153,6 +160,10 @@ class Stats:
     proxy_active: Counter[str] = field(default_factory=Counter)  # service (a gauge)
     http_rejected: Counter[str] = field(default_factory=Counter)  # status code sent, by the server
     http_connections_refused: int = 0  # closed at once: http.max_connections were open
+    # failovers (service): first sign of failure to the first answer without the endpoint, and
+    # that plus the TTL of the last answer that still named it
+    failover_detection: dict[str, Histogram] = field(default_factory=dict)
+    failover_exposure: dict[str, Histogram] = field(default_factory=dict)
     # configuration
     reloads: Counter[str] = field(default_factory=Counter)  # result: success | error
     last_reload_success: float | None = None  # unix time
@@ -212,6 +223,18 @@ class Stats:
             histogram = self.probe_durations[key] = Histogram()
         histogram.observe(seconds)
         self.probe_results[(*key, outcome)] += 1
+
+    def observe_failover(self, service: str, detection: float, exposure: float) -> None:
+        """One endpoint of `service` left its answers `detection` seconds after its failure's
+        first sign; clients could still be sent there for up to `exposure` seconds from then."""
+        for histograms, seconds in (
+            (self.failover_detection, detection),
+            (self.failover_exposure, exposure),
+        ):
+            histogram = histograms.get(service)
+            if histogram is None:
+                histogram = histograms[service] = Histogram(FAILOVER_BUCKETS)
+            histogram.observe(seconds)
 
     def observe_rejected(self, status: int) -> None:
         """An HTTP request glb's server refused before any routing (malformed, over a limit,
