@@ -295,7 +295,7 @@ def _window(item: object, path: str) -> Window | None:
         return None
     data = _object(item, path, _WINDOW_KEYS)
     errors = _object(data.get("errors"), f"{path}.errors", _ERROR_KEYS)
-    counts = {key: _count(errors.get(key), f"{path}.errors.{key}") for key in _ERROR_KEYS}
+    counts = {k: _count(errors.get(k), f"{path}.errors.{k}") for k in sorted(_ERROR_KEYS)}
     tally = Tally(
         _counts(data.get("answers"), f"{path}.answers"),
         _counts(data.get("proxied"), f"{path}.proxied"),

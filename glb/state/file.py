@@ -64,24 +64,23 @@ class StateFile:
     def _drills_of(self, items: object) -> tuple[Drill, ...]:
         """The stored drills that can be read; each bad one is logged and left out."""
         if not isinstance(items, list):
-            self._ignored("drills", "must be a list")
+            self._ignored("drills: must be a list")
             return ()
         drills: dict[str, Drill] = {}
         for i, item in enumerate(items):
             try:
                 drill = drill_from_json(item, f"drills[{i}]")
             except BadDrillRecord as exc:
-                self._ignored(f"drills[{i}]", str(exc))
+                self._ignored(str(exc))
                 continue
             drills.setdefault(drill.id, drill)
         return tuple(drills.values())
 
-    def _ignored(self, where: str, problem: str) -> None:
+    def _ignored(self, problem: str) -> None:
         logger.error(
-            "state file %s: %s ignored (%s)",
+            "state file %s: a stored drill is ignored: %s",
             self.path,
-            where,
-            problem.removeprefix(f"{where}: "),
+            problem,
             extra={"event": "state_drill_ignored", "path": str(self.path)},
         )
 
