@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Final, TypeVar
 
-from glb.core.drains import BadInstant, format_instant, parse_instant
+from glb.core.drains import BadStateDocument, format_instant, instant_at
 from glb.core.model import Service, Topology
 from glb.core.policies import STABLE, Query, decide
 from glb.core.snapshot import HealthSnapshot
@@ -55,8 +55,9 @@ class DrillNotSaved(Exception):
     """The drills could not be written to the state file; the message names the file and why."""
 
 
-class BadDrillRecord(ValueError):
-    """A stored drill that cannot be used; the message names the key path and the problem."""
+class BadDrillRecord(BadStateDocument):
+    """A stored drill that cannot be used; the message names the key path and the problem.
+    (A time in it that cannot be read raises the BadStateDocument of `glb.core.drains`.)"""
 
 
 def drill_id(started: float, token: int) -> str:
@@ -252,22 +253,25 @@ _E = TypeVar("_E", bound=StrEnum)
 
 
 def drill_from_json(item: object, path: str) -> Drill:
-    """A drill as `Drill.to_json()` wrote it; BadDrillRecord naming `path` and the problem."""
+    """A drill as `Drill.to_json()` wrote it; BadStateDocument (BadDrillRecord, mostly) naming
+    `path` and the problem."""
     data = _object(item, path, _KEYS)
     drill_id_ = _text(data, "id", path)
     if not is_drill_id(drill_id_):
         raise BadDrillRecord(f"{path}.id: {drill_id_[:40]!r} is not a drill id")
-    ended = data.get("ended")
+    started = instant_at(data, "started", path)
+    if started is None:
+        raise BadDrillRecord(f"{path}.started: missing")
     return Drill(
         drill_id_,
         _text(data, "cluster", path),
         _choice(DrillMode, data, "mode", path),
         _text(data, "who", path),
-        _instant(data.get("started"), f"{path}.started"),
+        started,
         _seconds(data.get("duration_seconds"), f"{path}.duration_seconds"),
         _report(data.get("report"), f"{path}.report"),
         _choice(DrillState, data, "state", path),
-        None if ended is None else _instant(ended, f"{path}.ended"),
+        instant_at(data, "ended", path),
         _optional_text(data, "note", path),
     )
 
@@ -331,15 +335,6 @@ def _choice(kind: type[_E], data: dict[str, object], key: str, path: str) -> _E:
     except ValueError:
         allowed = ", ".join(each.value for each in kind)
         raise BadDrillRecord(f"{path}.{key}: must be one of {allowed}") from None
-
-
-def _instant(value: object, path: str) -> float:
-    if not isinstance(value, str):
-        raise BadDrillRecord(f"{path}: must be an ISO 8601 time, e.g. 2026-12-07T10:00:00Z")
-    try:
-        return parse_instant(value)
-    except BadInstant as exc:
-        raise BadDrillRecord(f"{path}: {exc}") from None
 
 
 def _seconds(value: object, path: str) -> float:

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from glb.core.drains import BadStateDocument, Drains
-from glb.core.drills import BadDrillRecord, Drill, DrillNotSaved, drill_from_json
+from glb.core.drills import Drill, DrillNotSaved, drill_from_json
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class StateFile:
         for i, item in enumerate(items):
             try:
                 drill = drill_from_json(item, f"drills[{i}]")
-            except BadDrillRecord as exc:
+            except BadStateDocument as exc:  # BadDrillRecord, or a time that is not one
                 self._ignored(str(exc))
                 continue
             drills.setdefault(drill.id, drill)

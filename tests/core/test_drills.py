@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from glb.core.drains import Drain, Drains
+from glb.core.drains import BadStateDocument, Drain, Drains
 from glb.core.drills import (
     DNS_FAMILIES,
     PROXY_FAMILIES,
@@ -59,6 +59,8 @@ def test_a_drill_round_trips_through_json() -> None:
         ({"state": None}, r"d\.state: must be one of running, finished"),
         ({"started": "yesterday"}, r"d\.started: 'yesterday' is not an ISO 8601 time"),
         ({"started": 5}, r"d\.started: must be an ISO 8601 time"),
+        ({"started": None}, r"d\.started: missing"),
+        ({"ended": "2026-12-07T10:00:00"}, r"d\.ended: .* has no time zone"),
         ({"duration_seconds": -1}, r"d\.duration_seconds: must be a finite number"),
         ({"duration_seconds": True}, r"d\.duration_seconds: must be a number"),
         ({"surprise": 1}, r"d: unknown key\(s\): surprise"),
@@ -67,7 +69,7 @@ def test_a_drill_round_trips_through_json() -> None:
     ],
 )
 def test_bad_stored_drills_name_the_problem(change: dict[str, Any], problem: str) -> None:
-    with pytest.raises(BadDrillRecord, match=problem):
+    with pytest.raises(BadStateDocument, match=problem):
         drill_from_json({**STORED.to_json(), **change}, "d")
 
 
