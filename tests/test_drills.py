@@ -212,6 +212,9 @@ async def test_delete_ends_a_drill_early(tmp_path: Path, clusters) -> None:
         assert await glb.answer() == {us.address}
         status, listed = await glb.call("GET", DRILLS)
         assert [d["id"] for d in listed["drills"]] == [started["id"]]
+        running_now = await (await glb.session.get(glb.admin + "/metrics")).text()
+        assert 'glb_drill_running{cluster="eu-west"} 1.0' in running_now
+        assert 'glb_drill_running{cluster="us-east"} 0.0' in running_now
         status, ended = await glb.call("DELETE", f"{DRILLS}/{started['id']}")
         assert status == 200, ended
         assert (ended["state"], ended["note"]) == ("cancelled", "ended early by api from 127.0.0.1")
@@ -276,6 +279,9 @@ HOSTILE: list[tuple[Any, str]] = [
     (b'"eu-west"', "must be a JSON object"),
     (b"\xff\xfe", "not valid JSON"),
     (b"[" * 100_00 + b"]" * 100_00, "not valid JSON"),
+    (b'{"cluster": "eu-west", "duration": Infinity}', '"duration": a duration must be finite'),
+    (b'{"cluster": "eu-west", "duration": NaN}', '"duration"'),
+    (b'{"cluster": "eu-west", "duration": "1e400s"}', '"duration"'),
     ({"cluster": 5, "duration": "5s"}, '"cluster" must be'),
     ({"cluster": ["eu-west"], "duration": "5s"}, '"cluster" must be'),
     ({"cluster": "x" * 300, "duration": "5s"}, '"cluster" must be'),
