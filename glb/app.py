@@ -7,7 +7,10 @@ until the trigger completes. No signal handling here: that is the CLI's job. Wit
 (`state_path`, chosen by the CLI), the drains saved there are restored before the first probe
 round and saved (first) on every change; only the main process reads or writes it. With
 `state.redis` the drains are also shared through Redis (`glb.state.shared`), read from it before
-the first probe round; again only the main process talks to it.
+the first probe round; again only the main process talks to it. Failover drills
+(`glb.admin.drill_runner`) are kept in the same state file: one a crash left running is ended
+(its cluster restored) before the first probe round; the monitor probes through a
+`glb.health.faults.FaultInjector`, which fails a drilled cluster's probes in a `fail` drill.
 
 With `workers=N` the main process also starts N-1 worker processes (`glb.workers`) that
 serve DNS and HTTP on the same ports (SO_REUSEPORT); `serve_worker(fd, stop)` is a worker's own
