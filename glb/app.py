@@ -7,7 +7,10 @@ until the trigger completes. No signal handling here: that is the CLI's job. Wit
 (`state_path`, chosen by the CLI), the drains saved there are restored before the first probe
 round and saved (first) on every change; only the main process reads or writes it. With
 `state.redis` the drains are also shared through Redis (`glb.state.shared`), read from it before
-the first probe round; again only the main process talks to it.
+the first probe round; again only the main process talks to it. Failover drills
+(`glb.admin.drill_runner`) are kept in the same state file: one a crash left running is ended
+(its cluster restored) before the first probe round; the monitor probes through a
+`glb.health.faults.FaultInjector`, which fails a drilled cluster's probes in a `fail` drill.
 
 With `workers=N` the main process also starts N-1 worker processes (`glb.workers`) that
 serve DNS and HTTP on the same ports (SO_REUSEPORT); `serve_worker(fd, stop)` is a worker's own
@@ -32,10 +35,11 @@ from aiohttp import web
 
 from glb import __version__
 from glb.admin.api import admin_app
+from glb.admin.drill_runner import DrillRunner
 from glb.admin.head_timeout import serve as serve_guarded
 from glb.admin.metrics import metrics_handler, metrics_registry
 from glb.admin.peers import VantagePoints
-from glb.config import Settings, runtime, to_topology
+from glb.config import Settings, parse_duration, runtime, to_topology
 from glb.core.model import Topology
 from glb.core.ports import DrainControls, PassiveHealth, StateView
 from glb.core.rrl import ResponseRateLimiter
@@ -43,6 +47,7 @@ from glb.core.stats import Stats
 from glb.dns.answerer import DnsAnswerer
 from glb.dns.server import DnsServer
 from glb.errors import StartupError
+from glb.health.faults import FaultInjector
 from glb.health.monitor import Monitor
 from glb.health.probes import Prober, source_problem
 from glb.http1.server import ClientLimits, HttpServer
@@ -54,7 +59,7 @@ from glb.state.file import StateFile
 from glb.state.redis_store import RedisDrainStore
 from glb.state.shared import SharedDrains
 from glb.state.verdicts import RedisVerdictStore, SharedVerdicts
-from glb.workers.protocol import Channel, Start
+from glb.workers.protocol import STATS_PERIOD, Channel, Start
 from glb.workers.remote_state import RemoteState, receive_start
 from glb.workers.supervisor import WorkerInfo, WorkerPool
 
@@ -118,16 +123,20 @@ async def running(
         prober = _prober(settings)
         stack.push_async_callback(prober.close)
         stats = Stats(last_reload_success=time.time())
-        monitor = Monitor(topology, prober.probe, stats=stats)
-        durable = _durable_drains(monitor, state_path)
+        faults = FaultInjector(prober.probe)  # failover drills' simulated probe failures
+        monitor = Monitor(topology, faults.probe, stats=stats)
+        faults.follow(lambda: monitor.topology)
+        store = None if state_path is None else StateFile(state_path)
+        durable = _durable_drains(monitor, store)
         stack.push_async_callback(durable.close)
         drains = await _shared_drains(stack, settings, durable)
         command = worker_command or _worker_command(settings)
         pool = WorkerPool(
             workers - 1, settings=settings, monitor=monitor, stats=stats, command=command
         )
+        drills = await _drills(stack, monitor, drains, faults, pool.stats, store, workers)
         reloader_slot: list[Reloader] = []
-        admin = _admin(settings, monitor, drains, pool.stats, reloader_slot)
+        admin = _admin(settings, monitor, drains, pool.stats, reloader_slot, drills)
         limits = runtime.client_limits(settings)
         await _serve_http(stack, admin, admin_sock, grace=1.0, limits=limits)
         await monitor.first_round()
@@ -255,12 +264,12 @@ def _stopping(monitor: Monitor) -> None:
     monitor.mark_stopping()
 
 
-def _durable_drains(monitor: Monitor, path: Path | None) -> DurableDrains:
-    """Restore the drains saved at `path` into the monitor; every later change is saved there
+def _durable_drains(monitor: Monitor, store: StateFile | None) -> DurableDrains:
+    """Restore the drains saved in `store` into the monitor; every later change is saved there
     first (only the main process writes: the workers get drains in the snapshots)."""
-    if path is None:
+    if store is None:
         return DurableDrains(monitor)
-    store = StateFile(path)
+    path = store.path
     drains = DurableDrains(monitor, store.save_async)
     monitor.on_drains_changed(drains.drains_changed)  # drains that expired while down: saved
     monitor.restore(store.load())
@@ -281,6 +290,35 @@ async def _shared_drains(
     stack.push_async_callback(shared.close)
     await shared.join()
     return shared
+
+
+async def _drills(
+    stack: contextlib.AsyncExitStack,
+    monitor: Monitor,
+    drains: DrainControls,
+    faults: FaultInjector,
+    stats: Callable[[], Stats],
+    store: StateFile | None,
+    workers: int,
+) -> DrillRunner:
+    """The failover drills: the ones a crash left running are ended now (before the first
+    answer); the sampling loop runs until shutdown, which ends a running drill (restored)."""
+    runner = DrillRunner(
+        monitor,
+        drains,
+        faults,
+        stats,
+        parse_duration=parse_duration,
+        save=None if store is None else store.save_drills,
+        stored=() if store is None else store.drills,
+        reported_every=STATS_PERIOD if workers > 1 else 0.0,
+    )
+    monitor.subscribe(runner.on_snapshot)
+    await runner.recover()
+    stack.push_async_callback(runner.close)
+    sampling = asyncio.create_task(runner.run(), name="drills")
+    stack.push_async_callback(_cancel, sampling)  # before close: no drill ends twice
+    return runner
 
 
 async def _share_verdicts(
@@ -309,6 +347,7 @@ def _admin(
     drains: DrainControls,
     stats: Callable[[], Stats],
     reloader: list[Reloader],
+    drills: DrillRunner,
 ) -> web.Application:
     """The admin API plus /metrics (`stats`: every process's counts, summed). `reloader` holds
     the Reloader once there is one."""
@@ -326,11 +365,11 @@ def _admin(
         quorum=state.quorum,
         stale_after=state.stale_after,
     )
-    app = admin_app(monitor, drains, token=token, reload=reload, vantage=points)
+    app = admin_app(monitor, drains, token=token, reload=reload, vantage=points, drills=drills)
     store_up = (lambda: drains.shared is True) if settings.state.redis else None
     vantage = (lambda: monitor.vantage) if settings.state.redis else None
     consistency = monitor if settings.state.redis else None
-    registry = metrics_registry(stats, monitor, monitor, store_up, vantage, consistency)
+    registry = metrics_registry(stats, monitor, monitor, store_up, vantage, consistency, drills)
     app.router.add_get("/metrics", metrics_handler(registry))
     return app
 

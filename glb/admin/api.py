@@ -10,6 +10,7 @@
     GET  /api/v1/config                                     its name and zone serial (read-only)
     POST /api/v1/clusters/{cluster}/drain|undrain           a cluster, in every service
     POST /api/v1/services/{name}/endpoints/{cluster}/drain|undrain   a cluster, in one service
+    POST|GET /api/v1/drills, GET|DELETE /api/v1/drills/{id}  failover drills (`glb.admin.drills`)
 
 A drain call may send `{"reason": "...", "until": "<ISO 8601>"}` or `{..., "for": "2h"}`
 (`glb.admin.drains`); it answers once the drain is saved, 500 (nothing applied) if it cannot be.
@@ -50,6 +51,8 @@ from glb.admin.drains import (
     read_body,
     read_reason,
 )
+from glb.admin.drill_runner import DrillRunner
+from glb.admin.drills import DRILL_ROUTES, DRILLS, running_drills
 from glb.admin.geo_view import BadClient, client_answer, geo_table, parse_client
 from glb.admin.peers import VantagePoints, VerdictsNow, iso_time, peers_json
 from glb.admin.status_page import STATUS_PAGE, StatusPage, status_page
@@ -102,15 +105,20 @@ def admin_app(
     wall_clock: Callable[[], float] = time.time,
     reload: Reload | None = None,
     vantage: VantagePoints | None = None,
+    drills: DrillRunner | None = None,
 ) -> web.Application:
     """The admin API as an aiohttp application; `glb.app` serves it on `admin.listen`.
-    `vantage`: this instance's name and, with `state.redis`, its peers (default: alone)."""
+    `vantage`: this instance's name and, with `state.redis`, its peers (default: alone);
+    `drills`: the failover drills' routes, and the running ones in the services view."""
     app = web.Application(middlewares=[_errors, _authorize], client_max_size=MAX_BODY)
     secret = token.encode() if token else None  # an empty token would match "Bearer "
     points = vantage or VantagePoints(socket.gethostname())
     app[ADMIN] = Admin(state, drains, secret, clock, wall_clock, reload, points)
     app[STATUS_PAGE] = StatusPage.load()
     app.add_routes(ROUTES)
+    if drills is not None:
+        app[DRILLS] = drills
+        app.add_routes(DRILL_ROUTES)
     app.on_response_prepare.append(_no_store)
     if secret is None:
         app.on_startup.append(_warn_without_token)
@@ -136,7 +144,10 @@ async def readyz(request: web.Request) -> web.Response:
 
 async def list_services(request: web.Request) -> web.Response:
     view = _View.now(request.app[ADMIN])
-    return web.json_response({"services": [view.service(s) for s in view.topology.services]})
+    body: Json = {"services": [view.service(s) for s in view.topology.services]}
+    if (drills := running_drills(request.app)) is not None:
+        body["drills"] = drills  # the running ones, for the status page
+    return web.json_response(body)
 
 
 async def get_service(request: web.Request) -> web.Response:

@@ -12,7 +12,8 @@ Metric names and labels are a contract (dashboards and alert rules use them): se
 from __future__ import annotations
 
 import platform
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from typing import Protocol
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
@@ -28,6 +29,7 @@ from prometheus_client.registry import Collector
 from glb import __version__
 from glb.core.disagreements import Disagreements
 from glb.core.drains import MAX_REASON
+from glb.core.drills import DrillMode, DrillState
 from glb.core.ports import LocalDrains, StateView, VerdictConsistency
 from glb.core.snapshot import EndpointState
 from glb.core.stats import ECS_RESULTS, Histogram, Stats
@@ -356,6 +358,48 @@ class DrainCollector(Collector):
         yield from (info, since, until)
 
 
+class DrillFigures(Protocol):
+    """The drills as metrics see them (`glb.admin.drill_runner.DrillRunner`)."""
+
+    @property
+    def ended_counts(self) -> Mapping[tuple[str, str], int]:
+        """Drills ended, by (mode, result)."""
+        ...
+
+    @property
+    def running_clusters(self) -> frozenset[str]: ...
+
+
+class DrillCollector(Collector):
+    """`glb_drills_total{mode, result}`: failover drills ended (finished, cancelled or
+    interrupted); `glb_drill_running{cluster}`: 1 for each cluster being drilled now, else 0."""
+
+    def __init__(self, drills: DrillFigures, state: StateView) -> None:
+        self._drills = drills
+        self._state = state
+
+    def collect(self) -> Iterator[Metric]:
+        counts = self._drills.ended_counts
+        ended = [s for s in DrillState if s is not DrillState.RUNNING]
+        yield _counter(
+            "glb_drills",
+            "Failover drills ended, by mode and result (finished, cancelled, interrupted)",
+            ["mode", "result"],
+            [
+                ((m.value, s.value), counts.get((m.value, s.value), 0))
+                for m in DrillMode
+                for s in ended
+            ],
+        )
+        running = GaugeMetricFamily(
+            "glb_drill_running", "1 while a failover drill of the cluster runs", labels=["cluster"]
+        )
+        drilled = self._drills.running_clusters
+        for cluster in self._state.topology.clusters:
+            running.add_metric([cluster.name], 1.0 if cluster.name in drilled else 0.0)
+        yield running
+
+
 def metrics_registry(
     stats: Stats | StatsSource,
     state: StateView,
@@ -363,14 +407,18 @@ def metrics_registry(
     store_up: Callable[[], bool] | None = None,
     vantage: Callable[[], Vantage] | None = None,
     consistency: VerdictConsistency | None = None,
+    drills: DrillFigures | None = None,
 ) -> CollectorRegistry:
     """A registry of glb's own metrics plus the client's process, platform and GC metrics (the
     process metrics are the main process's only); `glb_state_store_up` only with `store_up`
     (a shared state store is configured), `glb_vantage_peers` also with `vantage`, the
-    disagreements with each peer also with `consistency`; the drains in force from `drains`."""
+    disagreements with each peer also with `consistency`; the drains in force from `drains`;
+    the failover drills from `drills`."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(GlbCollector(stats, state))
     registry.register(DrainCollector(drains))
+    if drills is not None:
+        registry.register(DrillCollector(drills, state))
     if store_up is not None:
         registry.register(StoreCollector(store_up, vantage, consistency))
     ProcessCollector(registry=registry)

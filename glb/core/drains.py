@@ -142,11 +142,11 @@ def _drain_from(item: object, path: str) -> Drain:
     cluster = _text_at(item, "cluster", path, required=True) or ""
     service = _text_at(item, "service", path, required=False)
     who = _text_at(item, "who", path, required=True) or ""
-    since = _instant_at(item, "since", path)
+    since = instant_at(item, "since", path)
     if since is None:
         raise BadStateDocument(f"{path}.since: missing")
     reason = _text_at(item, "reason", path, required=False)
-    return Drain(cluster, service, who, since, reason, _instant_at(item, "until", path))
+    return Drain(cluster, service, who, since, reason, instant_at(item, "until", path))
 
 
 def _text_at(item: dict[str, object], key: str, path: str, *, required: bool) -> str | None:
@@ -160,7 +160,9 @@ def _text_at(item: dict[str, object], key: str, path: str, *, required: bool) ->
     return value
 
 
-def _instant_at(item: dict[str, object], key: str, path: str) -> float | None:
+def instant_at(item: dict[str, object], key: str, path: str) -> float | None:
+    """The ISO 8601 time at `item[key]` in epoch seconds (None when absent or null);
+    BadStateDocument naming `path.key` when it is not one."""
     value = item.get(key)
     if value is None:
         return None

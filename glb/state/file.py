@@ -1,10 +1,15 @@
-"""The state file: the drains in force as one JSON document, written so that a crash at any
-point leaves either the old or the new file, never a torn one.
+"""The state file: the drains in force and the recent failover drills as one JSON document,
+written so that a crash at any point leaves either the old or the new file, never a torn one.
 
 `StateFile.load()` reads it at start-up; a missing file is no drains, a corrupt or unreadable
 one is logged (naming the file), renamed aside to `<name>.corrupt-<UTC timestamp>` (never
-deleted) and read as no drains. `save()` writes a temporary file in the same directory, flushes
-and fsyncs it, renames it over the file (`os.replace`) and fsyncs the directory. `save_async()`
+deleted) and read as no drains. Its `drills` entries (`glb.core.drills`: the drills kept, a
+running one among them if glb stopped during it) are read one by one into `drills`: a bad
+entry is logged and ignored, never a reason to set the file aside. Each save writes both parts:
+`save(drains)` with the drills last saved, `save_drills(drills)` with the drains last saved.
+
+`save()` writes a temporary file in the same directory, flushes and fsyncs it, renames it over
+the file (`os.replace`) and fsyncs the directory. `save_async()`
 does that in a thread, one save at a time, so an older state never overwrites a newer one.
 """
 
@@ -20,6 +25,7 @@ import time
 from pathlib import Path
 
 from glb.core.drains import BadStateDocument, Drains
+from glb.core.drills import Drill, DrillNotSaved, drill_from_json
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +40,8 @@ class StateFile:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = asyncio.Lock()
+        self._drains = Drains()  # as last loaded or saved
+        self.drills: tuple[Drill, ...] = ()  # as last loaded or saved, newest first
 
     def load(self) -> Drains:
         """The drains recorded; none when the file is missing, corrupt or unreadable."""
@@ -44,10 +52,37 @@ class StateFile:
         except OSError as exc:
             return self._set_aside(f"cannot read it: {exc.strerror or exc}")
         try:
-            return Drains.from_document(json.loads(raw))
+            document = json.loads(raw)
+            if isinstance(document, dict):
+                self.drills = self._drills_of(document.pop("drills", []))
+            self._drains = Drains.from_document(document)
         except (ValueError, RecursionError) as exc:  # bad JSON, bad UTF-8, BadStateDocument
             problem = str(exc) if isinstance(exc, BadStateDocument) else f"not valid JSON: {exc}"
             return self._set_aside(problem)
+        return self._drains
+
+    def _drills_of(self, items: object) -> tuple[Drill, ...]:
+        """The stored drills that can be read; each bad one is logged and left out."""
+        if not isinstance(items, list):
+            self._ignored("drills: must be a list")
+            return ()
+        drills: dict[str, Drill] = {}
+        for i, item in enumerate(items):
+            try:
+                drill = drill_from_json(item, f"drills[{i}]")
+            except BadStateDocument as exc:  # BadDrillRecord, or a time that is not one
+                self._ignored(str(exc))
+                continue
+            drills.setdefault(drill.id, drill)
+        return tuple(drills.values())
+
+    def _ignored(self, problem: str) -> None:
+        logger.error(
+            "state file %s: a stored drill is ignored: %s",
+            self.path,
+            problem,
+            extra={"event": "state_drill_ignored", "path": str(self.path)},
+        )
 
     def _set_aside(self, problem: str) -> Drains:
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
@@ -64,11 +99,30 @@ class StateFile:
             kept,
             extra={"event": "state_corrupt", "path": str(self.path)},
         )
+        self.drills = ()
         return Drains()
 
     def save(self, drains: Drains) -> None:
-        """Write `drains` atomically and durably; StateSaveError if it cannot."""
-        data = json.dumps(drains.to_document(), indent=2).encode() + b"\n"
+        """Write `drains` (and the drills last saved) atomically and durably; StateSaveError if
+        it cannot."""
+        self._write(drains, self.drills)
+        self._drains = drains
+
+    async def save_drills(self, drills: tuple[Drill, ...]) -> None:
+        """Write `drills` (and the drains last saved), in a thread and in turn with the drain
+        saves; DrillNotSaved if it cannot."""
+        async with self._lock:
+            try:
+                await asyncio.to_thread(self._write, self._drains, drills)
+            except StateSaveError as exc:
+                raise DrillNotSaved(str(exc)) from None
+            self.drills = drills
+
+    def _write(self, drains: Drains, drills: tuple[Drill, ...]) -> None:
+        document = drains.to_document()
+        if drills:
+            document["drills"] = [drill.to_json() for drill in drills]
+        data = json.dumps(document, indent=2).encode() + b"\n"
         directory = self.path.parent
         try:
             directory.mkdir(parents=True, exist_ok=True)
