@@ -1,14 +1,17 @@
 """The TTL that follows the risk: a service answers with its `ttl` while every endpoint has been
 stable and with `ttl_unstable` while one is unconfirmed, settling or flapping. End to end through
 a real unbound resolver in front of glb and real backend processes; the configuration checks;
-and the monitor publishing the unstable set (at once, and again when it settles)."""
+the monitor publishing the unstable set (at once, and again when it settles); and a worker
+process answering with the set it was sent."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 
 import aiohttp
@@ -21,9 +24,15 @@ from glb.config import load_settings, parse_settings, to_topology
 from glb.core.health import Outcome
 from glb.core.snapshot import HealthSnapshot
 from glb.core.stability import StabilityRule
+from glb.core.stats import Stats
+from glb.dns.answerer import DnsAnswerer
 from glb.errors import ConfigError
 from glb.health.monitor import Monitor
+from glb.workers.protocol import Applied, Channel, Publish, Ready, Start
+from glb.workers.remote_state import RemoteState
 from tests.clusters import ClusterProcess, write_config
+from tests.dns_helpers import CONFIG as DNS_CONFIG
+from tests.dns_helpers import ZONE, make_query, make_topology, snapshot_of
 from tests.test_monitor import CONFIG, FakeClock, FakeProber
 from tests.unbound_server import UNBOUND, UnboundServer
 
@@ -233,3 +242,42 @@ async def test_a_settled_target_is_published_again_by_time_alone() -> None:
         settled = await monitor.wait_for(lambda s: not s.unstable)
     assert time.monotonic() - ejected_at >= rule.settle - 0.01
     assert settled.changed == frozenset({endpoint.target})
+
+
+# ---------------------------------------------------------------------------------------------
+# glb serve --workers: the unstable set crosses to the worker processes
+
+
+async def test_a_worker_answers_with_the_unstable_ttl_it_was_sent() -> None:
+    """A snapshot naming an unstable target crosses the socketpair keyed by the worker's own
+    target objects, and the worker's pre-packed answers carry `ttl_unstable`."""
+    topology = make_topology()
+    service = next(s for s in topology.services if s.name == f"app.{ZONE}")
+    ours, theirs = socket.socketpair()
+    main, worker = await Channel.open(ours), await Channel.open(theirs)
+    start = Start(1, parse_settings(DNS_CONFIG), 0, 0, topology, snapshot_of(topology))
+    state = RemoteState(worker, start, Stats())
+    answerer = DnsAnswerer(topology, state.current)
+    state.subscribe(answerer.on_snapshot)
+    stop = asyncio.Event()
+    following = asyncio.create_task(state.run(stop))
+    try:
+        assert isinstance(await main.receive(), Ready)
+        query = make_query(f"app.{ZONE}").to_wire()
+        assert ttl(dns.message.from_wire(answerer.answer(query, False) or b"")) == service.ttl
+        unstable = frozenset({service.endpoints[-1].target})
+        shaky = replace(snapshot_of(topology), version=7, unstable=unstable)
+        main.send(Publish(shaky, time.monotonic()))
+        async with asyncio.timeout(5):
+            assert isinstance(await main.receive(), Applied)
+        [target] = state.current().unstable
+        assert target is service.endpoints[-1].target  # the worker's own object
+        before = answerer.full_path_queries
+        reply = dns.message.from_wire(answerer.answer(query, False) or b"")
+        assert answerer.full_path_queries == before  # from the cache
+        assert ttl(reply) == service.ttl_unstable == 1
+    finally:
+        stop.set()
+        await following
+        main.close()
+        worker.close()
