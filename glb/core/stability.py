@@ -8,8 +8,10 @@ answer handed out while a change is under way, or likely, is cached for a short 
 
 The defaults: `SETTLE` 30 s is three default TTLs and covers the usual relapse of a target that
 just came back (a restart that crashes again, a backend still warming up, a rise on two lucky
-probes); `FLAP_WINDOW` 300 s with `FLAP_CHANGES` 3 marks a target that went down, up and down
-again within five minutes as one whose next change is likely, for as long as that holds.
+probes). It must outlast the TTL: a resolver that cached the answer from before a change asks
+again up to `ttl` seconds after it, and should then get the short TTL. `FLAP_WINDOW` 300 s with
+`FLAP_CHANGES` 3 marks a target that went down, up and down again within five minutes as one
+whose next change is likely, for as long as that holds.
 
 Instability only ends by time alone (a new result is needed to start it), so `unstable_after`
 looks only at the targets updated since it last ran and at those unstable then.
@@ -24,7 +26,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from glb.core.health import Health, TargetHealth
+from glb.core.health import CHANGES_KEPT, Health, TargetHealth
 from glb.core.model import Service, Target
 from glb.core.snapshot import HealthSnapshot
 
@@ -41,6 +43,10 @@ class StabilityRule:
     settle: float = SETTLE
     flap_window: float = FLAP_WINDOW
     flap_changes: int = FLAP_CHANGES
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.flap_changes <= CHANGES_KEPT:
+            raise ValueError(f"flap_changes must be 1 to {CHANGES_KEPT} (changes remembered)")
 
     def until(self, health: TargetHealth, now: float) -> float | None:
         """None if `health` is stable at `now`; else when it turns stable if no new result

@@ -6,6 +6,7 @@ import math
 import random
 from dataclasses import replace
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -181,3 +182,8 @@ def test_the_unstable_ttl_is_never_above_the_ttl() -> None:
     service = replace(make_service(["192.0.2.1"]), ttl=0, ttl_unstable=1)
     snapshot = replace(make_snapshot(service), unstable=frozenset({service.endpoints[0].target}))
     assert answer_ttl(service, snapshot) == 0
+
+
+def test_a_rule_cannot_count_more_changes_than_are_remembered() -> None:
+    with pytest.raises(ValueError, match="flap_changes must be 1 to 4"):
+        StabilityRule(flap_changes=CHANGES_KEPT + 1)
