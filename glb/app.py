@@ -43,6 +43,7 @@ from glb.config import Settings, parse_duration, runtime, to_topology
 from glb.core.model import Topology
 from glb.core.ports import DrainControls, PassiveHealth, StateView
 from glb.core.rrl import ResponseRateLimiter
+from glb.core.stability import StabilityRule
 from glb.core.stats import Stats
 from glb.dns.answerer import DnsAnswerer
 from glb.dns.server import DnsServer
@@ -100,6 +101,7 @@ async def running(
     workers: int = 1,
     worker_command: Sequence[str] | None = None,
     state_path: Path | None = None,
+    stability: StabilityRule | None = None,
 ) -> AsyncIterator[Running]:
     """Start glb for `settings`; yield once it serves; stop it gracefully on exit.
 
@@ -110,7 +112,8 @@ async def running(
     reverse. `load` re-reads the configuration for `Running.reload()`; `worker_command` starts
     one worker (default: this Python running `glb worker`). `state_path`: the state file the
     drains are restored from (before the first probe round) and saved to on every change; None
-    keeps them in memory only (`glb demo`, in-process tests)."""
+    keeps them in memory only (`glb demo`, in-process tests). `stability`: when an endpoint counts
+    as unstable, its service answering with `ttl_unstable` (default: `StabilityRule()`)."""
     serial = int(time.time())
     topology = to_topology(settings, serial=serial)
     shared = workers > 1  # the DNS and HTTP ports are shared with the workers
@@ -124,7 +127,7 @@ async def running(
         stack.push_async_callback(prober.close)
         stats = Stats(last_reload_success=time.time())
         faults = FaultInjector(prober.probe)  # failover drills' simulated probe failures
-        monitor = Monitor(topology, faults.probe, stats=stats)
+        monitor = Monitor(topology, faults.probe, stats=stats, stability=stability)
         faults.follow(lambda: monitor.topology)
         store = None if state_path is None else StateFile(state_path)
         durable = _durable_drains(monitor, store)

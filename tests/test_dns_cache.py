@@ -14,7 +14,7 @@ import pytest
 
 from glb.core.geo import GeoMap
 from glb.core.health import Health, TargetHealth
-from glb.core.model import Location, PolicyName, Topology
+from glb.core.model import Location, PolicyName, Target, Topology
 from glb.core.networks import NetworkTable
 from glb.core.snapshot import HealthSnapshot
 from glb.core.stats import Stats
@@ -52,6 +52,8 @@ def random_config(rnd: random.Random, services: int) -> str:
     ]
     for s in range(services):
         parent = rnd.choice(["", "deep.ent.", "sub.", "x.sub."])
+        ttl = rnd.randint(1, 60)
+        unstable = rnd.choice(["", "", f"ttl_unstable: {rnd.randint(0, ttl)}, "])
         backends = ", ".join(
             f"{{cluster: c{c}, weight: {rnd.choice([0, 1, 10, 70, 100])}, "
             f"priority: {rnd.randint(1, 3)}}}"
@@ -60,19 +62,21 @@ def random_config(rnd: random.Random, services: int) -> str:
         lines.append(
             f"  - {{name: s{s}.{parent}{ZONE}, policy: {rnd.choice(POLICIES)}, "
             f"when_all_down: {rnd.choice(WHEN_ALL_DOWN)}, max_answers: {rnd.randint(1, 5)}, "
-            f"ttl: {rnd.randint(1, 60)}, backends: [{backends}]}}"
+            f"ttl: {ttl}, {unstable}backends: [{backends}]}}"
         )
     return "\n".join(lines) + "\n"
 
 
 def random_snapshot(rnd: random.Random, topology: Topology) -> HealthSnapshot:
+    """Random states, latencies and drains; now and then some targets unstable (their
+    services answer with `ttl_unstable`)."""
     states = {
         t.address: rnd.choice([Health.UP, Health.UP, Health.DOWN, Health.UNKNOWN])
         for t in topology.targets()
     }
     latencies = {t.address: rnd.choice([0.001, 0.010, 0.011, 0.050]) for t in topology.targets()}
     clusters = [c.name for c in topology.clusters]
-    return snapshot_of(
+    snapshot = snapshot_of(
         topology,
         default=Health.UP,
         states=states,
@@ -85,6 +89,12 @@ def random_snapshot(rnd: random.Random, topology: Topology) -> HealthSnapshot:
             if rnd.random() < 0.05
         ),
     )
+    return replace(snapshot, unstable=random_unstable(rnd, topology))
+
+
+def random_unstable(rnd: random.Random, topology: Topology) -> frozenset[Target]:
+    targets = sorted(topology.targets(), key=lambda t: t.address)
+    return frozenset(rnd.sample(targets, rnd.choice([0, 0, 1, 3, len(targets) // 2])))
 
 
 def wire_name(labels: list[str]) -> bytes:
@@ -244,12 +254,15 @@ def weighted_names(topology: Topology) -> set[str]:
 
 def compare_paths(
     rnd: random.Random, topology: Topology, sources: list[str | None], queries: int = 1500
-) -> Pair:
+) -> tuple[Pair, Counter[bool]]:
     """Ask both paths `queries` generated queries from random `sources`, a new snapshot every
-    250; every reply must be the same bytes (weighted draws aside) and most from the cache."""
+    250; every reply must be the same bytes (weighted draws aside) and most from the cache.
+    Also returns how many address answers carried a TTL shorter than the service's `ttl`
+    (True) or not (False)."""
     pair = Pair.of(topology, random_snapshot(rnd, topology))
     names, weighted = query_names(topology), weighted_names(topology)
     hits = 0
+    shortened: Counter[bool] = Counter()
     for i in range(queries):
         if i % 250 == 0:
             pair.publish(random_snapshot(rnd, topology))
@@ -260,21 +273,28 @@ def compare_paths(
         assert full is not None
         hits += hit
         qname = dns.message.from_wire(wire).question[0].name.to_text(True).lower()
-        if qname in weighted and dns.message.from_wire(full).answer:
+        reply = dns.message.from_wire(full)
+        if qname in weighted and reply.answer:
             assert without_addresses(fast) == without_addresses(full), wire.hex()
         else:
             assert fast == full, (wire.hex(), source)
+        service = topology.service(qname)
+        if service is not None and reply.answer and reply.answer[0].rdtype in (1, 28):
+            shortened[reply.answer[0].ttl < service.ttl] += 1
     assert hits > queries * 0.6
-    return pair
+    return pair, shortened
 
 
 @pytest.mark.parametrize("seed", range(8))
 def test_fast_and_full_paths_give_the_same_bytes(seed):
-    """Over generated topologies, health states, drains and queries (case, types, EDNS, flags,
-    UDP and TCP), the cache answers byte for byte as the full path does (weighted draws aside)."""
+    """Over generated topologies, health states, drains, unstable targets and queries (case,
+    types, EDNS, flags, UDP and TCP), the cache answers byte for byte as the full path does
+    (weighted draws aside), with the full TTL and the unstable one."""
     rnd = random.Random(seed)
-    pair = compare_paths(rnd, make_topology(random_config(rnd, 30)), [None])
+    pair, shortened = compare_paths(rnd, make_topology(random_config(rnd, 30)), [None])
     assert pair.fast.cache.rebuilt > 0
+    assert shortened[True] > 0  # answers with the unstable TTL were compared
+    assert shortened[False] > 0  # and with the full one
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -284,7 +304,7 @@ def test_geo_answers_are_the_same_on_both_paths(seed):
     the ECS scope included, and takes most queries itself."""
     rnd = random.Random(500 + seed)
     topology = with_geo(rnd, make_topology(random_config(rnd, 30)))
-    pair = compare_paths(rnd, topology, list(SOURCES))
+    pair, _ = compare_paths(rnd, topology, list(SOURCES))
     fast_stats, full_stats = pair.stats()
     assert fast_stats.dns_ecs_queries == full_stats.dns_ecs_queries
     assert fast_stats.dns_ecs_queries["used"] > 100
@@ -577,7 +597,8 @@ def test_query_sampling_logs_and_answers_alike(caplog):
 def test_snapshots_that_say_what_changed_give_the_full_paths_bytes(seed):
     """Successive snapshots that name their changed targets (as the monitor publishes them) are
     applied from those targets alone, and the cache still answers as the full path does; a
-    snapshot that skips a version, or says nothing, falls back to comparing every target."""
+    snapshot that skips a version, or says nothing, falls back to comparing every target.
+    Targets that turn stable or unstable re-pack their services (the TTL) even unnamed."""
     rnd = random.Random(seed)
     topology = make_topology(random_config(rnd, 30))
     start = random_snapshot(rnd, topology)
@@ -592,7 +613,8 @@ def test_snapshots_that_say_what_changed_give_the_full_paths_bytes(seed):
             health[target] = TargetHealth(state=state, latency=rnd.choice([0.001, 0.01, 0.05]))
         version += 2 if step % 10 == 9 else 1  # now and then a version is skipped
         hint = None if step % 7 == 6 else frozenset(changed)
-        pair.publish(HealthSnapshot.of(health, version=version, changed=hint))
+        unstable = random_unstable(rnd, topology) if step % 3 else pair.box.current.unstable
+        pair.publish(HealthSnapshot.of(health, version=version, changed=hint, unstable=unstable))
         for _ in range(40):
             wire = random_query(rnd, names)
             fast, full, _ = pair.both(wire)

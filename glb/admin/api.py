@@ -62,6 +62,7 @@ from glb.core.model import Endpoint, PolicyName, Service, Topology
 from glb.core.policies import Decision, Query, decide
 from glb.core.ports import DrainControls, DrainNotSaved, StateView
 from glb.core.snapshot import HealthSnapshot
+from glb.core.stability import explain_ttl
 
 logger = logging.getLogger(__name__)
 
@@ -194,6 +195,8 @@ class _View:
             "aliases": list(service.aliases),
             "policy": str(service.policy),
             "ttl": service.ttl,
+            "ttl_unstable": service.ttl_unstable,
+            "ttl_answered": self.ttl_answered(service),
             "max_answers": service.max_answers,
             "when_all_down": str(service.when_all_down),
             "port": service.port,
@@ -203,6 +206,11 @@ class _View:
         if service.policy is PolicyName.GEO:
             body["geo"] = geo_table(service, self.topology, self.snapshot)
         return body
+
+    def ttl_answered(self, service: Service) -> Json:
+        """The TTL DNS answers the service with now, and why (glb.core.stability)."""
+        answered = explain_ttl(service, self.snapshot, self.mono_now)
+        return {"ttl": answered.ttl, "reason": answered.reason}
 
     def endpoint(self, endpoint: Endpoint) -> Json:
         """The endpoint's JSON; with a shared store, each instance's verdict on it (`vantage`)."""

@@ -233,6 +233,11 @@ def _check_service(
         yield f"{here}.name: {service.name} is not inside any configured zone"
     if service.name in known.nameservers:
         yield f"{here}.name: {service.name} is also a nameserver's name"
+    if service.ttl_unstable is not None and service.ttl_unstable > service.ttl:
+        yield (
+            f"{here}.ttl_unstable: {service.ttl_unstable} is above the ttl ({service.ttl}): "
+            "answers given while an endpoint is unstable must not be cached longer"
+        )
     yield from _check_backends(here, service, parts, known)
     yield from _check_probe(f"{here}.probe", service.probe)
     if service.policy is PolicyName.GEO:

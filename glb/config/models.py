@@ -452,6 +452,7 @@ class ServiceSettings(Strict):
     name: Domain
     policy: PolicyName = PolicyName.LATENCY
     ttl: int = Field(default=10, ge=0, le=2**31 - 1)
+    ttl_unstable: int | None = Field(default=None, ge=0, le=2**31 - 1)  # None: min(1, ttl)
     max_answers: int = Field(default=1, ge=1, le=64)
     when_all_down: WhenAllDown = WhenAllDown.RETURN_ALL
     port: Port = 80

@@ -33,6 +33,7 @@ from glb.core.model import (
     Zone,
 )
 from glb.core.networks import NetworkTable
+from glb.core.stability import TTL_UNSTABLE
 
 
 def to_topology(settings: Settings, *, serial: int = 1) -> Topology:
@@ -160,6 +161,7 @@ def _service(
         zone=zone,
         policy=service.policy,
         ttl=service.ttl,
+        ttl_unstable=_ttl_unstable(service),
         max_answers=service.max_answers,
         when_all_down=service.when_all_down,
         port=service.port,
@@ -180,3 +182,10 @@ def _service(
             max_body_size=service.max_body_size,
         ),
     )
+
+
+def _ttl_unstable(service: ServiceSettings) -> int:
+    """The configured `ttl_unstable`, else TTL_UNSTABLE (never above the service's ttl)."""
+    if service.ttl_unstable is not None:
+        return service.ttl_unstable
+    return min(TTL_UNSTABLE, service.ttl)

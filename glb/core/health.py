@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from enum import StrEnum
+from typing import Final
 
 from glb.core.model import ProbeSpec, Target
+
+CHANGES_KEPT: Final = 4  # state changes remembered per target (glb.core.stability reads them)
 
 
 class Health(StrEnum):
@@ -54,6 +57,7 @@ class TargetHealth:
     latency: float | None = None  # EWMA of successful round trips, seconds
     last_result: ProbeResult | None = None
     last_change: float | None = None  # when the state last changed
+    changes: tuple[float, ...] = ()  # when it last changed, oldest first (CHANGES_KEPT at most)
     last_failure: ProbeResult | None = None
     reason: str = ""  # why the state last changed
     ejected: bool = False  # taken down by failed proxied requests, not (yet) by probes
@@ -111,7 +115,10 @@ def observe(
     if after is health.state:
         return new, None
     reason = _reason(new, health.state)
-    new = replace(new, state=after, last_change=result.at, reason=reason, ejected=False)
+    changes = _changes(health, result.at)
+    new = replace(
+        new, state=after, last_change=result.at, changes=changes, reason=reason, ejected=False
+    )
     return new, Transition(target, health.state, after, result.at, reason)
 
 
@@ -141,9 +148,18 @@ def observe_passive(
         successes=0,
         passive_failures=0,
         last_change=now,
+        changes=_changes(health, now),
         reason=reason,
     )
     return ejected, Transition(target, Health.UP, Health.DOWN, now, reason)
+
+
+def _changes(health: TargetHealth, at: float) -> tuple[float, ...]:
+    """`health.changes` with a change at `at`; the first verdict (from UNKNOWN) is no change:
+    nothing was answered before it, so no answer goes stale."""
+    if health.state is Health.UNKNOWN:
+        return health.changes
+    return (*health.changes, at)[-CHANGES_KEPT:]
 
 
 def _next_state(health: TargetHealth, spec: ProbeSpec) -> Health:

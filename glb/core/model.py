@@ -193,6 +193,7 @@ class Service:
     latency_band: LatencyBand = field(default_factory=LatencyBand)
     aliases: tuple[str, ...] = ()  # further names the HTTP front end routes to this service
     proxy: ProxyOptions = field(default_factory=ProxyOptions)
+    ttl_unstable: int = 1  # the TTL while an endpoint is unstable (glb.core.stability), <= ttl
 
 
 @dataclass(frozen=True, slots=True)

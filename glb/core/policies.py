@@ -3,7 +3,8 @@
 Each policy ranks candidate endpoints best first and says how many from the front are "preferred"
 (failover prefers only its top priority tier). `decide()` applies the common rules around the
 policies: the address family filter, eligibility (up and not drained), `when_all_down` and
-`max_answers`. Randomness comes from the `rng` passed in; time is not read at all.
+`max_answers`; and it sets the answer's TTL (`glb.core.stability.answer_ttl`). Randomness comes
+from the `rng` passed in; time is not read at all.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from glb.core.geo import by_distance
 from glb.core.model import Endpoint, Location, PolicyName, Service, WhenAllDown
 from glb.core.snapshot import HealthSnapshot
+from glb.core.stability import answer_ttl
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +40,7 @@ class Decision:
 
     answer: tuple[Endpoint, ...]  # what to hand out, best first, at most max_answers
     ranked: tuple[Endpoint, ...]  # every candidate best first (fallback order for retries)
+    ttl: int  # of the answer's records (glb.core.stability.answer_ttl)
     failed_open: bool = False  # no endpoint was eligible and `return_all` applied
     servfail: bool = False  # no endpoint was eligible and the service asks for SERVFAIL
 
@@ -142,19 +145,20 @@ def decide(
     family = [e for e in service.endpoints if query.family in (None, e.family)]
     eligible = [e for e in family if snapshot.is_eligible(e)]
     policy = POLICIES[service.policy]
+    ttl = answer_ttl(service, snapshot)
     if not family:  # the service has no address of this family at all: NODATA, not an outage
-        return Decision((), ())
+        return Decision((), (), ttl)
     if eligible:
-        return _trim(policy(eligible, Steering(service, snapshot, query, rng)), service)
+        return _trim(policy(eligible, Steering(service, snapshot, query, rng)), service, ttl)
     if service.when_all_down is WhenAllDown.SERVFAIL:
-        return Decision((), (), servfail=True)
+        return Decision((), (), ttl, servfail=True)
     if service.when_all_down is WhenAllDown.NO_ANSWER:
-        return Decision((), ())
+        return Decision((), (), ttl)
     undrained = [e for e in family if not snapshot.is_drained(e)]
-    decision = _trim(policy(undrained, Steering(service, snapshot, query, rng)), service)
-    return Decision(decision.answer, decision.ranked, failed_open=bool(decision.answer))
+    decision = _trim(policy(undrained, Steering(service, snapshot, query, rng)), service, ttl)
+    return Decision(decision.answer, decision.ranked, ttl, failed_open=bool(decision.answer))
 
 
-def _trim(ranking: Ranking, service: Service) -> Decision:
+def _trim(ranking: Ranking, service: Service, ttl: int) -> Decision:
     count = min(ranking.preferred, service.max_answers)
-    return Decision(ranking.ordered[:count], ranking.ordered)
+    return Decision(ranking.ordered[:count], ranking.ordered, ttl)

@@ -1,6 +1,7 @@
 """The health snapshot: an immutable view of every target's health plus operator drains.
 
-Adapters never mutate a snapshot; the monitor publishes a new one whole on every change.
+Adapters never mutate a snapshot; the monitor publishes a new one whole on every change, and
+when a target turns stable by time alone (`unstable`, see glb.core.stability).
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ class HealthSnapshot:
     # The targets whose health may differ from the snapshot of version `version - 1` (same
     # topology); None when not known. Lets a subscriber update in proportion to what changed.
     changed: frozenset[Target] | None = None
+    # The targets whose health is unstable (glb.core.stability): their services' answers carry
+    # the short `ttl_unstable`.
+    unstable: frozenset[Target] = frozenset()
 
     @classmethod
     def of(
@@ -47,8 +51,10 @@ class HealthSnapshot:
         drained_endpoints: frozenset[tuple[str, str]] = frozenset(),
         version: int = 0,
         changed: frozenset[Target] | None = None,
+        unstable: frozenset[Target] = frozenset(),
     ) -> HealthSnapshot:
-        return cls(_frozen(targets), drained_clusters, drained_endpoints, version, changed)
+        frozen = _frozen(targets)
+        return cls(frozen, drained_clusters, drained_endpoints, version, changed, unstable)
 
     def health(self, target: Target) -> TargetHealth:
         return self.targets.get(target, _UNPROBED)

@@ -437,7 +437,8 @@ class DnsCache:
         self, key: Key, qtype: int, decision: Decision, memo: dict[object, _Memo]
     ) -> Packed:
         """Replies handing out addresses are cut from one reply with every endpoint of the
-        family (packed once per name and type); others are packed as they are."""
+        family (packed once per name, type and snapshot: every decision then has one TTL);
+        others are packed as they are."""
         order = decision.answer
         known = memo.get(order)
         if known is None:
@@ -446,7 +447,8 @@ class DnsCache:
                 if every is None:
                     endpoints = self._watch.services[key].endpoints
                     family = tuple(e for e in endpoints if e.family == TYPE_FAMILY[qtype])
-                    packed = self._renderer.pack_decision(key, qtype, Decision(family, family))
+                    every_one = Decision(family, family, decision.ttl)
+                    packed = self._renderer.pack_decision(key, qtype, every_one)
                     every = memo[_EVERY] = (packed, family)
                 known = (reordered(*every, order), order)
             else:

@@ -2,12 +2,13 @@
 
 `ServiceWatch` indexes one topology's services by the targets they use. `touched` diffs two
 snapshots' targets by identity (or takes the changed targets the monitor names in a successor
-snapshot) and returns the services using a changed one (every service when the drains changed),
-or None when the new snapshot holds targets that are not this topology's objects: the monitor
-publishes the next topology's health before the answerer gets that topology, and the cache then
-stays stale. `changed` compares a touched service's `signature` (its candidates, and for the
-latency policy its decision) with the last one packed, so a service is re-packed only when its
-replies would differ.
+snapshot), adds those that became stable or unstable, and returns the services using a changed
+one (every service when the drains changed), or None when the new snapshot holds targets that
+are not this topology's objects: the monitor publishes the next topology's health before the
+answerer gets that topology, and the cache then stays stale. `changed` compares a touched
+service's `signature` (its candidates, its answers' TTL, and for the latency policy its
+decision) with the last one packed, so a service is re-packed only when its replies would
+differ.
 
 Pure: no sockets, no asyncio, no dnslib.
 """
@@ -53,7 +54,7 @@ class ServiceWatch:
         ):
             return list(self.services.items())
         touched: dict[Key, Service] = {}
-        for target in changed:
+        for target in (*changed, *(before.unstable ^ after.unstable)):  # TTL changes too
             touched.update(self._services_of.get(target, ()))
         return list(touched.items())
 

@@ -150,7 +150,7 @@ class Packer:
         node = self._index.nodes[key]
         assert node.service is not None  # noqa: S101  # the cache asks for service names only
         if decision.answer and not decision.servfail:
-            return self._pack_addresses(key, qtype, node.service.ttl, decision.answer)
+            return self._pack_addresses(key, qtype, decision.ttl, decision.answer)
         question = _question(key, qtype)
         resolved = self._resolver.decided(node.service, node.zone, question.owner, qtype, decision)
         return _packed(question, resolved)

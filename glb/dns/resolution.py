@@ -9,10 +9,11 @@ full path and each cache's packer have their own resolver (own random source, ow
 negative resolutions) over the same tables, so both advance the same round-robin counters.
 
 Choices: ANY (RFC 8482) is answered minimally: at a service, its A answer (else AAAA, else a
-synthesized HINFO "RFC8482"); elsewhere a single record set (SOA, NS, A or AAAA), or NODATA.
-AXFR/IXFR are REFUSED. `CH TXT id.server` and `CH TXT hostname.bind` (RFC 4892) answer the
-resolver's `server_id` (which process answered, with `glb serve --workers`); every other non-IN
-query is REFUSED, and an EDNS version other than 0 gets BADVERS.
+synthesized HINFO "RFC8482" with the TTL its A answer would have); elsewhere a single record set
+(SOA, NS, A or AAAA), or NODATA. AXFR/IXFR are REFUSED. `CH TXT id.server` and
+`CH TXT hostname.bind` (RFC 4892) answer the resolver's `server_id` (which process answered,
+with `glb serve --workers`); every other non-IN query is REFUSED, and an EDNS version other than
+0 gets BADVERS.
 
 No sockets, no asyncio.
 """
@@ -31,6 +32,7 @@ from glb.core.model import PolicyName, Service, Topology
 from glb.core.policies import Decision, Query, decide
 from glb.core.scope import GeoRankings
 from glb.core.snapshot import HealthSnapshot
+from glb.core.stability import answer_ttl
 from glb.core.stats import Steered
 from glb.dns.ecs import Address
 from glb.dns.query import DnsQuery, Question, client_address
@@ -153,7 +155,7 @@ class Resolver:
             return self.negative(zone, Rcode.NOERROR)
         rdata = self.index.rdata
         records = tuple(
-            RR(owner, qtype, RdataClass.IN, service.ttl, rdata[e.address]) for e in decision.answer
+            RR(owner, qtype, RdataClass.IN, decision.ttl, rdata[e.address]) for e in decision.answer
         )
         steered = tuple((service.name, e.cluster) for e in decision.answer)
         return Resolution(Rcode.NOERROR, True, records, steered=steered, scope=scope)
@@ -214,7 +216,8 @@ class Resolver:
                 resolution = self._steer(node.service, node.zone, owner, qtype, current, client)
                 if resolution.answer:
                     return resolution
-            hinfo = RR(owner, RdataType.HINFO, RdataClass.IN, node.service.ttl, _HINFO_RFC8482)
+            ttl = answer_ttl(node.service, current)
+            hinfo = RR(owner, RdataType.HINFO, RdataClass.IN, ttl, _HINFO_RFC8482)
             return Resolution(Rcode.NOERROR, True, (hinfo,))
         for rtype in _ANY_ELSEWHERE:
             rrset = node.rrsets.get(rtype)

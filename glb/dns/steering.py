@@ -6,7 +6,7 @@ driven by the full path's own per-service counter (so both paths rotate alike); 
 `WEIGHTED_VARIANTS` draws whose first answers follow the weights to within 1/WEIGHTED_VARIANTS
 (largest-remainder shares, see `_weighted`), walked by a counter of their own; any other policy,
 one decision. `signature` is everything a service's A, AAAA and ANY replies depend on in a
-snapshot: equal signatures, equal replies.
+snapshot (their TTL too: it follows the endpoints' stability): equal signatures, equal replies.
 
 Pure: no sockets, no asyncio, no dnslib.
 """
@@ -21,6 +21,7 @@ from typing import Final
 from glb.core.model import Endpoint, PolicyName, Service, WhenAllDown
 from glb.core.policies import Decision, Query, decide
 from glb.core.snapshot import HealthSnapshot
+from glb.core.stability import answer_ttl
 
 WEIGHTED_VARIANTS: Final = 64
 NO_ROTATION: Final[Iterator[int]] = itertools.repeat(0)
@@ -49,12 +50,14 @@ def variants(
 
 
 def signature(service: Service, snapshot: HealthSnapshot) -> object:
-    """Everything the service's A/AAAA/ANY replies depend on in `snapshot`."""
+    """Everything the service's A/AAAA/ANY replies depend on in `snapshot`: the candidates, the
+    answers' TTL, and for the latency policy its decision."""
     candidates = tuple(_candidates(service, snapshot, family) for family in _FAMILIES)
+    ttl = answer_ttl(service, snapshot)
     if service.policy is not PolicyName.LATENCY:
-        return candidates
+        return candidates, ttl
     ranked = tuple(decide(service, snapshot, Query(f), _LATENCY_RNG).answer for f in _FAMILIES)
-    return candidates, ranked
+    return candidates, ttl, ranked
 
 
 def _weighted(
@@ -74,12 +77,12 @@ def _weighted(
     chosen: list[Decision] = []
     for first, count in quota.items():
         if len(drawn.answer) <= 1:  # only the first matters: one decision, repeated
-            chosen += [Decision((first,), (first,))] * count
+            chosen += [Decision((first,), (first,), drawn.ttl)] * count
             continue
         for _ in range(count):
             drawn = decide(service, snapshot, Query(family), rng)
             ranked = (first, *(e for e in drawn.ranked if e != first))
-            chosen.append(Decision(ranked[: len(drawn.answer)], ranked))
+            chosen.append(Decision(ranked[: len(drawn.answer)], ranked, drawn.ttl))
     rng.shuffle(chosen)
     return chosen
 

@@ -21,6 +21,11 @@ listeners when a state changes) is what this instance publishes. Without peers t
 the own health, as it always was. `disagreements` (`glb.core.disagreements`) follows, per peer,
 the targets on which its verdict differs from the own one: updated when a vantage is set or an
 own state changes, never when answering.
+
+Each snapshot names the targets that are unstable (`glb.core.stability`: unconfirmed, settling
+after a change, or flapping), whose services answer with their short `ttl_unstable`. A result
+that makes a target unstable or stable is published at once, like a state change; an alarm
+publishes again when the next unstable target turns stable by time alone, naming it as changed.
 """
 
 from __future__ import annotations
@@ -47,8 +52,10 @@ from glb.core.health import (
 )
 from glb.core.model import Endpoint, Target, Topology
 from glb.core.snapshot import HealthSnapshot
+from glb.core.stability import Instability, StabilityRule, unstable_after
 from glb.core.stats import Stats
 from glb.core.vantage import Vantage, Verdict, key_of
+from glb.health.alarm import Alarm
 from glb.health.quorum_log import log_quorum_change
 
 logger = logging.getLogger(__name__)
@@ -77,6 +84,7 @@ class Monitor:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
         stats: Stats | None = None,
+        stability: StabilityRule | None = None,
     ) -> None:
         self._probe = probe
         self._clock = clock
@@ -101,6 +109,9 @@ class Monitor:
         self._vantage = Vantage()
         self._disagreements = Disagreements()
         self._verdict_listeners: list[Callable[[], None]] = []
+        self._stability = stability or StabilityRule()
+        self._unstable: frozenset[Target] = frozenset()  # as of the last publish
+        self._settled = Alarm(self._publish_settled)  # publishes when one turns stable
 
     def _index(self, topology: Topology) -> None:
         self._topology = topology
@@ -403,13 +414,16 @@ class Monitor:
             self._dirty.add(target)
 
     def _apply(self, target: Target, result: ProbeResult) -> bool:
-        """Fold one result in; True when a state changed (publish now), False when only the
-        latency, counters or last results did (a publish within PUBLISH_DELAY is enough)."""
+        """Fold one result in; True when a state or the target's stability changed (publish
+        now: the answers' TTL follows), False when only the latency, counters or last results
+        did (a publish within PUBLISH_DELAY is enough)."""
         previous = self._health.get(target)
         if previous is None:
             return False  # the target was removed by a reload while this probe ran
         health, transition = observe(target, previous, result)
         self._set_health(target, health)
+        rule = self._stability
+        moved = rule.is_unstable(previous, result.at) != rule.is_unstable(health, result.at)
         self._stats.observe_probe(self._probe_keys[target], result.outcome.value, result.rtt)
         if transition is not None:
             self._record_transition(transition, transition.after.value)
@@ -422,7 +436,7 @@ class Monitor:
                 f"confirmed by probe: {result.reason()}",
             )
             self._record_transition(confirmed, Health.DOWN.value)
-        return transition is not None or previous.ejected != health.ejected
+        return transition is not None or previous.ejected != health.ejected or moved
 
     def _record_transition(self, transition: Transition, to: str) -> None:
         """Log the change on one line per endpoint, count it, and tell the verdict listeners."""
@@ -473,6 +487,8 @@ class Monitor:
         self._publish_pending = False
         self._cancel_lazy_publish()  # this snapshot carries those results too
         dirty, self._dirty = self._dirty, set()
+        instability = self._instability(dirty)
+        hint = None if dirty is None else frozenset(dirty | instability.moved)
         answered = (
             self._health
             if self._vantage.alone
@@ -483,7 +499,8 @@ class Monitor:
             drained_clusters=self._drains.clusters,
             drained_endpoints=self._drains.endpoints,
             version=self._snapshot.version + 1,
-            changed=None if dirty is None else frozenset(dirty),
+            changed=hint,
+            unstable=instability.targets,
         )
         for callback in self._subscribers:
             try:
@@ -492,6 +509,19 @@ class Monitor:
                 logger.exception("snapshot subscriber %r failed", callback)
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
+
+    def _instability(self, dirty: set[Target] | None) -> Instability:
+        """The unstable targets now (`dirty`: updated since the last publish, None: unknown);
+        the alarm re-publishes when the next one turns stable by time alone."""
+        now = self._clock()
+        instability = unstable_after(self._unstable, self._health, dirty, now, self._stability)
+        self._unstable = instability.targets
+        self._settled.set(instability.next_change, now)
+        return instability
+
+    def _publish_settled(self) -> None:
+        if self._ready:  # not before the first round, nor once stopping
+            self._publish()
 
 
 def _endpoint_name(endpoint: Endpoint) -> str:

@@ -134,6 +134,7 @@ class RemoteState:
             drained_endpoints=snapshot.drained_endpoints,
             version=snapshot.version,
             changed=None if changed is None else frozenset(own.get(t, t) for t in changed),
+            unstable=frozenset(own.get(t, t) for t in snapshot.unstable),
         )
 
     @staticmethod

@@ -321,7 +321,7 @@ def test_servfail_when_all_down(policy: PolicyName) -> None:
     """With nothing eligible, servfail gives an empty decision flagged servfail."""
     service = make_service([A, B], policy=policy, when_all_down=WhenAllDown.SERVFAIL)
     decision = steer(service, make_snapshot(service, down=[A, B]))
-    assert decision == Decision((), (), failed_open=False, servfail=True)
+    assert decision == Decision((), (), 10, failed_open=False, servfail=True)
 
 
 @ALL_POLICIES
@@ -330,7 +330,7 @@ def test_no_answer_when_all_down(policy: PolicyName) -> None:
     servfail."""
     service = make_service([A, B], policy=policy, when_all_down=WhenAllDown.NO_ANSWER)
     decision = steer(service, make_snapshot(service, down=[A], unknown=[B]))
-    assert decision == Decision((), (), failed_open=False, servfail=False)
+    assert decision == Decision((), (), 10, failed_open=False, servfail=False)
 
 
 @ALL_POLICIES
@@ -338,14 +338,14 @@ def test_all_drained_is_empty_even_with_return_all(policy: PolicyName) -> None:
     """When every endpoint is drained, return_all has nothing to fail open over."""
     service = make_service([A, B], policy=policy)
     decision = steer(service, make_snapshot(service, drained_clusters=["c0", "c1"]))
-    assert decision == Decision((), (), failed_open=False, servfail=False)
+    assert decision == Decision((), (), 10, failed_open=False, servfail=False)
 
 
 def test_servfail_service_without_endpoints_of_the_family_is_empty() -> None:
     """An AAAA query for an IPv4-only service is an empty answer (NODATA), never SERVFAIL."""
     service = make_service([A, B], when_all_down=WhenAllDown.SERVFAIL)
     decision = steer(service, make_snapshot(service), Query(family=6))
-    assert decision == Decision((), (), failed_open=False, servfail=False)
+    assert decision == Decision((), (), 10, failed_open=False, servfail=False)
 
 
 @pytest.mark.parametrize("when_all_down", [WhenAllDown.RETURN_ALL, WhenAllDown.NO_ANSWER], ids=str)
@@ -354,7 +354,7 @@ def test_service_without_endpoints_of_the_family_is_empty(when_all_down: WhenAll
     no_answer."""
     service = make_service([A, B], when_all_down=when_all_down)
     decision = steer(service, make_snapshot(service), Query(family=6))
-    assert decision == Decision((), (), failed_open=False, servfail=False)
+    assert decision == Decision((), (), 10, failed_open=False, servfail=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -422,9 +422,11 @@ def test_property_decision_invariants(
         assert decision.failed_open is bool(undrained)
         assert bool(decision.answer) is bool(undrained)
     elif not family:  # no address of this family at all: NODATA, whatever when_all_down says
-        assert decision == Decision((), ())
+        assert decision == Decision((), (), service.ttl)
     else:
-        assert decision == Decision((), (), servfail=service.when_all_down is WhenAllDown.SERVFAIL)
+        assert decision == Decision(
+            (), (), service.ttl, servfail=service.when_all_down is WhenAllDown.SERVFAIL
+        )
 
 
 @settings(max_examples=200, deadline=None)
