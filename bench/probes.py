@@ -28,7 +28,7 @@ from typing import cast
 from glb.config import parse_settings, to_topology
 from glb.core.health import Outcome, ProbeResult
 from glb.core.model import Target
-from glb.health.monitor import Monitor
+from glb.health.monitor import Monitor, ProbeFn
 from glb.health.probes import Prober
 
 PORT = 18777
@@ -125,9 +125,9 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def counting(prober: Prober, counts: Counter[Outcome]) -> Callable[[Target], object]:
-    async def probe(target: Target) -> ProbeResult:
-        result = await prober.probe(target)
+def counting(prober: Prober, counts: Counter[Outcome]) -> ProbeFn:
+    async def probe(target: Target, within: float) -> ProbeResult:
+        result = await prober.probe(target, within)
         counts[result.outcome] += 1
         return result
 
@@ -141,7 +141,7 @@ async def measure(kind: str, count: int, port: int, seconds: float) -> Row:
     topology = to_topology(parse_settings(text))
     counts: Counter[Outcome] = Counter()
     prober = Prober()
-    monitor = Monitor(topology, counting(prober, counts))  # type: ignore[arg-type]
+    monitor = Monitor(topology, counting(prober, counts))
     await monitor.first_round()
     task = asyncio.create_task(monitor.run())
     try:
