@@ -44,7 +44,7 @@ _LIMITS: Final = wire.Limits(HEAD_LIMIT, HEAD_LIMIT, HEAD_LIMIT // 4, HEAD_LIMIT
 _Verdict = tuple[Outcome, str]
 
 
-class _Failure(Exception):
+class ProbeFailure(Exception):
     """A probe failure found while speaking HTTP, already classified."""
 
     def __init__(self, outcome: Outcome, detail: str) -> None:
@@ -179,7 +179,7 @@ def _bind_source(sock: socket.socket, source: str) -> None:
     try:
         sock.bind((source, 0))
     except OSError as exc:
-        raise _Failure(Outcome.OTHER, f"probes.source: {_bind_problem(source, exc)}") from None
+        raise ProbeFailure(Outcome.OTHER, f"probes.source: {_bind_problem(source, exc)}") from None
 
 
 def _family(address: str) -> socket.AddressFamily:
@@ -244,7 +244,7 @@ def _request(target: Target, user_agent: str, keep_alive: bool = False) -> bytes
     fields["connection"] = ("Connection", "keep-alive" if keep_alive else "close")
     lines = [f"GET {spec.path} HTTP/1.1", *(f"{n}: {v}" for n, v in fields.values())]
     if any(c in line for line in lines for c in "\r\n\0"):
-        raise _Failure(Outcome.OTHER, "control character in the request path or headers")
+        raise ProbeFailure(Outcome.OTHER, "control character in the request path or headers")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
@@ -275,12 +275,12 @@ async def final_head(reader: asyncio.StreamReader) -> tuple[wire.Head, bytes]:
 
 
 async def _more(reader: asyncio.StreamReader, *, started: bool = True) -> bytes:
-    """The next bytes of the response; a _Failure if the connection ended instead."""
+    """The next bytes of the response; a ProbeFailure if the connection ended instead."""
     if data := await reader.read(READ_SIZE):
         return data
     if started:
-        raise _Failure(Outcome.RESET, "connection closed mid-response")
-    raise _Failure(Outcome.RESET, "connection closed without a response")
+        raise ProbeFailure(Outcome.RESET, "connection closed mid-response")
+    raise ProbeFailure(Outcome.RESET, "connection closed without a response")
 
 
 async def read_body(
@@ -326,7 +326,7 @@ def _classify(exc: Exception, timeout: float) -> _Verdict:
             return Outcome.REFUSED, "connection refused"
         case ConnectionResetError() | BrokenPipeError():
             return Outcome.RESET, "connection reset"
-        case _Failure():
+        case ProbeFailure():
             return exc.outcome, exc.detail
         case wire.WireError():
             return Outcome.OTHER, str(exc)
