@@ -24,6 +24,7 @@ from glb.core.snapshot import HealthSnapshot
 from glb.health.held import HeldConnections
 from glb.health.monitor import Monitor
 from glb.health.probes import Prober
+from glb.health.triggers import AddressTriggers
 from glb.http1.client import HttpClient, Origin, Timeouts
 from tests.clusters import start_clusters, write_config
 
@@ -342,3 +343,26 @@ def established_to(address: str, port: int) -> int:
     remote = f"{socket.htonl(int(ipaddress.IPv4Address(address))):08X}:{port:04X}"
     lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
     return sum(1 for line in lines if line.split()[2] == remote and line.split()[3] == "01")
+
+
+def test_address_triggers_find_the_targets_of_an_address_and_port() -> None:
+    """An event at address:port probes the targets of the endpoints there whose service
+    listens on that port (several services may share an address), nothing elsewhere."""
+    text = """
+zones: [{name: z.test, nameservers: [{name: ns.z.test, address: 127.0.0.1}]}]
+clusters: [{name: a, addresses: [10.0.0.1]}, {name: b, addresses: [10.0.0.2]}]
+services:
+  - {name: one.z.test, port: 80, probe: {type: tcp}, backends: [{cluster: a}, {cluster: b}]}
+  - {name: two.z.test, port: 80, probe: {path: /two}, backends: [{cluster: a}]}
+  - {name: three.z.test, port: 8080, backends: [{cluster: a}]}
+"""
+    topology = to_topology(parse_settings(text))
+    probed: list[Target] = []
+    triggers = AddressTriggers(lambda: topology, probed.append)
+    triggers.lost("10.0.0.1", 80)
+    assert sorted((t.probe.type, t.probe.path) for t in probed) == [("http", "/two"), ("tcp", "/")]
+    assert {t.address for t in probed} == {"10.0.0.1"}
+    probed.clear()
+    triggers.lost("10.0.0.9", 80)
+    triggers.lost("10.0.0.2", 8080)
+    assert probed == []

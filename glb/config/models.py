@@ -420,7 +420,8 @@ class ProbeSettings(Strict):
     interval: Duration = 1.0
     timeout: Duration = 0.75
     adaptive_timeout: bool = True  # srtt + 4 rttvar of the round trips, within the bounds
-    min_timeout: Duration = 0.25  # the shortest adaptive timeout; at most `timeout`
+    # the shortest adaptive timeout, at most `timeout` (default: 250ms, or `timeout` if shorter)
+    min_timeout: Duration | None = None
     fast_interval: Duration | None = None  # default: interval / 4
     rise: int = Field(default=2, ge=1, le=100)
     fall: int = Field(default=2, ge=1, le=100)

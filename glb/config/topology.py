@@ -103,6 +103,9 @@ def _zone(zone: ZoneSettings, serial: int) -> Zone:
     )
 
 
+DEFAULT_MIN_TIMEOUT = 0.25  # seconds: probe.min_timeout when not given (or the timeout)
+
+
 def probe_spec(
     probe: ProbeSettings, service: ServiceSettings, probes: ProbesSettings | None = None
 ) -> ProbeSpec:
@@ -126,7 +129,9 @@ def probe_spec(
         body_contains=probe.body_contains,
         tls_verify=probe.tls_verify,
         adaptive_timeout=probe.adaptive_timeout,
-        min_timeout=probe.min_timeout,
+        min_timeout=min(probe.timeout, DEFAULT_MIN_TIMEOUT)
+        if probe.min_timeout is None
+        else probe.min_timeout,
         hold_connection=hold,
     )
 
