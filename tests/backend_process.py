@@ -1,10 +1,12 @@
 """A simulated cluster ingress in its own process, for tests that kill or freeze it.
 
-    python -m tests.backend_process --fd N --name eu-west [--delay 0.0] [--refuse-from ADDR ...]
+    python -m tests.backend_process --fd N --name eu-west [--delay 0.0] [--jitter MIN MAX]
+        [--refuse-from ADDR ...]
 
 Serves glb.demo's cluster app on the listening socket inherited as file descriptor N and prints
 "ready" once it accepts connections. Being a separate process, it can be SIGKILLed (connections
-refused) or SIGSTOPped (connections accepted by the kernel, never answered).
+refused) or SIGSTOPped (connections accepted by the kernel, never answered). With `--jitter MIN
+MAX`, every response also waits a uniformly random MIN..MAX seconds (a wandering latency).
 
 Connections from a refused peer address are closed at once, before a byte is read: the closest a
 backend gets to the network path from one source breaking (http(s) probes from there fail with
@@ -17,11 +19,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import socket
 import sys
 from collections.abc import Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
 from glb.demo import SimulatedCluster, cluster_app
 
@@ -43,9 +47,25 @@ class _Gate(asyncio.Protocol):
         protocol.connection_made(transport)
 
 
-async def serve(fd: int, name: str, delay: float, refused: set[str]) -> None:
+def jittered(low: float, high: float) -> Middleware:
+    """A middleware delaying every response by a uniformly random low..high seconds."""
+
+    @web.middleware
+    async def delay(request: web.Request, handler: Handler) -> web.StreamResponse:
+        await asyncio.sleep(random.uniform(low, high))
+        return await handler(request)
+
+    return delay
+
+
+async def serve(
+    fd: int, name: str, delay: float, refused: set[str], jitter: tuple[float, float] | None = None
+) -> None:
     sock = socket.socket(fileno=fd)
-    runner = web.AppRunner(cluster_app(SimulatedCluster(name, delay)), access_log=None)
+    app = cluster_app(SimulatedCluster(name, delay))
+    if jitter is not None:
+        app.middlewares.append(jittered(*jitter))
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     app_protocol = runner.server
     assert app_protocol is not None
@@ -74,9 +94,11 @@ def main() -> None:
     parser.add_argument("--fd", type=int, required=True)
     parser.add_argument("--name", required=True)
     parser.add_argument("--delay", type=float, default=0.0)
+    parser.add_argument("--jitter", nargs=2, type=float, metavar=("MIN", "MAX"))
     parser.add_argument("--refuse-from", nargs="*", default=[], metavar="ADDR")
     args = parser.parse_args()
-    asyncio.run(serve(args.fd, args.name, args.delay, set(args.refuse_from)))
+    jitter = None if args.jitter is None else (args.jitter[0], args.jitter[1])
+    asyncio.run(serve(args.fd, args.name, args.delay, set(args.refuse_from), jitter))
 
 
 if __name__ == "__main__":
