@@ -36,6 +36,7 @@ from glb.app import Running, running
 from glb.config import load_settings
 from glb.core.health import Health, timeout_for
 from glb.core.snapshot import HealthSnapshot
+from glb.health.held import SPREAD
 from tests.clusters import ClusterProcess, start_clusters
 
 JITTER = (0.050, 0.200)  # seconds added to every response in the false-positive run
@@ -117,6 +118,7 @@ async def run(rounds: int, seed: int) -> dict[str, list[float]]:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             async with running(load_settings(write_config(tmp, [primary, secondary]))) as glb:
+                await asyncio.sleep(SPREAD)  # every held connection is open
                 for _ in range(rounds):
                     removal, back = await one_round(
                         glb, primary, secondary, primary.kill, primary.start, rng.uniform(0, 1)

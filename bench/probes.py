@@ -10,8 +10,11 @@ and measures the CPU time it uses (getrusage: user + system, this process only; 
 are not counted) over `--seconds` after a 2 s warm-up. Every probe's outcome is counted, so a
 run whose probes fail is visible as such, and so are the health snapshots published per second.
 Every target also gets its held connection (`glb.health.held`, as `glb serve` wires it; the
-backend closes after each response, so each is a bare TCP connection) unless `--no-hold`: the
-"held" column counts those open at the end of the measurement.
+backend closes after each response, so each is a bare TCP connection) unless `--no-hold`; the
+warm-up then also covers the `SPREAD` over which they are first opened, so the figures are the
+steady state's. "held" counts those open at the end, "downs" the targets taken down during the
+measurement (every backend is healthy: each one is false, a sign of an overloaded prober or
+backend).
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ from typing import cast
 from glb.config import parse_settings, to_topology
 from glb.core.health import Outcome, ProbeResult
 from glb.core.model import Target
-from glb.health.held import HeldConnections
+from glb.core.stats import Stats
+from glb.health.held import SPREAD, HeldConnections
 from glb.health.monitor import Monitor, ProbeFn
 from glb.health.probes import Prober
 
@@ -109,6 +113,7 @@ class Row:
     cpu: float
     snapshots: int  # health snapshots the monitor published
     held: int  # held connections open at the end
+    downs: int  # targets taken down (every backend is healthy: each one is false)
 
     def cells(self) -> list[str]:
         rate = self.probes / self.wall
@@ -123,6 +128,7 @@ class Row:
             f"{share:.1%}",
             f"{self.snapshots / self.wall:,.0f}",
             f"{self.held:,}",
+            f"{self.downs:,}",
         ]
 
 
@@ -148,32 +154,40 @@ async def measure(kind: str, count: int, port: int, seconds: float, hold: bool) 
     topology = to_topology(parse_settings(text))
     counts: Counter[Outcome] = Counter()
     prober = Prober()
-    monitor = Monitor(topology, counting(prober, counts))
+    stats = Stats()
+    monitor = Monitor(topology, counting(prober, counts), stats=stats)
     held = HeldConnections(prober, monitor.probe_now)
     await monitor.first_round()
     task = asyncio.create_task(monitor.run())
     if hold:
         held.follow(topology.targets())
     try:
-        await asyncio.sleep(2.0)
+        await asyncio.sleep(2.0 + (SPREAD if hold else 0.0))  # every held connection opened
         counts.clear()
         cpu, wall, version = cpu_seconds(), time.perf_counter(), monitor.current().version
+        downs = downs_so_far(stats)
         await asyncio.sleep(seconds)
         cpu, wall = cpu_seconds() - cpu, time.perf_counter() - wall
         snapshots = monitor.current().version - version
         probes, failed = counts.total(), counts.total() - counts[Outcome.SUCCESS]
         open_now = sum(held.opened.values()) - sum(held.lost.values())
+        downs = downs_so_far(stats) - downs
     finally:
         await held.close()
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-    return Row(kind, len(topology.targets()), probes, failed, wall, cpu, snapshots, open_now)
+    targets = len(topology.targets())
+    return Row(kind, targets, probes, failed, wall, cpu, snapshots, open_now, downs)
+
+
+def downs_so_far(stats: Stats) -> int:
+    return sum(n for (*_, to), n in stats.transitions.items() if to == "down")
 
 
 def table(rows: list[Row]) -> str:
     header = ["type", "targets", "probes/s", "failed", "probes per CPU-s", "CPU (one core)"]
-    header += ["snapshots/s", "held"]
+    header += ["snapshots/s", "held", "downs"]
     lines = [header, ["---"] * len(header), *(row.cells() for row in rows)]
     return "\n".join("| " + " | ".join(line) + " |" for line in lines)
 

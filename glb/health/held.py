@@ -12,6 +12,11 @@ doubling up to the target's probe interval, back to the start once a connection 
 `STABLE_AFTER` seconds. Failures to connect, and a server that does not answer, are left to
 the probes (no trigger), only retried with the backoff.
 
+The first connection to each target is opened at a random moment within `SPREAD` seconds, and
+each reopen waits its backoff times a random 1 to 1 + `JITTER`: thousands of targets do not
+open thousands of connections in one go (at start, on a reload that adds them, or after a
+network blip that cut them all), which would slow the probes running meanwhile into timeouts.
+
 `HeldConnections.follow(targets)` holds one connection per target whose spec says
 `hold_connection` (a reload adds and removes them); `close()` closes them all.
 """
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import ssl
 import time
 from collections.abc import Callable, Collection
@@ -32,6 +38,8 @@ from glb.health.probes import ProbeFailure, Prober, final_head, open_streams, re
 logger = logging.getLogger(__name__)
 
 FIRST_BACKOFF: Final = 0.05  # seconds before reopening a lost connection
+SPREAD: Final = 5.0  # seconds over which the first opens are spread
+JITTER: Final = 0.5  # each reopen waits its backoff times 1 to 1 + JITTER
 STABLE_AFTER: Final = 5.0  # seconds a connection must live for the backoff to start over
 Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
@@ -51,7 +59,11 @@ class HeldConnections:
         clock: Callable[[], float] = time.monotonic,
         first_backoff: float = FIRST_BACKOFF,
         stable_after: float = STABLE_AFTER,
+        rng: random.Random | None = None,
+        spread: float = SPREAD,
     ) -> None:
+        self._spread = spread
+        self._rng = rng or random.Random()
         self._prober = prober
         self._trigger = trigger
         self._clock = clock
@@ -92,6 +104,7 @@ class HeldConnections:
 
     async def _hold(self, target: Target) -> None:
         """Keep a connection to `target` open, reopening it after each loss."""
+        await asyncio.sleep(self._rng.uniform(0, self._spread))
         backoff = self._first_backoff
         while True:
             try:
@@ -105,7 +118,7 @@ class HeldConnections:
                 self._lost(target, await _until_lost(streams))
                 if self._clock() - opened >= self._stable_after:
                     backoff = self._first_backoff
-            await asyncio.sleep(backoff)
+            await asyncio.sleep(backoff * self._rng.uniform(1.0, 1.0 + JITTER))
             backoff = min(backoff * 2, max(self._first_backoff, target.probe.interval))
 
     def _lost(self, target: Target, reason: str) -> None:
