@@ -15,6 +15,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+import trustme
 
 from glb.app import running
 from glb.config import load_settings, parse_settings, to_topology
@@ -27,6 +28,7 @@ from glb.health.probes import Prober
 from glb.health.triggers import AddressTriggers
 from glb.http1.client import HttpClient, Origin, Timeouts
 from tests.clusters import start_clusters, write_config
+from tests.probe_backends import TLS_NAME, serve_backend
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 OK_CLOSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
@@ -201,6 +203,7 @@ async def test_a_server_closing_after_every_response_gets_a_bare_connection() ->
             await eventually(lambda: server.silent == 1 and held.opened.get(target) == 1)
             requests = server.requests
             assert requests == 2  # the first round's probe and the held connection's one
+            assert held.bare == {target}
             assert held.lost.get(target, 0) == 0
             assert monitor.current().health(target).state is Health.UP
 
@@ -366,3 +369,33 @@ services:
     triggers.lost("10.0.0.9", 80)
     triggers.lost("10.0.0.2", 8080)
     assert probed == []
+
+
+@pytest.fixture(scope="module")
+def cert(ca: trustme.CA) -> trustme.LeafCert:
+    return ca.issue_cert(TLS_NAME, "127.0.0.1")
+
+
+async def test_https_targets_hold_a_tls_connection_after_a_keep_alive_request(
+    ca_file: str, cert: trustme.LeafCert
+) -> None:
+    """An https target's held connection is a verified TLS connection that carried one probe
+    request asking for keep-alive; the server shutting down closes it, which triggers."""
+    triggered: list[Target] = []
+    async with serve_backend(cert=cert) as backend:
+        assert backend.tls_port is not None
+        probe = f"{{type: https, path: /echo, host: {TLS_NAME}, interval: 5s, timeout: 1s}}"
+        target = only_target(
+            to_topology(parse_settings(config("127.0.0.1", backend.tls_port, probe)))
+        )
+        held = HeldConnections(Prober(ca_file=ca_file), triggered.append, spread=0.0)
+        held.follow([target])
+        await eventually(lambda: held.opened.get(target) == 1)
+        assert backend.server_names == [TLS_NAME]
+        [seen] = backend.seen
+        assert seen.headers["Connection"] == "keep-alive"
+        assert held.bare == frozenset()
+    try:
+        await eventually(lambda: triggered == [target])
+    finally:
+        await held.close()

@@ -80,6 +80,12 @@ class HeldConnections:
         """Targets followed (each has its connection open or is about to reopen it)."""
         return len(self._tasks)
 
+    @property
+    def bare(self) -> frozenset[Target]:
+        """The http(s) targets held by a bare TCP connection (their server closes after a
+        response)."""
+        return frozenset(self._bare)
+
     def follow(self, targets: Collection[Target]) -> None:
         """Hold a connection to each of `targets` that asks for one, and to no other. Cheap when
         called again with the same collection object (e.g. on every snapshot)."""
