@@ -76,9 +76,10 @@ class _Connection(asyncio.Protocol):
     """Answers each request with 200; `close_after` is how long it stays open after a response
     (None: as long as the client likes, unless the client asked for a close)."""
 
-    def __init__(self, server: Server, close_after: float | None) -> None:
+    def __init__(self, server: Server, close_after: float | None, chatter: bool) -> None:
         self.server = server
         self.close_after = close_after
+        self.chatter = chatter  # write bytes nobody asked for, 100 ms after each response
         self.buffer = b""
         self.spoke = False
 
@@ -102,6 +103,8 @@ class _Connection(asyncio.Protocol):
                 self.transport.close()
                 return
             self.transport.write(OK)
+            if self.chatter:
+                asyncio.get_running_loop().call_later(0.1, self.transport.write, b"surprise")
             if self.close_after is not None:
                 asyncio.get_running_loop().call_later(self.close_after, self.transport.close)
 
@@ -112,10 +115,14 @@ class _Connection(asyncio.Protocol):
 
 
 @asynccontextmanager
-async def raw_server(close_after: float | None = None) -> AsyncIterator[Server]:
+async def raw_server(
+    close_after: float | None = None, *, chatter: bool = False
+) -> AsyncIterator[Server]:
     server = Server()
     loop = asyncio.get_running_loop()
-    listener = await loop.create_server(lambda: _Connection(server, close_after), "127.0.0.1", 0)
+    listener = await loop.create_server(
+        lambda: _Connection(server, close_after, chatter), "127.0.0.1", 0
+    )
     server.port = listener.sockets[0].getsockname()[1]
     try:
         yield server
@@ -206,6 +213,23 @@ async def test_a_server_closing_after_every_response_gets_a_bare_connection() ->
             assert held.bare == {target}
             assert held.lost.get(target, 0) == 0
             assert monitor.current().health(target).state is Health.UP
+
+
+async def test_unexpected_bytes_on_a_held_connection_trigger_a_probe() -> None:
+    """A server that writes on an idle held connection is out of step: the connection is
+    closed, a probe is asked for, and a new connection opened."""
+    async with raw_server(chatter=True) as server:
+        probe = "{type: http, interval: 5s, timeout: 1s}"
+        target = only_target(to_topology(parse_settings(config("127.0.0.1", server.port, probe))))
+        triggered: list[Target] = []
+        held = HeldConnections(Prober(), triggered.append, spread=0.0)
+        held.follow([target])
+        try:
+            await eventually(lambda: held.opened.get(target, 0) >= 2)
+        finally:
+            await held.close()
+        assert triggered[0] is target
+        assert server.closed >= 1
 
 
 async def test_tcp_targets_hold_a_plain_connection() -> None:

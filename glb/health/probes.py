@@ -11,7 +11,12 @@ read-to-close), only when `body_contains` asks for it. With a `source` address, 
 from it (targets of the other address family from the system's choice, said once in the log).
 
 Target failures are values (an `Outcome` and a short human reason), never exceptions; only
-`asyncio.CancelledError` escapes `Prober.probe`.
+`asyncio.CancelledError` escapes `Prober.probe`. The monitor may give each probe a shorter
+timeout than the spec's (its adaptive one, `glb.core.timeouts`).
+
+Held connections (`glb.health.held`) reuse the pieces: `Prober.request(target, keep_alive=True)`,
+`open_streams`, `final_head` and `read_body` (which also says whether the connection stopped at
+the body's end, so it can carry another request).
 """
 
 from __future__ import annotations
