@@ -12,7 +12,8 @@ Connections from a refused peer address are closed at once, before a byte is rea
 backend gets to the network path from one source breaking (http(s) probes from there fail with
 "connection closed without a response"; a tcp probe, which only connects, still passes). Each
 line "refuse-from ADDR ..." on standard input replaces the refused addresses (none: refuse
-nobody) and is answered "ok" once in force.
+nobody), cuts the connections already open from them (a held or pooled connection breaks as
+the path would), and is answered "ok" once in force.
 """
 
 from __future__ import annotations
@@ -31,17 +32,26 @@ from glb.demo import SimulatedCluster, cluster_app
 
 
 class _Gate(asyncio.Protocol):
-    """Closes a connection from a refused peer at once; hands any other to the app's protocol."""
+    """Closes a connection from a refused peer at once; hands any other to the app's protocol
+    (and keeps its transport in `open`, to cut it if its peer is refused later)."""
 
-    def __init__(self, serve: Callable[[], asyncio.Protocol], refused: set[str]) -> None:
+    def __init__(
+        self,
+        serve: Callable[[], asyncio.Protocol],
+        refused: set[str],
+        connections: set[asyncio.Transport],
+    ) -> None:
         self._serve = serve
         self._refused = refused
+        self._open = connections
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         if transport.get_extra_info("peername")[0] in self._refused:
             transport.abort()
             return
+        self._open.add(transport)
+        self._open -= {t for t in self._open if t.is_closing()}  # forget the closed ones
         protocol = self._serve()
         transport.set_protocol(protocol)
         protocol.connection_made(transport)
@@ -70,14 +80,16 @@ async def serve(
     app_protocol = runner.server
     assert app_protocol is not None
     loop = asyncio.get_running_loop()
-    await loop.create_server(lambda: _Gate(app_protocol, refused), sock=sock)
+    transports: set[asyncio.Transport] = set()
+    await loop.create_server(lambda: _Gate(app_protocol, refused, transports), sock=sock)
     print("ready", flush=True)  # noqa: T201 (the parent waits for this line)
-    await _follow_commands(refused)
+    await _follow_commands(refused, transports)
     await asyncio.Event().wait()  # standard input closed: serve on until killed
 
 
-async def _follow_commands(refused: set[str]) -> None:
-    """Apply each "refuse-from ADDR ..." line of standard input; answer "ok" to each."""
+async def _follow_commands(refused: set[str], transports: set[asyncio.Transport]) -> None:
+    """Apply each "refuse-from ADDR ..." line of standard input (cutting the open connections
+    from those addresses); answer "ok" to each."""
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
@@ -86,6 +98,9 @@ async def _follow_commands(refused: set[str]) -> None:
         assert command == "refuse-from", line
         refused.clear()
         refused.update(addresses)
+        for transport in [t for t in transports if t.get_extra_info("peername")[0] in refused]:
+            transport.abort()
+            transports.discard(transport)
         print("ok", flush=True)  # noqa: T201 (the parent waits for this line)
 
 
