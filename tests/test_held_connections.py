@@ -69,6 +69,7 @@ class Server:
     requests: int = 0  # requests answered
     silent: int = 0  # connections open that sent nothing yet
     closed: int = 0  # connections gone
+    peers: list[str] = field(default_factory=list)  # the address each connection came from
     transports: list[asyncio.Transport] = field(default_factory=list)
 
 
@@ -87,6 +88,7 @@ class _Connection(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         self.server.accepted.append(time.monotonic())
+        self.server.peers.append(transport.get_extra_info("peername")[0])
         self.server.silent += 1
         self.server.transports.append(transport)
 
@@ -230,6 +232,20 @@ async def test_unexpected_bytes_on_a_held_connection_trigger_a_probe() -> None:
             await held.close()
         assert triggered[0] is target
         assert server.closed >= 1
+
+
+async def test_held_connections_come_from_the_probes_source() -> None:
+    """A held connection is opened from `probes.source`, as the probes are."""
+    async with raw_server() as server:
+        probe = "{type: http, interval: 5s, timeout: 1s}"
+        target = only_target(to_topology(parse_settings(config("127.0.0.1", server.port, probe))))
+        held = HeldConnections(Prober(source="127.0.0.2"), lambda target: None, spread=0.0)
+        held.follow([target])
+        try:
+            await eventually(lambda: held.opened.get(target) == 1)
+        finally:
+            await held.close()
+        assert server.peers == ["127.0.0.2"]
 
 
 async def test_tcp_targets_hold_a_plain_connection() -> None:
