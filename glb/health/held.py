@@ -77,7 +77,7 @@ class HeldConnections:
 
     @property
     def held(self) -> int:
-        """Targets followed (each has its connection open or is about to reopen it)."""
+        """Targets followed (each has its connection open, or is about to open it again)."""
         return len(self._tasks)
 
     @property
@@ -96,6 +96,8 @@ class HeldConnections:
         for target in set(self._tasks) - wanted:
             self._tasks.pop(target).cancel()
             self._bare.discard(target)
+            self.opened.pop(target, None)
+            self.lost.pop(target, None)
         for target in wanted - set(self._tasks):
             self._tasks[target] = asyncio.create_task(self._hold(target), name=f"held {target}")
 
