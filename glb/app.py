@@ -49,8 +49,11 @@ from glb.dns.answerer import DnsAnswerer
 from glb.dns.server import DnsServer
 from glb.errors import StartupError
 from glb.health.faults import FaultInjector
+from glb.health.held import HeldConnections
 from glb.health.monitor import Monitor
 from glb.health.probes import Prober, source_problem
+from glb.health.triggers import AddressTriggers
+from glb.http1.client import Origin
 from glb.http1.server import ClientLimits, HttpServer
 from glb.proxy.handler import HttpProxy
 from glb.reload import Reloader
@@ -157,6 +160,7 @@ async def running(
         reloader_slot.append(reloader)
         probing = asyncio.create_task(monitor.run(), name="monitor")
         stack.push_async_callback(_cancel, probing)
+        _hold_connections(stack, prober, monitor)
         if isinstance(drains, SharedDrains):
             following = asyncio.create_task(drains.run(), name="shared drains")
             stack.push_async_callback(_cancel, following)
@@ -166,7 +170,8 @@ async def running(
         stack.push_async_callback(dns.close)
         grace = settings.http.shutdown_grace
         stack.push_async_callback(pool.close, grace + 5.0)  # after the main's own drain
-        proxy = _proxy(settings, monitor, monitor, stats)
+        lost = AddressTriggers(lambda: monitor.topology, monitor.probe_now)
+        proxy = _proxy(settings, monitor, monitor, stats, lambda o: lost.lost(o.host, o.port))
         await _serve_proxy(stack, proxy, http_sock, grace=grace, limits=limits, stats=stats)
         await pool.start(udp.getsockname()[1], http_sock.getsockname()[1])
         stack.callback(pool.stop)  # the workers drain while the main does
@@ -251,7 +256,13 @@ def _worker_command(settings: Settings) -> list[str]:
     ]
 
 
-def _proxy(settings: Settings, state: StateView, passive: PassiveHealth, stats: Stats) -> HttpProxy:
+def _proxy(
+    settings: Settings,
+    state: StateView,
+    passive: PassiveHealth,
+    stats: Stats,
+    on_idle_lost: Callable[[Origin], None] | None = None,
+) -> HttpProxy:
     return HttpProxy(
         state,
         passive,
@@ -259,7 +270,17 @@ def _proxy(settings: Settings, state: StateView, passive: PassiveHealth, stats: 
         ca_file=runtime.ca_file(settings),
         stats=stats,
         trusted_proxies=runtime.trusted_proxies(settings),
+        on_idle_lost=on_idle_lost,
     )
+
+
+def _hold_connections(stack: contextlib.AsyncExitStack, prober: Prober, monitor: Monitor) -> None:
+    """One idle connection per probe target, following the monitor's targets across reloads;
+    a lost one probes its target at once. Closed on exit."""
+    held = HeldConnections(prober, monitor.probe_now)
+    held.follow(monitor.topology.targets())
+    monitor.subscribe(lambda _: held.follow(monitor.topology.targets()))
+    stack.push_async_callback(held.close)
 
 
 def _stopping(monitor: Monitor) -> None:

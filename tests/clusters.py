@@ -55,6 +55,7 @@ class ClusterProcess:
     port: int
     delay: float = 0.0
     refused: tuple[str, ...] = ()  # peer addresses whose connections are closed at once
+    jitter: tuple[float, float] | None = None  # every response also waits MIN..MAX seconds
     process: asyncio.subprocess.Process | None = field(default=None, repr=False)
 
     async def start(self, sock: socket.socket | None = None) -> None:
@@ -72,6 +73,7 @@ class ClusterProcess:
             self.name,
             "--delay",
             str(self.delay),
+            *(("--jitter", *map(str, self.jitter)) if self.jitter else ()),
             "--refuse-from",
             *self.refused,
             pass_fds=(fd,),
@@ -128,15 +130,20 @@ def _rebind(cluster: ClusterProcess) -> socket.socket:
 
 
 async def start_clusters(
-    names: list[str], delays: list[float] | None = None
+    names: list[str],
+    delays: list[float] | None = None,
+    *,
+    jitter: tuple[float, float] | None = None,
 ) -> list[ClusterProcess]:
-    """Start one process per name on fresh loopback addresses sharing one port."""
+    """Start one process per name on fresh loopback addresses sharing one port (each response
+    delayed by its `delays` entry, plus a random MIN..MAX seconds of `jitter`)."""
     addresses = address_block(len(names))
     socks = listen_on_common_port(addresses)
     port = socks[0].getsockname()[1]
     delays = delays or [0.0] * len(names)
     clusters = [
-        ClusterProcess(n, a, port, d) for n, a, d in zip(names, addresses, delays, strict=True)
+        ClusterProcess(n, a, port, d, jitter=jitter)
+        for n, a, d in zip(names, addresses, delays, strict=True)
     ]
     await asyncio.gather(*(c.start(s) for c, s in zip(clusters, socks, strict=True)))
     return clusters

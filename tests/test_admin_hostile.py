@@ -31,7 +31,7 @@ clusters: [{name: eu, addresses: [192.0.2.1]}]
 """.replace("TOKEN", TOKEN)
 
 
-async def never_probed(target: Target) -> ProbeResult:
+async def never_probed(target: Target, within: float) -> ProbeResult:
     raise AssertionError("no service: nothing to probe")
 
 

@@ -331,11 +331,20 @@ def test_minimal_topology_defaults() -> None:
         ("{timeout: 250ms, rise: 3, fall: 5}", "timeout", 0.25),
         ("{latency_alpha: 1}", "latency_alpha", 1.0),
         ("{type: https, tls_verify: false}", "tls_verify", False),
+        ("{}", "adaptive_timeout", True),
+        ("{adaptive_timeout: false}", "adaptive_timeout", False),
+        ("{}", "min_timeout", 0.25),
+        ("{timeout: 150ms}", "min_timeout", 0.15),
+        ("{min_timeout: 100ms}", "min_timeout", 0.1),
+        ("{}", "hold_connection", True),
+        ("{hold_connection: false}", "hold_connection", False),
     ],
     ids=[
         "fast-interval-quarter", "fast-interval-given", "port-from-service", "port-given",
         "host-is-service-name", "host-given", "tcp-has-no-host", "headers-sorted",
-        "status-ranges", "timeout", "alpha", "tls-verify",
+        "status-ranges", "timeout", "alpha", "tls-verify", "adaptive-by-default",
+        "adaptive-off", "min-timeout-default", "min-timeout-at-most-timeout", "min-timeout-given",
+        "held-by-default", "not-held",
     ],
 )  # fmt: skip
 def test_probe_spec_from_settings(probe: str, field: str, value: object) -> None:
@@ -348,6 +357,57 @@ def test_probe_spec_from_settings(probe: str, field: str, value: object) -> None
         """)
     spec = topology_of(text).services[0].endpoints[0].target.probe
     assert getattr(spec, field) == value
+
+
+def test_probes_hold_connection_is_the_default_a_probe_may_override() -> None:
+    """probes.hold_connection: false turns held connections off for every probe that does not
+    say otherwise."""
+    services = """\
+        - name: held.example.test
+          probe: {hold_connection: true}
+          backends: [{cluster: eu}]
+        - name: plain.example.test
+          backends: [{cluster: eu}]
+        """
+    text = with_services(services, BASE + "probes: {hold_connection: false}\n")
+    held, plain = topology_of(text).services
+    assert held.endpoints[0].target.probe.hold_connection is True
+    assert plain.endpoints[0].target.probe.hold_connection is False
+
+
+@pytest.mark.parametrize(
+    ("probe", "reason"),
+    [
+        (
+            "{timeout: 500ms, min_timeout: 600ms}",
+            "services[0].probe.min_timeout: 0.6s is longer than the timeout (0.5s)",
+        ),
+        (
+            "{min_timeout: soon}",
+            "services[0].probe.min_timeout: 'soon' is not a duration (use e.g. 1s, 250ms, 2m or "
+            "a number)",
+        ),
+        (
+            "{adaptive_timeout: maybe}",
+            "services[0].probe.adaptive_timeout: Input should be a valid boolean, unable to "
+            "interpret input",
+        ),
+        (
+            "{hold_connection: 2}",
+            "services[0].probe.hold_connection: Input should be a valid boolean, unable to "
+            "interpret input",
+        ),
+    ],
+    ids=["min-over-timeout", "min-not-a-duration", "adaptive-not-a-boolean", "hold-not-a-boolean"],
+)
+def test_adaptive_timeout_and_held_connection_errors(probe: str, reason: str) -> None:
+    """Bad adaptive-timeout and held-connection settings are refused with their key path."""
+    text = with_services(f"""\
+        - name: svc.example.test
+          probe: {probe}
+          backends: [{{cluster: eu}}]
+        """)
+    assert reasons_of(text) == [f"<config>: {reason}"]
 
 
 def test_serial_is_passed_to_every_zone() -> None:

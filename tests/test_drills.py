@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import signal
 import time
@@ -386,8 +387,10 @@ async def test_with_workers_the_report_says_its_coarser_resolution(
             assert status == 201, started
             ended = await glb.until_ended(started["id"])
             async with asyncio.timeout(5):  # each worker answers eu-west again once it is told
-                while await glb.answer() != {eu.address}:
-                    await asyncio.sleep(0.05)
+                for pause in itertools.repeat(0.05):
+                    if await glb.answer() == {eu.address}:
+                        break
+                    await asyncio.sleep(pause)
     finally:
         assert await stop_serve(served) == 0
     report = ended["report"]

@@ -62,6 +62,7 @@ def write_config(tmp_path: Path, clusters: list[ClusterProcess], port: int) -> P
         "dns: {listen: '127.0.0.1:0'}",
         "http: {listen: '127.0.0.1:0'}",
         "admin: {listen: '127.0.0.1:0'}",
+        "probes: {source: 127.0.0.2}",  # the proxy connects from 127.0.0.1: see the retry test
         "zones:",
         "  - name: glb.test",
         "    nameservers: [{name: ns1.glb.test, address: 127.0.0.1}]",
@@ -413,7 +414,10 @@ async def test_proxied_requests_are_counted_by_service_cluster_and_code(glb, clu
                 assert response.status == 200
         async with session.get(url, headers={"Host": "nobody.example"}) as response:
             assert response.status == 421
-        await eu.kill()  # the next request fails on eu-west and is retried on us-east
+        # eu-west cuts the proxy's connections (from 127.0.0.1) but not the probes' (from
+        # probes.source): glb cannot know, so the next request fails there and is retried on
+        # us-east (a kill would be noticed at once, through the connections it closes)
+        await eu.refuse_from("127.0.0.1")
         async with session.get(url, headers={"Host": SERVICE}) as response:
             assert response.status == 200
             assert "us-east" in await response.text()

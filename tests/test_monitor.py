@@ -75,12 +75,14 @@ class FakeProber:
         self.clock = clock
         self.outcome: dict[str, Outcome] = {}
         self.calls: list[tuple[float, str]] = []
+        self.timeouts: list[float] = []  # the timeout each probe was given
         self.gate: asyncio.Event | None = None  # when set, probes block until it is set
         self.in_flight = 0
         self.max_in_flight = 0
 
-    async def probe(self, target: Target) -> ProbeResult:
+    async def probe(self, target: Target, within: float) -> ProbeResult:
         self.calls.append((self.clock.now, target.address))
+        self.timeouts.append(within)
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
@@ -153,9 +155,10 @@ async def test_probe_start_times_are_spread_with_jitter(monitor, clock, prober):
 
 
 async def test_failure_is_confirmed_at_the_fast_pace(monitor, clock, prober):
-    """After a failure the target is re-probed every fast_interval until fall failures confirm."""
+    """After a failure the target is re-probed every fast_interval until fall failures confirm
+    (a timeout: a refusal is re-probed at once, see the next test)."""
     await clock.advance(2.0)
-    prober.outcome["10.0.0.1"] = Outcome.REFUSED
+    prober.outcome["10.0.0.1"] = Outcome.TIMEOUT
     failed_from = clock.now
     async with asyncio.timeout(5):
         waiting = asyncio.create_task(
@@ -167,6 +170,80 @@ async def test_failure_is_confirmed_at_the_fast_pace(monitor, clock, prober):
     assert times[1] - times[0] == pytest.approx(0.25)
     assert times[2] - times[1] == pytest.approx(0.25)
     assert state(monitor, "10.0.0.2") is Health.UP
+
+
+async def test_a_refused_up_target_is_confirmed_at_once(monitor, clock, prober):
+    """A refusal (or reset) of an UP target is confirmed by a probe at once, not after
+    fast_interval: fall 3 refusals are three probes at the same instant."""
+    await clock.advance(2.0)
+    prober.outcome["10.0.0.1"] = Outcome.REFUSED
+    failed_from = clock.now
+    async with asyncio.timeout(5):
+        waiting = asyncio.create_task(
+            monitor.wait_for(lambda s: state(monitor, "10.0.0.1") == "down")
+        )
+        await clock.advance(3.0)
+        await waiting
+    times = [t for t in prober.times("10.0.0.1") if t >= failed_from]
+    assert times[1] == times[0]
+    assert times[2] == times[0]
+    assert times[3] - times[2] == pytest.approx(1.0)  # down: back to the interval, no loop
+
+
+async def test_probes_get_the_adaptive_timeout_and_back_off_on_timeouts(monitor, clock, prober):
+    """Fast targets get min_timeout (250 ms, under the configured 500 ms); each consecutive
+    timeout doubles it, capped at the configured timeout."""
+    await clock.advance(2.0)
+    assert prober.timeouts[:2] == [0.5, 0.5]  # the first round: no round trip known yet
+    assert prober.timeouts[-1] == 0.25
+    prober.outcome["10.0.0.1"] = Outcome.TIMEOUT
+    count = len(prober.calls)
+    await clock.advance(2.0)
+    calls = zip(prober.calls[count:], prober.timeouts[count:], strict=True)
+    given = [within for (_, address), within in calls if address == "10.0.0.1"]
+    assert given[:3] == [0.25, 0.5, 0.5]
+
+
+async def test_probe_now_cuts_the_wait_short(monitor, clock, prober):
+    """probe_now starts the target's next probe at once, then the usual pace resumes."""
+    await clock.advance(2.0)
+    [target] = [t for t in monitor.topology.targets() if t.address == "10.0.0.1"]
+    before = len(prober.times("10.0.0.1"))
+    monitor.probe_now(target)
+    await clock.advance(0.0)
+    assert prober.times("10.0.0.1")[before:] == [clock.now]
+    await clock.advance(1.0)
+    assert prober.times("10.0.0.1")[before + 1] == pytest.approx(clock.now)
+
+
+async def test_probe_now_is_ignored_while_down(monitor, clock, prober):
+    """A down target is left to its own schedule: probe_now adds no probe."""
+    prober.outcome["10.0.0.1"] = Outcome.REFUSED
+    await clock.advance(3.0)
+    assert state(monitor, "10.0.0.1") is Health.DOWN
+    [target] = [t for t in monitor.topology.targets() if t.address == "10.0.0.1"]
+    before = len(prober.times("10.0.0.1"))
+    monitor.probe_now(target)
+    await clock.advance(0.0)
+    assert len(prober.times("10.0.0.1")) == before
+
+
+async def test_probe_now_during_a_probe_adds_one_more_right_after(monitor, clock, prober):
+    """While a probe is in flight, any number of probe_now calls make one more probe, right
+    after it: never two at once."""
+    await clock.advance(2.0)
+    [target] = [t for t in monitor.topology.targets() if t.address == "10.0.0.1"]
+    prober.gate = asyncio.Event()
+    while not (prober.in_flight and prober.calls[-1][1] == "10.0.0.1"):
+        await clock.advance(0.01)
+    before = len(prober.times("10.0.0.1"))
+    for _ in range(5):
+        monitor.probe_now(target)
+    assert len(prober.times("10.0.0.1")) == before  # not while one is in flight
+    prober.gate.set()
+    await clock.advance(0.0)
+    assert prober.times("10.0.0.1")[before:] == [clock.now]  # one more, at once
+    assert prober.max_in_flight <= 2  # one per target
 
 
 async def test_recovery_needs_rise_successes(monitor, clock, prober):
@@ -196,7 +273,7 @@ async def test_never_more_than_one_probe_in_flight_per_target(monitor, clock, pr
 async def test_a_prober_exception_counts_as_a_failure(topology, clock, caplog):
     """A prober that raises is logged and its probe counts as a failed one."""
 
-    async def broken(target: Target) -> ProbeResult:
+    async def broken(target: Target, within: float) -> ProbeResult:
         raise RuntimeError("boom")
 
     monitor = Monitor(topology, broken, clock=clock, sleep=clock.sleep)

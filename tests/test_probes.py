@@ -182,6 +182,25 @@ async def test_slow_backend_times_out(prober: Prober, backend: Backend) -> None:
     assert TIMEOUT - 0.01 <= result.rtt < TIMEOUT + 1  # uvloop timers may fire a tick early
 
 
+async def test_the_timeout_given_replaces_the_spec_one(prober: Prober, backend: Backend) -> None:
+    """The monitor's adaptive timeout, when given, bounds the probe instead of the spec's."""
+    target = make_target(backend.port, path="/slow", timeout=30)
+    async with asyncio.timeout(5):
+        result = await prober.probe(target, 0.2)
+    assert (result.outcome, result.detail) == (Outcome.TIMEOUT, "timed out after 0.2s")
+    assert 0.19 <= result.rtt < 1.2
+
+
+async def test_a_keep_alive_request_differs_only_in_its_connection_header(prober: Prober) -> None:
+    """Held connections send the probe's own request, asking to keep the connection."""
+    target = make_target(80, headers=(("X-Probe", "glb"),))
+    closing = prober.request(target)
+    keeping = prober.request(target, keep_alive=True)
+    assert b"\r\nConnection: close\r\n" in closing
+    assert keeping == closing.replace(b"Connection: close", b"Connection: keep-alive")
+    assert prober.request(target, keep_alive=True) is keeping  # built once
+
+
 @pytest.mark.parametrize("type", [ProbeType.HTTP, ProbeType.TCP])
 async def test_refused(prober: Prober, type: ProbeType) -> None:
     """A port nobody listens on fails the probe as REFUSED."""

@@ -281,6 +281,11 @@ def _check_probe(here: str, probe: ProbeSettings) -> Iterator[str]:
         yield (
             f"{here}.timeout: {probe.timeout:g}s is longer than the interval ({probe.interval:g}s)"
         )
+    if probe.min_timeout is not None and probe.min_timeout > probe.timeout:
+        yield (
+            f"{here}.min_timeout: {probe.min_timeout:g}s is longer than the timeout "
+            f"({probe.timeout:g}s)"
+        )
     if probe.fast_interval is not None and probe.fast_interval > probe.interval:
         yield (
             f"{here}.fast_interval: {probe.fast_interval:g}s is longer than the interval "

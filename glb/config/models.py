@@ -327,6 +327,8 @@ class ProbesSettings(Strict):
     # The local address probes connect from (multi-homed hosts, several vantage points on one
     # host); targets of the other address family are probed from the default address.
     source: Address | None = None
+    # Each target keeps one idle connection open: its close or reset (a crash) probes at once.
+    hold_connection: bool = True
 
 
 def _optional_redis_url(value: object) -> str | None:
@@ -417,6 +419,9 @@ class ProbeSettings(Strict):
     expect_status: StatusRanges = ((200, 399),)
     interval: Duration = 1.0
     timeout: Duration = 0.75
+    adaptive_timeout: bool = True  # srtt + 4 rttvar of the round trips, within the bounds
+    # the shortest adaptive timeout, at most `timeout` (default: 250ms, or `timeout` if shorter)
+    min_timeout: Duration | None = None
     fast_interval: Duration | None = None  # default: interval / 4
     rise: int = Field(default=2, ge=1, le=100)
     fall: int = Field(default=2, ge=1, le=100)
@@ -429,6 +434,7 @@ class ProbeSettings(Strict):
     body_contains: str | None = Field(default=None, min_length=1)
     port: Port | None = None  # default: the service port
     tls_verify: bool = True
+    hold_connection: bool | None = None  # default: probes.hold_connection
 
 
 class BackendSettings(Strict):

@@ -13,6 +13,7 @@ from glb.config.models import (
     GeoSettings,
     LocationSettings,
     ProbeSettings,
+    ProbesSettings,
     ServiceSettings,
     Settings,
     ZoneSettings,
@@ -47,7 +48,9 @@ def to_topology(settings: Settings, *, serial: int = 1) -> Topology:
         by_name = {c.name: c for c in clusters}
         zone_names = [z.name for z in zones]
         targets = _Targets()
-        services = tuple(_service(s, by_name, zone_names, targets) for s in settings.services)
+        services = tuple(
+            _service(s, by_name, zone_names, targets, settings.probes) for s in settings.services
+        )
         return Topology(zones, clusters, services, geo_map(settings.geo))
 
 
@@ -101,7 +104,16 @@ def _zone(zone: ZoneSettings, serial: int) -> Zone:
     )
 
 
-def probe_spec(probe: ProbeSettings, service: ServiceSettings) -> ProbeSpec:
+DEFAULT_MIN_TIMEOUT = 0.25  # seconds: probe.min_timeout when not given (or the timeout)
+
+
+def probe_spec(
+    probe: ProbeSettings, service: ServiceSettings, probes: ProbesSettings | None = None
+) -> ProbeSpec:
+    """A service's probe spec; `probes` (the shared settings) gives the defaults it leaves."""
+    hold = probe.hold_connection
+    if hold is None:
+        hold = probes.hold_connection if probes is not None else True
     return ProbeSpec(
         type=probe.type,
         port=probe.port or service.port,
@@ -117,6 +129,11 @@ def probe_spec(probe: ProbeSettings, service: ServiceSettings) -> ProbeSpec:
         expect_status=probe.expect_status,
         body_contains=probe.body_contains,
         tls_verify=probe.tls_verify,
+        adaptive_timeout=probe.adaptive_timeout,
+        min_timeout=min(probe.timeout, DEFAULT_MIN_TIMEOUT)
+        if probe.min_timeout is None
+        else probe.min_timeout,
+        hold_connection=hold,
     )
 
 
@@ -133,9 +150,13 @@ def _probe_host(probe: ProbeSettings, service: ServiceSettings) -> str:
 
 
 def _service(
-    service: ServiceSettings, clusters: Mapping[str, Cluster], zones: list[str], targets: _Targets
+    service: ServiceSettings,
+    clusters: Mapping[str, Cluster],
+    zones: list[str],
+    targets: _Targets,
+    probes: ProbesSettings,
 ) -> Service:
-    spec = targets.spec(probe_spec(service.probe, service))
+    spec = targets.spec(probe_spec(service.probe, service, probes))
     endpoints: list[Endpoint] = []
     for backend in service.backends:
         cluster = clusters[backend.cluster]

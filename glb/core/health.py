@@ -1,7 +1,9 @@
 """Health of probe targets as a pure step: rise/fall hysteresis and an EWMA latency score.
 
 `observe(target, health, result)` folds one probe result into a target's health and reports the
-transition, if any. Nothing here reads a clock: the result carries the time it was taken.
+transition, if any; it also keeps the round-trip estimate and the count of consecutive timeouts
+that set the next probe's timeout (`glb.core.timeouts`). `next_delay` paces the probes. Nothing
+here reads a clock: the result carries the time it was taken.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from enum import StrEnum
 from typing import Final
 
 from glb.core.model import ProbeSpec, Target
+from glb.core.timeouts import RttEstimate, observe_rtt, probe_timeout
 
 CHANGES_KEPT: Final = 4  # state changes remembered per target (glb.core.stability reads them)
 
@@ -49,6 +52,10 @@ class ProbeResult:
         return self.detail or self.outcome.replace("_", " ")
 
 
+# Failures a live server does not cause: an UP target showing one is re-probed at once.
+ABRUPT: Final = frozenset({Outcome.REFUSED, Outcome.RESET})
+
+
 @dataclass(frozen=True, slots=True)
 class TargetHealth:
     state: Health = Health.UNKNOWN
@@ -62,6 +69,8 @@ class TargetHealth:
     reason: str = ""  # why the state last changed
     ejected: bool = False  # taken down by failed proxied requests, not (yet) by probes
     passive_failures: int = 0  # consecutive failed proxied requests
+    rtt: RttEstimate | None = None  # of the successful probes, for the adaptive timeout
+    timeouts: int = 0  # consecutive probes that timed out (the timeout's back-off)
 
     @property
     def unconfirmed(self) -> bool:
@@ -100,6 +109,8 @@ def observe(
             failures=0,
             latency=ewma(health.latency, result.rtt, spec.latency_alpha),
             last_result=result,
+            rtt=observe_rtt(health.rtt, result.rtt),
+            timeouts=0,
         )
     else:
         new = replace(
@@ -108,6 +119,7 @@ def observe(
             failures=health.failures + 1,
             last_result=result,
             last_failure=result,
+            timeouts=health.timeouts + 1 if result.outcome is Outcome.TIMEOUT else 0,
         )
     if not result.ok:
         new = replace(new, ejected=False)  # the probes now agree: plainly down
@@ -188,5 +200,17 @@ def _count(n: int, one: str, many: str) -> str:
 
 
 def next_delay(health: TargetHealth, spec: ProbeSpec) -> float:
-    """Seconds from one probe's start to the next: faster while a change is unconfirmed."""
-    return spec.fast_interval if health.unconfirmed else spec.interval
+    """Seconds from one probe's start to the next: faster while a change is unconfirmed, and
+    none at all when an UP target's connection was just refused or reset (a crashed or
+    restarting server, confirmed at once; timeouts and bad answers keep the fast pace)."""
+    if not health.unconfirmed:
+        return spec.interval
+    last = health.last_result
+    if health.state is Health.UP and last is not None and last.outcome in ABRUPT:
+        return 0.0
+    return spec.fast_interval
+
+
+def timeout_for(health: TargetHealth, spec: ProbeSpec) -> float:
+    """How long the target's next probe may take (`glb.core.timeouts`)."""
+    return probe_timeout(spec, health.rtt, health.timeouts)

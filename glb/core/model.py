@@ -65,6 +65,9 @@ class ProbeSpec:
     expect_status: tuple[tuple[int, int], ...] = ((200, 399),)
     body_contains: str | None = None
     tls_verify: bool = True
+    adaptive_timeout: bool = True  # wait srtt + 4 rttvar (glb.core.timeouts), within the bounds
+    min_timeout: float = 0.25  # seconds: the shortest adaptive timeout
+    hold_connection: bool = True  # keep an idle connection open to notice a close at once
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,10 +46,11 @@ class FaultInjector:
     def restore(self, cluster: str) -> None:
         self._failed = self._failed - {cluster}
 
-    async def probe(self, target: Target) -> ProbeResult:
+    async def probe(self, target: Target, within: float) -> ProbeResult:
+        """Probe `target` (waiting at most `within` seconds), unless its cluster is failed."""
         if self._failed and self._simulated(target):
             return ProbeResult(Outcome.OTHER, 0.0, self._clock(), SIMULATED)
-        return await self._probe(target)
+        return await self._probe(target, within)
 
     def _simulated(self, target: Target) -> bool:
         if self._topology is None:

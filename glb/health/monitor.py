@@ -4,10 +4,11 @@ iteration) when a state changes or a drain or ejection happens, within `PUBLISH_
 result only moves a latency or a counter. A publish copies every target's health, so batching the
 latency-only ones keeps its cost per second flat however many targets are probed.
 
-Every distinct target (address + probe spec) gets one task that probes it at its own pace: every
-`interval` while its state is confirmed, every `fast_interval` while the newest results disagree
-with it, never more than one probe in flight. Start times are spread with jitter. The probe
-function, clock, sleep and random generator are injected, so tests can drive it without a network.
+Every distinct target (address + probe spec) is probed at its own pace by the monitor's
+`ProbeSchedule` (`glb.health.schedule`), which hands each result back to be folded in;
+`probe_now(target)` asks for a target's next probe at once (a held connection or an idle proxy
+connection was just lost). The probe function, clock, sleep and random generator are injected,
+so tests can drive it without a network.
 
 The monitor also holds the operator drains (`glb.core.drains.Drains`: who, since, reason, until)
 and derives the snapshot's drained sets from them. A drain with an `until` ends by itself when
@@ -42,11 +43,9 @@ from glb.core.disagreements import Disagreements
 from glb.core.drains import Drain, Drains
 from glb.core.health import (
     Health,
-    Outcome,
     ProbeResult,
     TargetHealth,
     Transition,
-    next_delay,
     observe,
     observe_passive,
 )
@@ -57,10 +56,12 @@ from glb.core.stats import Stats
 from glb.core.vantage import Vantage, Verdict, key_of
 from glb.health.alarm import Alarm
 from glb.health.quorum_log import log_quorum_change
+from glb.health.schedule import ProbeFn, ProbeSchedule
+
+__all__ = ["PUBLISH_DELAY", "Monitor", "ProbeFn"]
 
 logger = logging.getLogger(__name__)
 
-ProbeFn = Callable[[Target], Awaitable[ProbeResult]]
 Predicate = Callable[[HealthSnapshot], bool]
 
 PUBLISH_DELAY: Final = 0.05  # seconds a result that changes no state may wait to be published
@@ -86,10 +87,11 @@ class Monitor:
         stats: Stats | None = None,
         stability: StabilityRule | None = None,
     ) -> None:
-        self._probe = probe
         self._clock = clock
-        self._sleep = sleep
         self._rng = rng or random.Random()
+        self._schedule = ProbeSchedule(
+            probe, self._health_of, self._take, clock=clock, sleep=sleep, rng=self._rng
+        )
         self._stats = stats or Stats()
         self._index(topology)
         self._health: dict[Target, TargetHealth] = dict.fromkeys(topology.targets(), TargetHealth())
@@ -103,7 +105,6 @@ class Monitor:
         self._changed = asyncio.Event()  # set and replaced on every publish
         self._publish_pending = False
         self._lazy_publish: asyncio.TimerHandle | None = None
-        self._tasks: dict[Target, asyncio.Task[None]] = {}
         self._subscribers: list[Subscriber] = []
         self._running = False
         self._vantage = Vantage()
@@ -134,7 +135,7 @@ class Monitor:
         targets are probed once before the switch, so their first answer is already informed;
         removed ones stop being probed. Drains are kept: they name clusters, not targets."""
         added = [t for t in topology.targets() if t not in self._health]
-        results = await asyncio.gather(*(self._probe_safely(t) for t in added))
+        results = await asyncio.gather(*(self._schedule.probe_once(t) for t in added))
         removed = set(self._health) - topology.targets()
         self._index(topology)
         self._health = {t: self._health.get(t, TargetHealth()) for t in topology.targets()}
@@ -142,11 +143,10 @@ class Monitor:
         for target, result in zip(added, results, strict=True):
             self._apply(target, result)
         for target in removed:
-            if (task := self._tasks.pop(target, None)) is not None:
-                task.cancel()
+            self._schedule.stop(target)
         if self._running:
             for target in added:
-                self._start(target, first_delay=self._rng.uniform(0, target.probe.interval))
+                self._schedule.start(target)
         self._publish()
         self._disagreements = self._disagreements.seen(self.own_verdicts(), self._vantage)
         self._verdicts_changed()
@@ -348,7 +348,7 @@ class Monitor:
     async def first_round(self) -> None:
         """Probe every target once, concurrently, and publish the results together."""
         targets = list(self._health)
-        results = await asyncio.gather(*(self._probe_safely(t) for t in targets))
+        results = await asyncio.gather(*(self._schedule.probe_once(t) for t in targets))
         for target, result in zip(targets, results, strict=True):
             self._apply(target, result)
         self._publish()
@@ -359,53 +359,29 @@ class Monitor:
         self._running = True
         try:
             for target in list(self._health):
-                self._start(target, first_delay=self._rng.uniform(0, target.probe.interval))
+                self._schedule.start(target)
             await asyncio.Event().wait()
         finally:
             self._running = False
             self._cancel_lazy_publish()
             if self._expiry is not None:
                 self._expiry.cancel()
-            await self._stop_all()
+            await self._schedule.stop_all()
 
-    def _start(self, target: Target, *, first_delay: float) -> None:
-        task = asyncio.create_task(self._watch(target, first_delay), name=f"probe {target}")
-        self._tasks[target] = task
+    def probe_now(self, target: Target) -> None:
+        """Probe `target` at once (something suggests it just failed): ignored while it is
+        DOWN or unknown to the monitor, coalesced while one of its probes is in flight."""
+        self._schedule.probe_now(target)
 
-    async def _stop_all(self) -> None:
-        tasks = list(self._tasks.values())
-        self._tasks.clear()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+    def _health_of(self, target: Target) -> TargetHealth | None:
+        return self._health.get(target)
 
-    async def _watch(self, target: Target, first_delay: float) -> None:
-        await self._sleep(first_delay)
-        while target in self._health:
-            started = self._clock()
-            result = await self._probe_safely(target)
-            if self._apply(target, result):
-                self._schedule_publish()
-            else:
-                self._schedule_lazy_publish()
-            if (health := self._health.get(target)) is None:
-                return  # removed by a reload while it was being probed
-            delay = next_delay(health, target.probe)
-            await self._sleep(max(0.0, delay - (self._clock() - started)))
-
-    async def _probe_safely(self, target: Target) -> ProbeResult:
-        """Run one probe; a prober bug or a hang past the deadline becomes a failed result."""
-        started = self._clock()
-        try:
-            async with asyncio.timeout(target.probe.timeout * 2 + 1.0):
-                return await self._probe(target)
-        except TimeoutError:
-            detail = f"probe did not finish within {target.probe.timeout * 2 + 1.0:g}s"
-            return ProbeResult(Outcome.TIMEOUT, self._clock() - started, self._clock(), detail)
-        except Exception as exc:
-            logger.exception("probe of %s raised; counted as a failure", target.describe())
-            now = self._clock()
-            return ProbeResult(Outcome.OTHER, now - started, now, f"probe error: {exc!r}")
+    def _take(self, target: Target, result: ProbeResult) -> None:
+        """Fold in a result of the schedule: published at once if a state changed."""
+        if self._apply(target, result):
+            self._schedule_publish()
+        else:
+            self._schedule_lazy_publish()
 
     def _set_health(self, target: Target, health: TargetHealth) -> None:
         """Record `target`'s new health; the next snapshot names it as changed."""

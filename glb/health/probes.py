@@ -11,7 +11,12 @@ read-to-close), only when `body_contains` asks for it. With a `source` address, 
 from it (targets of the other address family from the system's choice, said once in the log).
 
 Target failures are values (an `Outcome` and a short human reason), never exceptions; only
-`asyncio.CancelledError` escapes `Prober.probe`.
+`asyncio.CancelledError` escapes `Prober.probe`. The monitor may give each probe a shorter
+timeout than the spec's (its adaptive one, `glb.core.timeouts`).
+
+Held connections (`glb.health.held`) reuse the pieces: `Prober.request(target, keep_alive=True)`,
+`open_streams`, `final_head` and `read_body` (which also says whether the connection stopped at
+the body's end, so it can carry another request).
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ _LIMITS: Final = wire.Limits(HEAD_LIMIT, HEAD_LIMIT, HEAD_LIMIT // 4, HEAD_LIMIT
 _Verdict = tuple[Outcome, str]
 
 
-class _Failure(Exception):
+class ProbeFailure(Exception):
     """A probe failure found while speaking HTTP, already classified."""
 
     def __init__(self, outcome: Outcome, detail: str) -> None:
@@ -77,19 +82,20 @@ class Prober:
         self._other_family_logged = False
         self._user_agent = user_agent
         self._tls = ClientContexts(ca_file)
-        self._requests: dict[Target, bytes] = {}  # each target's request, built once
+        self._requests: dict[tuple[Target, bool], bytes] = {}  # by target and keep-alive
 
     async def close(self) -> None:
         """Nothing to release: each probe closes its own connection."""
 
-    async def probe(self, target: Target) -> ProbeResult:
-        spec = target.probe
+    async def probe(self, target: Target, within: float | None = None) -> ProbeResult:
+        """Probe `target` once within `within` seconds (default: its spec's timeout)."""
+        timeout = target.probe.timeout if within is None else within
         start = self._clock()
         try:
-            async with asyncio.timeout(spec.timeout):
+            async with asyncio.timeout(timeout):
                 outcome, detail = await self._check(target)
         except Exception as exc:  # a probe failure is a value, whatever raised it
-            outcome, detail = _classify(exc, spec.timeout)
+            outcome, detail = _classify(exc, timeout)
         end = self._clock()
         result = ProbeResult(outcome, end - start, end, detail)
         if logger.isEnabledFor(logging.DEBUG):
@@ -99,13 +105,12 @@ class Prober:
         return result
 
     async def _check(self, target: Target) -> _Verdict:
-        source = self._source_for(target)
+        source = self.source_for(target)
         if target.probe.type is ProbeType.TCP:
             return await _tcp_check(target, source)
-        tls = self._ssl_context(target) if target.probe.type is ProbeType.HTTPS else None
-        return await _http_check(target, self._request(target), tls, source)
+        return await _http_check(target, self.request(target), self.tls_for(target), source)
 
-    def _source_for(self, target: Target) -> str | None:
+    def source_for(self, target: Target) -> str | None:
         """The address to probe `target` from: `source` unless the families differ."""
         source = self._source
         if source is None or _is_ipv6(source) == _is_ipv6(target.address):
@@ -122,15 +127,20 @@ class Prober:
             )
         return None
 
-    def _request(self, target: Target) -> bytes:
-        """The target's request bytes; the same on every probe, so built on the first."""
-        if (request := self._requests.get(target)) is None:
+    def request(self, target: Target, *, keep_alive: bool = False) -> bytes:
+        """The target's request bytes (`Connection: close`, or `keep-alive` for a held
+        connection); the same on every probe, so built on the first."""
+        key = (target, keep_alive)
+        if (request := self._requests.get(key)) is None:
             if len(self._requests) >= REQUEST_CACHE:  # targets of replaced configurations
                 self._requests.clear()
-            request = self._requests[target] = _request(target, self._user_agent)
+            request = self._requests[key] = _request(target, self._user_agent, keep_alive)
         return request
 
-    def _ssl_context(self, target: Target) -> ssl.SSLContext:
+    def tls_for(self, target: Target) -> ssl.SSLContext | None:
+        """The SSL context of an https target (None for the others)."""
+        if target.probe.type is not ProbeType.HTTPS:
+            return None
         return self._tls.context(target.probe.tls_verify)
 
 
@@ -151,7 +161,7 @@ def _bind_problem(source: str, exc: OSError) -> str:
     return f"cannot bind {source}: {(exc.strerror or str(exc)).lower()}"
 
 
-async def _connect(address: str, port: int, source: str | None) -> socket.socket:
+async def connect_from(address: str, port: int, source: str | None) -> socket.socket:
     """A non-blocking TCP socket connected to address:port, from `source` when given."""
     sock = socket.socket(_family(address), socket.SOCK_STREAM)
     try:
@@ -174,7 +184,7 @@ def _bind_source(sock: socket.socket, source: str) -> None:
     try:
         sock.bind((source, 0))
     except OSError as exc:
-        raise _Failure(Outcome.OTHER, f"probes.source: {_bind_problem(source, exc)}") from None
+        raise ProbeFailure(Outcome.OTHER, f"probes.source: {_bind_problem(source, exc)}") from None
 
 
 def _family(address: str) -> socket.AddressFamily:
@@ -186,7 +196,7 @@ def _is_ipv6(address: str) -> bool:
 
 
 async def _tcp_check(target: Target, source: str | None) -> _Verdict:
-    sock = await _connect(target.address, target.probe.port, source)
+    sock = await connect_from(target.address, target.probe.port, source)
     sock.close()
     return Outcome.SUCCESS, "connected"
 
@@ -195,23 +205,15 @@ async def _http_check(
     target: Target, request: bytes, tls: ssl.SSLContext | None, source: str | None
 ) -> _Verdict:
     spec = target.probe
-    server_hostname = _server_name(spec.host or target.address) if tls else None
-    sock = await _connect(target.address, spec.port, source)
-    try:
-        reader, writer = await asyncio.open_connection(
-            sock=sock, ssl=tls, server_hostname=server_hostname, limit=HEAD_LIMIT
-        )
-    except BaseException:
-        sock.close()  # a no-op when the failed transport already closed it
-        raise
+    reader, writer = await open_streams(target, tls, source)
     try:
         writer.write(request)
-        head, rest = await _final_head(reader)
+        head, rest = await final_head(reader)
         if not any(low <= head.status <= high for low, high in spec.expect_status):
             return Outcome.BAD_STATUS, f"status {head.status}"
         if spec.body_contains is None:
             return Outcome.SUCCESS, f"status {head.status}"
-        body = await _body(reader, head, rest)
+        body, _ = await read_body(reader, head, rest)
     finally:
         writer.transport.abort()  # no TLS close_notify dance: nothing lingers past the probe
     if spec.body_contains.encode() not in body:
@@ -219,7 +221,22 @@ async def _http_check(
     return Outcome.SUCCESS, f"status {head.status}"
 
 
-def _request(target: Target, user_agent: str) -> bytes:
+async def open_streams(
+    target: Target, tls: ssl.SSLContext | None, source: str | None
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A connection to the target's probe port (TLS when `tls` is given), as streams."""
+    server_hostname = _server_name(target.probe.host or target.address) if tls else None
+    sock = await connect_from(target.address, target.probe.port, source)
+    try:
+        return await asyncio.open_connection(
+            sock=sock, ssl=tls, server_hostname=server_hostname, limit=HEAD_LIMIT
+        )
+    except BaseException:
+        sock.close()  # a no-op when the failed transport already closed it
+        raise
+
+
+def _request(target: Target, user_agent: str, keep_alive: bool = False) -> bytes:
     spec = target.probe
     fields = {
         "host": ("Host", spec.host or _netloc(target.address, spec.port)),
@@ -229,10 +246,10 @@ def _request(target: Target, user_agent: str) -> bytes:
     }
     for name, value in spec.headers:
         fields[name.lower()] = (name, value)
-    fields["connection"] = ("Connection", "close")
+    fields["connection"] = ("Connection", "keep-alive" if keep_alive else "close")
     lines = [f"GET {spec.path} HTTP/1.1", *(f"{n}: {v}" for n, v in fields.values())]
     if any(c in line for line in lines for c in "\r\n\0"):
-        raise _Failure(Outcome.OTHER, "control character in the request path or headers")
+        raise ProbeFailure(Outcome.OTHER, "control character in the request path or headers")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
@@ -248,7 +265,7 @@ def _server_name(host: str) -> str:
     return name if sep and port.isdigit() and ":" not in name else host
 
 
-async def _final_head(reader: asyncio.StreamReader) -> tuple[wire.Head, bytes]:
+async def final_head(reader: asyncio.StreamReader) -> tuple[wire.Head, bytes]:
     """The final response head (interim 1xx ones skipped) and the bytes read after it."""
     buffer = b""
     while True:
@@ -263,37 +280,42 @@ async def _final_head(reader: asyncio.StreamReader) -> tuple[wire.Head, bytes]:
 
 
 async def _more(reader: asyncio.StreamReader, *, started: bool = True) -> bytes:
-    """The next bytes of the response; a _Failure if the connection ended instead."""
+    """The next bytes of the response; a ProbeFailure if the connection ended instead."""
     if data := await reader.read(READ_SIZE):
         return data
     if started:
-        raise _Failure(Outcome.RESET, "connection closed mid-response")
-    raise _Failure(Outcome.RESET, "connection closed without a response")
+        raise ProbeFailure(Outcome.RESET, "connection closed mid-response")
+    raise ProbeFailure(Outcome.RESET, "connection closed without a response")
 
 
-async def _body(reader: asyncio.StreamReader, head: wire.Head, data: bytes) -> bytes:
-    """Up to BODY_LIMIT bytes of the body (`data`: what was read of it with the head)."""
+async def read_body(
+    reader: asyncio.StreamReader, head: wire.Head, data: bytes
+) -> tuple[bytes, bool]:
+    """Up to BODY_LIMIT bytes of the body (`data`: what was read of it with the head), and
+    whether the body ended there with nothing read past it (the connection could carry another
+    request)."""
     framing = head.framing
     if framing is wire.Framing.NONE:
-        return b""
+        return b"", not data
     decoder = ChunkedDecoder(_LIMITS.max_line) if framing is wire.Framing.CHUNKED else None
     left = head.length if framing is wire.Framing.LENGTH else -1  # bytes of a Content-Length body
     body = bytearray()
+    past = b""  # bytes read beyond the body's end
     while len(body) < BODY_LIMIT:
         if decoder is not None:
-            data = decoder.feed(data)[0]
+            data, past = decoder.feed(data)
         elif left >= 0:
-            data = data[:left]
+            data, past = data[:left], data[left:]
             left -= len(data)
         body += data
         if not left or (decoder is not None and decoder.done):
-            break
+            return bytes(body[:BODY_LIMIT]), not past
         if framing is wire.Framing.CLOSE:
             if not (data := await reader.read(READ_SIZE)):
                 break  # the close ends the body
         else:
             data = await _more(reader)
-    return bytes(body[:BODY_LIMIT])
+    return bytes(body[:BODY_LIMIT]), False
 
 
 def _classify(exc: Exception, timeout: float) -> _Verdict:
@@ -309,7 +331,7 @@ def _classify(exc: Exception, timeout: float) -> _Verdict:
             return Outcome.REFUSED, "connection refused"
         case ConnectionResetError() | BrokenPipeError():
             return Outcome.RESET, "connection reset"
-        case _Failure():
+        case ProbeFailure():
             return exc.outcome, exc.detail
         case wire.WireError():
             return Outcome.OTHER, str(exc)

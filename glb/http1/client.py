@@ -13,6 +13,11 @@ response byte) is "stale": the request is sent again once, on a fresh connection
 origin, when its body can be sent again and either its method is idempotent or nothing of it
 was written. Only that second attempt's failure reaches the caller.
 
+An idle pooled connection that the upstream closes or resets (or sends bytes on) before it is
+reused is reported to `HttpClient.on_idle_lost(origin)` when set: a hint that the upstream
+may have just gone away (glb probes it at once). Connections the pool closes itself (expiry,
+making room, shutdown) are not reported.
+
 Timeouts (`Timeouts`): `connect` bounds waiting for a pool slot plus the TCP and TLS handshakes,
 `first_byte` runs from the end of the request to the response head, `idle` bounds each silence
 of the upstream while it does not take the request body or while its response body streams.
@@ -90,10 +95,17 @@ class _Pool:
     """The connections to one origin: at most `limit` open, idle ones reused newest first and
     closed once idle for `keepalive` seconds."""
 
-    def __init__(self, origin: Origin, limit: int, keepalive: float) -> None:
+    def __init__(
+        self,
+        origin: Origin,
+        limit: int,
+        keepalive: float,
+        on_idle_lost: Callable[[Origin], None] | None = None,
+    ) -> None:
         self.origin = origin
         self.limit = limit
         self.keepalive = keepalive
+        self.on_idle_lost = on_idle_lost
         self.idle: deque[UpstreamConnection] = deque()
         self.open: set[UpstreamConnection] = set()
         self._waiters: deque[asyncio.Future[None]] = deque()
@@ -162,9 +174,15 @@ class _Pool:
         self._wake()
 
     def lost(self, connection: UpstreamConnection) -> None:
+        """`connection` is gone; if it was idle in the pool, the upstream ended it (the pool
+        takes a connection out of `idle` before closing it)."""
         if connection in self.open:
             self.open.discard(connection)
             self._wake()
+        if connection in self.idle:
+            self.idle.remove(connection)
+            if self.on_idle_lost is not None:
+                self.on_idle_lost(self.origin)
 
     def _wake(self) -> None:
         for waiter in self._waiters:
@@ -179,9 +197,9 @@ class _Pool:
             idle.popleft().close()
 
     def close(self) -> None:
+        self.idle.clear()  # first: these closes are ours, not losses to report
         for connection in list(self.open):
             connection.close()
-        self.idle.clear()
 
 
 async def connect(origin: Origin, protocol: Callable[[], asyncio.Protocol]) -> None:
@@ -210,12 +228,19 @@ class HttpClient:
     """Sends requests over per-origin keep-alive pools; `close()` closes every connection.
 
     `limit` bounds the open connections per origin (a request waits for a slot within its
-    connect timeout); idle connections are closed after `keepalive` seconds.
+    connect timeout); idle connections are closed after `keepalive` seconds. `on_idle_lost`
+    (settable) is told the origin of every idle connection the upstream ends.
     """
 
     def __init__(
-        self, *, limit: int = 1000, keepalive: float = 30.0, limits: Limits | None = None
+        self,
+        *,
+        limit: int = 1000,
+        keepalive: float = 30.0,
+        limits: Limits | None = None,
+        on_idle_lost: Callable[[Origin], None] | None = None,
     ) -> None:
+        self.on_idle_lost = on_idle_lost
         self._limit = limit
         self._keepalive = keepalive
         self._limits = limits or Limits()
@@ -264,8 +289,12 @@ class HttpClient:
         return connection
 
     def _pool(self, origin: Origin) -> _Pool:
-        pool = self._pools[origin] = _Pool(origin, self._limit, self._keepalive)
+        pool = self._pools[origin] = _Pool(origin, self._limit, self._keepalive, self._idle_lost)
         return pool
+
+    def _idle_lost(self, origin: Origin) -> None:
+        if self.on_idle_lost is not None:
+            self.on_idle_lost(origin)
 
     def _sweep_later(self) -> None:
         if self._sweeper is None:

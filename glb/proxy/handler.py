@@ -29,7 +29,7 @@ import itertools
 import logging
 import random
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Final
 
 from glb.core.model import PolicyName, Service, Topology
@@ -39,7 +39,7 @@ from glb.core.ports import PassiveHealth, StateView
 from glb.core.scope import GeoRankings
 from glb.core.snapshot import HealthSnapshot
 from glb.core.stats import Stats
-from glb.http1.client import HttpClient
+from glb.http1.client import HttpClient, Origin
 from glb.http1.server import Request
 from glb.proxy.attempts import Attempt, Attempts, UpstreamRequest
 from glb.proxy.body import NO_BODY, ClientBody, answer_client_fault
@@ -62,7 +62,8 @@ _GEO: Final = PolicyName.GEO  # a module constant: an enum class attribute is 10
 class HttpProxy:
     """The front end's state: the routing index, the upstream client, the round-robin counter,
     the geo rankings and the trusted proxies. `handle` is the one request handler; `close()`
-    closes the upstream connections."""
+    closes the upstream connections. `on_idle_lost(origin)`: an idle upstream connection was
+    ended by the upstream (`glb.http1.client`)."""
 
     def __init__(
         self,
@@ -74,6 +75,7 @@ class HttpProxy:
         ca_file: str | None = None,
         stats: Stats | None = None,
         trusted_proxies: Iterable[str | Network] = (),
+        on_idle_lost: Callable[[Origin], None] | None = None,
     ) -> None:
         self._stats = stats or Stats()
         self._state = state
@@ -90,7 +92,9 @@ class HttpProxy:
         self._geo_decisions: dict[tuple[str, int], tuple[Service, Decision]] = {}
         self._rankings: GeoRankings | None = None  # for the state's current topology
         self._proxies = TrustedProxies(trusted_proxies)
-        self._client = HttpClient(limit=POOL_LIMIT_PER_ENDPOINT, keepalive=KEEPALIVE)
+        self._client = HttpClient(
+            limit=POOL_LIMIT_PER_ENDPOINT, keepalive=KEEPALIVE, on_idle_lost=on_idle_lost
+        )
         self._forwarder = Forwarder(self._client)
         self._attempts = Attempts(passive, self._stats, cluster_header=cluster_header)
 

@@ -163,7 +163,8 @@ async def test_the_fault_injector_fails_only_the_chosen_clusters() -> None:
     topology = make_topology(STEERING)
     probed: list[str] = []
 
-    async def real(target: Target) -> ProbeResult:
+    async def real(target: Target, within: float) -> ProbeResult:
+        assert within == 0.5
         probed.append(target.address)
         return ProbeResult(Outcome.SUCCESS, 0.001, 1.0)
 
@@ -172,10 +173,10 @@ async def test_the_fault_injector_fails_only_the_chosen_clusters() -> None:
     eu, us = (endpoint.target for endpoint in topology.services[0].endpoints)
     faults.fail("eu")
     assert faults.failed == {"eu"}
-    failed = await faults.probe(eu)
+    failed = await faults.probe(eu, 0.5)
     assert (failed.ok, failed.reason(), failed.at) == (False, "drill: simulated failure", 42.0)
-    assert (await faults.probe(us)).ok
+    assert (await faults.probe(us, 0.5)).ok
     assert probed == ["192.0.2.2"]  # the failed target was never really probed
     faults.restore("eu")
-    assert (await faults.probe(eu)).ok
+    assert (await faults.probe(eu, 0.5)).ok
     assert probed == ["192.0.2.2", "192.0.2.1"]

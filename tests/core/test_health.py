@@ -40,8 +40,16 @@ def run(
 
 
 def from_code(code: str, t0: float = 1.0) -> list[ProbeResult]:
-    """'S' is a success and 'F' a refused connection; result i ends at t0 + i."""
-    return [ok(at=t0 + i) if c == "S" else fail(at=t0 + i) for i, c in enumerate(code)]
+    """'S' is a success, 'F' a refused connection and 'T' a timeout; result i ends at t0 + i."""
+    return [_result(c, t0 + i) for i, c in enumerate(code)]
+
+
+def _result(code: str, at: float) -> ProbeResult:
+    if code == "S":
+        return ok(at=at)
+    if code == "T":
+        return fail(Outcome.TIMEOUT, "timed out after 0.5s", at=at)
+    return fail(at=at)
 
 
 def states(code: str, rise: int = 2, fall: int = 2) -> str:
@@ -309,8 +317,8 @@ def test_unconfirmed(health: TargetHealth, unconfirmed: bool) -> None:
     [
         ("", 0.25),
         ("S", 1.0),
-        ("SF", 0.25),
-        ("SFF", 1.0),
+        ("ST", 0.25),
+        ("STT", 1.0),
         ("SFS", 1.0),
         ("F", 1.0),
         ("FS", 0.25),
@@ -332,6 +340,24 @@ def test_unconfirmed(health: TargetHealth, unconfirmed: bool) -> None:
 def test_next_delay_is_fast_while_unconfirmed(code: str, delay: float) -> None:
     """Probes come every fast_interval while a change is unconfirmed and every interval else."""
     health, _ = run(from_code(code))
+    assert next_delay(health, TARGET.probe) == delay
+
+
+@pytest.mark.parametrize(
+    ("code", "delay"),
+    [("SF", 0.0), ("SR", 0.0), ("ST", 0.25), ("SB", 0.25), ("SFF", 1.0), ("F", 1.0), ("", 0.25)],
+    ids=["refused", "reset", "timeout", "bad-status", "down", "first-down", "never-probed"],
+)
+def test_an_up_target_refused_or_reset_is_confirmed_at_once(code: str, delay: float) -> None:
+    """An UP target whose newest probe was refused or reset is probed again at once (no
+    fast_interval); timeouts and bad answers keep the fast pace; DOWN and UNKNOWN targets
+    never get a delay of zero (no tight loop)."""
+    outcomes = {"R": Outcome.RESET, "B": Outcome.BAD_STATUS}
+    results = [
+        fail(outcomes[c], at=1.0 + i) if c in outcomes else _result(c, 1.0 + i)
+        for i, c in enumerate(code)
+    ]
+    health, _ = run(results)
     assert next_delay(health, TARGET.probe) == delay
 
 
@@ -412,7 +438,8 @@ def test_property_unconfirmed_and_delay_agree_with_the_counters(
 ) -> None:
     """After any history, unconfirmed means results disagree with the state, and sets the delay."""
     probe = spec(rise=rise, fall=fall, interval=2.0, fast_interval=0.5)
-    health, _ = run([ok() if good else fail() for good in oks], target(probe=probe))
+    timeout = fail(Outcome.TIMEOUT, "timed out")  # a refusal is re-probed at once: see above
+    health, _ = run([ok() if good else timeout for good in oks], target(probe=probe))
     disagrees = health.failures > 0 if health.state is Health.UP else health.successes > 0
     assert health.state is not Health.UNKNOWN
     assert health.unconfirmed is disagrees
