@@ -211,7 +211,9 @@ async def test_the_first_failure_of_an_up_target_is_published_at_once() -> None:
     try:
         await clock.advance(3.0)
         assert not monitor.current().unstable
-        prober.outcome["10.0.0.2"] = Outcome.REFUSED
+        prober.outcome["10.0.0.2"] = (
+            Outcome.BAD_STATUS
+        )  # paced by fast_interval (a refusal is confirmed at once)
         probed = len(prober.times("10.0.0.2"))
         while len(prober.times("10.0.0.2")) == probed:  # one failure (fall 3), no real time
             await clock.advance(0.05)

@@ -18,10 +18,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from glb.config.checks import zone_of
-from glb.config.models import ClusterSettings, ServiceSettings, Settings
-from glb.config.topology import probe_spec
+from glb.config.models import ClusterSettings, ProbesSettings, ServiceSettings, Settings
+from glb.config.topology import probe_spec, ttl_unstable
 from glb.core.explain import ClusterPlace, Explanation, ProbeTiming, ServiceSetup, seconds_text
-from glb.core.model import Location, ProbeSpec
+from glb.core.model import Location
 
 Latencies = tuple[tuple[str, float], ...]  # ("cluster address", seconds) per endpoint
 
@@ -46,6 +46,7 @@ def service_setups(
             service,
             [clusters[name] for name in dict.fromkeys(b.cluster for b in service.backends)],
             negative_ttls,
+            settings.probes,
             None if latencies is None else latencies.get(service.name, ()),
         )
         for service in services
@@ -56,10 +57,10 @@ def _setup(
     service: ServiceSettings,
     clusters: Sequence[ClusterSettings],
     negative_ttls: Mapping[str, int],
+    probes: ProbesSettings,
     latencies: Latencies | None,
 ) -> ServiceSetup:
-    spec = probe_spec(service.probe, service)
-    adaptive_timeout, min_timeout, hold_connection, ttl_unstable = _pending_settings(spec, service)
+    spec = probe_spec(service.probe, service, probes)
     zone = zone_of(service.name, list(negative_ttls)) or ""
     return ServiceSetup(
         name=service.name,
@@ -69,12 +70,12 @@ def _setup(
             fall=spec.fall,
             rise=spec.rise,
             fast_interval=spec.fast_interval,
-            adaptive_timeout=adaptive_timeout,
-            min_timeout=min_timeout,
-            hold_connection=hold_connection,
+            adaptive_timeout=spec.adaptive_timeout,
+            min_timeout=spec.min_timeout,
+            hold_connection=spec.hold_connection,
         ),
         ttl=service.ttl,
-        ttl_unstable=ttl_unstable,
+        ttl_unstable=ttl_unstable(service),
         clusters=tuple(_place(c) for c in clusters),
         when_all_down=service.when_all_down,
         negative_ttl=negative_ttls.get(zone, 0),
@@ -83,19 +84,6 @@ def _setup(
         connect_timeout=service.timeouts.connect,
         first_byte_timeout=service.timeouts.first_byte,
         latencies=latencies,
-    )
-
-
-# MERGE: adaptive_timeout, min_timeout and hold_connection (probe settings) and ttl_unstable
-# (service setting) are being added on other branches. Until they land they are read here, and
-# only here, with their planned defaults; switch to the real fields when merging.
-def _pending_settings(spec: ProbeSpec, service: ServiceSettings) -> tuple[bool, float, bool, float]:
-    """adaptive_timeout, min_timeout, hold_connection, ttl_unstable."""
-    return (
-        bool(getattr(spec, "adaptive_timeout", True)),
-        float(getattr(spec, "min_timeout", 0.25)),
-        bool(getattr(spec, "hold_connection", True)),
-        float(getattr(service, "ttl_unstable", 1.0)),
     )
 
 

@@ -182,7 +182,7 @@ def _service(
         zone=zone,
         policy=service.policy,
         ttl=service.ttl,
-        ttl_unstable=_ttl_unstable(service),
+        ttl_unstable=ttl_unstable(service),
         max_answers=service.max_answers,
         when_all_down=service.when_all_down,
         port=service.port,
@@ -205,7 +205,7 @@ def _service(
     )
 
 
-def _ttl_unstable(service: ServiceSettings) -> int:
+def ttl_unstable(service: ServiceSettings) -> int:
     """The configured `ttl_unstable`, else TTL_UNSTABLE (never above the service's ttl)."""
     if service.ttl_unstable is not None:
         return service.ttl_unstable
