@@ -3,14 +3,17 @@
 `running(settings)` is an async context manager that yields a `Running` once glb is serving:
 sockets are bound (fail fast), the first probe round has been applied, and the DNS server
 answers. Leaving it stops everything in reverse order. `serve(settings, shutdown_trigger)` runs
-until the trigger completes. No signal handling here: that is the CLI's job. With a state file
-(`state_path`, chosen by the CLI), the drains saved there are restored before the first probe
-round and saved (first) on every change; only the main process reads or writes it. With
-`state.redis` the drains are also shared through Redis (`glb.state.shared`), read from it before
-the first probe round; again only the main process talks to it. Failover drills
-(`glb.admin.drill_runner`) are kept in the same state file: one a crash left running is ended
-(its cluster restored) before the first probe round; the monitor probes through a
-`glb.health.faults.FaultInjector`, which fails a drilled cluster's probes in a `fail` drill.
+until the trigger completes. No signal handling here: that is the CLI's job.
+
+The state glb keeps and shares is wired in `glb.app_state`: with a state file (`state_path`,
+chosen by the CLI) the drains saved there are restored before the first probe round and saved
+(first) on every change, and only the main process reads or writes it; with `state.redis` the
+drains are also shared through Redis (`glb.state.shared`), read from it before the first probe
+round. Failover drills (`glb.admin.drill_runner`) are kept in the same state file: one a crash
+left running is ended (its cluster restored) before the first probe round; the monitor probes
+through a `glb.health.faults.FaultInjector`, which fails a drilled cluster's probes in a `fail`
+drill. A `glb.health.failover_meter.FailoverMeter` follows the snapshots and measures every
+failover for the SLI histograms.
 
 With `workers=N` the main process also starts N-1 worker processes (`glb.workers`) that
 serve DNS and HTTP on the same ports (SO_REUSEPORT); `serve_worker(fd, stop)` is a worker's own
@@ -33,13 +36,14 @@ from pathlib import Path
 
 from aiohttp import web
 
-from glb import __version__
+from glb import __version__, app_state
 from glb.admin.api import admin_app
 from glb.admin.drill_runner import DrillRunner
 from glb.admin.head_timeout import serve as serve_guarded
 from glb.admin.metrics import metrics_handler, metrics_registry
 from glb.admin.peers import VantagePoints
-from glb.config import Settings, parse_duration, runtime, to_topology
+from glb.app_state import cancel
+from glb.config import Settings, runtime, to_topology
 from glb.core.model import Topology
 from glb.core.ports import DrainControls, PassiveHealth, StateView
 from glb.core.rrl import ResponseRateLimiter
@@ -48,6 +52,7 @@ from glb.core.stats import Stats
 from glb.dns.answerer import DnsAnswerer
 from glb.dns.server import DnsServer
 from glb.errors import StartupError
+from glb.health.failover_meter import FailoverMeter
 from glb.health.faults import FaultInjector
 from glb.health.held import HeldConnections
 from glb.health.monitor import Monitor
@@ -58,12 +63,9 @@ from glb.http1.server import ClientLimits, HttpServer
 from glb.proxy.handler import HttpProxy
 from glb.reload import Reloader
 from glb.sockets import bind_dns, bind_tcp
-from glb.state.durable import DurableDrains
 from glb.state.file import StateFile
-from glb.state.redis_store import RedisDrainStore
 from glb.state.shared import SharedDrains
-from glb.state.verdicts import RedisVerdictStore, SharedVerdicts
-from glb.workers.protocol import STATS_PERIOD, Channel, Start
+from glb.workers.protocol import Channel, Start
 from glb.workers.remote_state import RemoteState, receive_start
 from glb.workers.supervisor import WorkerInfo, WorkerPool
 
@@ -133,14 +135,14 @@ async def running(
         monitor = Monitor(topology, faults.probe, stats=stats, stability=stability)
         faults.follow(lambda: monitor.topology)
         store = None if state_path is None else StateFile(state_path)
-        durable = _durable_drains(monitor, store)
+        durable = app_state.durable_drains(monitor, store)
         stack.push_async_callback(durable.close)
-        drains = await _shared_drains(stack, settings, durable)
+        drains = await app_state.shared_drains(stack, settings, durable)
         command = worker_command or _worker_command(settings)
         pool = WorkerPool(
             workers - 1, settings=settings, monitor=monitor, stats=stats, command=command
         )
-        drills = await _drills(stack, monitor, drains, faults, pool.stats, store, workers)
+        drills = await app_state.drills(stack, monitor, drains, faults, pool.stats, store, workers)
         reloader_slot: list[Reloader] = []
         admin = _admin(settings, monitor, drains, pool.stats, reloader_slot, drills)
         limits = runtime.client_limits(settings)
@@ -154,17 +156,19 @@ async def running(
             server_id=runtime.server_id(settings, "main"),
         )
         monitor.subscribe(answerer.on_snapshot)  # pre-packed answers follow every change
+        meter = FailoverMeter(lambda: monitor.topology, stats, current=monitor.current())
+        monitor.subscribe(meter.on_snapshot)  # after the answerer: the answers have changed
         reloader = Reloader(
             settings, load, monitor, answerer, stats, serial=serial, also=pool.update_topology
         )
         reloader_slot.append(reloader)
         probing = asyncio.create_task(monitor.run(), name="monitor")
-        stack.push_async_callback(_cancel, probing)
+        stack.push_async_callback(cancel, probing)
         _hold_connections(stack, prober, monitor)
         if isinstance(drains, SharedDrains):
             following = asyncio.create_task(drains.run(), name="shared drains")
-            stack.push_async_callback(_cancel, following)
-        await _share_verdicts(stack, settings, monitor)
+            stack.push_async_callback(cancel, following)
+        await app_state.share_verdicts(stack, settings, monitor)
         dns = _dns_server(settings, answerer, udp, tcp, stats)
         await dns.start()
         stack.push_async_callback(dns.close)
@@ -288,83 +292,6 @@ def _stopping(monitor: Monitor) -> None:
     monitor.mark_stopping()
 
 
-def _durable_drains(monitor: Monitor, store: StateFile | None) -> DurableDrains:
-    """Restore the drains saved in `store` into the monitor; every later change is saved there
-    first (only the main process writes: the workers get drains in the snapshots)."""
-    if store is None:
-        return DurableDrains(monitor)
-    path = store.path
-    drains = DurableDrains(monitor, store.save_async)
-    monitor.on_drains_changed(drains.drains_changed)  # drains that expired while down: saved
-    monitor.restore(store.load())
-    if len(monitor.drains):
-        logger.info("restored %d drain(s) from %s", len(monitor.drains), path)
-    return drains
-
-
-async def _shared_drains(
-    stack: contextlib.AsyncExitStack, settings: Settings, durable: DurableDrains
-) -> DurableDrains | SharedDrains:
-    """With `state.redis`: the drains shared through it, read from it before the first answer
-    (a bounded wait; unreachable, the local file's drains stay in force). Only the main
-    process talks to Redis: the workers get drains in the snapshots."""
-    if settings.state.redis is None:
-        return durable
-    shared = SharedDrains(durable, RedisDrainStore(settings.state.redis), settings.instance.name)
-    stack.push_async_callback(shared.close)
-    await shared.join()
-    return shared
-
-
-async def _drills(
-    stack: contextlib.AsyncExitStack,
-    monitor: Monitor,
-    drains: DrainControls,
-    faults: FaultInjector,
-    stats: Callable[[], Stats],
-    store: StateFile | None,
-    workers: int,
-) -> DrillRunner:
-    """The failover drills: the ones a crash left running are ended now (before the first
-    answer); the sampling loop runs until shutdown, which ends a running drill (restored)."""
-    runner = DrillRunner(
-        monitor,
-        drains,
-        faults,
-        stats,
-        parse_duration=parse_duration,
-        save=None if store is None else store.save_drills,
-        stored=() if store is None else store.drills,
-        reported_every=STATS_PERIOD if workers > 1 else 0.0,
-    )
-    monitor.subscribe(runner.on_snapshot)
-    await runner.recover()
-    stack.push_async_callback(runner.close)
-    sampling = asyncio.create_task(runner.run(), name="drills")
-    stack.push_async_callback(_cancel, sampling)  # before close: no drill ends twice
-    return runner
-
-
-async def _share_verdicts(
-    stack: contextlib.AsyncExitStack, settings: Settings, monitor: Monitor
-) -> None:
-    """With `state.redis`: publish this instance's verdicts and answer with the quorum of the
-    fresh instances' (`glb.state.verdicts`), from a background task: no answer waits for it."""
-    state = settings.state
-    if state.redis is None:
-        return
-    verdicts = SharedVerdicts(
-        monitor,
-        RedisVerdictStore(state.redis),
-        settings.instance.name,
-        quorum=state.quorum,
-        stale_after=state.stale_after,
-    )
-    stack.push_async_callback(verdicts.close)
-    sharing = asyncio.create_task(verdicts.run(), name="shared verdicts")
-    stack.push_async_callback(_cancel, sharing)
-
-
 def _admin(
     settings: Settings,
     monitor: Monitor,
@@ -434,7 +361,7 @@ async def _serve_http(
         access_log=None,
         handle_signals=False,
         shutdown_timeout=grace,
-        handler_cancellation=True,  # a client that goes away cancels its upstream request
+        handlercancellation=True,  # a client that goes away cancels its upstream request
         max_line_size=limits.max_request_line,
         max_field_size=limits.max_header_size,
         max_headers=limits.max_headers,
@@ -497,9 +424,3 @@ def _prober(settings: Settings) -> Prober:
         return Prober(ca_file=ca_file, source=source)
     except (OSError, ssl.SSLError) as exc:
         raise StartupError(f"probes.ca_file: cannot load {ca_file}: {exc}") from None
-
-
-async def _cancel(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task

@@ -205,6 +205,29 @@ async def test_killed_cluster_goes_from_up_to_down(glb, clusters):
     assert after.value("glb_endpoint_up", service=SERVICE, cluster="us-east") == 1
 
 
+async def test_a_failover_is_measured_for_the_sli(glb, clusters):
+    """A killed cluster leaving the answers is one failover of the service: detection from its
+    first failed probe to the answers without it, exposure adding the TTL (10 s) the answers
+    carried until the failure was noticed. A drain is no failover."""
+    sli = {"service": SERVICE}
+    drained = Drain("eu-west", None, "test", time.time())
+    assert glb.monitor.drain(drained)
+    assert glb.monitor.undrain("eu-west")
+    before = await scrape(glb)
+    assert before.total("glb_failover_detection_seconds_count", **sli) == 0
+    assert before.total("glb_failover_exposure_seconds_count", **sli) == 0
+    await clusters[0].kill()
+    await wait_state(glb, "eu-west", EndpointState.DOWN)
+    after = await scrape(glb)
+    assert after.value("glb_failover_detection_seconds_count", **sli) == 1
+    detection = after.value("glb_failover_detection_seconds_sum", **sli)
+    assert 0 < detection < 1.5  # the held connection notices a kill at once; a probe at worst
+    exposure = after.value("glb_failover_exposure_seconds_sum", **sli)
+    assert 10 <= exposure <= detection + 10  # answers before the first failure carried ttl 10
+    assert after.value("glb_failover_exposure_seconds_bucket", **sli, le="+Inf") == 1
+    assert after.total("glb_failover_detection_seconds_count", service=WIDE) == 0
+
+
 async def test_latency_is_exported_for_up_endpoints(glb):
     """Every up endpoint has a positive EWMA probe latency, in seconds."""
     scraped = await scrape(glb)

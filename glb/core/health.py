@@ -71,6 +71,9 @@ class TargetHealth:
     passive_failures: int = 0  # consecutive failed proxied requests
     rtt: RttEstimate | None = None  # of the successful probes, for the adaptive timeout
     timeouts: int = 0  # consecutive probes that timed out (the timeout's back-off)
+    # the failures in progress began: (the first failed probe's start, its end), or the first
+    # failed proxied request's end twice; None while the newest results succeed
+    onset: tuple[float, float] | None = None
 
     @property
     def unconfirmed(self) -> bool:
@@ -111,6 +114,7 @@ def observe(
             last_result=result,
             rtt=observe_rtt(health.rtt, result.rtt),
             timeouts=0,
+            onset=health.onset if health.passive_failures else None,
         )
     else:
         new = replace(
@@ -120,6 +124,7 @@ def observe(
             last_result=result,
             last_failure=result,
             timeouts=health.timeouts + 1 if result.outcome is Outcome.TIMEOUT else 0,
+            onset=health.onset or (result.at - result.rtt, result.at),
         )
     if not result.ok:
         new = replace(new, ejected=False)  # the probes now agree: plainly down
@@ -150,8 +155,9 @@ def observe_passive(
     if not failed:
         return (replace(health, passive_failures=0) if health.passive_failures else health), None
     failures = health.passive_failures + 1
+    onset = health.onset or (now, now)
     if health.state is not Health.UP or failures < eject_after:
-        return replace(health, passive_failures=failures), None
+        return replace(health, passive_failures=failures, onset=onset), None
     reason = f"ejected after {_count(failures, 'failed request', 'failed requests')}: {detail}"
     ejected = replace(
         health,
@@ -159,6 +165,7 @@ def observe_passive(
         ejected=True,
         successes=0,
         passive_failures=0,
+        onset=onset,
         last_change=now,
         changes=_changes(health, now),
         reason=reason,

@@ -17,6 +17,7 @@ from glb.core.health import (
     ewma,
     next_delay,
     observe,
+    observe_passive,
 )
 from glb.core.model import Target
 from tests.core.factories import fail, ok, spec, target
@@ -444,3 +445,34 @@ def test_property_unconfirmed_and_delay_agree_with_the_counters(
     assert health.state is not Health.UNKNOWN
     assert health.unconfirmed is disagrees
     assert next_delay(health, probe) == (0.5 if disagrees else 2.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# The onset of the failures in progress (the failover SLI's starting point)
+
+
+def test_the_onset_is_the_first_failed_probe_of_the_run_until_a_success() -> None:
+    first = ProbeResult(Outcome.TIMEOUT, 0.25, 10.25, "timed out")
+    second = ProbeResult(Outcome.TIMEOUT, 0.5, 10.75, "timed out")
+    health, _ = run([first], start=UP)
+    assert health.onset == (10.0, 10.25)  # the probe's start and end
+    health, transitions = run([second], start=health)
+    assert health.onset == (10.0, 10.25)
+    assert transitions
+    health, _ = run([ok(at=12.0)], start=health)
+    assert health.onset is None
+    assert run([ok(at=1.0)], start=UP)[0].onset is None
+
+
+def test_a_failed_request_starts_the_onset_and_probes_keep_it() -> None:
+    health, _ = observe_passive(
+        TARGET, UP, failed=True, detail="connection reset", eject_after=3, now=5.0
+    )
+    assert health.onset == (5.0, 5.0)
+    health, _ = run([fail(at=5.5)], start=health)
+    assert health.onset == (5.0, 5.0)  # the same run of failures
+    health, _ = run([ok(at=6.0)], start=health)
+    assert health.onset == (5.0, 5.0)  # the requests still fail: a probe success is not the end
+    health, _ = observe_passive(TARGET, health, failed=False, detail="", eject_after=3, now=6.5)
+    health, _ = run([ok(at=7.0)], start=health)
+    assert health.onset is None
