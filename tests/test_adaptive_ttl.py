@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
@@ -24,17 +23,15 @@ from glb.config import load_settings, parse_settings, to_topology
 from glb.core.health import Outcome
 from glb.core.snapshot import HealthSnapshot
 from glb.core.stability import StabilityRule
-from glb.core.stats import Stats
-from glb.dns.answerer import DnsAnswerer
 from glb.errors import ConfigError
 from glb.health.monitor import Monitor
-from glb.workers.protocol import Applied, Channel, Publish, Ready, Start
-from glb.workers.remote_state import RemoteState
+from glb.workers.protocol import Applied, Publish
 from tests.clusters import ClusterProcess, write_config
 from tests.dns_helpers import CONFIG as DNS_CONFIG
 from tests.dns_helpers import ZONE, make_query, make_topology, snapshot_of
 from tests.test_monitor import CONFIG, FakeClock, FakeProber
 from tests.unbound_server import UNBOUND, UnboundServer
+from tests.worker_harness import worker_of
 
 NAME = "app.glb.test"
 # A test's TTL and settling time, in seconds rather than tens: settling must outlast the TTL, or a
@@ -255,31 +252,19 @@ async def test_a_worker_answers_with_the_unstable_ttl_it_was_sent() -> None:
     target objects, and the worker's pre-packed answers carry `ttl_unstable`."""
     topology = make_topology()
     service = next(s for s in topology.services if s.name == f"app.{ZONE}")
-    ours, theirs = socket.socketpair()
-    main, worker = await Channel.open(ours), await Channel.open(theirs)
-    start = Start(1, parse_settings(DNS_CONFIG), 0, 0, topology, snapshot_of(topology))
-    state = RemoteState(worker, start, Stats())
-    answerer = DnsAnswerer(topology, state.current)
-    state.subscribe(answerer.on_snapshot)
-    stop = asyncio.Event()
-    following = asyncio.create_task(state.run(stop))
-    try:
-        assert isinstance(await main.receive(), Ready)
+    async with worker_of(topology, DNS_CONFIG) as worker:
         query = make_query(f"app.{ZONE}").to_wire()
-        assert ttl(dns.message.from_wire(answerer.answer(query, False) or b"")) == service.ttl
+        assert (
+            ttl(dns.message.from_wire(worker.answerer.answer(query, False) or b"")) == service.ttl
+        )
         unstable = frozenset({service.endpoints[-1].target})
         shaky = replace(snapshot_of(topology), version=7, unstable=unstable)
-        main.send(Publish(shaky, time.monotonic()))
+        worker.main.send(Publish(shaky, time.monotonic()))
         async with asyncio.timeout(5):
-            assert isinstance(await main.receive(), Applied)
-        [target] = state.current().unstable
+            assert isinstance(await worker.main.receive(), Applied)
+        [target] = worker.state.current().unstable
         assert target is service.endpoints[-1].target  # the worker's own object
-        before = answerer.full_path_queries
-        reply = dns.message.from_wire(answerer.answer(query, False) or b"")
-        assert answerer.full_path_queries == before  # from the cache
+        before = worker.answerer.full_path_queries
+        reply = dns.message.from_wire(worker.answerer.answer(query, False) or b"")
+        assert worker.answerer.full_path_queries == before  # from the cache
         assert ttl(reply) == service.ttl_unstable == 1
-    finally:
-        stop.set()
-        await following
-        main.close()
-        worker.close()

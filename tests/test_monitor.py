@@ -154,11 +154,13 @@ async def test_probe_start_times_are_spread_with_jitter(monitor, clock, prober):
     assert phases["10.0.0.1"] != phases["10.0.0.2"]
 
 
-async def test_failure_is_confirmed_at_the_fast_pace(monitor, clock, prober):
-    """After a failure the target is re-probed every fast_interval until fall failures confirm
-    (a timeout: a refusal is re-probed at once, see the next test)."""
+async def probes_until_down(
+    monitor: Monitor, clock: FakeClock, prober: FakeProber, outcome: Outcome
+) -> list[float]:
+    """After 2 s up, make 10.0.0.1 fail with `outcome` until it is down; its probe start times
+    from the first failure on."""
     await clock.advance(2.0)
-    prober.outcome["10.0.0.1"] = Outcome.TIMEOUT
+    prober.outcome["10.0.0.1"] = outcome
     failed_from = clock.now
     async with asyncio.timeout(5):
         waiting = asyncio.create_task(
@@ -166,7 +168,13 @@ async def test_failure_is_confirmed_at_the_fast_pace(monitor, clock, prober):
         )
         await clock.advance(3.0)
         await waiting
-    times = [t for t in prober.times("10.0.0.1") if t >= failed_from]
+    return [t for t in prober.times("10.0.0.1") if t >= failed_from]
+
+
+async def test_failure_is_confirmed_at_the_fast_pace(monitor, clock, prober):
+    """After a failure the target is re-probed every fast_interval until fall failures confirm
+    (a timeout: a refusal is re-probed at once, see the next test)."""
+    times = await probes_until_down(monitor, clock, prober, Outcome.TIMEOUT)
     assert times[1] - times[0] == pytest.approx(0.25)
     assert times[2] - times[1] == pytest.approx(0.25)
     assert state(monitor, "10.0.0.2") is Health.UP
@@ -175,16 +183,7 @@ async def test_failure_is_confirmed_at_the_fast_pace(monitor, clock, prober):
 async def test_a_refused_up_target_is_confirmed_at_once(monitor, clock, prober):
     """A refusal (or reset) of an UP target is confirmed by a probe at once, not after
     fast_interval: fall 3 refusals are three probes at the same instant."""
-    await clock.advance(2.0)
-    prober.outcome["10.0.0.1"] = Outcome.REFUSED
-    failed_from = clock.now
-    async with asyncio.timeout(5):
-        waiting = asyncio.create_task(
-            monitor.wait_for(lambda s: state(monitor, "10.0.0.1") == "down")
-        )
-        await clock.advance(3.0)
-        await waiting
-    times = [t for t in prober.times("10.0.0.1") if t >= failed_from]
+    times = await probes_until_down(monitor, clock, prober, Outcome.REFUSED)
     assert times[1] == times[0]
     assert times[2] == times[0]
     assert times[3] - times[2] == pytest.approx(1.0)  # down: back to the interval, no loop

@@ -26,14 +26,12 @@ import dns.rdataclass
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from glb.config import parse_settings
 from glb.core.stats import Stats
-from glb.dns.answerer import DnsAnswerer
-from glb.workers.protocol import Applied, Channel, Publish, Ready, Start
-from glb.workers.remote_state import RemoteState
+from glb.workers.protocol import Applied, Publish
 from tests.clusters import ClusterProcess
 from tests.dns_helpers import CONFIG, ZONE, make_query, make_topology, snapshot_of
 from tests.serve import Served, start_serve, stop_serve
+from tests.worker_harness import worker_of
 
 TOKEN = "workers-test-token-0123"
 WORKERS = 3
@@ -344,33 +342,21 @@ async def test_a_killed_worker_is_restarted_and_dns_keeps_answering(serve, clust
 async def test_a_worker_answers_published_snapshots_from_its_cache():
     """A snapshot that crossed the socketpair is applied, acknowledged and served pre-packed."""
     topology = make_topology()
-    ours, theirs = socket.socketpair()
-    main, worker = await Channel.open(ours), await Channel.open(theirs)
-    start = Start(1, parse_settings(CONFIG), 0, 0, topology, snapshot_of(topology))
-    state = RemoteState(worker, start, Stats())
-    answerer = DnsAnswerer(topology, state.current)
-    state.subscribe(answerer.on_snapshot)
-    stop = asyncio.Event()
-    following = asyncio.create_task(state.run(stop))
-    try:
-        assert isinstance(await main.receive(), Ready)
+    async with worker_of(topology, CONFIG) as worker:
         drained = replace(snapshot_of(topology, drained_clusters=frozenset({"eu"})), version=7)
-        main.send(Publish(drained, time.monotonic()))
+        worker.main.send(Publish(drained, time.monotonic()))
         async with asyncio.timeout(5):
-            applied = await main.receive()
+            applied = await worker.main.receive()
         assert isinstance(applied, Applied)
         assert applied.version == 7
         assert 0 <= applied.applied_at - applied.published_at < 0.1
-        assert state.current().drained_clusters == {"eu"}
-        assert answerer.cache.snapshot is state.current()  # fresh: queries skip the full path
-        before = answerer.full_path_queries
-        assert answerer.answer(make_query(f"app.{ZONE}").to_wire(), False) is not None
-        assert answerer.full_path_queries == before
-    finally:
-        stop.set()
-        await following
-        main.close()
-        worker.close()
+        assert worker.state.current().drained_clusters == {"eu"}
+        assert (
+            worker.answerer.cache.snapshot is worker.state.current()
+        )  # fresh: queries skip the full path
+        before = worker.answerer.full_path_queries
+        assert worker.answerer.answer(make_query(f"app.{ZONE}").to_wire(), False) is not None
+        assert worker.answerer.full_path_queries == before
 
 
 def test_merged_stats_sum_every_process_and_keep_the_mains_own_fields():
