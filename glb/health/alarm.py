@@ -1,6 +1,7 @@
 """`Alarm`: one pending call on the running event loop; setting it again replaces the one before.
 
-The monitor's re-publish for when an unstable target turns stable by time alone uses one.
+The monitor uses three: the re-publish for when an unstable target turns stable by time alone,
+the end of the next drain to expire, and the batched publish of results that change no state.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Callable
 class Alarm:
     """Calls `callback()` once at the time last set (never twice, never a stale time)."""
 
-    def __init__(self, callback: Callable[[], None]) -> None:
+    def __init__(self, callback: Callable[[], object]) -> None:
         self._callback = callback
         self._handle: asyncio.TimerHandle | None = None
 
@@ -27,6 +28,11 @@ class Alarm:
         except RuntimeError:
             return
         self._handle = loop.call_later(max(0.0, when - now), self._ring)
+
+    @property
+    def pending(self) -> bool:
+        """Set, and not rung yet."""
+        return self._handle is not None
 
     def cancel(self) -> None:
         if self._handle is not None:

@@ -99,12 +99,12 @@ class Monitor:
         self._wall_clock = wall_clock
         self._drains = Drains()
         self._drain_listeners: list[Callable[[Drains], None]] = []
-        self._expiry: asyncio.TimerHandle | None = None
+        self._expiry = Alarm(self.end_expired_drains)  # on the wall clock
         self._ready = False
         self._snapshot = HealthSnapshot.of(self._health)
         self._changed = asyncio.Event()  # set and replaced on every publish
         self._publish_pending = False
-        self._lazy_publish: asyncio.TimerHandle | None = None
+        self._lazy_publish = Alarm(self._publish)
         self._subscribers: list[Subscriber] = []
         self._running = False
         self._vantage = Vantage()
@@ -318,17 +318,7 @@ class Monitor:
 
     def _schedule_expiry(self) -> None:
         """A timer for the next drain to expire (none without a running loop: tests)."""
-        if self._expiry is not None:
-            self._expiry.cancel()
-            self._expiry = None
-        if (until := self._drains.next_expiry()) is None:
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        delay = max(0.0, until - self._wall_clock())
-        self._expiry = loop.call_later(delay, self.end_expired_drains)
+        self._expiry.set(self._drains.next_expiry(), self._wall_clock())
 
     def _count_changes(self, before: HealthSnapshot, after: HealthSnapshot) -> None:
         """Count every endpoint whose reported state differs between two snapshots."""
@@ -363,9 +353,8 @@ class Monitor:
             await asyncio.Event().wait()
         finally:
             self._running = False
-            self._cancel_lazy_publish()
-            if self._expiry is not None:
-                self._expiry.cancel()
+            self._lazy_publish.cancel()
+            self._expiry.cancel()
             await self._schedule.stop_all()
 
     def probe_now(self, target: Target) -> None:
@@ -450,18 +439,13 @@ class Monitor:
         """Publish within PUBLISH_DELAY: results that change no state are batched, so a new
         snapshot (a copy of every target's health, plus the subscribers' work) is made at most
         ~1/PUBLISH_DELAY times a second however many targets there are."""
-        if not self._publish_pending and self._lazy_publish is None:
-            loop = asyncio.get_running_loop()
-            self._lazy_publish = loop.call_later(PUBLISH_DELAY, self._publish)
-
-    def _cancel_lazy_publish(self) -> None:
-        if self._lazy_publish is not None:
-            self._lazy_publish.cancel()
-            self._lazy_publish = None
+        if not self._publish_pending and not self._lazy_publish.pending:
+            now = self._clock()
+            self._lazy_publish.set(now + PUBLISH_DELAY, now)
 
     def _publish(self) -> None:
         self._publish_pending = False
-        self._cancel_lazy_publish()  # this snapshot carries those results too
+        self._lazy_publish.cancel()  # this snapshot carries those results too
         dirty, self._dirty = self._dirty, set()
         instability = self._instability(dirty)
         hint = None if dirty is None else frozenset(dirty | instability.moved)
