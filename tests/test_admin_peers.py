@@ -13,6 +13,7 @@ from pytest_aiohttp import AiohttpClient
 
 from glb.admin.api import admin_app
 from glb.admin.peers import VantagePoints, VerdictsNow, peers_json
+from glb.core.stability import answer_ttl
 from glb.core.vantage import PeerVerdicts, Vantage, Verdict, key_of
 from glb.health.monitor import Monitor
 from glb.state.durable import DurableDrains
@@ -121,6 +122,21 @@ async def test_two_of_three_seeing_it_down_is_down_in_the_services_list(
     assert eu["vantage"]["combined"] == "down"
     assert [v["up"] for v in eu["vantage"]["verdicts"]] == [True, False, False]
     assert services[0]["answer"]["A"] == [endpoint_of(services[0], "us")["address"]]
+
+
+def test_a_change_the_peers_make_shortens_the_ttl_like_an_own_one(monitor: Monitor) -> None:
+    """The peers taking eu down changes the answers: the service answers with ttl_unstable
+    until that change has settled, as after a change of this instance's own verdict."""
+    service = monitor.topology.services[0]
+    assert not monitor.current().unstable
+    assert answer_ttl(service, monitor.current()) == service.ttl
+    key = eu_key(monitor)
+    set_peers(monitor, peers_seeing(key, **{"glb-b": False, "glb-c": False}))
+    (eu,) = (e for e in service.endpoints if e.cluster == "eu")
+    unstable = monitor.current().unstable
+    assert eu.target in unstable
+    assert {t.address for t in unstable} == {eu.address}  # every target of eu's key, only them
+    assert answer_ttl(service, monitor.current()) == service.ttl_unstable < service.ttl
 
 
 async def test_peers_lists_this_instance_and_every_peer_with_its_heartbeat_age(

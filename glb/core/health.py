@@ -173,6 +173,12 @@ def observe_passive(
     return ejected, Transition(target, Health.UP, Health.DOWN, now, reason)
 
 
+def changed_at(health: TargetHealth, at: float) -> TargetHealth:
+    """`health` with a change of its answered state at `at` that its own results did not make
+    (the peers' verdicts moved it): it counts for stability (`glb.core.stability`) as any."""
+    return replace(health, changes=_changes(health, at))
+
+
 def _changes(health: TargetHealth, at: float) -> tuple[float, ...]:
     """`health.changes` with a change at `at`; the first verdict (from UNKNOWN) is no change:
     nothing was answered before it, so no answer goes stale."""

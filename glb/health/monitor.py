@@ -46,6 +46,7 @@ from glb.core.health import (
     ProbeResult,
     TargetHealth,
     Transition,
+    changed_at,
     observe,
     observe_passive,
 )
@@ -168,8 +169,9 @@ class Monitor:
         }
         if not moved:
             return
-        if self._dirty is not None:
-            self._dirty.update(moved)
+        now = self._clock()
+        for target in moved:  # answers changed: as unstable as after an own change
+            self._set_health(target, changed_at(self._health[target], now))
         self._publish()
         self._log_quorum(before, moved)
 
