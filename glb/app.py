@@ -176,6 +176,7 @@ async def running(
         stack.push_async_callback(pool.close, grace + 5.0)  # after the main's own drain
         lost = AddressTriggers(lambda: monitor.topology, monitor.probe_now)
         proxy = _proxy(settings, monitor, monitor, stats, lambda o: lost.lost(o.host, o.port))
+        monitor.subscribe(proxy.on_snapshot)  # requests stop waiting on an endpoint gone down
         await _serve_proxy(stack, proxy, http_sock, grace=grace, limits=limits, stats=stats)
         await pool.start(udp.getsockname()[1], http_sock.getsockname()[1])
         stack.callback(pool.stop)  # the workers drain while the main does
@@ -232,6 +233,7 @@ async def _worker_serving(start: Start, channel: Channel) -> AsyncIterator[Remot
         stack.push_async_callback(dns.close)
         limits = runtime.client_limits(settings)
         proxy = _proxy(settings, state, state, stats)
+        state.subscribe(proxy.on_snapshot)
         await _serve_proxy(
             stack, proxy, http_sock, grace=settings.http.shutdown_grace, limits=limits, stats=stats
         )

@@ -17,6 +17,12 @@ For each attempt:
 - No attempt left: the client gets `failure_text` of the last failure (502, or 504 for a
   timeout).
 
+While an attempt waits for its response head, `glb.proxy.down_watch.DownWatch` cuts it short if
+the endpoint is marked down meanwhile (probes or ejection): the attempt fails as "marked down"
+at once (not reported again to passive health), and the request goes on to the next endpoint if
+it is idempotent and its body can be sent again, else gets 504 at once instead of waiting out
+`timeouts.first_byte`.
+
 An attempt raising anything but a connection failure or a timeout (glb.http1.client's
 `UpstreamError`, `TimeoutError`, `OSError`) is a bug: it goes to the server's error boundary.
 """
@@ -34,10 +40,12 @@ from glb.core.stats import Stats
 from glb.http1.response import Response, UpstreamError
 from glb.http1.server import Request
 from glb.proxy.body import ClientBody, answer_client_fault
+from glb.proxy.down_watch import DownWatch, EndpointMarkedDown
 from glb.proxy.failures import Failure, classify, failure_text, may_retry
 from glb.proxy.upstream import Route
 
-_FAILURES = (UpstreamError, TimeoutError, OSError)  # what a failed attempt raises
+# what a failed attempt raises
+_FAILURES = (UpstreamError, TimeoutError, OSError, EndpointMarkedDown)
 
 
 class UpstreamRequest:
@@ -75,9 +83,12 @@ class Attempt(Protocol):
 class Attempts:
     """Runs requests over the ranked endpoints, reporting each outcome to passive health."""
 
-    def __init__(self, passive: PassiveHealth, stats: Stats, *, cluster_header: bool) -> None:
+    def __init__(
+        self, passive: PassiveHealth, stats: Stats, down: DownWatch, *, cluster_header: bool
+    ) -> None:
         self._passive = passive
         self._stats = stats
+        self._down = down
         self._cluster_header = cluster_header
 
     async def in_order(
@@ -99,7 +110,8 @@ class Attempts:
                 self._stats.proxy_retries[route.service.name] += 1
             request.served_by = endpoint.cluster
             try:
-                response = await attempt.send(route, endpoint, outgoing)
+                with self._down.watching(endpoint.target):
+                    response = await attempt.send(route, endpoint, outgoing)
             except Exception as exc:
                 if body.client_error is None and not isinstance(exc, _FAILURES):
                     raise  # a bug: the error boundary logs it
@@ -107,7 +119,8 @@ class Attempts:
                     answer_client_fault(request, fault)
                     return
                 failure = classify(exc, route, endpoint)
-                self._passive.report_request(endpoint, failed=True, detail=failure.detail)
+                if not failure.marked_down:  # already down: nothing more to tell
+                    self._passive.report_request(endpoint, failed=True, detail=failure.detail)
                 continue
             self._report_answer(route, endpoint, response.status)
             cluster = endpoint.cluster if self._cluster_header else None

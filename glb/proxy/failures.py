@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from glb.core.model import Endpoint
 from glb.http1 import client as hc
 from glb.http1.exchange import IDEMPOTENT
+from glb.proxy.down_watch import EndpointMarkedDown
 from glb.proxy.upstream import Route
 
 
@@ -25,12 +26,15 @@ class Failure:
     detail: str
     reached: bool  # the request may have reached the upstream (it was at least partly sent)
     timeout: bool = False
+    marked_down: bool = False  # given up on: the endpoint was marked down meanwhile
 
 
 def classify(exc: BaseException, route: Route, endpoint: Endpoint) -> Failure:
     """Turn an attempt's exception (glb.http1.client's, or a bare timeout or OS error) into a
     `Failure` whose detail names the endpoint."""
     where = f"{endpoint.cluster} {route.authority(endpoint)}"
+    if isinstance(exc, EndpointMarkedDown):
+        return Failure(f"{where}: {exc}", reached=True, timeout=True, marked_down=True)
     if isinstance(exc, hc.UpstreamError):
         reached, detail = exc.reached, _describe(exc, route)
     elif isinstance(exc, OSError):
@@ -71,7 +75,10 @@ def _os_reason(error: OSError) -> str:
 def may_retry(failure: Failure, method: str, *, replayable: bool) -> bool:
     """May a request whose last attempt failed with `failure` go to the next endpoint? Only if
     its body can be sent again and it never reached the upstream or is idempotent; never after a
-    timeout once sent (the upstream may still be working on it)."""
+    timeout once sent (the upstream may still be working on it), unless the endpoint was marked
+    down meanwhile and the request is idempotent (nginx's `proxy_next_upstream timeout`)."""
+    if failure.marked_down:
+        return replayable and method in IDEMPOTENT
     if failure.reached and failure.timeout:
         return False
     return replayable and (not failure.reached or method in IDEMPOTENT)
@@ -80,6 +87,8 @@ def may_retry(failure: Failure, method: str, *, replayable: bool) -> bool:
 def failure_text(failure: Failure) -> tuple[int, str]:
     """glb's answer to a request whose last attempt failed: 502 naming the failure, or 504 when
     it was a timeout."""
+    if failure.marked_down:
+        return 504, f"glb: upstream marked down: {failure.detail}"
     if failure.timeout:
         return 504, f"glb: upstream timed out: {failure.detail}"
     return 502, f"glb: bad gateway: {failure.detail}"

@@ -45,6 +45,7 @@ from glb.proxy.attempts import Attempt, Attempts, UpstreamRequest
 from glb.proxy.body import NO_BODY, ClientBody, answer_client_fault
 from glb.proxy.client_address import TrustedProxies, peer_address
 from glb.proxy.destination import Destination, Refused, destination, valid_authority
+from glb.proxy.down_watch import DownWatch
 from glb.proxy.forward import Forwarder
 from glb.proxy.headers import route_key, upstream_headers
 from glb.proxy.upstream import Route, TlsContexts
@@ -96,7 +97,12 @@ class HttpProxy:
             limit=POOL_LIMIT_PER_ENDPOINT, keepalive=KEEPALIVE, on_idle_lost=on_idle_lost
         )
         self._forwarder = Forwarder(self._client)
-        self._attempts = Attempts(passive, self._stats, cluster_header=cluster_header)
+        self._down = DownWatch()
+        self._attempts = Attempts(passive, self._stats, self._down, cluster_header=cluster_header)
+
+    def on_snapshot(self, snapshot: HealthSnapshot) -> None:
+        """A snapshot subscriber: requests waiting on an endpoint now down stop waiting."""
+        self._down.on_snapshot(snapshot)
 
     async def close(self) -> None:
         await self._client.close()
