@@ -27,13 +27,19 @@ ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS_DIR = ROOT / "config" / "prometheus"
 DASHBOARD = ROOT / "config" / "grafana" / "glb-dashboard.json"
 ALERTS = {
+    "GlbClusterDown",
     "GlbEndpointDown",
+    "GlbServiceFailingOpen",
     "GlbServiceAllEndpointsDown",
     "GlbProbeLatencyHigh",
     "GlbConfigReloadFailing",
     "GlbScrapeMissing",
     "GlbDrainWithoutEnd",
     "GlbFailoverExposureHigh",
+    "GlbProxy502RateHigh",
+    "GlbProxy5xxRateHigh",
+    "GlbDnsServfailRateHigh",
+    "GlbWorkersMissing",
 }
 # Grafana's variables, replaced by concrete values before promtool sees an expression
 GRAFANA_VARIABLES = {
@@ -174,7 +180,8 @@ def values(data: Any) -> list[str]:
 
 async def test_prometheus_sees_a_killed_cluster_go_down(tmp_path, glb, clusters):
     """A real Prometheus scraping glb sees glb_endpoint_up of a killed cluster go 1 -> 0 and
-    GlbEndpointDown become pending."""
+    GlbClusterDown (warning) and GlbEndpointDown (info, the per-endpoint detail) become
+    pending."""
     eu_up = f'glb_endpoint_up{{service="{SERVICE}",cluster="eu-west"}}'
     target = glb.admin_url.removeprefix("http://")
     async with prometheus(tmp_path, target) as url, aiohttp.ClientSession() as session:
@@ -184,19 +191,25 @@ async def test_prometheus_sees_a_killed_cluster_go_down(tmp_path, glb, clusters)
         )
         await clusters[0].kill()
         await poll(session, instant(url, eu_up), lambda data: values(data) == ["0"], within=10)
-        alerts = await poll(session, f"{url}/api/v1/alerts", has_endpoint_down_alert, within=10)
-    (alert,) = [a for a in alerts["alerts"] if is_endpoint_down(a, "eu-west")]
-    assert alert["state"] == "pending"  # `for: 30s` has not passed yet
-    assert alert["labels"]["severity"] == "warning"
+        alerts = await poll(session, f"{url}/api/v1/alerts", has_eu_west_down_alerts, within=10)
+    (cluster,) = [a for a in alerts["alerts"] if is_down(a, "GlbClusterDown", "eu-west")]
+    assert cluster["state"] == "pending"  # `for: 30s` has not passed yet
+    assert cluster["labels"]["severity"] == "warning"
+    (alert,) = [a for a in alerts["alerts"] if is_down(a, "GlbEndpointDown", "eu-west")]
+    assert alert["state"] == "pending"
+    assert alert["labels"]["severity"] == "info"
 
 
-def is_endpoint_down(alert: Any, cluster: str) -> bool:
+def is_down(alert: Any, name: str, cluster: str) -> bool:
     labels = alert["labels"]
-    return bool(labels["alertname"] == "GlbEndpointDown" and labels.get("cluster") == cluster)
+    return bool(labels["alertname"] == name and labels.get("cluster") == cluster)
 
 
-def has_endpoint_down_alert(data: Any) -> bool:
-    return any(is_endpoint_down(alert, "eu-west") for alert in data["alerts"])
+def has_eu_west_down_alerts(data: Any) -> bool:
+    return all(
+        any(is_down(alert, name, "eu-west") for alert in data["alerts"])
+        for name in ("GlbClusterDown", "GlbEndpointDown")
+    )
 
 
 def panels(dashboard: dict[str, Any]) -> Iterator[dict[str, Any]]:
