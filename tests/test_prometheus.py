@@ -43,6 +43,7 @@ ALERTS = {
 }
 # Grafana's variables, replaced by concrete values before promtool sees an expression
 GRAFANA_VARIABLES = {
+    "instance": "127.0.0.1:9100",
     "service": SERVICE,
     "cluster": "eu-west",
     "__rate_interval": "1m",
@@ -275,17 +276,23 @@ async def test_dashboard_queries_parse_and_use_only_exported_metrics(tmp_path, g
         "glb_proxy_request_duration_seconds_bucket",
         "glb_failover_exposure_seconds_bucket",
         "glb_failover_detection_seconds_bucket",
+        "glb_service_failing_open",
+        "glb_workers",
+        "glb_workers_configured",
     } <= used
 
 
 def test_dashboard_is_importable_with_a_datasource_input():
-    """The dashboard takes its datasource from ${DS_PROMETHEUS} and offers service and cluster."""
+    """The dashboard takes its datasource from ${DS_PROMETHEUS} and offers instance (several,
+    or all), service and cluster."""
     dashboard = json.loads(DASHBOARD.read_text())
     assert dashboard["schemaVersion"] == 39
     assert [i["name"] for i in dashboard["__inputs"]] == ["DS_PROMETHEUS"]
     variables = {v["name"]: v for v in dashboard["templating"]["list"]}
     assert variables["DS_PROMETHEUS"]["type"] == "datasource"
-    assert {"service", "cluster"} <= variables.keys()
+    assert {"instance", "service", "cluster"} <= variables.keys()
+    instance = variables["instance"]
+    assert (instance["multi"], instance["includeAll"], instance["allValue"]) == (True, True, ".*")
     ids = [panel["id"] for panel in panels(dashboard)]
     assert len(ids) == len(set(ids))
     for panel in panels(dashboard):
@@ -293,3 +300,26 @@ def test_dashboard_is_importable_with_a_datasource_input():
         assert all(s == {"type": "prometheus", "uid": "${DS_PROMETHEUS}"} for s in sources), panel[
             "title"
         ]
+
+
+SELECTOR = re.compile(r"\b(glb_\w+)(\{[^}]*\})?")
+
+
+def test_every_dashboard_query_is_scoped_to_the_selected_instances():
+    """Every glb metric a panel or the service and cluster variables select is limited to
+    $instance, and the stat panels show one value per instance, never a sum across them."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    for expr in expressions(dashboard):
+        for name, labels in SELECTOR.findall(expr):
+            if name == "glb_build_info":  # the instance variable's own source
+                continue
+            assert 'instance=~"$instance"' in labels, (name, expr)
+    stats = [p for p in panels(dashboard) if p["type"] == "stat"]
+    assert len(stats) == 6
+    for panel in stats:
+        for target in panel["targets"]:
+            aggregations = re.findall(
+                r"\b(?:sum|max|min|avg|count)\b\s*(by\s*\([^)]*\))?", target["expr"]
+            )
+            assert all(by.replace(" ", "") == "by(instance)" for by in aggregations), target
+            assert target["legendFormat"] == "{{instance}}", panel["title"]
