@@ -21,7 +21,7 @@ from yarl import URL
 from glb.app import Running, running
 from glb.config import load_settings
 from tests.clusters import ClusterProcess
-from tests.test_metrics import SERVICE, Scrape, needs, run, scrape, write_config
+from tests.test_metrics import SERVICE, WIDE, Scrape, needs, run, scrape, write_config
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS_DIR = ROOT / "config" / "prometheus"
@@ -213,6 +213,58 @@ def has_eu_west_down_alerts(data: Any) -> bool:
     )
 
 
+async def test_prometheus_sees_a_service_failing_open_and_a_whole_cluster_down(tmp_path, glb):
+    """Every address of WIDE (cluster "wide", 40 addresses) refuses: a real Prometheus has
+    GlbServiceFailingOpen (critical) pending for it, and no GlbServiceAllEndpointsDown, and one
+    GlbClusterDown for the cluster listing 20 of its endpoints, then "and more"."""
+    target = glb.admin_url.removeprefix("http://")
+    async with prometheus(tmp_path, target) as url, aiohttp.ClientSession() as session:
+        alerts = await poll(session, f"{url}/api/v1/alerts", wide_is_down, within=15)
+    (failing,) = [a for a in alerts["alerts"] if is_for(a, "GlbServiceFailingOpen", WIDE)]
+    assert (failing["state"], failing["labels"]["severity"]) == ("pending", "critical")
+    assert not [a for a in alerts["alerts"] if is_for(a, "GlbServiceAllEndpointsDown", WIDE)]
+    (cluster,) = [a for a in alerts["alerts"] if is_down(a, "GlbClusterDown", "wide")]
+    description = cluster["annotations"]["description"]
+    assert description.startswith("40 endpoint(s) of cluster wide have been down or ejected")
+    assert description.count(f"{WIDE} ") == 20
+    assert description.endswith(", and more. DNS answers and the proxy steer around them.")
+
+
+def is_for(alert: Any, name: str, service: str) -> bool:
+    labels = alert["labels"]
+    return bool(labels["alertname"] == name and labels.get("service") == service)
+
+
+def wide_is_down(data: Any) -> bool:
+    """GlbServiceFailingOpen for WIDE and GlbClusterDown for all 40 endpoints of "wide"."""
+    alerts = data["alerts"]
+    return any(is_for(a, "GlbServiceFailingOpen", WIDE) for a in alerts) and any(
+        is_down(a, "GlbClusterDown", "wide") and a["annotations"]["description"].startswith("40 ")
+        for a in alerts
+    )
+
+
+async def test_dashboard_stat_panels_show_one_value_per_instance(tmp_path, glb):
+    """Queried on a real Prometheus scraping glb, with $instance All (.*), every stat panel
+    answers one value for the one glb instance, labelled with it."""
+    target = glb.admin_url.removeprefix("http://")
+    dashboard = json.loads(DASHBOARD.read_text())
+    stats = [
+        concrete(t["expr"], instance=".*")
+        for p in panels(dashboard)
+        if p["type"] == "stat"
+        for t in p["targets"]
+    ]
+    async with prometheus(tmp_path, target) as url, aiohttp.ClientSession() as session:
+        for expr in stats:
+            data = await poll(session, instant(url, expr), has_results, within=10)
+            assert [r["metric"].get("instance") for r in data["result"]] == [target], expr
+
+
+def has_results(data: Any) -> bool:
+    return bool(data["result"])
+
+
 def panels(dashboard: dict[str, Any]) -> Iterator[dict[str, Any]]:
     for panel in dashboard["panels"]:
         yield panel
@@ -230,9 +282,11 @@ def expressions(dashboard: dict[str, Any]) -> list[str]:
     return found
 
 
-def concrete(expr: str) -> str:
-    """`expr` with Grafana's $variables (and ${variables}) replaced by concrete values."""
-    replaced = re.sub(r"\$\{?(\w+)\}?", lambda m: GRAFANA_VARIABLES[m.group(1)], expr)
+def concrete(expr: str, **values: str) -> str:
+    """`expr` with Grafana's $variables (and ${variables}) replaced by concrete values: `values`,
+    else GRAFANA_VARIABLES."""
+    chosen = GRAFANA_VARIABLES | values
+    replaced = re.sub(r"\$\{?(\w+)\}?", lambda m: chosen[m.group(1)], expr)
     assert "$" not in replaced, replaced
     return replaced
 
