@@ -13,7 +13,8 @@ round. Failover drills (`glb.admin.drill_runner`) are kept in the same state fil
 left running is ended (its cluster restored) before the first probe round; the monitor probes
 through a `glb.health.faults.FaultInjector`, which fails a drilled cluster's probes in a `fail`
 drill. A `glb.health.failover_meter.FailoverMeter` follows the snapshots and measures every
-failover for the SLI histograms.
+failover for the SLI histograms; a `glb.health.failing_open.FailingOpenLog` logs each service
+starting and stopping failing open.
 
 With `workers=N` the main process also starts N-1 worker processes (`glb.workers`) that
 serve DNS and HTTP on the same ports (SO_REUSEPORT); `serve_worker(fd, stop)` is a worker's own

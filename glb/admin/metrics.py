@@ -260,7 +260,7 @@ class GlbCollector(Collector):
         yield GaugeMetricFamily(
             "glb_workers_configured",
             "Processes configured to serve DNS and HTTP, the main one included (glb serve"
-            " --workers); glb_workers is lower while a worker is down or restarting",
+            " --workers); glb_workers is lower while a dead worker waits to be restarted",
             value=self._workers_configured,
         )
         delay = GaugeMetricFamily(
