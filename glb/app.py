@@ -13,7 +13,8 @@ round. Failover drills (`glb.admin.drill_runner`) are kept in the same state fil
 left running is ended (its cluster restored) before the first probe round; the monitor probes
 through a `glb.health.faults.FaultInjector`, which fails a drilled cluster's probes in a `fail`
 drill. A `glb.health.failover_meter.FailoverMeter` follows the snapshots and measures every
-failover for the SLI histograms.
+failover for the SLI histograms; a `glb.health.failing_open.FailingOpenLog` logs each service
+starting and stopping failing open.
 
 With `workers=N` the main process also starts N-1 worker processes (`glb.workers`) that
 serve DNS and HTTP on the same ports (SO_REUSEPORT); `serve_worker(fd, stop)` is a worker's own
@@ -52,6 +53,7 @@ from glb.core.stats import Stats
 from glb.dns.answerer import DnsAnswerer
 from glb.dns.server import DnsServer
 from glb.errors import StartupError
+from glb.health.failing_open import FailingOpenLog
 from glb.health.failover_meter import FailoverMeter
 from glb.health.faults import FaultInjector
 from glb.health.held import HeldConnections
@@ -144,7 +146,7 @@ async def running(
         )
         drills = await app_state.drills(stack, monitor, drains, faults, pool.stats, store, workers)
         reloader_slot: list[Reloader] = []
-        admin = _admin(settings, monitor, drains, pool.stats, reloader_slot, drills)
+        admin = _admin(settings, monitor, drains, pool.stats, reloader_slot, drills, workers)
         limits = runtime.client_limits(settings)
         await _serve_http(stack, admin, admin_sock, grace=1.0, limits=limits)
         await monitor.first_round()
@@ -158,6 +160,7 @@ async def running(
         monitor.subscribe(answerer.on_snapshot)  # pre-packed answers follow every change
         meter = FailoverMeter(lambda: monitor.topology, stats, current=monitor.current())
         monitor.subscribe(meter.on_snapshot)  # after the answerer: the answers have changed
+        monitor.subscribe(FailingOpenLog(lambda: monitor.topology, monitor.current()).on_snapshot)
         reloader = Reloader(
             settings, load, monitor, answerer, stats, serial=serial, also=pool.update_topology
         )
@@ -301,9 +304,10 @@ def _admin(
     stats: Callable[[], Stats],
     reloader: list[Reloader],
     drills: DrillRunner,
+    workers: int,
 ) -> web.Application:
-    """The admin API plus /metrics (`stats`: every process's counts, summed). `reloader` holds
-    the Reloader once there is one."""
+    """The admin API plus /metrics (`stats`: every process's counts, summed; `workers`: the
+    processes configured to serve). `reloader` holds the Reloader once there is one."""
     token = settings.admin.token.get_secret_value() if settings.admin.token else None
 
     async def reload() -> list[str]:
@@ -322,7 +326,9 @@ def _admin(
     store_up = (lambda: drains.shared is True) if settings.state.redis else None
     vantage = (lambda: monitor.vantage) if settings.state.redis else None
     consistency = monitor if settings.state.redis else None
-    registry = metrics_registry(stats, monitor, monitor, store_up, vantage, consistency, drills)
+    registry = metrics_registry(
+        stats, monitor, monitor, store_up, vantage, consistency, drills, workers=workers
+    )
     app.router.add_get("/metrics", metrics_handler(registry))
     return app
 

@@ -8,6 +8,7 @@ Also home of the helpers tests/test_prometheus.py shares: the config, the scrape
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import random
 import shutil
@@ -34,6 +35,7 @@ from glb.core.drains import MAX_REASON, Drain
 from glb.core.model import Endpoint
 from glb.core.snapshot import EndpointState, HealthSnapshot
 from glb.core.stats import QTYPES
+from glb.health.failing_open import logger as failing_open_logger
 from tests.clusters import ClusterProcess, address_block
 from tests.dns_helpers import query_over
 from tests.drain_records import drain_of
@@ -226,6 +228,71 @@ async def test_a_failover_is_measured_for_the_sli(glb, clusters):
     assert 10 <= exposure <= detection + 10  # answers before the first failure carried ttl 10
     assert after.value("glb_failover_exposure_seconds_bucket", **sli, le="+Inf") == 1
     assert after.total("glb_failover_detection_seconds_count", service=WIDE) == 0
+
+
+def failing_open_lines(
+    caplog: pytest.LogCaptureFixture, service: str
+) -> list[tuple[int, str, str | None]]:
+    """The failing-open log lines of `service`: level, message and event."""
+    return [
+        (r.levelno, r.getMessage(), getattr(r, "event", None))
+        for r in caplog.records
+        if r.name == failing_open_logger.name and getattr(r, "service", None) == service
+    ]
+
+
+async def test_a_service_with_every_cluster_killed_fails_open_and_says_so_once(
+    glb, clusters, caplog
+):
+    """Every cluster of a service killed: glb_service_failing_open goes 0 -> 1, answers still
+    name an address, and one warning is logged however many snapshots follow; a cluster
+    back turns it 0 with one info line. WIDE, all of whose addresses refuse, fails open
+    throughout."""
+    caplog.set_level(logging.INFO, logger=failing_open_logger.name)
+    before = await scrape(glb)
+    assert before.value("glb_service_failing_open", service=SERVICE) == 0
+    assert before.value("glb_service_failing_open", service=WIDE) == 1
+    await asyncio.gather(*(cluster.kill() for cluster in clusters))
+    for cluster in clusters:
+        await wait_state(glb, cluster.name, EndpointState.DOWN)
+    assert (await scrape(glb)).value("glb_service_failing_open", service=SERVICE) == 1
+    answer = (await query(glb, SERVICE)).answer
+    assert {r.address for rrset in answer for r in rrset} == {clusters[0].address}  # tier 1
+    for _ in range(3):  # more rounds of probes, still failing open
+        async with asyncio.timeout(5):
+            await glb.monitor.wait_for(newer_than(glb.monitor.current().version))
+    warning = (
+        logging.WARNING,
+        f"{SERVICE} is failing open: no endpoint is up, its answers hand out every undrained"
+        " one (when_all_down: return_all)",
+        "failing_open",
+    )
+    assert failing_open_lines(caplog, SERVICE) == [warning]
+    await clusters[1].start()
+    await wait_state(glb, "us-east", EndpointState.UP)
+    after = await scrape(glb)
+    assert after.value("glb_service_failing_open", service=SERVICE) == 0
+    assert after.value("glb_service_failing_open", service=WIDE) == 1
+    ended = (logging.INFO, f"{SERVICE} no longer fails open", "failing_open_ended")
+    assert failing_open_lines(caplog, SERVICE) == [warning, ended]
+    assert not failing_open_lines(caplog, WIDE)  # failing open since the start: no transition
+
+
+async def test_workers_serving_and_configured_are_exported(tmp_path, clusters):
+    """glb_workers_configured is the processes `workers` asks for, the main one included;
+    glb_workers, the ones serving, equals it once they all serve."""
+    settings = load_settings(write_config(tmp_path, clusters, clusters[0].port))
+    async with running(settings, workers=2) as glb:
+        scraped = await scrape(glb)
+    assert scraped.value("glb_workers_configured") == 2
+    assert scraped.value("glb_workers") == 2
+
+
+async def test_a_single_process_glb_is_configured_for_one_worker(glb):
+    """Without workers, the main process is the one configured and the one serving."""
+    scraped = await scrape(glb)
+    assert scraped.value("glb_workers_configured") == 1
+    assert scraped.value("glb_workers") == 1
 
 
 async def test_latency_is_exported_for_up_endpoints(glb):

@@ -21,22 +21,29 @@ from yarl import URL
 from glb.app import Running, running
 from glb.config import load_settings
 from tests.clusters import ClusterProcess
-from tests.test_metrics import SERVICE, Scrape, needs, run, scrape, write_config
+from tests.test_metrics import SERVICE, WIDE, Scrape, needs, run, scrape, write_config
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS_DIR = ROOT / "config" / "prometheus"
 DASHBOARD = ROOT / "config" / "grafana" / "glb-dashboard.json"
 ALERTS = {
+    "GlbClusterDown",
     "GlbEndpointDown",
+    "GlbServiceFailingOpen",
     "GlbServiceAllEndpointsDown",
     "GlbProbeLatencyHigh",
     "GlbConfigReloadFailing",
     "GlbScrapeMissing",
     "GlbDrainWithoutEnd",
     "GlbFailoverExposureHigh",
+    "GlbProxy502RateHigh",
+    "GlbProxy5xxRateHigh",
+    "GlbDnsServfailRateHigh",
+    "GlbWorkersMissing",
 }
 # Grafana's variables, replaced by concrete values before promtool sees an expression
 GRAFANA_VARIABLES = {
+    "instance": "127.0.0.1:9100",
     "service": SERVICE,
     "cluster": "eu-west",
     "__rate_interval": "1m",
@@ -174,7 +181,8 @@ def values(data: Any) -> list[str]:
 
 async def test_prometheus_sees_a_killed_cluster_go_down(tmp_path, glb, clusters):
     """A real Prometheus scraping glb sees glb_endpoint_up of a killed cluster go 1 -> 0 and
-    GlbEndpointDown become pending."""
+    GlbClusterDown (warning) and GlbEndpointDown (info, the per-endpoint detail) become
+    pending."""
     eu_up = f'glb_endpoint_up{{service="{SERVICE}",cluster="eu-west"}}'
     target = glb.admin_url.removeprefix("http://")
     async with prometheus(tmp_path, target) as url, aiohttp.ClientSession() as session:
@@ -184,19 +192,77 @@ async def test_prometheus_sees_a_killed_cluster_go_down(tmp_path, glb, clusters)
         )
         await clusters[0].kill()
         await poll(session, instant(url, eu_up), lambda data: values(data) == ["0"], within=10)
-        alerts = await poll(session, f"{url}/api/v1/alerts", has_endpoint_down_alert, within=10)
-    (alert,) = [a for a in alerts["alerts"] if is_endpoint_down(a, "eu-west")]
-    assert alert["state"] == "pending"  # `for: 30s` has not passed yet
-    assert alert["labels"]["severity"] == "warning"
+        alerts = await poll(session, f"{url}/api/v1/alerts", has_eu_west_down_alerts, within=10)
+    (cluster,) = [a for a in alerts["alerts"] if is_down(a, "GlbClusterDown", "eu-west")]
+    assert cluster["state"] == "pending"  # `for: 30s` has not passed yet
+    assert cluster["labels"]["severity"] == "warning"
+    (alert,) = [a for a in alerts["alerts"] if is_down(a, "GlbEndpointDown", "eu-west")]
+    assert alert["state"] == "pending"
+    assert alert["labels"]["severity"] == "info"
 
 
-def is_endpoint_down(alert: Any, cluster: str) -> bool:
+def is_down(alert: Any, name: str, cluster: str) -> bool:
     labels = alert["labels"]
-    return bool(labels["alertname"] == "GlbEndpointDown" and labels.get("cluster") == cluster)
+    return bool(labels["alertname"] == name and labels.get("cluster") == cluster)
 
 
-def has_endpoint_down_alert(data: Any) -> bool:
-    return any(is_endpoint_down(alert, "eu-west") for alert in data["alerts"])
+def has_eu_west_down_alerts(data: Any) -> bool:
+    return all(
+        any(is_down(alert, name, "eu-west") for alert in data["alerts"])
+        for name in ("GlbClusterDown", "GlbEndpointDown")
+    )
+
+
+async def test_prometheus_sees_a_service_failing_open_and_a_whole_cluster_down(tmp_path, glb):
+    """Every address of WIDE (cluster "wide", 40 addresses) refuses: a real Prometheus has
+    GlbServiceFailingOpen (critical) pending for it, and no GlbServiceAllEndpointsDown, and one
+    GlbClusterDown for the cluster listing 20 of its endpoints, then "and more"."""
+    target = glb.admin_url.removeprefix("http://")
+    async with prometheus(tmp_path, target) as url, aiohttp.ClientSession() as session:
+        alerts = await poll(session, f"{url}/api/v1/alerts", wide_is_down, within=15)
+    (failing,) = [a for a in alerts["alerts"] if is_for(a, "GlbServiceFailingOpen", WIDE)]
+    assert (failing["state"], failing["labels"]["severity"]) == ("pending", "critical")
+    assert not [a for a in alerts["alerts"] if is_for(a, "GlbServiceAllEndpointsDown", WIDE)]
+    (cluster,) = [a for a in alerts["alerts"] if is_down(a, "GlbClusterDown", "wide")]
+    description = cluster["annotations"]["description"]
+    assert description.startswith("40 endpoint(s) of cluster wide have been down or ejected")
+    assert description.count(f"{WIDE} ") == 20
+    assert description.endswith(", and more. DNS answers and the proxy steer around them.")
+
+
+def is_for(alert: Any, name: str, service: str) -> bool:
+    labels = alert["labels"]
+    return bool(labels["alertname"] == name and labels.get("service") == service)
+
+
+def wide_is_down(data: Any) -> bool:
+    """GlbServiceFailingOpen for WIDE and GlbClusterDown for all 40 endpoints of "wide"."""
+    alerts = data["alerts"]
+    return any(is_for(a, "GlbServiceFailingOpen", WIDE) for a in alerts) and any(
+        is_down(a, "GlbClusterDown", "wide") and a["annotations"]["description"].startswith("40 ")
+        for a in alerts
+    )
+
+
+async def test_dashboard_stat_panels_show_one_value_per_instance(tmp_path, glb):
+    """Queried on a real Prometheus scraping glb, with $instance All (.*), every stat panel
+    answers one value for the one glb instance, labelled with it."""
+    target = glb.admin_url.removeprefix("http://")
+    dashboard = json.loads(DASHBOARD.read_text())
+    stats = [
+        concrete(t["expr"], instance=".*")
+        for p in panels(dashboard)
+        if p["type"] == "stat"
+        for t in p["targets"]
+    ]
+    async with prometheus(tmp_path, target) as url, aiohttp.ClientSession() as session:
+        for expr in stats:
+            data = await poll(session, instant(url, expr), has_results, within=10)
+            assert [r["metric"].get("instance") for r in data["result"]] == [target], expr
+
+
+def has_results(data: Any) -> bool:
+    return bool(data["result"])
 
 
 def panels(dashboard: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -216,9 +282,11 @@ def expressions(dashboard: dict[str, Any]) -> list[str]:
     return found
 
 
-def concrete(expr: str) -> str:
-    """`expr` with Grafana's $variables (and ${variables}) replaced by concrete values."""
-    replaced = re.sub(r"\$\{?(\w+)\}?", lambda m: GRAFANA_VARIABLES[m.group(1)], expr)
+def concrete(expr: str, **values: str) -> str:
+    """`expr` with Grafana's $variables (and ${variables}) replaced by concrete values: `values`,
+    else GRAFANA_VARIABLES."""
+    chosen = GRAFANA_VARIABLES | values
+    replaced = re.sub(r"\$\{?(\w+)\}?", lambda m: chosen[m.group(1)], expr)
     assert "$" not in replaced, replaced
     return replaced
 
@@ -262,17 +330,23 @@ async def test_dashboard_queries_parse_and_use_only_exported_metrics(tmp_path, g
         "glb_proxy_request_duration_seconds_bucket",
         "glb_failover_exposure_seconds_bucket",
         "glb_failover_detection_seconds_bucket",
+        "glb_service_failing_open",
+        "glb_workers",
+        "glb_workers_configured",
     } <= used
 
 
 def test_dashboard_is_importable_with_a_datasource_input():
-    """The dashboard takes its datasource from ${DS_PROMETHEUS} and offers service and cluster."""
+    """The dashboard takes its datasource from ${DS_PROMETHEUS} and offers instance (several,
+    or all), service and cluster."""
     dashboard = json.loads(DASHBOARD.read_text())
     assert dashboard["schemaVersion"] == 39
     assert [i["name"] for i in dashboard["__inputs"]] == ["DS_PROMETHEUS"]
     variables = {v["name"]: v for v in dashboard["templating"]["list"]}
     assert variables["DS_PROMETHEUS"]["type"] == "datasource"
-    assert {"service", "cluster"} <= variables.keys()
+    assert {"instance", "service", "cluster"} <= variables.keys()
+    instance = variables["instance"]
+    assert (instance["multi"], instance["includeAll"], instance["allValue"]) == (True, True, ".*")
     ids = [panel["id"] for panel in panels(dashboard)]
     assert len(ids) == len(set(ids))
     for panel in panels(dashboard):
@@ -280,3 +354,26 @@ def test_dashboard_is_importable_with_a_datasource_input():
         assert all(s == {"type": "prometheus", "uid": "${DS_PROMETHEUS}"} for s in sources), panel[
             "title"
         ]
+
+
+SELECTOR = re.compile(r"\b(glb_\w+)(\{[^}]*\})?")
+
+
+def test_every_dashboard_query_is_scoped_to_the_selected_instances():
+    """Every glb metric a panel or the service and cluster variables select is limited to
+    $instance, and the stat panels show one value per instance, never a sum across them."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    for expr in expressions(dashboard):
+        for name, labels in SELECTOR.findall(expr):
+            if name == "glb_build_info":  # the instance variable's own source
+                continue
+            assert 'instance=~"$instance"' in labels, (name, expr)
+    stats = [p for p in panels(dashboard) if p["type"] == "stat"]
+    assert len(stats) == 6
+    for panel in stats:
+        for target in panel["targets"]:
+            aggregations = re.findall(
+                r"\b(?:sum|max|min|avg|count)\b\s*(by\s*\([^)]*\))?", target["expr"]
+            )
+            assert all(by.replace(" ", "") == "by(instance)" for by in aggregations), target
+            assert target["legendFormat"] == "{{instance}}", panel["title"]

@@ -30,8 +30,9 @@ from glb import __version__
 from glb.core.disagreements import Disagreements
 from glb.core.drains import MAX_REASON
 from glb.core.drills import DrillMode, DrillState
+from glb.core.policies import fails_open
 from glb.core.ports import LocalDrains, StateView, VerdictConsistency
-from glb.core.snapshot import EndpointState
+from glb.core.snapshot import EndpointState, HealthSnapshot
 from glb.core.stats import ECS_RESULTS, Histogram, Stats
 from glb.core.vantage import Vantage
 
@@ -46,15 +47,20 @@ class GlbCollector(Collector):
     """Reads Stats and the current snapshot at scrape time. `stats` is one Stats, or a callable
     returning the one to export (with workers: the sum of every process's, `Stats.merged`)."""
 
-    def __init__(self, stats: Stats | StatsSource, state: StateView) -> None:
+    def __init__(
+        self, stats: Stats | StatsSource, state: StateView, *, workers_configured: int = 1
+    ) -> None:
         self._source: StatsSource = stats if callable(stats) else lambda: stats
         self._state = state
+        self._workers_configured = workers_configured
         self._stats = Stats()
 
     def collect(self) -> Iterator[Metric]:
         self._stats = self._source()  # one consistent read per scrape
         self._stats.settle()  # the DNS fast path's pending counts (glb.core.stats.DnsTally)
-        yield from self._endpoints()
+        snapshot = self._state.current()  # one snapshot per scrape too
+        yield from self._endpoints(snapshot)
+        yield self._failing_open(snapshot)
         yield from self._probes()
         yield from self._failovers()
         yield from self._dns()
@@ -62,7 +68,7 @@ class GlbCollector(Collector):
         yield from self._config()
         yield from self._workers()
 
-    def _endpoints(self) -> Iterator[Metric]:
+    def _endpoints(self, snapshot: HealthSnapshot) -> Iterator[Metric]:
         up = GaugeMetricFamily(
             "glb_endpoint_up", "1 if the endpoint is up and in rotation, else 0", labels=ENDPOINT
         )
@@ -76,7 +82,6 @@ class GlbCollector(Collector):
             "EWMA of the endpoint's successful probe round trips",
             labels=ENDPOINT,
         )
-        snapshot = self._state.current()
         for service in self._state.topology.services:
             for endpoint in service.endpoints:
                 labels = [service.name, endpoint.cluster, endpoint.address]
@@ -94,6 +99,17 @@ class GlbCollector(Collector):
         for key, count in sorted(self._stats.transitions.items()):
             transitions.add_metric(list(key), count)
         yield from (up, state, latency, transitions)
+
+    def _failing_open(self, snapshot: HealthSnapshot) -> Metric:
+        failing = GaugeMetricFamily(
+            "glb_service_failing_open",
+            "1 while the service fails open: no endpoint is up and its answers hand out every"
+            " undrained one (when_all_down: return_all), else 0",
+            labels=["service"],
+        )
+        for service in self._state.topology.services:
+            failing.add_metric([service.name], 1.0 if fails_open(service, snapshot) else 0.0)
+        return failing
 
     def _probes(self) -> Iterator[Metric]:
         durations = HistogramMetricFamily(
@@ -240,6 +256,12 @@ class GlbCollector(Collector):
             "glb_workers",
             "Processes serving DNS and HTTP now, the main one included (glb serve --workers)",
             value=self._stats.workers,
+        )
+        yield GaugeMetricFamily(
+            "glb_workers_configured",
+            "Processes configured to serve DNS and HTTP, the main one included (glb serve"
+            " --workers); glb_workers is lower while a dead worker waits to be restarted",
+            value=self._workers_configured,
         )
         delay = GaugeMetricFamily(
             "glb_worker_propagation_seconds",
@@ -408,14 +430,16 @@ def metrics_registry(
     vantage: Callable[[], Vantage] | None = None,
     consistency: VerdictConsistency | None = None,
     drills: DrillFigures | None = None,
+    *,
+    workers: int = 1,
 ) -> CollectorRegistry:
     """A registry of glb's own metrics plus the client's process, platform and GC metrics (the
     process metrics are the main process's only); `glb_state_store_up` only with `store_up`
     (a shared state store is configured), `glb_vantage_peers` also with `vantage`, the
     disagreements with each peer also with `consistency`; the drains in force from `drains`;
-    the failover drills from `drills`."""
+    the failover drills from `drills`; `workers`: the processes configured to serve."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(GlbCollector(stats, state))
+    registry.register(GlbCollector(stats, state, workers_configured=workers))
     registry.register(DrainCollector(drains))
     if drills is not None:
         registry.register(DrillCollector(drills, state))

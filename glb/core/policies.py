@@ -162,3 +162,16 @@ def decide(
 def _trim(ranking: Ranking, service: Service, ttl: int) -> Decision:
     count = min(ranking.preferred, service.max_answers)
     return Decision(ranking.ordered[:count], ranking.ordered, ttl)
+
+
+def fails_open(service: Service, snapshot: HealthSnapshot) -> bool:
+    """Whether `service` fails open now: for A or AAAA queries no endpoint is eligible and
+    `when_all_down: return_all` hands out the undrained ones instead (`Decision.failed_open`,
+    as `decide` would answer; a service wholly drained answers nothing and does not fail open)."""
+    if service.when_all_down is not WhenAllDown.RETURN_ALL:
+        return False
+    families = {endpoint.family for endpoint in service.endpoints}
+    return any(
+        decide(service, snapshot, Query(family), random.Random(0)).failed_open
+        for family in families
+    )
