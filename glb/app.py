@@ -295,7 +295,7 @@ def _front_tls(settings: Settings) -> ServerCertificates | None:
     try:
         return ServerCertificates(files)
     except CertificateError as exc:
-        raise StartupError(f"http.tls: cannot serve the certificate {exc}") from None
+        raise StartupError(f"http.tls: cannot serve {exc}") from None
 
 
 def _also(pool: WorkerPool, tls: ServerCertificates | None) -> Callable[[Topology], None]:

@@ -308,15 +308,15 @@ Prefix = Annotated[str, BeforeValidator(parse_prefix)]
 class TlsCertificateSettings(Strict):
     """A PEM certificate chain (the certificate first) and its private key."""
 
-    cert: FilePath
-    key: FilePath
+    cert: Path
+    key: Path
 
     @model_validator(mode="after")
     def _loads(self) -> TlsCertificateSettings:
         try:
             server_context(CertificateFiles(str(self.cert), str(self.key)))
         except CertificateError as exc:
-            raise ValueError(f"cannot serve the certificate {exc}") from None
+            raise ValueError(str(exc)) from None
         return self
 
 

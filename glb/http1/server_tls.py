@@ -36,6 +36,7 @@ __all__ = [
     "CertificateFiles",
     "ServerCertificates",
     "certificate_names",
+    "load_certificate",
     "server_context",
 ]
 
@@ -80,30 +81,32 @@ class CertificateFiles:
 
 def server_context(files: CertificateFiles) -> ssl.SSLContext:
     """A server context serving `files`; raises CertificateError naming the file at fault."""
+    return load_certificate(files)[0]
+
+
+def load_certificate(files: CertificateFiles) -> tuple[ssl.SSLContext, tuple[str, ...]]:
+    """A server context serving `files`, and the names it serves (`certificate_names`); raises
+    CertificateError naming the file at fault: missing, not a certificate, not a private key,
+    or a key that does not match the certificate."""
+    for path in (files.cert, files.key):
+        if not os.path.isfile(path):
+            raise CertificateError(path, "no such file")
+    names = certificate_names(files.cert)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.set_ciphers(INTERMEDIATE_CIPHERS)
     context.set_alpn_protocols(list(ALPN))
     context.options |= ssl.OP_NO_RENEGOTIATION
-    for path in (files.cert, files.key):
-        if not os.path.isfile(path):
-            raise CertificateError(path, "no such file")
     try:
         context.load_cert_chain(files.cert, files.key)
     except ssl.SSLError as exc:
-        raise CertificateError(files.cert, _why(exc, files)) from None
+        reason = exc.reason or str(exc)
+        if "KEY_VALUES_MISMATCH" in reason:
+            raise CertificateError(files.cert, f"does not match the key in {files.key}") from None
+        raise CertificateError(files.key, f"not a usable PEM private key ({reason})") from None
     except OSError as exc:
         raise CertificateError(files.cert, exc.strerror or str(exc)) from None
-    return context
-
-
-def _why(exc: ssl.SSLError, files: CertificateFiles) -> str:
-    reason = exc.reason or str(exc)
-    if "KEY_VALUES_MISMATCH" in reason:
-        return f"does not match the private key in {files.key}"
-    if "PEM" in (exc.library or "") or "PEM" in reason:
-        return f"not a PEM certificate chain with its key in {files.key} ({reason})"
-    return f"cannot be loaded with the key in {files.key} ({reason})"
+    return context, names
 
 
 def certificate_names(path: str) -> tuple[str, ...]:
@@ -113,7 +116,8 @@ def certificate_names(path: str) -> tuple[str, ...]:
         # CPython's own certificate decoder (the one behind getpeercert()), for a file
         decoded = _ssl._test_decode_cert(path)  # type: ignore[attr-defined]
     except (ssl.SSLError, OSError) as exc:
-        raise CertificateError(path, f"cannot read the certificate: {exc}") from None
+        reason = getattr(exc, "reason", None) or exc.strerror or str(exc)
+        raise CertificateError(path, f"not a PEM certificate ({reason})") from None
     names = (value for kind, value in decoded.get("subjectAltName", ()) if kind == "DNS")
     return tuple(name.lower().rstrip(".") for name in names)
 
@@ -132,8 +136,7 @@ class _Served:
     def __init__(self, files: CertificateFiles) -> None:
         self.files = files
         self.signature = self._look()
-        self.context = server_context(files)
-        self.names = certificate_names(files.cert)
+        self.context, self.names = load_certificate(files)
         self.rejected: tuple[Signature | None, Signature | None] | None = None
 
     def _look(self) -> tuple[Signature | None, Signature | None]:
@@ -145,8 +148,7 @@ class _Served:
         if not force and (seen == self.signature or seen == self.rejected):
             return False
         try:
-            context = server_context(self.files)
-            names = certificate_names(self.files.cert)
+            context, names = load_certificate(self.files)
         except CertificateError as exc:
             self.rejected = seen
             logger.error(
