@@ -14,6 +14,8 @@ import contextlib
 import textwrap
 from collections.abc import AsyncIterator, Callable
 
+from aiohttp import web
+
 from glb.app import Running, running
 from glb.config import Settings, parse_settings
 from tests.proxy_front import echo_app, service_yaml
@@ -35,11 +37,15 @@ def front_config(where: Upstreams, http: str = "", **service: object) -> str:
     )
 
 
+def two_upstreams() -> dict[str, web.Application]:
+    """The apps of the upstreams `primary` and `secondary`, both echoing what they receive."""
+    return {"primary": echo_app("primary"), "secondary": echo_app("secondary")}
+
+
 @contextlib.asynccontextmanager
 async def glb_front(http: str = "", **service: object) -> AsyncIterator[tuple[Running, Upstreams]]:
     """A serving glb with `http` settings in front of two echoing upstreams."""
-    apps = {"primary": echo_app("primary"), "secondary": echo_app("secondary")}
-    async with upstreams(apps) as where:
+    async with upstreams(two_upstreams()) as where:
         settings = parse_settings(front_config(where, http, **service))
         async with running(settings, load=lambda: settings) as glb:
             yield glb, where

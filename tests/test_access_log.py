@@ -15,8 +15,7 @@ from glb.app import Running, running
 from glb.config import parse_settings
 from glb.logs import JsonFormatter
 from glb.proxy.access_log import clf_time
-from tests.front_glb import HOST, front_config, glb_front, until
-from tests.proxy_front import echo_app
+from tests.front_glb import HOST, front_config, glb_front, two_upstreams, until
 from tests.stack import upstreams
 
 ACCESS = "glb.access"
@@ -116,8 +115,7 @@ async def test_glbs_own_503_and_421_are_logged_without_a_cluster(caplog):
     cluster, upstream status and upstream time "-"; a host naming no service (421) with
     service "-" too."""
     caplog.set_level(logging.INFO, logger=ACCESS)
-    apps = {"primary": echo_app("primary"), "secondary": echo_app("secondary")}
-    async with upstreams(apps) as where:
+    async with upstreams(two_upstreams()) as where:
         config = front_config(where, extra="    when_all_down: servfail\n")
         await where.stop("primary")
         await where.stop("secondary")

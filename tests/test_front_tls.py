@@ -11,7 +11,8 @@ import logging
 import os
 import ssl
 import warnings
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,14 +20,13 @@ from typing import Any
 import aiohttp
 import pytest
 import trustme
-from aiohttp import web
 
 from glb.app import Running, running
 from glb.errors import ConfigError, StartupError
 from glb.http1.server_tls import CertificateError, CertificateFiles, ServerCertificates
-from tests.front_glb import HOST, settings_for
-from tests.proxy_front import echo_app
-from tests.stack import Upstreams, upstreams
+from tests.front_glb import HOST, front_config, glb_front, settings_for, two_upstreams
+from tests.serve import Served, start_serve, stop_serve
+from tests.stack import Upstreams, tcp_connection, upstreams
 
 
 @dataclass
@@ -69,21 +69,14 @@ def certs(tmp_path: Path) -> Certificates:
     return Certificates(trustme.CA(), tmp_path)
 
 
-def two_upstreams() -> dict[str, web.Application]:
-    return {"primary": echo_app("primary"), "secondary": echo_app("secondary")}
-
-
 def tls_yaml(*files: CertificateFiles) -> str:
     items = ", ".join(f"{{cert: {f.cert}, key: {f.key}}}" for f in files)
     return f"tls: {{certificates: [{items}]}}"
 
 
-@contextlib.asynccontextmanager
-async def tls_front(*files: CertificateFiles) -> AsyncIterator[tuple[Running, Upstreams]]:
-    async with upstreams(two_upstreams()) as where:
-        settings = settings_for(where, tls_yaml(*files))
-        async with running(settings, load=lambda: settings) as glb:
-            yield glb, where
+def tls_front(*files: CertificateFiles) -> AbstractAsyncContextManager[tuple[Running, Upstreams]]:
+    """A serving glb with TLS by `files` in front of two echoing upstreams."""
+    return glb_front(tls_yaml(*files))
 
 
 def port_of(glb: Running) -> int:
@@ -169,10 +162,12 @@ async def tls11_works(certs: Certificates, files: CertificateFiles, client: ssl.
         server.close()
 
 
-async def test_tls_12_and_13_with_alpn_http11_and_tls_11_refused(certs):
+async def test_tls_12_and_13_with_alpn_http11_and_tls_11_refused(certs, caplog):
     """TLS 1.3 and 1.2 are served with ALPN http/1.1; a client offering at most TLS 1.1 (which
-    it could speak, its security level lowered) is refused in the handshake."""
+    it could speak, its security level lowered) is refused in the handshake, and so is plain
+    HTTP on the TLS port, neither with a warning or an error in glb's log."""
     files = certs.write("default", HOST)
+    caplog.set_level(logging.DEBUG)
     async with tls_front(files) as (glb, _):
         modern = await handshake(glb, certs.client(), HOST)
         assert (modern.version, modern.alpn) == ("TLSv1.3", "http/1.1")
@@ -182,8 +177,14 @@ async def test_tls_12_and_13_with_alpn_http11_and_tls_11_refused(certs):
         assert await tls11_works(certs, files, old)  # the client can speak it, to a server that can
         with pytest.raises((ssl.SSLError, ConnectionResetError)):  # an alert, or the reset after it
             await handshake(glb, old, HOST)
-        plain = await handshake(glb, certs.client(), HOST)  # still serving after the refusal
-        assert plain.alpn == "http/1.1"
+        async with tcp_connection("127.0.0.1", port_of(glb)) as (reader, writer):
+            writer.write(b"GET / HTTP/1.1\r\nHost: app.glb.test\r\n\r\n")
+            assert not (await reader.read(1024)).startswith(b"HTTP/")  # no plain answer
+        after = await handshake(glb, certs.client(), HOST)  # still serving after the refusals
+        assert after.alpn == "http/1.1"
+    assert [
+        r for r in caplog.records if r.levelno >= logging.WARNING and r.name != "glb.admin.api"
+    ] == []
 
 
 async def test_a_request_proxied_over_tls_says_https_upstream(certs):
@@ -305,3 +306,38 @@ def test_certificates_without_any_file_loadable_raise_naming_the_file(tmp_path):
         ServerCertificates([CertificateFiles(str(tmp_path / "a.pem"), str(tmp_path / "a.key"))])
     assert raised.value.path == str(tmp_path / "a.pem")
     assert "no such file" in str(raised.value)
+
+
+def access_lines(served: Served, text: str) -> int:
+    return sum(text in line and "glb.access" in line for line in served.lines)
+
+
+async def test_glb_serve_with_workers_serves_tls_from_every_process(certs, tmp_path):
+    """`glb serve --workers 2` (a real process, on uvloop when installed): connections spread
+    over the main and the worker by SO_REUSEPORT all get the certificate and are proxied with
+    X-Forwarded-Proto https, each with an access-log line."""
+    files = certs.write("default", HOST)
+    requests = 20
+    async with upstreams(two_upstreams()) as where:
+        path = tmp_path / "glb.yaml"
+        path.write_text(front_config(where, tls_yaml(files)))
+        served = await start_serve(path, "--workers", "2")
+        try:
+            await served.wait_for_line(r"worker 1 \(pid \d+\) serving")
+            assert served.http.startswith("https://")
+            async with aiohttp.ClientSession() as session:
+                for _ in range(requests):  # a new connection each: the session is not kept
+                    async with session.get(
+                        f"{served.http}/w",
+                        ssl=certs.client(),
+                        server_hostname=HOST,
+                        headers={"Host": HOST, "Connection": "close"},
+                    ) as response:
+                        seen = await response.json()
+                    assert dict(seen["headers"])["X-Forwarded-Proto"] == "https"
+            async with asyncio.timeout(10):
+                while access_lines(served, '"GET /w HTTP/1.1" 200 ') < requests:
+                    served.logged.clear()
+                    await served.logged.wait()
+        finally:
+            assert await stop_serve(served) == 0
