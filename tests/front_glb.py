@@ -51,6 +51,11 @@ async def glb_front(http: str = "", **service: object) -> AsyncIterator[tuple[Ru
             yield glb, where
 
 
+def port_of(glb: Running) -> int:
+    """The port of glb's HTTP front end."""
+    return int(glb.http_url.rsplit(":", 1)[1])
+
+
 def settings_for(where: Upstreams, http: str) -> Settings:
     return parse_settings(front_config(where, http))
 

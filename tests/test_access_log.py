@@ -4,6 +4,7 @@ message; JSON: `glb.logs.JsonFormatter`, as `log.format: json` writes them)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -13,10 +14,11 @@ import pytest
 
 from glb.app import Running, running
 from glb.config import parse_settings
+from glb.http1.server import BadBody, ClientGone
 from glb.logs import JsonFormatter
-from glb.proxy.access_log import clf_time
-from tests.front_glb import HOST, front_config, glb_front, two_upstreams, until
-from tests.stack import upstreams
+from glb.proxy.access_log import clf_time, unanswered_status
+from tests.front_glb import HOST, front_config, glb_front, port_of, two_upstreams, until
+from tests.stack import tcp_connection, upstreams
 
 ACCESS = "glb.access"
 TEXT_LINE = re.compile(
@@ -152,6 +154,34 @@ async def test_a_failed_upstream_is_glbs_own_502_without_a_cluster(caplog):
     assert re.search(
         r'" 502 \d+ .* service=app\.glb\.test cluster=- upstream_status=- ', record.getMessage()
     )
+
+
+async def test_a_client_leaving_before_the_response_is_logged_499(caplog):
+    caplog.set_level(logging.INFO, logger=ACCESS)
+    async with glb_front() as (glb, _):
+        async with tcp_connection("127.0.0.1", port_of(glb)) as (_, writer):
+            writer.write(f"GET /slow?delay=5 HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode())
+            await writer.drain()
+            await until(lambda: sum(glb.pool.stats().proxy_active.values()) == 1)
+        (record,) = await logged(caplog)
+    assert re.search(
+        r'"GET /slow\?delay=5 HTTP/1\.1" 499 0 "-" "-" service=app\.glb\.test cluster=- ',
+        record.getMessage(),
+    ), record.getMessage()
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (asyncio.CancelledError(), 499),
+        (ClientGone(), 499),
+        (BadBody("broken chunk"), 400),
+        (RuntimeError("a bug"), 502),
+        (None, 502),  # the handler returned without answering
+    ],
+)
+def test_an_unanswered_request_has_the_status_the_server_then_sends(error, status):
+    assert unanswered_status(error) == status
 
 
 def test_clf_time_is_utc_with_english_months():

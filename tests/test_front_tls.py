@@ -24,7 +24,14 @@ import trustme
 from glb.app import Running, running
 from glb.errors import ConfigError, StartupError
 from glb.http1.server_tls import CertificateError, CertificateFiles, ServerCertificates
-from tests.front_glb import HOST, front_config, glb_front, settings_for, two_upstreams
+from tests.front_glb import (
+    HOST,
+    front_config,
+    glb_front,
+    port_of,
+    settings_for,
+    two_upstreams,
+)
 from tests.serve import Served, start_serve, stop_serve
 from tests.stack import Upstreams, tcp_connection, upstreams
 
@@ -77,10 +84,6 @@ def tls_yaml(*files: CertificateFiles) -> str:
 def tls_front(*files: CertificateFiles) -> AbstractAsyncContextManager[tuple[Running, Upstreams]]:
     """A serving glb with TLS by `files` in front of two echoing upstreams."""
     return glb_front(tls_yaml(*files))
-
-
-def port_of(glb: Running) -> int:
-    return int(glb.http_url.rsplit(":", 1)[1])
 
 
 @dataclass(frozen=True)

@@ -16,15 +16,19 @@ upstream_time, request_time), which the JSON log format puts at the top level of
 - `cluster`, `upstream_status` and `upstream_time` (seconds from sending the request to the
   endpoint that answered until its response head arrived) are "-" (JSON null) when no upstream
   answered: glb's own 502, 503 or 504, or a client fault answered by glb.
-- `status` is what the client was sent; 499 (nginx's "client closed request") when it went away
-  before any response started. `bytes` counts the response body sent. `time` is the seconds from
-  routing the request to the end of its response.
+- `status` is what the client was sent. A request the handler left unanswered is answered by
+  glb.http1.server's error boundary after the line is written, so its status is the one that
+  boundary sends (`unanswered_status`): 499 (nginx's "client closed request") when the client went
+  away before any response started, 400 for a bad request body, else 502. `bytes` counts the
+  response body sent. `time` is the seconds from routing the request to the end of its
+  response.
 - Text from the client (target, Referer, User-Agent) is escaped: `"` and `\\` get a backslash,
   control and non-ASCII characters become `\\xHH`, so one request is always one line.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import re
@@ -32,7 +36,7 @@ import time
 from collections.abc import Callable
 from typing import Final
 
-from glb.http1.server import Request
+from glb.http1.server import BodyError, ClientGone, Request
 from glb.proxy.attempts import UpstreamAnswer
 
 logger = logging.getLogger("glb.access")
@@ -75,6 +79,15 @@ def clf_time(moment: float) -> str:
     )
 
 
+def unanswered_status(error: BaseException | None) -> int:
+    """The status of a request the proxy's handler ended without answering, `error` what it
+    raised (None: nothing): what glb.http1.server's error boundary then answers, or 499 when
+    the client left."""
+    if isinstance(error, asyncio.CancelledError | ClientGone):
+        return CLIENT_GONE
+    return 400 if isinstance(error, BodyError) else 502
+
+
 class AccessLog:
     """Logs a `sample` share (0 to 1) of the requests the proxy handled; 0 logs none."""
 
@@ -96,18 +109,24 @@ class AccessLog:
         return sample >= 1.0 or self._rng.random() < sample
 
     def record(
-        self, request: Request, service: str, upstream: UpstreamAnswer | None, seconds: float
+        self,
+        request: Request,
+        service: str,
+        upstream: UpstreamAnswer | None,
+        seconds: float,
+        error: BaseException | None,
     ) -> None:
         """Log `request` if it is sampled: routed to `service` ("-": to none), answered by
-        `upstream` (None: by glb itself), handled in `seconds`."""
+        `upstream` (None: by glb itself), handled in `seconds`, the handler raising `error`."""
         if not self.wanted():
             return
-        fields = _fields(request, service, upstream, seconds)
+        status = request.status if request.started else unanswered_status(error)
+        fields = _fields(request, status, service, upstream, seconds)
         logger.info(_line(fields, self._clock()), extra=fields)
 
 
 def _fields(
-    request: Request, service: str, upstream: UpstreamAnswer | None, seconds: float
+    request: Request, status: int, service: str, upstream: UpstreamAnswer | None, seconds: float
 ) -> dict[str, object]:
     headers = request.headers
     return {
@@ -116,7 +135,7 @@ def _fields(
         "method": request.method,
         "target": request.target,
         "protocol": f"HTTP/{request.version}",
-        "status": request.status if request.started else CLIENT_GONE,
+        "status": status,
         "bytes": request.sent,
         "referer": headers.get("Referer"),
         "user_agent": headers.get("User-Agent"),

@@ -153,11 +153,11 @@ class HttpProxy:
             route = self.route(where.host)
         except Refused as refused:
             request.text(refused.status, refused.reason)
-            self._access.record(request, "-", None, time.monotonic() - started)
+            self._access.record(request, "-", None, time.monotonic() - started, None)
             return
         if route is None:
             request.text(421, f"glb: no service for host {where.host[:200]!r}")
-            self._access.record(request, "-", None, time.monotonic() - started)
+            self._access.record(request, "-", None, time.monotonic() - started, None)
             return
         await self._counted(request, route, where, started)
 
@@ -169,16 +169,20 @@ class HttpProxy:
         service = route.service.name
         stats = self._stats
         stats.proxy_active[service] += 1
-        answer = None
+        answer: UpstreamAnswer | None = None
+        error: BaseException | None = None
         try:
             answer = await self._steer(request, route, where)
+        except BaseException as exc:  # noted for the access log, then handled by the server
+            error = exc
+            raise
         finally:
             stats.proxy_active[service] -= 1
             # not finished: the client went away, or the response was cut short
             code: int | str = request.status if request.finished else "aborted"
             seconds = time.monotonic() - started
             stats.observe_proxy(service, request.served_by, code, seconds)
-            self._access.record(request, service, answer, seconds)
+            self._access.record(request, service, answer, seconds, error)
 
     def decide(self, service: Service, client: Address | None = None) -> Decision:
         """Steer one request for `service` from the client at `client` (None: unknown), which
