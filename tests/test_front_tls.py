@@ -190,6 +190,21 @@ async def test_tls_12_and_13_with_alpn_http11_and_tls_11_refused(certs, caplog):
     ] == []
 
 
+async def test_a_client_silent_in_the_handshake_is_cut_after_the_header_timeout(certs):
+    """The TLS handshake is bounded by `http.client_header_timeout` (slowloris before TLS)."""
+    files = certs.write("default", HOST)
+    http = f"client_header_timeout: 0.3s\n{tls_yaml(files)}"
+    loop = asyncio.get_running_loop()
+    async with (
+        glb_front(http) as (glb, _),
+        tcp_connection("127.0.0.1", port_of(glb)) as (reader, _writer),
+    ):
+        opened = loop.time()
+        async with asyncio.timeout(5):
+            assert await reader.read() == b""  # closed by glb, unanswered
+        assert loop.time() - opened >= 0.25
+
+
 async def test_a_request_proxied_over_tls_says_https_upstream(certs):
     """A request over TLS is proxied (to the upstream in plain HTTP) with X-Forwarded-Proto
     https; the Running's URL is https."""
