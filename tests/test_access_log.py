@@ -170,6 +170,22 @@ async def test_a_client_leaving_before_the_response_is_logged_499(caplog):
     ), record.getMessage()
 
 
+async def test_bytes_outside_printable_ascii_are_escaped_as_sent(caplog):
+    """A User-Agent in UTF-8 and one byte that is not: each byte logged as \\xHH, one line."""
+    caplog.set_level(logging.INFO, logger=ACCESS)
+    async with glb_front() as (glb, _):
+        async with tcp_connection("127.0.0.1", port_of(glb)) as (reader, writer):
+            writer.write(
+                b"GET /caf\xc3\xa9 HTTP/1.1\r\nHost: app.glb.test\r\n"
+                b"User-Agent: caf\xc3\xa9 \xff\r\nConnection: close\r\n\r\n"
+            )
+            assert (await reader.read()).startswith(b"HTTP/1.1 ")
+        (record,) = await logged(caplog)
+    line = record.getMessage()
+    assert '"caf\\xc3\\xa9 \\xff" service=app.glb.test' in line, line
+    assert "\n" not in line
+
+
 @pytest.mark.parametrize(
     ("error", "status"),
     [

@@ -29,6 +29,7 @@ upstream_time, request_time), which the JSON log format puts at the top level of
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import re
@@ -60,6 +61,8 @@ _UNSAFE: Final = re.compile(r'[^\x20-\x7e]|["\\]')
 
 
 def _escape(text: str) -> str:
+    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+        return text  # the common case, without the regex
     return _UNSAFE.sub(_escaped, text)
 
 
@@ -72,7 +75,12 @@ def _escaped(match: re.Match[str]) -> str:
 
 def clf_time(moment: float) -> str:
     """`moment` (epoch seconds) as the common log format writes it, in UTC."""
-    t = time.gmtime(moment)
+    return _clf_second(int(moment))
+
+
+@functools.lru_cache(maxsize=4)  # most lines are written in the same second as the one before
+def _clf_second(second: int) -> str:
+    t = time.gmtime(second)
     return (
         f"{t.tm_mday:02d}/{_MONTHS[t.tm_mon - 1]}/{t.tm_year}:"
         f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} +0000"
