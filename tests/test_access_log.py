@@ -182,6 +182,7 @@ async def test_bytes_outside_printable_ascii_are_escaped_as_sent(caplog):
             assert (await reader.read()).startswith(b"HTTP/1.1 ")
         (record,) = await logged(caplog)
     line = record.getMessage()
+    assert '"GET /caf\\xc3\\xa9 HTTP/1.1"' in line, line
     assert '"caf\\xc3\\xa9 \\xff" service=app.glb.test' in line, line
     assert "\n" not in line
 
