@@ -62,6 +62,7 @@ from glb.health.probes import Prober, source_problem
 from glb.health.triggers import AddressTriggers
 from glb.http1.client import Origin
 from glb.http1.server import ClientLimits, HttpServer
+from glb.http1.server_tls import CertificateError, ServerCertificates
 from glb.proxy.handler import HttpProxy
 from glb.reload import Reloader
 from glb.sockets import bind_dns, bind_tcp
@@ -130,6 +131,7 @@ async def running(
         stack.callback(tcp.close)
         http_sock = stack.enter_context(bind_tcp(*settings.http.listen, reuse_port=shared))
         admin_sock = stack.enter_context(bind_tcp(*settings.admin.listen))
+        tls = _front_tls(settings)
         prober = _prober(settings)
         stack.push_async_callback(prober.close)
         stats = Stats(last_reload_success=time.time())
@@ -162,7 +164,7 @@ async def running(
         monitor.subscribe(meter.on_snapshot)  # after the answerer: the answers have changed
         monitor.subscribe(FailingOpenLog(lambda: monitor.topology, monitor.current()).on_snapshot)
         reloader = Reloader(
-            settings, load, monitor, answerer, stats, serial=serial, also=pool.update_topology
+            settings, load, monitor, answerer, stats, serial=serial, also=_also(pool, tls)
         )
         reloader_slot.append(reloader)
         probing = asyncio.create_task(monitor.run(), name="monitor")
@@ -178,15 +180,16 @@ async def running(
         grace = settings.http.shutdown_grace
         stack.push_async_callback(pool.close, grace + 5.0)  # after the main's own drain
         lost = AddressTriggers(lambda: monitor.topology, monitor.probe_now)
-        proxy = _proxy(settings, monitor, monitor, stats, lambda o: lost.lost(o.host, o.port))
+        proxy = _proxy(settings, monitor, monitor, stats, tls, lambda o: lost.lost(o.host, o.port))
         monitor.subscribe(proxy.on_snapshot)  # requests stop waiting on an endpoint gone down
-        await _serve_proxy(stack, proxy, http_sock, grace=grace, limits=limits, stats=stats)
+        await _serve_proxy(
+            stack, proxy, http_sock, grace=grace, limits=limits, stats=stats, tls=tls
+        )
         await pool.start(udp.getsockname()[1], http_sock.getsockname()[1])
         stack.callback(pool.stop)  # the workers drain while the main does
         stack.callback(_stopping, monitor)  # runs first on exit: /readyz fails at once
-        glb = Running(
-            udp.getsockname()[:2], _url(http_sock), _url(admin_sock), monitor, reloader, pool
-        )
+        http_url = _url(http_sock, "http" if tls is None else "https")
+        glb = Running(udp.getsockname()[:2], http_url, _url(admin_sock), monitor, reloader, pool)
         _log_started(glb)
         yield glb
 
@@ -213,6 +216,7 @@ async def _worker_serving(start: Start, channel: Channel) -> AsyncIterator[Remot
         stack.callback(tcp.close)
         http_host = settings.http.listen[0]
         http_sock = stack.enter_context(bind_tcp(http_host, start.http_port, reuse_port=True))
+        tls = _front_tls(settings)
         stats = Stats()
         state = RemoteState(channel, start, stats)
         answerer = DnsAnswerer(
@@ -235,10 +239,11 @@ async def _worker_serving(start: Start, channel: Channel) -> AsyncIterator[Remot
         await dns.start()
         stack.push_async_callback(dns.close)
         limits = runtime.client_limits(settings)
-        proxy = _proxy(settings, state, state, stats)
+        proxy = _proxy(settings, state, state, stats, tls)
         state.subscribe(proxy.on_snapshot)
+        grace = settings.http.shutdown_grace
         await _serve_proxy(
-            stack, proxy, http_sock, grace=settings.http.shutdown_grace, limits=limits, stats=stats
+            stack, proxy, http_sock, grace=grace, limits=limits, stats=stats, tls=tls
         )
         logger.info(
             "worker %d (pid %d) serving: DNS port %d, HTTP port %d",
@@ -270,6 +275,7 @@ def _proxy(
     state: StateView,
     passive: PassiveHealth,
     stats: Stats,
+    tls: ServerCertificates | None,
     on_idle_lost: Callable[[Origin], None] | None = None,
 ) -> HttpProxy:
     return HttpProxy(
@@ -280,7 +286,33 @@ def _proxy(
         stats=stats,
         trusted_proxies=runtime.trusted_proxies(settings),
         on_idle_lost=on_idle_lost,
+        scheme="http" if tls is None else "https",
+        access_sample=runtime.access_log_sample(settings),
     )
+
+
+def _front_tls(settings: Settings) -> ServerCertificates | None:
+    """The front end's certificates (`http.tls`), None without TLS; a StartupError naming the
+    file when one cannot be loaded."""
+    files = runtime.front_certificates(settings)
+    if not files:
+        return None
+    try:
+        return ServerCertificates(files)
+    except CertificateError as exc:
+        raise StartupError(f"http.tls: cannot serve {exc}") from None
+
+
+def _also(pool: WorkerPool, tls: ServerCertificates | None) -> Callable[[Topology], None]:
+    """What a configuration reload does besides the topology: the workers get it, and the
+    front end's certificates are read again."""
+
+    def also(topology: Topology) -> None:
+        pool.update_topology(topology)
+        if tls is not None:
+            tls.refresh(force=True)
+
+    return also
 
 
 def _hold_connections(stack: contextlib.AsyncExitStack, prober: Prober, monitor: Monitor) -> None:
@@ -389,23 +421,25 @@ async def _serve_proxy(
     grace: float,
     limits: ClientLimits,
     stats: Stats,
+    tls: ServerCertificates | None,
 ) -> None:
-    """Serve the proxy on `sock` with glb's own HTTP server; on exit stop listening, give open
-    requests `grace` seconds, then close the upstream connections."""
+    """Serve the proxy on `sock` with glb's own HTTP server (over TLS with `tls`); on exit stop
+    listening, give open requests `grace` seconds, then close the upstream connections."""
     server = HttpServer(
         proxy.handle,
         limits,
         on_reject=stats.observe_rejected,
         on_over_cap=stats.observe_connection_refused,
+        tls=None if tls is None else tls.listening,
     )
     stack.push_async_callback(proxy.close)
     await server.start(sock)
     stack.push_async_callback(server.close, grace)
 
 
-def _url(sock: socket.socket) -> str:
+def _url(sock: socket.socket, scheme: str = "http") -> str:
     host, port = sock.getsockname()[:2]
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
 
 def _log_started(glb: Running) -> None:

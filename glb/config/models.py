@@ -4,7 +4,9 @@ Every model forbids unknown keys. `Settings` also reads `GLB_*` environment vari
 over the file (`GLB_DNS__LISTEN=0.0.0.0:53`: nested keys joined with `__`).
 
 Validation opens `geo.database` (glb.geodb): valid Settings hold the opened database, so each
-load (hence each reload) reads the file as it is then, and a bad file fails the load.
+load (hence each reload) reads the file as it is then, and a bad file fails the load. It also
+loads every `http.tls` certificate with its key once, so a file that cannot be served fails the
+load (and `glb check`) naming the file.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pydantic import (
     Field,
     FilePath,
     SecretStr,
+    model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
@@ -38,6 +41,7 @@ from glb.config.store_url import parse_quorum, parse_redis_url
 from glb.core.model import PolicyName, ProbeType, Scheme, WhenAllDown
 from glb.errors import GeoDatabaseError
 from glb.geodb import MmdbDatabase, open_database
+from glb.http1.server_tls import CertificateError, CertificateFiles, server_context
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -301,6 +305,35 @@ def parse_prefix(value: object) -> str:
 Prefix = Annotated[str, BeforeValidator(parse_prefix)]
 
 
+class TlsCertificateSettings(Strict):
+    """A PEM certificate chain (the certificate first) and its private key."""
+
+    cert: Path
+    key: Path
+
+    @model_validator(mode="after")
+    def _loads(self) -> TlsCertificateSettings:
+        try:
+            server_context(CertificateFiles(str(self.cert), str(self.key)))
+        except CertificateError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+
+class TlsSettings(Strict):
+    """TLS on the HTTP front end: the certificate for a client's SNI name (its SAN DNS names,
+    wildcards one label deep), the first one for a client without SNI or with another name."""
+
+    certificates: list[TlsCertificateSettings] = Field(min_length=1)
+
+
+class AccessLogSettings(Strict):
+    """One info line per proxied request on the `glb.access` logger."""
+
+    enabled: bool = True
+    sample: float = Field(default=1.0, ge=0.0, le=1.0)  # share of requests logged
+
+
 class HttpSettings(Strict):
     listen: Listen = ("127.0.0.1", 8080)
     cluster_header: bool = False  # add X-GLB-Cluster (the cluster that served) to responses
@@ -313,6 +346,8 @@ class HttpSettings(Strict):
     max_connections: int = Field(default=10_000, ge=1, le=1_000_000)  # client connections at once
     # peers whose X-Forwarded-For names the client that geo services steer by
     trusted_proxies: list[Prefix] = Field(default_factory=list)
+    tls: TlsSettings | None = None  # none: plain HTTP
+    access_log: AccessLogSettings = Field(default_factory=AccessLogSettings)
 
 
 class AdminSettings(Strict):

@@ -1,7 +1,7 @@
 """The options each adapter takes, made from the validated settings: the HTTP client limits, the
 DNS rate limiter, what `CH TXT id.server` answers, the probes' and upstreams' extra CA file, the
-probes' source address, the proxies whose X-Forwarded-For the HTTP front end believes, where the
-state file lives.
+probes' source address, the proxies whose X-Forwarded-For the HTTP front end believes, its TLS
+certificate files and access-log sampling, where the state file lives.
 
 The adapters never see `Settings`: the composition root (`glb.app`) hands each one the plain
 options made here, so a setting's meaning is decided in one place.
@@ -16,6 +16,7 @@ from pathlib import Path
 from glb.config.models import Settings
 from glb.core.rrl import RrlConfig
 from glb.http1.server import ClientLimits
+from glb.http1.server_tls import CertificateFiles
 
 
 def client_limits(settings: Settings) -> ClientLimits:
@@ -71,6 +72,21 @@ def trusted_proxies(settings: Settings) -> tuple[str, ...]:
     """The prefixes of the proxies whose X-Forwarded-For names the client (`http.trusted_proxies`),
     each a network without host bits set (an address is its /32 or /128)."""
     return tuple(settings.http.trusted_proxies)
+
+
+def front_certificates(settings: Settings) -> tuple[CertificateFiles, ...]:
+    """The HTTP front end's certificate and key files (`http.tls`), the default one first;
+    none: plain HTTP."""
+    tls = settings.http.tls
+    if tls is None:
+        return ()
+    return tuple(CertificateFiles(str(each.cert), str(each.key)) for each in tls.certificates)
+
+
+def access_log_sample(settings: Settings) -> float:
+    """The share of proxied requests the access log has a line for (`http.access_log`); 0: off."""
+    access = settings.http.access_log
+    return access.sample if access.enabled else 0.0
 
 
 STATE_FILE_NAME = "glb-state.json"  # next to the configuration file, by default

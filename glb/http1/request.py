@@ -149,6 +149,7 @@ class Request:
         "headers",
         "method",
         "remote",
+        "sent",
         "served_by",
         "started",
         "status",
@@ -170,6 +171,7 @@ class Request:
         self.started = False  # the status line went out
         self.finished = False  # the whole response went out
         self.status = 0
+        self.sent = 0  # bytes of the response's body sent (before any chunked framing)
         self.served_by = "none"
         self._chunked = False
         self.closes = False  # the connection closes after this response
@@ -219,6 +221,7 @@ class Request:
         if self.method == "HEAD" or status in _NO_BODY_STATUS or status < 200:
             body = b""
         self.finished = True
+        self.sent = len(body)
         self._connection.write(head + body if body else head)
 
     def text(self, status: int, text: str) -> None:
@@ -263,6 +266,7 @@ class Request:
             return
         connection = self._connection
         connection.check_open()
+        self.sent += len(data)
         if self._chunked:
             connection.writelines(chunk(data))
         else:

@@ -31,6 +31,10 @@ Requests refused here, before any handler (400, 408, 417, 505), are reported to 
 with their status, and connections over the cap to `on_over_cap` (glb counts both for
 /metrics).
 
+TLS: with a `tls` context (`glb.http1.server_tls.ServerCertificates.listening`) the
+connections are TLS; the handshake must end within `header_timeout` seconds, and the timers
+above start once it has.
+
 Shutdown (`HttpServer.close(grace)`): stop listening, close idle connections, let requests in
 flight finish (their responses say `Connection: close`) for up to `grace` seconds, then cancel
 what is left and abort those connections.
@@ -42,6 +46,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final, Protocol, cast
@@ -433,8 +438,10 @@ class HttpServer:
         *,
         on_reject: Callable[[int], None] | None = None,
         on_over_cap: Callable[[], None] | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.handler = handler
+        self.tls = tls  # serve TLS with this context (handshake bounded by `header_timeout`)
         self.on_reject = on_reject or _ignore  # told the status of every request refused here
         self.on_over_cap = on_over_cap or _nothing  # told of every connection over the cap
         self.limits = limits or ClientLimits()
@@ -448,8 +455,13 @@ class HttpServer:
     async def start(self, sock: socket.socket) -> None:
         """Serve on the bound socket `sock` (it is listened on here)."""
         loop = asyncio.get_running_loop()
+        handshake = self.limits.header_timeout if self.tls is not None else None
         server = await loop.create_server(
-            lambda: ClientConnection(self), sock=sock, backlog=BACKLOG
+            lambda: ClientConnection(self),
+            sock=sock,
+            backlog=BACKLOG,
+            ssl=self.tls,
+            ssl_handshake_timeout=handshake,
         )
         self._servers.append(server)
 

@@ -29,8 +29,9 @@ An attempt raising anything but a connection failure or a timeout (glb.http1.cli
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Sequence
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from multidict import CIMultiDict
 
@@ -63,6 +64,14 @@ class UpstreamRequest:
         self.path_qs = path_qs
         self.headers = headers
         self.body = body
+
+
+class UpstreamAnswer(NamedTuple):
+    """The response that was delivered: its status, and the seconds from sending the request
+    to the endpoint that answered until its response's head was in."""
+
+    status: int
+    seconds: float
 
 
 class Attempt(Protocol):
@@ -98,9 +107,9 @@ class Attempts:
         ranked: Sequence[Endpoint],
         attempt: Attempt,
         outgoing: UpstreamRequest,
-    ) -> None:
+    ) -> UpstreamAnswer | None:
         """Attempt the endpoints in order while the retry rule allows; deliver the first
-        response, or answer why none came."""
+        response (and say what it was), or answer why none came (None)."""
         failure: Failure | None = None
         body = outgoing.body
         for endpoint in ranked[: route.service.proxy.retries + 1]:
@@ -109,6 +118,7 @@ class Attempts:
                     break
                 self._stats.proxy_retries[route.service.name] += 1
             request.served_by = endpoint.cluster
+            sent = time.monotonic()
             try:
                 with self._down.watching(endpoint.target):
                     response = await attempt.send(route, endpoint, outgoing)
@@ -117,20 +127,22 @@ class Attempts:
                     raise  # a bug: the error boundary logs it
                 if (fault := await body.fault()) is not None:
                     answer_client_fault(request, fault)
-                    return
+                    return None
                 failure = classify(exc, route, endpoint)
                 if not failure.marked_down:  # already down: nothing more to tell
                     self._passive.report_request(endpoint, failed=True, detail=failure.detail)
                 continue
+            answer = UpstreamAnswer(response.status, time.monotonic() - sent)
             self._report_answer(route, endpoint, response.status)
             cluster = endpoint.cluster if self._cluster_header else None
             try:
                 await attempt.deliver(request, response, cluster)
             finally:
                 response.release()
-            return
+            return answer
         assert failure is not None  # noqa: S101 (ranked is never empty here)
         request.text(*failure_text(failure))
+        return None
 
     def _report_answer(self, route: Route, endpoint: Endpoint, status: int) -> None:
         failed = status >= 500 and route.service.proxy.eject_on_5xx

@@ -18,6 +18,10 @@ upgrade (a GET without a body asking for `Upgrade: websocket`; any other upgrade
 a plain request, its Upgrade dropped as the hop-by-hop header it is). A plain request's body is
 a `glb.proxy.body.ClientBody`.
 
+Every request the proxy handles, routed or not, gets a line in the access log
+(`glb.proxy.access_log`, sampled). With TLS on the front end (`scheme="https"`) upstreams are
+told so in X-Forwarded-Proto.
+
 Every request has an error boundary, glb.http1.server's: an unexpected exception is logged with its
 traceback and answered 502; a client that goes away cancels the handler, which aborts the
 upstream request.
@@ -41,7 +45,8 @@ from glb.core.snapshot import HealthSnapshot
 from glb.core.stats import Stats
 from glb.http1.client import HttpClient, Origin
 from glb.http1.server import Request
-from glb.proxy.attempts import Attempt, Attempts, UpstreamRequest
+from glb.proxy.access_log import AccessLog
+from glb.proxy.attempts import Attempt, Attempts, UpstreamAnswer, UpstreamRequest
 from glb.proxy.body import NO_BODY, ClientBody, answer_client_fault
 from glb.proxy.client_address import TrustedProxies, peer_address
 from glb.proxy.destination import Destination, Refused, destination, valid_authority
@@ -62,9 +67,10 @@ _GEO: Final = PolicyName.GEO  # a module constant: an enum class attribute is 10
 
 class HttpProxy:
     """The front end's state: the routing index, the upstream client, the round-robin counter,
-    the geo rankings and the trusted proxies. `handle` is the one request handler; `close()`
-    closes the upstream connections. `on_idle_lost(origin)`: an idle upstream connection was
-    ended by the upstream (`glb.http1.client`)."""
+    the geo rankings, the trusted proxies and the access log. `handle` is the one request
+    handler; `close()` closes the upstream connections. `on_idle_lost(origin)`: an idle upstream
+    connection was ended by the upstream (`glb.http1.client`). `scheme`: what clients speak to
+    glb ("https" behind TLS); `access_sample`: the share of requests logged (0: none)."""
 
     def __init__(
         self,
@@ -77,8 +83,12 @@ class HttpProxy:
         stats: Stats | None = None,
         trusted_proxies: Iterable[str | Network] = (),
         on_idle_lost: Callable[[Origin], None] | None = None,
+        scheme: str = "http",
+        access_sample: float = 1.0,
     ) -> None:
         self._stats = stats or Stats()
+        self._scheme = scheme
+        self._access = AccessLog(access_sample)
         self._state = state
         self._rng = rng or random.Random()
         self._tls = TlsContexts(ca_file)
@@ -143,30 +153,42 @@ class HttpProxy:
         """Route, steer and forward one request. Its error boundary is the server's
         (`glb.http1.server`): an unexpected exception is logged with its traceback and answered
         502, or cuts the connection once the response has started."""
+        started = time.monotonic()
         try:
             where = destination(request)
             route = self.route(where.host)
         except Refused as refused:
             request.text(refused.status, refused.reason)
+            self._access.record(request, "-", None, time.monotonic() - started, None)
             return
         if route is None:
             request.text(421, f"glb: no service for host {where.host[:200]!r}")
+            self._access.record(request, "-", None, time.monotonic() - started, None)
             return
-        await self._counted(request, route, where)
+        await self._counted(request, route, where, started)
 
-    async def _counted(self, request: Request, route: Route, where: Destination) -> None:
-        """Steer and forward, counted per service and serving cluster (labels from config only)."""
+    async def _counted(
+        self, request: Request, route: Route, where: Destination, started: float
+    ) -> None:
+        """Steer and forward, counted per service and serving cluster (labels from config only),
+        and logged in the access log."""
         service = route.service.name
         stats = self._stats
         stats.proxy_active[service] += 1
-        started = time.monotonic()
+        answer: UpstreamAnswer | None = None
+        error: BaseException | None = None
         try:
-            await self._steer(request, route, where)
+            answer = await self._steer(request, route, where)
+        except BaseException as exc:  # noted for the access log, then handled by the server
+            error = exc
+            raise
         finally:
             stats.proxy_active[service] -= 1
             # not finished: the client went away, or the response was cut short
             code: int | str = request.status if request.finished else "aborted"
-            stats.observe_proxy(service, request.served_by, code, time.monotonic() - started)
+            seconds = time.monotonic() - started
+            stats.observe_proxy(service, request.served_by, code, seconds)
+            self._access.record(request, service, answer, seconds, error)
 
     def decide(self, service: Service, client: Address | None = None) -> Decision:
         """Steer one request for `service` from the client at `client` (None: unknown), which
@@ -225,13 +247,16 @@ class HttpProxy:
             return peer
         return self._proxies.forwarded_client(peer, request.headers.getall("X-Forwarded-For", ()))
 
-    async def _steer(self, request: Request, route: Route, where: Destination) -> None:
+    async def _steer(
+        self, request: Request, route: Route, where: Destination
+    ) -> UpstreamAnswer | None:
+        """Steer and forward; what the upstream answered, None when glb answered itself."""
         service = route.service
         client = self.client_address(request) if service.policy is _GEO else None
         decision = self.decide(service, client)
         if decision.servfail or not decision.ranked:
             request.text(503, f"glb: no healthy endpoint for {service.name}")
-            return
+            return None
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s %s -> %s", request.method, where.host, decision.ranked[0].cluster)
         proxy = service.proxy
@@ -246,7 +271,7 @@ class HttpProxy:
                 body = await ClientBody.receive(request, proxy.idle_timeout, proxy.max_body_size)
                 if body.client_error is not None:
                     answer_client_fault(request, body.client_error)
-                    return
+                    return None
         headers = upstream_headers(
             request.headers,
             client_ip=request.remote,
@@ -254,6 +279,7 @@ class HttpProxy:
             upstream_host=proxy.upstream_host,
             version=request.version,
             upgrade=upgrade,
+            scheme=self._scheme,
         )
         outgoing = UpstreamRequest(request, where.path_qs, headers, body)
-        await self._attempts.in_order(request, route, decision.ranked, attempt, outgoing)
+        return await self._attempts.in_order(request, route, decision.ranked, attempt, outgoing)

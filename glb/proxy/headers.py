@@ -101,14 +101,16 @@ def upstream_headers(
     upstream_host: str | None,
     version: str,
     upgrade: str | None = None,
+    scheme: str = "http",
 ) -> CIMultiDict[str]:
     """The headers sent upstream for a client request with `headers`; with `upgrade` (the
     protocol of an Upgrade request, e.g. "websocket") the upgrade is asked for again upstream,
-    the client's Sec-WebSocket-* headers passing through so that the handshake is end to end."""
+    the client's Sec-WebSocket-* headers passing through so that the handshake is end to end.
+    `scheme`: what the client spoke to glb, "https" when it came over TLS (X-Forwarded-Proto)."""
     out = without(headers, _UPSTREAM_DROP)
     out["Host"] = upstream_host or client_host
     out["X-Forwarded-For"] = appended(out, "X-Forwarded-For", client_ip)
-    out["X-Forwarded-Proto"] = "http"
+    out["X-Forwarded-Proto"] = scheme
     out["X-Forwarded-Host"] = client_host
     out["Via"] = appended(out, "Via", via(version))
     if upgrade is not None:
