@@ -188,9 +188,12 @@ def _at(plain: Mapping[str, object], dotted: str) -> object:
 def plain_settings(settings: Settings) -> dict[str, object]:
     """`settings` as plain data for `diff_configs`: a secret as a fingerprint that differs
     when the secret does (and means nothing outside this process), the geo database as its
-    path, enums as their values, tuples as lists."""
+    path, listen addresses as `host:port`, enums as their values, tuples as lists."""
     plain = _plain(settings.model_dump())
     assert isinstance(plain, dict)  # noqa: S101 (a model dumps to a dict)
+    for section in ("dns", "http", "admin"):
+        host, port = getattr(settings, section).listen
+        plain[section]["listen"] = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     return plain
 
 
