@@ -294,30 +294,34 @@ async def test_the_reload_api_answers_with_what_changed(glb, clusters):
     assert again["serial"] == first["serial"]
 
 
+@contextlib.asynccontextmanager
+async def serving(path: Path, *args: str) -> AsyncIterator[Served]:
+    """`glb serve` of `path` (with `args`); on exit SIGTERM, and it must exit 0."""
+    served = await start_serve(path, *args)
+    try:
+        yield served
+    finally:
+        served.process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(15):
+            assert await served.process.wait() == 0
+
+
 async def test_sighup_with_an_unchanged_file_says_no_change(tmp_path: Path, clusters):
     """`glb serve` given SIGHUP with its file as it was logs a successful reload of no change."""
     path = tmp_path / "glb.yaml"
     path.write_text(config(clusters, ["app.glb.test"]))
-    served = await start_serve(path)
-    process = served.process
-    try:
-        process.send_signal(signal.SIGHUP)
+    async with serving(path) as served:
+        served.process.send_signal(signal.SIGHUP)
         await served.wait_for_line(r"configuration reloaded: 1 zone\(s\), .*; no change")
-    finally:
-        process.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(15):
-            assert await process.wait() == 0
 
 
 async def test_sighup_reloads_the_file(tmp_path: Path, clusters):
     """SIGHUP makes glb serve re-read its file; a new service then answers."""
     path = tmp_path / "glb.yaml"
     path.write_text(config(clusters, ["app.glb.test"]))
-    served = await start_serve(path)
-    process = served.process
-    try:
+    async with serving(path) as served:
         path.write_text(config(clusters, ["app.glb.test", "hup.glb.test"]))
-        process.send_signal(signal.SIGHUP)
+        served.process.send_signal(signal.SIGHUP)
         request = dns.message.make_query("hup.glb.test", "A")
         async with asyncio.timeout(10):
             while True:  # polling from outside, as a resolver would
@@ -327,10 +331,6 @@ async def test_sighup_reloads_the_file(tmp_path: Path, clusters):
                 if reply.rcode() == dns.rcode.NOERROR:
                     break
                 await asyncio.sleep(0.05)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(15):
-            assert await process.wait() == 0
 
 
 async def test_watch_reloads_the_file_when_it_changes(tmp_path: Path, clusters):
@@ -340,9 +340,7 @@ async def test_watch_reloads_the_file_when_it_changes(tmp_path: Path, clusters):
     first.write_text(config(clusters, ["app.glb.test"]))
     link = tmp_path / "glb.yaml"
     link.symlink_to(first)
-    served = await start_serve(link, "--watch", "0.1")
-    process = served.process
-    try:
+    async with serving(link, "--watch", "0.1") as served:
         second = tmp_path / "v2.yaml"
         second.write_text(config(clusters, ["app.glb.test", "watched.glb.test"]))
         swapped = tmp_path / "glb.yaml.new"
@@ -360,10 +358,6 @@ async def test_watch_reloads_the_file_when_it_changes(tmp_path: Path, clusters):
         since = len(served.lines)
         second.write_text("services: [oops")  # rewritten in place, broken
         await served.wait_for_line(r"reload rejected", since=since)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(15):
-            assert await process.wait() == 0
 
 
 async def in_flight(session: aiohttp.ClientSession, admin: str) -> None:
