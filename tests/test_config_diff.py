@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from glb.config import parse_settings
 from glb.core.config_diff import (
     MISSING,
     ConfigDiff,
@@ -14,6 +15,7 @@ from glb.core.config_diff import (
     diff_values,
     render,
 )
+from glb.reload import plain_settings
 
 
 def base() -> dict[str, Any]:
@@ -188,3 +190,55 @@ def test_render_spells_values_as_a_file_would():
 def test_an_empty_diff_is_unchanged():
     assert ConfigDiff().unchanged
     assert ConfigDiff().summary() == "no change"
+
+
+SETTINGS = """
+dns: {listen: '[::1]:5353'}
+admin: {listen: '127.0.0.1:9100', token: TOKEN}
+zones: [{name: example.test, nameservers: [{name: ns1.example.test, address: 192.0.2.53}]}]
+clusters: [{name: eu, addresses: [192.0.2.1]}]
+services:
+  - {name: app.example.test, port: 80, probe: {type: tcp}, backends: [{cluster: eu}]}
+"""
+FIRST_TOKEN = "first-admin-token-0123"
+
+
+def settings_plain(text: str, token: str = FIRST_TOKEN) -> dict[str, object]:
+    return plain_settings(parse_settings(text.replace("TOKEN", token)))
+
+
+def test_settings_spelled_otherwise_are_no_change():
+    """Comments, key order and defaults written out mean the same settings: no change."""
+    respelled = """
+# the same settings, spelled otherwise
+services:
+  - {backends: [{cluster: eu}], probe: {interval: 1s, type: tcp}, name: app.example.test}
+clusters: [{addresses: [192.0.2.1], name: eu}]  # one cluster
+zones: [{nameservers: [{name: ns1.example.test, address: 192.0.2.53}], name: example.test}]
+admin: {token: TOKEN, listen: '127.0.0.1:9100'}
+dns: {listen: '[::1]:5353'}
+"""
+    assert diff_configs(settings_plain(SETTINGS), settings_plain(respelled)).unchanged
+
+
+def test_settings_as_plain_data_show_listen_addresses_and_enums_as_written():
+    plain = settings_plain(SETTINGS)
+    dns, services = plain["dns"], plain["services"]
+    assert isinstance(dns, dict)
+    assert isinstance(services, list)
+    assert dns["listen"] == "[::1]:5353"
+    assert services[0]["probe"]["type"] == "tcp"
+
+
+def test_a_changed_token_is_a_change_that_does_not_show_the_token():
+    second = "second-admin-token-0123"
+    diff = diff_configs(settings_plain(SETTINGS), settings_plain(SETTINGS, second))
+    [change] = diff.changes
+    assert (change.kind, change.name, [key.path for key in change.keys]) == (
+        "section",
+        "admin",
+        ["token"],
+    )
+    assert FIRST_TOKEN not in str(change)
+    assert second not in str(change)
+    assert str(change).startswith("section admin changed: token <secret ")
