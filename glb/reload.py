@@ -154,17 +154,24 @@ class Reloader:
 
 def zones_changed(diff: ConfigDiff, old: Settings, new: Settings) -> set[str]:
     """The zones of `new` whose content `diff` changes: the zone itself (or it is new), a
-    service in it (added, removed or changed) or a cluster such a service uses."""
+    service in it (added, removed, changed, or moved to another zone, as into a more specific
+    zone added) or a cluster such a service uses."""
     zones = {change.name for change in diff.of("zone")}
     services = {change.name for change in diff.of("service")}
     clusters = {change.name for change in diff.of("cluster")}
-    for settings in (old, new):
-        names = [zone.name for zone in settings.zones]
+    before, after = _zones_of_services(old), _zones_of_services(new)
+    for settings, placed in ((old, before), (new, after)):
         for service in settings.services:
             used = {backend.cluster for backend in service.backends}
-            if service.name in services or used & clusters:
-                zones.add(zone_of(service.name, names) or "")
+            moved = before.get(service.name) != after.get(service.name)
+            if moved or service.name in services or used & clusters:
+                zones.add(placed[service.name])
     return zones & {zone.name for zone in new.zones}
+
+
+def _zones_of_services(settings: Settings) -> dict[str, str]:
+    names = [zone.name for zone in settings.zones]
+    return {service.name: zone_of(service.name, names) or "" for service in settings.services}
 
 
 def restart_changes(

@@ -15,7 +15,7 @@ from glb.core.config_diff import (
     diff_values,
     render,
 )
-from glb.reload import plain_settings
+from glb.reload import plain_settings, zones_changed
 
 
 def base() -> dict[str, Any]:
@@ -242,3 +242,42 @@ def test_a_changed_token_is_a_change_that_does_not_show_the_token():
     assert FIRST_TOKEN not in str(change)
     assert second not in str(change)
     assert str(change).startswith("section admin changed: token <secret ")
+
+
+ZONES = """
+zones:
+  - {name: example.test, nameservers: [{name: ns1.example.test, address: 192.0.2.53}]}
+  - {name: other.test, nameservers: [{name: ns1.other.test, address: 192.0.2.53}]}
+clusters: [{name: eu, addresses: [192.0.2.1]}, {name: us, addresses: [192.0.2.2]}]
+services:
+  - {name: app.example.test, probe: {type: tcp}, backends: [{cluster: eu}]}
+  - {name: app.sub.example.test, probe: {type: tcp}, backends: [{cluster: eu}]}
+  - {name: app.other.test, probe: {type: tcp}, backends: [{cluster: us}]}
+"""
+
+
+def changed_zones(old_text: str, new_text: str) -> set[str]:
+    old, new = parse_settings(old_text), parse_settings(new_text)
+    return zones_changed(diff_configs(plain_settings(old), plain_settings(new)), old, new)
+
+
+def test_a_changed_cluster_changes_the_zones_of_the_services_using_it():
+    us = ZONES.replace("addresses: [192.0.2.2]", "addresses: [192.0.2.3]")
+    assert changed_zones(ZONES, us) == {"other.test"}
+    eu = ZONES.replace("addresses: [192.0.2.1]", "addresses: [192.0.2.4]")
+    assert changed_zones(ZONES, eu) == {"example.test"}
+
+
+def test_a_zone_added_inside_another_changes_both():
+    """sub.example.test takes app.sub.example.test over from example.test: both changed."""
+    sub = "  - {name: sub.example.test, nameservers: [{name: ns1.example.test}]}\n"
+    added = ZONES.replace("clusters:", sub + "clusters:")
+    assert changed_zones(ZONES, added) == {"example.test", "sub.example.test"}
+
+
+def test_a_removed_service_changes_its_zone_and_settings_elsewhere_none():
+    removed = ZONES.replace(
+        "  - {name: app.other.test, probe: {type: tcp}, backends: [{cluster: us}]}\n", ""
+    )
+    assert changed_zones(ZONES, removed) == {"other.test"}
+    assert changed_zones(ZONES, "probes: {hold_connection: false}\n" + ZONES) == set()
