@@ -45,6 +45,7 @@ from glb.admin.metrics import metrics_handler, metrics_registry
 from glb.admin.peers import VantagePoints
 from glb.app_state import cancel
 from glb.config import Settings, runtime, to_topology
+from glb.core.config_diff import ReloadOutcome
 from glb.core.model import Topology
 from glb.core.ports import DrainControls, PassiveHealth, StateView
 from glb.core.rrl import ResponseRateLimiter
@@ -342,10 +343,10 @@ def _admin(
     processes configured to serve). `reloader` holds the Reloader once there is one."""
     token = settings.admin.token.get_secret_value() if settings.admin.token else None
 
-    async def reload() -> list[str]:
+    async def reload() -> ReloadOutcome:
         if not reloader:
-            return ["glb is still starting; try again once /readyz answers 200"]
-        return await reloader[0].reload()
+            return ReloadOutcome(["glb is still starting; try again once /readyz answers 200"])
+        return await reloader[0].reload_outcome()
 
     state = settings.state
     points = VantagePoints(

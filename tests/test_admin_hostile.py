@@ -15,6 +15,7 @@ from pytest_aiohttp import AiohttpClient
 from glb.admin.api import CHANGES_DISABLED, MAX_BODY, admin_app
 from glb.app import running
 from glb.config import parse_settings, to_topology
+from glb.core.config_diff import ReloadOutcome
 from glb.core.health import ProbeResult
 from glb.core.model import Target
 from glb.health.monitor import Monitor
@@ -41,9 +42,9 @@ class Reloads:
     def __init__(self) -> None:
         self.calls = 0
 
-    async def __call__(self) -> list[str]:
+    async def __call__(self) -> ReloadOutcome:
         self.calls += 1
-        return []
+        return ReloadOutcome()
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -156,15 +157,171 @@ async def test_queries_during_reloads_are_all_answered(glb, clusters):
     assert answered == 200
 
 
+def reload_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    """The records glb.reload logged (caplog set to INFO for it by the caller)."""
+    return [record for record in caplog.records if record.name == "glb.reload"]
+
+
+def with_comments_and_keys_reordered(text: str) -> str:
+    """The same configuration spelled otherwise: comments added, the top-level keys reordered."""
+    lines = text.splitlines()
+    return "\n".join(["# the same glb", lines[1], lines[0], "# listeners above", *lines[2:]]) + "\n"
+
+
+@pytest.mark.parametrize("rewrite", [lambda text: text, with_comments_and_keys_reordered])
+async def test_an_unchanged_file_keeps_the_serial_and_says_no_change(
+    glb, clusters, caplog: pytest.LogCaptureFixture, rewrite
+):
+    """A file meaning the same (as it was, or with comments and key order changed) reloads
+    successfully as "no change": one line, no object lines, the SOA serial as it was."""
+    caplog.set_level(logging.INFO, logger="glb.reload")
+    running_glb, path = glb
+    before = serial_of(await query(running_glb, "glb.test", "SOA"))
+    path.write_text(rewrite(config(clusters, ["app.glb.test"])))
+    assert await running_glb.reload() == []
+    [line] = reload_lines(caplog)
+    assert line.levelno == logging.INFO
+    assert line.getMessage() == (
+        f"configuration reloaded: 1 zone(s), 1 service(s), serial {before}; no change"
+    )
+    assert (line.__dict__["changed"], line.__dict__["summary"]) == (False, "no change")
+    assert serial_of(await query(running_glb, "glb.test", "SOA")) == before
+    assert running_glb.reloader.serial == before
+
+
+def two_zones(text: str) -> str:
+    """`text` with a second zone, other.test, next to glb.test."""
+    other = "{name: other.test, nameservers: [{name: ns1.other.test, address: 127.0.0.1}]}"
+    return text.replace(
+        "nameservers: [{name: ns1.glb.test, address: 127.0.0.1}]}]",
+        (f"nameservers: [{{name: ns1.glb.test, address: 127.0.0.1}}]}}, {other}]"),
+    )
+
+
+async def test_a_changed_service_is_logged_with_its_keys_and_bumps_only_its_zone(
+    tmp_path: Path, clusters, caplog: pytest.LogCaptureFixture
+):
+    """Changing a service's ttl and probe interval logs a summary and the service's keys with
+    old and new values, and raises the serial of its zone only; adding a service to the other
+    zone then raises that zone's serial only."""
+    caplog.set_level(logging.INFO, logger="glb.reload")
+    path = tmp_path / "glb.yaml"
+    path.write_text(two_zones(config(clusters, ["app.glb.test"])))
+    async with running(load_settings(path), load=lambda: load_settings(path)) as running_glb:
+        glb_test = serial_of(await query(running_glb, "glb.test", "SOA"))
+        other_test = serial_of(await query(running_glb, "other.test", "SOA"))
+        changed = config(clusters, ["app.glb.test"]).replace(
+            "probe: {type: tcp}", "probe: {type: tcp, interval: 2s}, ttl: 30"
+        )
+        path.write_text(two_zones(changed))
+        assert await running_glb.reload() == []
+        summary, change = reload_lines(caplog)
+        assert summary.getMessage().endswith("; services: 1 changed")
+        assert change.getMessage() == (
+            "configuration change: service app.glb.test changed: "
+            "probe.interval 1 -> 2, ttl 10 -> 30"
+        )
+        assert (change.__dict__["object_kind"], change.__dict__["object"]) == (
+            "service",
+            "app.glb.test",
+        )
+        assert change.__dict__["changed_keys"] == ["probe.interval 1 -> 2", "ttl 10 -> 30"]
+        bumped = serial_of(await query(running_glb, "glb.test", "SOA"))
+        assert bumped > glb_test
+        assert serial_of(await query(running_glb, "other.test", "SOA")) == other_test
+
+        caplog.clear()
+        added = config(clusters, ["app.glb.test", "x.other.test"]).replace(
+            "probe: {type: tcp}", "probe: {type: tcp, interval: 2s}, ttl: 30", 1
+        )
+        path.write_text(two_zones(added))
+        assert await running_glb.reload() == []
+        assert [r.getMessage() for r in reload_lines(caplog)][1:] == [
+            "configuration change: service x.other.test added"
+        ]
+        assert serial_of(await query(running_glb, "other.test", "SOA")) > other_test
+        assert serial_of(await query(running_glb, "glb.test", "SOA")) == bumped
+
+
+async def test_a_restart_only_change_undone_warns_once(
+    glb, clusters, caplog: pytest.LogCaptureFixture
+):
+    """Changing dns.listen warns, with the running and the new value, that it needs a restart;
+    changing it back to what glb listens on does not warn again (nothing waits for a restart)."""
+    caplog.set_level(logging.INFO, logger="glb.reload")
+    running_glb, path = glb
+    original = config(clusters, ["app.glb.test"])
+    path.write_text(original.replace("dns: {listen: '127.0.0.1:0'}", "dns: {listen: ':5399'}"))
+    assert await running_glb.reload() == []
+    [warning] = [r for r in reload_lines(caplog) if r.levelno == logging.WARNING]
+    assert warning.getMessage() == (
+        "configuration reloaded, but these changes take effect only at restart: "
+        "dns.listen 127.0.0.1:0 -> 0.0.0.0:5399"
+    )
+    assert warning.__dict__["restart_needed"] == ["dns.listen"]
+    caplog.clear()
+    path.write_text(original)
+    assert await running_glb.reload() == []
+    lines = reload_lines(caplog)
+    assert [r.levelno for r in lines] == [logging.INFO, logging.INFO]
+    assert lines[1].getMessage() == (
+        "configuration change: section dns changed: listen 0.0.0.0:5399 -> 127.0.0.1:0"
+    )
+
+
+async def test_the_reload_api_answers_with_what_changed(glb, clusters):
+    """POST /api/v1/reload answers with the summary and one line per change; reloading the
+    same file again answers "no change" with the same serial."""
+    running_glb, path = glb
+    url = f"{running_glb.admin_url}/api/v1/reload"
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    path.write_text(config(clusters, ["app.glb.test", "api.glb.test"]))
+    async with aiohttp.ClientSession() as session:
+        async with session.post(url, headers=auth) as response:
+            assert response.status == 200
+            first = await response.json()
+        async with session.post(url, headers=auth) as response:
+            assert response.status == 200
+            again = await response.json()
+    assert (first["reloaded"], first["changed"], first["summary"]) == (
+        True,
+        True,
+        "services: 1 added",
+    )
+    assert first["changes"] == ["service api.glb.test added"]
+    assert first["restart_needed"] == []
+    assert (again["changed"], again["summary"], again["changes"]) == (False, "no change", [])
+    assert again["serial"] == first["serial"]
+
+
+@contextlib.asynccontextmanager
+async def serving(path: Path, *args: str) -> AsyncIterator[Served]:
+    """`glb serve` of `path` (with `args`); on exit SIGTERM, and it must exit 0."""
+    served = await start_serve(path, *args)
+    try:
+        yield served
+    finally:
+        served.process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(15):
+            assert await served.process.wait() == 0
+
+
+async def test_sighup_with_an_unchanged_file_says_no_change(tmp_path: Path, clusters):
+    """`glb serve` given SIGHUP with its file as it was logs a successful reload of no change."""
+    path = tmp_path / "glb.yaml"
+    path.write_text(config(clusters, ["app.glb.test"]))
+    async with serving(path) as served:
+        served.process.send_signal(signal.SIGHUP)
+        await served.wait_for_line(r"configuration reloaded: 1 zone\(s\), .*; no change")
+
+
 async def test_sighup_reloads_the_file(tmp_path: Path, clusters):
     """SIGHUP makes glb serve re-read its file; a new service then answers."""
     path = tmp_path / "glb.yaml"
     path.write_text(config(clusters, ["app.glb.test"]))
-    served = await start_serve(path)
-    process = served.process
-    try:
+    async with serving(path) as served:
         path.write_text(config(clusters, ["app.glb.test", "hup.glb.test"]))
-        process.send_signal(signal.SIGHUP)
+        served.process.send_signal(signal.SIGHUP)
         request = dns.message.make_query("hup.glb.test", "A")
         async with asyncio.timeout(10):
             while True:  # polling from outside, as a resolver would
@@ -174,10 +331,6 @@ async def test_sighup_reloads_the_file(tmp_path: Path, clusters):
                 if reply.rcode() == dns.rcode.NOERROR:
                     break
                 await asyncio.sleep(0.05)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(15):
-            assert await process.wait() == 0
 
 
 async def test_watch_reloads_the_file_when_it_changes(tmp_path: Path, clusters):
@@ -187,9 +340,7 @@ async def test_watch_reloads_the_file_when_it_changes(tmp_path: Path, clusters):
     first.write_text(config(clusters, ["app.glb.test"]))
     link = tmp_path / "glb.yaml"
     link.symlink_to(first)
-    served = await start_serve(link, "--watch", "0.1")
-    process = served.process
-    try:
+    async with serving(link, "--watch", "0.1") as served:
         second = tmp_path / "v2.yaml"
         second.write_text(config(clusters, ["app.glb.test", "watched.glb.test"]))
         swapped = tmp_path / "glb.yaml.new"
@@ -207,10 +358,6 @@ async def test_watch_reloads_the_file_when_it_changes(tmp_path: Path, clusters):
         since = len(served.lines)
         second.write_text("services: [oops")  # rewritten in place, broken
         await served.wait_for_line(r"reload rejected", since=since)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(15):
-            assert await process.wait() == 0
 
 
 async def in_flight(session: aiohttp.ClientSession, admin: str) -> None:

@@ -56,6 +56,7 @@ from glb.admin.drills import DRILL_ROUTES, DRILLS, running_drills
 from glb.admin.geo_view import BadClient, client_answer, geo_table, parse_client
 from glb.admin.peers import VantagePoints, VerdictsNow, iso_time, peers_json
 from glb.admin.status_page import STATUS_PAGE, StatusPage, status_page
+from glb.core.config_diff import ReloadOutcome
 from glb.core.drains import Drain, Drains
 from glb.core.health import ProbeResult, TargetHealth
 from glb.core.model import Endpoint, PolicyName, Service, Topology
@@ -78,7 +79,7 @@ _SAFE_METHODS: Final = frozenset({hdrs.METH_GET, hdrs.METH_HEAD})
 _PER_QUERY: Final = frozenset({PolicyName.WEIGHTED, PolicyName.ROUND_ROBIN})
 
 
-Reload = Callable[[], Awaitable[list[str]]]
+Reload = Callable[[], Awaitable[ReloadOutcome]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +91,7 @@ class Admin:
     token: bytes | None  # None: changing calls are refused
     clock: Callable[[], float]  # the monotonic clock the health times are taken with
     wall_clock: Callable[[], float]  # seconds since the epoch, to report those times
-    reload: Reload | None  # re-reads the configuration; returns the problems found
+    reload: Reload | None  # re-reads the configuration; returns what changed or the problems
     vantage: VantagePoints  # this instance's name and, with `state.redis`, its peers
 
 
@@ -347,13 +348,15 @@ async def reload_config(request: web.Request) -> web.Response:
     reason = await read_reason(request)
     if admin.reload is None:
         raise web.HTTPNotImplemented(text="this glb was started without a configuration file")
-    problems = await admin.reload()
-    _log_change(request, "reload" if not problems else "reload (rejected)", "configuration", reason)
-    if problems:
-        body = {"reloaded": False, "errors": problems}
+    outcome = await admin.reload()
+    action = "reload" if outcome.applied else "reload (rejected)"
+    _log_change(request, action, "configuration", reason)
+    if not outcome.applied:
+        body = {"reloaded": False, "errors": list(outcome.problems)}
         return web.json_response(body, status=HTTPStatus.UNPROCESSABLE_ENTITY)
     serial = config_json(admin.state.topology, admin.vantage.instance)["serial"]
-    return web.json_response({"reloaded": True, "errors": [], "serial": serial})
+    body = {"reloaded": True, "errors": [], "serial": serial, **outcome.report()}
+    return web.json_response(body)
 
 
 def _drain_scope(

@@ -37,10 +37,14 @@ from glb.core.networks import NetworkTable
 from glb.core.stability import TTL_UNSTABLE
 
 
-def to_topology(settings: Settings, *, serial: int = 1) -> Topology:
-    """The immutable core model of valid settings. `serial` becomes every zone's SOA serial."""
+def to_topology(
+    settings: Settings, *, serial: int = 1, serials: Mapping[str, int] | None = None
+) -> Topology:
+    """The immutable core model of valid settings. A zone's SOA serial is its own in `serials`
+    (by zone name), else `serial`."""
+    own = serials or {}
     with gc_paused():
-        zones = tuple(_zone(z, serial) for z in settings.zones)
+        zones = tuple(_zone(z, own.get(z.name, serial)) for z in settings.zones)
         clusters = tuple(
             Cluster(c.name, c.region or c.name, tuple(c.addresses), _location(c.location))
             for c in settings.clusters
