@@ -142,7 +142,8 @@ class _Where:
         text = f"{key_path(loc)}: {'bad name: ' if about_name else ''}{message(error, Settings)}"
         if error["type"] == "missing":  # the mapping that lacks it, unless the whole file does
             return f"{self.at(loc[:-1]) if len(loc) > 1 else self.source}: {text}"
-        return f"{self.at(loc, key=about_name or error['type'] == 'extra_forbidden')}: {text}"
+        about_key = about_name or error["type"] in ("extra_forbidden", "invalid_key")
+        return f"{self.at(loc, key=about_key)}: {text}"
 
     def cross(self, reason: str) -> str:
         """A cross-key check's "key.path: message", with the origin of that key."""
@@ -159,15 +160,36 @@ def parse_key_path(path: str) -> list[int | str]:
 
 
 def _env_variable(loc: Loc) -> str | None:
-    """The GLB_* variable that supplied the value at `loc`, if one did."""
-    environ = {name.upper() for name in os.environ}
+    """The GLB_* variable that supplied the value at `loc`, if one did: the variable of that
+    key, or of an enclosing section whose JSON value holds the key (the file gives the rest of
+    a section an environment variable sets in part)."""
+    environ = {name.upper(): value for name, value in os.environ.items()}
     for end in range(len(loc), 0, -1):
         parts = loc[:end]
         if all(isinstance(p, str) for p in parts):
             name = ENV_PREFIX + "__".join(str(p).upper() for p in parts)
-            if name in environ:
+            if name in environ and _holds(environ[name], loc[end:]):
                 return name
     return None
+
+
+def _holds(value: str, rest: Loc) -> bool:
+    """Whether the JSON text `value` has a value at the path `rest` (always, for no path)."""
+    if not rest:
+        return True
+    try:
+        node: object = json.loads(value)
+    except ValueError:
+        return False
+    for part in rest:
+        if isinstance(node, dict) and isinstance(part, str) and part in node:
+            node = node[part]
+            continue
+        if isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+            continue
+        return False
+    return True
 
 
 def _environment_not_json(exc: SettingsError) -> list[str]:

@@ -71,6 +71,7 @@ def _not_a(what: str) -> Callable[[Mapping[str, Any]], str]:
 
 _MESSAGES: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "missing": lambda _: "required key is missing",
+    "invalid_key": lambda e: f"a key must be a name (text), not {kind(e['input'])}",
     "model_type": _expected("a mapping"),
     "model_attributes_type": _expected("a mapping"),
     "dict_type": _expected("a mapping"),

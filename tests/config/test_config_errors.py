@@ -88,6 +88,14 @@ def test_a_merge_key_overriding_a_key_is_not_a_repeat() -> None:
     assert (probe.interval, probe.timeout) == (4.0, 1.0)
 
 
+def test_a_repeat_in_a_merged_mapping_is_reported_once() -> None:
+    """A mapping merged elsewhere (`<<: *dns`) is checked once, where it is written."""
+    text = BASE + "dns: &dns {listen: '127.0.0.1:1', listen: '127.0.0.1:2'}\nhttp: {<<: *dns}\n"
+    assert reasons_of(text) == [
+        "<config>:7:35: dns.listen: key 'listen' is given twice (one line); remove one of them"
+    ]
+
+
 # ---------------------------------------------------------------------------------------------
 # Where: file, line and column
 
@@ -194,6 +202,14 @@ def test_a_wrong_section_type_says_what_was_expected() -> None:
     ]
 
 
+def test_a_key_that_is_not_text_is_named_at_its_place() -> None:
+    """`null: 1` inside a service is a key that is not a name."""
+    text = BASE + "services: [{null: 1, name: a.example.test, backends: [{cluster: europe}]}]\n"
+    assert reasons_of(text) == [
+        "<config>:7:12: services[0].None: a key must be a name (text), not nothing (null)"
+    ]
+
+
 def test_an_unknown_top_level_key_suggests_the_close_one() -> None:
     assert reasons_of(BASE + "servces: []\n") == [
         "<config>:7:1: servces: unknown key; did you mean 'services'?"
@@ -236,6 +252,18 @@ def test_environment_errors_name_the_variable(
     monkeypatch.setenv(name, value)
     (reason,) = reasons_of(BASE)
     assert reason.startswith(f"environment {name}: {expected}"), reason
+
+
+def test_a_section_set_in_part_by_the_environment_leaves_the_rest_to_the_file(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """GLB_DNS sets dns.listen only: a bad dns key from the file is reported at its line, not
+    blamed on the variable."""
+    monkeypatch.setenv("GLB_DNS", '{"listen": "127.0.0.1:53"}')
+    assert reasons_of(BASE + "dns: {tcp_idle_timeout: never}\n") == [
+        "<config>:7:25: dns.tcp_idle_timeout: 'never' is not a duration (use 1s, 250ms, 2m or a "
+        "number of seconds)"
+    ]
 
 
 def test_a_misspelt_environment_variable_suggests_the_section(
