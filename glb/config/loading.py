@@ -21,7 +21,7 @@ from pydantic_settings import SettingsError
 
 from glb.config.checks import Parts, cross_check
 from glb.config.models import Settings
-from glb.config.wording import did_you_mean, message, shown
+from glb.config.wording import decoded_as_json, did_you_mean, field_at, message, shown
 from glb.config.yaml_source import Loc, YamlDocument, key_path, parse_yaml
 from glb.errors import ConfigError
 
@@ -199,8 +199,12 @@ def _environment_not_json(exc: SettingsError) -> list[str]:
     problems = []
     for name, value in sorted(os.environ.items()):
         upper = name.upper()
-        if field and (upper == section or upper.startswith(section + "__")) and _not_json(value):
-            path = ".".join(upper.removeprefix(ENV_PREFIX).lower().split("__"))
+        if not field or not (upper == section or upper.startswith(section + "__")):
+            continue
+        loc = upper.removeprefix(ENV_PREFIX).lower().split("__")
+        target = field_at(Settings, loc)
+        if target is not None and decoded_as_json(target) and _not_json(value):
+            path = ".".join(loc)
             problems.append(
                 f"environment {name}: {path}: {shown(value)} is not valid JSON (a section "
                 f"or a list is given as JSON, e.g. {_JSON_EXAMPLES})"

@@ -10,6 +10,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel
+from pydantic.fields import FieldInfo
+from pydantic_settings import NoDecode
 
 Loc = Sequence[int | str]
 
@@ -126,15 +128,35 @@ def message(error: Mapping[str, Any], root: type[BaseModel]) -> str:
 
 def field_names(root: type[BaseModel], loc: Loc) -> list[str]:
     """The keys the model at `loc` (under `root`) accepts; [] when `loc` leads to no model."""
+    if not loc:
+        return list(root.model_fields)
+    field = field_at(root, loc)
+    model = model_in(field.annotation) if field is not None else None
+    return list(model.model_fields) if model is not None else []
+
+
+def field_at(root: type[BaseModel], loc: Loc) -> FieldInfo | None:
+    """The field at `loc` under `root` (list indices skipped), or None when there is none."""
     model: type[BaseModel] | None = root
+    field = None
     for part in loc:
-        if model is None:
-            return []
         if isinstance(part, int):
             continue  # an item of a list: its model is the list's
-        field = model.model_fields.get(part)
-        model = model_in(field.annotation) if field is not None else None
-    return list(model.model_fields) if model is not None else []
+        field = model.model_fields.get(part) if model is not None else None
+        if field is None:
+            return None
+        model = model_in(field.annotation)
+    return field
+
+
+def decoded_as_json(field: FieldInfo) -> bool:
+    """Whether pydantic-settings reads an environment value for `field` as JSON: a section, a
+    list or a mapping, unless the field is marked NoDecode (glb parses its text itself)."""
+    if NoDecode in field.metadata:
+        return False
+    annotation = field.annotation
+    complex_origin = typing.get_origin(annotation) in (list, dict, tuple)
+    return model_in(annotation) is not None or complex_origin
 
 
 def model_in(annotation: object) -> type[BaseModel] | None:

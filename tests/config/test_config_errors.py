@@ -266,6 +266,15 @@ def test_a_section_set_in_part_by_the_environment_leaves_the_rest_to_the_file(
     ]
 
 
+def test_only_the_variable_that_should_be_json_is_blamed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Of two variables under `dns`, the section (JSON) one that does not parse is named; the
+    listen text is glb's to parse, not JSON."""
+    monkeypatch.setenv("GLB_DNS__LISTEN", "127.0.0.1:53")
+    monkeypatch.setenv("GLB_DNS__RRL", "{bad")
+    (reason,) = reasons_of(BASE)
+    assert reason.startswith("environment GLB_DNS__RRL: dns.rrl: '{bad' is not valid JSON")
+
+
 def test_a_misspelt_environment_variable_suggests_the_section(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
