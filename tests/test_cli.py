@@ -101,6 +101,7 @@ async def test_serve_refuses_an_invalid_config(tmp_path: Path):
     code, _, err = await run_glb("serve", "-c", str(path))
     assert code == 2
     assert "is invalid" in err
+    assert f"{path}:7:5: services[0].colour: unknown key" in err  # the words of glb check
 
 
 async def test_missing_config_is_a_clear_error(tmp_path: Path):
