@@ -57,15 +57,27 @@ def gc_paused() -> Iterator[None]:
 
 
 def parse_settings(text: str, *, source: str = "<config>") -> Settings:
+    """Validate a configuration's text; `source` names it in every reason. A key given twice
+    is reported together with the problems validation finds."""
     with gc_paused():
         document = parse_yaml(text, source)
-        if document.data is None:
-            return validate_settings({}, source=source)
-        if not isinstance(document.data, dict):
-            raise ConfigError(
-                [f"{source}: the top level must be a mapping of keys, not a list or text"]
-            )
-        return validate_settings(document.data, source=source, document=document)
+        try:
+            settings = _validate_document(document, source)
+        except ConfigError as exc:
+            raise ConfigError([*document.repeats, *exc.reasons]) from None
+        if document.repeats:
+            raise ConfigError(list(document.repeats))
+        return settings
+
+
+def _validate_document(document: YamlDocument, source: str) -> Settings:
+    if document.data is None:
+        return validate_settings({}, source=source)
+    if not isinstance(document.data, dict):
+        raise ConfigError(
+            [f"{source}: the top level must be a mapping of keys, not a list or text"]
+        )
+    return validate_settings(document.data, source=source, document=document)
 
 
 def validate_settings(

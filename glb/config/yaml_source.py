@@ -1,8 +1,9 @@
 """The configuration file as YAML: parsed data plus the node tree it came from, so a problem
 found later can name its line and column.
 
-Parsing refuses what YAML itself would accept silently: a key given twice in one mapping (at
-any depth; YAML keeps the later one). Merge keys (`<<: *defaults`) are overrides, not repeats.
+Parsing notes what YAML itself would accept silently, for the loader to refuse: a key given
+twice in one mapping (at any depth; YAML keeps the later one). Merge keys (`<<: *defaults`) are
+overrides, not repeats.
 """
 
 from __future__ import annotations
@@ -39,10 +40,12 @@ class Position:
 
 @dataclass(frozen=True)
 class YamlDocument:
-    """Parsed YAML (`data`) and its node tree (`root`, None for an empty file)."""
+    """Parsed YAML (`data`, where a repeated key keeps its later value), its node tree (`root`,
+    None for an empty file) and a reason for each key given twice (`repeats`)."""
 
     data: Any
     root: Node | None
+    repeats: tuple[str, ...] = ()
 
     def position(self, loc: Loc, *, key: bool = False) -> Position | None:
         """Where the value at `loc` is written (its key with `key`); when `loc` leads somewhere
@@ -108,8 +111,9 @@ _LOADER: Callable[[str], _Loader] = type(
 
 
 def parse_yaml(text: str, source: str) -> YamlDocument:
-    """Parse `text`; ConfigError naming `source`, line and column for bad YAML, and every key
-    given twice (at any depth)."""
+    """Parse `text`; ConfigError naming `source`, line and column for bad YAML. Keys given
+    twice (at any depth) are noted in the document's `repeats`, to be reported with the
+    problems validation finds."""
     loader = _LOADER(text)
     try:
         root = loader.get_single_node()
@@ -121,9 +125,9 @@ def parse_yaml(text: str, source: str) -> YamlDocument:
     finally:
         loader.dispose()
     repeats: list[tuple[Node, Node]] = vars(loader).get("repeats", [])
-    if root is not None and repeats:
-        raise ConfigError(_describe_repeats(root, repeats, source))
-    return YamlDocument(data, root)
+    if root is None or not repeats:
+        return YamlDocument(data, root)
+    return YamlDocument(data, root, _describe_repeats(root, repeats, source))
 
 
 def describe_yaml_error(exc: yaml.MarkedYAMLError, source: str) -> str:
@@ -136,7 +140,7 @@ def describe_yaml_error(exc: yaml.MarkedYAMLError, source: str) -> str:
     return f"{where}: not valid YAML: {reason}"
 
 
-def _describe_repeats(root: Node, repeats: list[tuple[Node, Node]], source: str) -> list[str]:
+def _describe_repeats(root: Node, repeats: list[tuple[Node, Node]], source: str) -> tuple[str, ...]:
     """ "file:line:column: key.path: ..." for each repeated key, in file order."""
     locs = _key_locs(root, {id(key) for _, key in repeats})
     problems = []
@@ -147,7 +151,7 @@ def _describe_repeats(root: Node, repeats: list[tuple[Node, Node]], source: str)
             f"{source}:{Position.of(key)}: {key_path(locs.get(id(key), [key.value]))}: "
             f"key {key.value!r} is given twice ({where}); remove one of them"
         )
-    return problems
+    return tuple(problems)
 
 
 def _key_locs(root: Node, wanted: set[int]) -> dict[int, tuple[int | str, ...]]:

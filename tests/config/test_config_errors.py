@@ -72,6 +72,18 @@ def test_every_repeat_is_reported_at_once() -> None:
     ]
 
 
+def test_repeats_are_reported_with_the_other_problems() -> None:
+    """A repeated key does not hide what validation finds elsewhere (nor the reverse)."""
+    text = with_service(
+        "backends: [{cluster: europe}]", "probe: {rise: 2, rise: 3}", "colour: blue"
+    )
+    assert reasons_of(text) == [
+        "<config>:10:22: services[0].probe.rise: key 'rise' is given twice (one line); "
+        "remove one of them",
+        "<config>:11:5: services[0].colour: unknown key",
+    ]
+
+
 def test_a_merge_key_overriding_a_key_is_not_a_repeat() -> None:
     """`<<: *probe` then a key of the merged mapping is an override, as YAML means it."""
     text = (
@@ -90,7 +102,7 @@ def test_a_merge_key_overriding_a_key_is_not_a_repeat() -> None:
 
 def test_a_repeat_in_a_merged_mapping_is_reported_once() -> None:
     """A mapping merged elsewhere (`<<: *dns`) is checked once, where it is written."""
-    text = BASE + "dns: &dns {listen: '127.0.0.1:1', listen: '127.0.0.1:2'}\nhttp: {<<: *dns}\n"
+    text = BASE + "dns: &dns {listen: '127.0.0.1:0', listen: '127.0.0.1:0'}\nhttp: {<<: *dns}\n"
     assert reasons_of(text) == [
         "<config>:7:35: dns.listen: key 'listen' is given twice (one line); remove one of them"
     ]
