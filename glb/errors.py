@@ -14,7 +14,10 @@ class GLBError(Exception):
 
 
 class ConfigError(GLBError):
-    """The configuration is invalid. `reasons` lists every problem, each with its key path."""
+    """The configuration is invalid. `reasons` lists every problem, each naming where it comes
+    from and its key path: `glb.yaml:14:7: services[0].probe.interval: ...` for the file (line
+    and column when the file gives the key), `environment GLB_DNS__LISTEN: dns.listen: ...` for
+    a variable."""
 
     def __init__(self, reasons: list[str]) -> None:
         self.reasons = list(reasons)

@@ -62,16 +62,17 @@ async def test_check_accepts_the_example_config():
 
 
 async def test_check_lists_every_problem_with_its_key_path(tmp_path: Path):
-    """glb check on a bad file prints each problem with file and key path, and exits 2."""
+    """glb check on a bad file prints each problem with file, line, column and key path, and
+    exits 2."""
     path = tmp_path / "bad.yaml"
     path.write_text(BAD)
     code, _, err = await run_glb("check", "-c", str(path))
     assert code == 2
     for expected in (
-        f"{path}: dns.listen: '127.0.0.1:99999' is not host:port",
-        f"{path}: clusters[0].addresses[0]: '127.0.0.300' is not an IPv4 or IPv6 address",
-        f"{path}: services[0].colour: unknown key",
-        f"{path}: services[0].probe.rise: Input should be greater than or equal to 1",
+        f"{path}:2:15: dns.listen: '127.0.0.1:99999' is not host:port",
+        f"{path}:4:40: clusters[0].addresses[0]: '127.0.0.300' is not an IPv4 or IPv6 address",
+        f"{path}:7:5: services[0].colour: unknown key",
+        f"{path}:8:32: services[0].probe.rise: 0 is out of range: it must be at least 1",
     ):
         assert expected in err
 
@@ -100,6 +101,7 @@ async def test_serve_refuses_an_invalid_config(tmp_path: Path):
     code, _, err = await run_glb("serve", "-c", str(path))
     assert code == 2
     assert "is invalid" in err
+    assert f"{path}:7:5: services[0].colour: unknown key" in err  # the words of glb check
 
 
 async def test_missing_config_is_a_clear_error(tmp_path: Path):

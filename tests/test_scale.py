@@ -124,6 +124,6 @@ def test_duplicate_names_among_many_services_are_each_reported_once():
     with pytest.raises(ConfigError) as info:
         parse_settings(text)
     assert [r for r in info.value.reasons if "duplicate" in r] == [
-        "<config>: services[3000].name: duplicate name 's0.z.test'",
-        "<config>: services[3001].name: duplicate name 's1.z.test'",
+        "<config>:3007:12: services[3000].name: duplicate name 's0.z.test'",
+        "<config>:3008:12: services[3001].name: duplicate name 's1.z.test'",
     ]

@@ -5,8 +5,9 @@
     geo_summaries(settings)                       -> `glb check`'s line per geo service
 
 The package holds the models and value parsers (`models`), the cross-key checks (`checks`),
-reading and error collection (`loading`), the conversion to the core model (`topology`) and
-the summary `glb check` prints (`summary`).
+reading and error collection (`loading`), the YAML parsing that keeps each value's line and
+refuses repeated keys (`yaml_source`), glb's wording of validation errors (`wording`), the
+conversion to the core model (`topology`) and the summary `glb check` prints (`summary`).
 """
 
 from glb.config.checks import cross_check, zone_of

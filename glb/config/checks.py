@@ -25,6 +25,7 @@ from glb.config.models import (
     Settings,
     ZoneSettings,
 )
+from glb.config.wording import did_you_mean
 from glb.core.model import PolicyName, ProbeType
 
 M = TypeVar("M", bound=BaseModel)
@@ -252,7 +253,8 @@ def _check_backends(
     for b, backend in enumerate(service.backends):
         key = f"{here}.backends[{b}].cluster"
         if backend.cluster not in parts.cluster_names:
-            yield f"{key}: unknown cluster {backend.cluster!r} (known: {known.cluster_list})"
+            hint = did_you_mean(backend.cluster, parts.cluster_names)
+            yield f"{key}: unknown cluster {backend.cluster!r} (known: {known.cluster_list}){hint}"
         elif backend.cluster in listed:
             yield f"{key}: cluster {backend.cluster!r} is listed twice"
             continue

@@ -60,7 +60,7 @@ def parse_duration(value: object, *, allow_zero: bool = False) -> float:
     elif isinstance(value, str) and (match := _DURATION.match(value)):
         seconds = float(match[1]) * _UNIT_SECONDS[match[2]]
     else:
-        raise ValueError(f"{value!r} is not a duration (use e.g. 1s, 250ms, 2m or a number)")
+        raise ValueError(f"{value!r} is not a duration (use 1s, 250ms, 2m or a number of seconds)")
     if not math.isfinite(seconds):
         raise ValueError("a duration must be finite")
     if seconds < 0 or (seconds == 0 and not allow_zero):

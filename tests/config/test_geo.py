@@ -198,7 +198,7 @@ def test_a_database_broken_since_the_last_load_fails_the_next_load(
     with pytest.raises(ConfigError) as caught:
         load_settings(path)
     (reason,) = caught.value.reasons
-    assert reason.startswith(f"{path}: geo.database: {city_db}: not a MaxMind DB file")
+    assert reason.startswith(f"{path}:11:13: geo.database: {city_db}: not a MaxMind DB file")
     assert place(before.geo, "203.0.113.9") == (SINGAPORE, Source.DATABASE)
 
 
@@ -249,19 +249,19 @@ def network(prefix: str, location: str = "{lat: 1, lon: 2}") -> str:
         ),
         (
             network("192.0.2.0/24", "{lat: 90.5, lon: 0}"),
-            ("geo.networks[0].location.lat", "less than or equal to 90"),
+            ("geo.networks[0].location.lat", "it must be at most 90"),
         ),
         (
             network("192.0.2.0/24", "{lat: -90.5, lon: 0}"),
-            ("geo.networks[0].location.lat", "greater than or equal to -90"),
+            ("geo.networks[0].location.lat", "it must be at least -90"),
         ),
         (
             network("192.0.2.0/24", "{lat: 0, lon: 180.5}"),
-            ("geo.networks[0].location.lon", "less than or equal to 180"),
+            ("geo.networks[0].location.lon", "it must be at most 180"),
         ),
         (
             network("192.0.2.0/24", "{lat: 0, lon: -181}"),
-            ("geo.networks[0].location.lon", "greater than or equal to -180"),
+            ("geo.networks[0].location.lon", "it must be at least -180"),
         ),
         (
             network("192.0.2.0/24", "{lat: .nan, lon: 0}"),
@@ -293,15 +293,15 @@ def network(prefix: str, location: str = "{lat: 1, lon: 2}") -> str:
         ),
         (
             "networks: 192.0.2.0/24\n",
-            ("geo.networks", "valid list"),
+            ("geo.networks", "expected a list, got text '192.0.2.0/24'"),
         ),
         (
             "default_location: {lat: 0, lon: 200}\n",
-            ("geo.default_location.lon", "less than or equal to 180"),
+            ("geo.default_location.lon", "it must be at most 180"),
         ),
         (
             "default_location: dublin\n",
-            ("geo.default_location", "valid dictionary"),
+            ("geo.default_location", "expected a mapping, got text 'dublin'"),
         ),
         (
             "databse: /var/lib/glb/GeoLite2-City.mmdb\n",
@@ -339,7 +339,7 @@ def test_geo_error(geo: str, expected: tuple[str, str]) -> None:
     [
         (
             BASE.replace("lat: 53.35", "lat: 153.35"),
-            ("clusters[0].location.lat", "less than or equal to 90"),
+            ("clusters[0].location.lat", "it must be at most 90"),
         ),
         (
             BASE.replace("location: {lat: 53.35, lon: -6.26}", "location: {lat: 53.35}"),
@@ -347,7 +347,7 @@ def test_geo_error(geo: str, expected: tuple[str, str]) -> None:
         ),
         (
             BASE.replace("location: {lat: 53.35, lon: -6.26}", "location: [53.35, -6.26]"),
-            ("clusters[0].location", "valid dictionary"),
+            ("clusters[0].location", "expected a mapping, got a list"),
         ),
     ],
     ids=["lat-out-of-range", "lon-missing", "not-a-map"],
@@ -369,9 +369,9 @@ def test_a_network_listed_twice_is_reported_at_each_repeat() -> None:
             """)
     )
     assert reasons == [
-        "<config>: geo.networks[2].prefix: 2001:db8::/32 is listed twice (first at "
+        "<config>:14:16: geo.networks[2].prefix: 2001:db8::/32 is listed twice (first at "
         "geo.networks[0].prefix)",
-        "<config>: geo.networks[4].prefix: 198.51.100.0/24 is listed twice (first at "
+        "<config>:16:16: geo.networks[4].prefix: 198.51.100.0/24 is listed twice (first at "
         "geo.networks[1].prefix)",
     ]
 
@@ -391,9 +391,9 @@ def test_a_geo_service_needs_a_location_on_every_cluster_it_uses() -> None:
         )
     )
     assert reasons == [
-        "<config>: services[1] (geo.glb.example.test): policy geo needs a location on cluster "
+        "<config>:10:5: services[1] (geo.glb.example.test): policy geo needs a location on cluster "
         "ap-south (clusters[2])",
-        "<config>: services[1] (geo.glb.example.test): policy geo needs a location on cluster "
+        "<config>:10:5: services[1] (geo.glb.example.test): policy geo needs a location on cluster "
         "us-east (clusters[1])",
     ]
 
@@ -440,7 +440,7 @@ def test_geo_errors_are_reported_with_field_errors_elsewhere() -> None:
         "<config>",
         [
             ("geo.networks[2].prefix", "192.0.2.1/24 has host bits set"),
-            ("services[1].probe.rise", "greater than or equal to 1"),
+            ("services[1].probe.rise", "it must be at least 1"),
             ("geo.networks[1].prefix", "192.0.2.0/24 is listed twice"),
             ("services[0] (app.glb.example.test)", "needs a location on cluster ap-south"),
         ],
@@ -463,13 +463,13 @@ def test_an_unusable_database_is_reported_with_the_key_and_the_file(
     if content is not None:
         path.write_bytes(content)
     (reason,) = reasons_of(config(f"database: {path}\n"))
-    assert reason.startswith(f"<config>: geo.database: {path}: {problem}")
+    assert reason.startswith(f"<config>:11:13: geo.database: {path}: {problem}")
 
 
 def test_a_database_without_locations_is_reported(tmp_path: Path) -> None:
     path = write_asn_db(tmp_path / "GeoLite2-ASN.mmdb", {"192.0.2.0/24": 64500})
     assert reasons_of(config(f"database: {path}\n")) == [
-        f"<config>: geo.database: {path}: a GeoLite2-ASN database holds no locations "
+        f"<config>:11:13: geo.database: {path}: a GeoLite2-ASN database holds no locations "
         "(use a City or Country database)"
     ]
 
@@ -542,9 +542,9 @@ async def test_glb_check_reports_geo_problems(tmp_path: Path, city_db: Path) -> 
     )
     code, _, err = await run_glb("check", "-c", str(path))
     assert code == 2
-    assert f"{path}: geo.database: {tmp_path / 'absent.mmdb'}: no such file" in err
+    assert f"{path}:11:13: geo.database: {tmp_path / 'absent.mmdb'}: no such file" in err
     assert (
-        f"{path}: services[0] (app.glb.example.test): policy geo needs a location on cluster "
+        f"{path}:9:5: services[0] (app.glb.example.test): policy geo needs a location on cluster "
         "ap-south (clusters[2])"
     ) in err
 
