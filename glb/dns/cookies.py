@@ -85,8 +85,10 @@ def server_cookie(
     return head + digest
 
 
+@lru_cache(maxsize=4096)
 def address_bytes(source: str | None) -> bytes:
-    """The client address as hashed: 4 or 16 bytes; empty when unknown (in-process callers)."""
+    """The client address as hashed: 4 or 16 bytes; empty when unknown (in-process callers).
+    Memoised: parsing an address costs more than the rest of a cookie."""
     if source is None:
         return b""
     try:
