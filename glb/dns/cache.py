@@ -9,8 +9,7 @@ every name in the reply that compresses to the question takes its case from them
 returns None and the caller takes the full path: odd flags, other sections, an OPT that is not
 version 0, a malformed ECS or COOKIE option, a class other than IN, AXFR/IXFR, or (rarely) a
 name whose negative SOA would compress differently. A query with the DO bit or a COOKIE option
-is answered as the same query without them, its reply's OPT then rewritten
-(`glb.dns.opt_extras`; the server cookie from `glb.dns.cookies`).
+is answered as the query without them, the reply's OPT rewritten (`glb.dns.opt_extras`).
 
 Entries hold only names and types with data (and ANY, A and AAAA everywhere). Any other question
 is negative, answered per query from the zone (`glb.dns.negatives`). At a service name, an
@@ -252,12 +251,10 @@ class DnsCache:
         """The reply to a query whose OPT (at `end`) has the DO bit or a COOKIE option: the
         cache's reply to it without them, its OPT rewritten (`glb.dns.opt_extras`)."""
         stripped = strip(wire, end, tcp)
-        if stripped is None:
+        reply = None if stripped is None else self.reply(stripped[0], tcp, source)
+        if reply is None or stripped is None:
             return None
-        query, extras = stripped
-        reply = self.reply(query, tcp, source)
-        if reply is None:
-            return None
+        extras = stripped[1]
         cookie = b"" if extras.cookie is None else self._cookies.reply_option(extras.cookie, source)
         return restore(reply, extras, cookie)
 
