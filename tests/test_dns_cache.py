@@ -7,6 +7,7 @@ import struct
 from collections import Counter
 from dataclasses import dataclass, replace
 
+import dns.flags
 import dns.message
 import dns.rcode
 import dns.rdatatype
@@ -22,7 +23,7 @@ from glb.dns.answerer import DnsAnswerer
 from glb.dns.cookies import ServerCookies
 from glb.dns.steering import WEIGHTED_VARIANTS
 from glb.health.monitor import Monitor
-from tests.dns_helpers import ZONE, Box, addresses, make_topology, snapshot_of
+from tests.dns_helpers import CONFIG, ZONE, Box, addresses, make_topology, snapshot_of
 from tests.drain_records import drain_of
 
 QTYPES = (1, 28, 6, 2, 255, 15, 16, 65, 97, 5, 12, 257, 1234)
@@ -713,3 +714,30 @@ def test_do_and_cookie_queries_are_answered_from_the_cache():
         fast, full, hit = pair.both(query(APP, 1, edns=edns), source="192.0.2.7")
         assert not hit
         assert fast == full
+
+
+def test_a_cookie_counts_towards_truncation_alike_on_both_paths():
+    """Payloads around the size of a reply with and without the cookie: the cache truncates (TC,
+    the OPT with the cookie kept) exactly where the full path does, and counts alike."""
+    name = f"mid.{ZONE}"  # 20 AAAA records: a reply of some 600 bytes
+    mid = (
+        f"  - {{name: {name}, policy: failover, max_answers: 20, backends: [{{cluster: many}}]}}\n"
+    )
+    pair = Pair.of(make_topology(CONFIG + mid))
+    client = cookie_option(bytes(range(8)))
+    plain = pair.full.answer_full(query(name, 28, edns=opt(4096)), True) or b""
+    sizes = {len(plain) + delta for delta in range(-30, 31)}
+    truncated = Counter[bool]()
+    for payload in sorted(s for s in sizes if 540 <= s <= 1232):
+        fast, full, hit = pair.both(query(name, 28, edns=opt(payload, options=client)))
+        assert hit
+        assert fast == full
+        reply = dns.message.from_wire(fast or b"")
+        cut = bool(reply.flags & dns.flags.TC)
+        assert cut == (payload < len(plain) + 28)  # the cookie option: 4 + 8 + 16 bytes
+        truncated[cut] += 1
+        assert [o.otype for o in reply.options] == [10]
+    assert truncated[True]
+    assert truncated[False]
+    fast_stats, full_stats = pair.stats()
+    assert fast_stats.dns_truncated == full_stats.dns_truncated
