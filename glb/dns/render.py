@@ -49,7 +49,7 @@ _AA: Final = int(Flag.AA)
 _TC: Final = int(Flag.TC)
 _TC_HIGH: Final = _TC >> 8  # TC in the flags' first byte (the message's third)
 _OPT: Final = EDNS0(udp_len=EDNS_PAYLOAD)
-_OPT_BADVERS: Final = EDNS0(udp_len=EDNS_PAYLOAD, ext_rcode=Rcode.BADVERS >> EXTENDED_RCODE_SHIFT)
+_BADVERS_HIGH: Final = Rcode.BADVERS >> EXTENDED_RCODE_SHIFT
 _ECS: Final = int(OptionType.ECS)
 _COOKIE: Final = int(OptionType.COOKIE)
 _U16: Final = struct.Struct("!H")
@@ -88,7 +88,8 @@ def _opt_for(query: DnsQuery, rcode: int, scope: int, cookie: bytes) -> tuple[RR
     if edns is None:
         return ()
     if rcode == Rcode.BADVERS:
-        return (_OPT_BADVERS,)
+        flags = "do" if edns.do else ""
+        return (EDNS0(udp_len=EDNS_PAYLOAD, ext_rcode=_BADVERS_HIGH, flags=flags),)
     if edns.subnet is None and not edns.do and not cookie:
         return (_OPT,)
     options = []
