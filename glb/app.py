@@ -51,7 +51,8 @@ from glb.core.ports import DrainControls, PassiveHealth, StateView
 from glb.core.rrl import ResponseRateLimiter
 from glb.core.stability import StabilityRule
 from glb.core.stats import Stats
-from glb.dns.answerer import DnsAnswerer
+from glb.dns.answerer import DnsAnswerer, wall_clock
+from glb.dns.cookies import ServerCookies, new_master_secret
 from glb.dns.server import DnsServer
 from glb.errors import StartupError
 from glb.health.failing_open import FailingOpenLog
@@ -144,8 +145,14 @@ async def running(
         stack.push_async_callback(durable.close)
         drains = await app_state.shared_drains(stack, settings, durable)
         command = worker_command or _worker_command(settings)
+        cookie_secret = new_master_secret()  # DNS server cookies: shared with every worker
         pool = WorkerPool(
-            workers - 1, settings=settings, monitor=monitor, stats=stats, command=command
+            workers - 1,
+            settings=settings,
+            monitor=monitor,
+            stats=stats,
+            command=command,
+            cookie_secret=cookie_secret,
         )
         drills = await app_state.drills(stack, monitor, drains, faults, pool.stats, store, workers)
         reloader_slot: list[Reloader] = []
@@ -159,6 +166,7 @@ async def running(
             stats=stats,
             query_sample=settings.log.query_sample,
             server_id=runtime.server_id(settings, "main"),
+            cookies=ServerCookies(cookie_secret, wall_clock),
         )
         monitor.subscribe(answerer.on_snapshot)  # pre-packed answers follow every change
         meter = FailoverMeter(lambda: monitor.topology, stats, current=monitor.current())
@@ -226,6 +234,7 @@ async def _worker_serving(start: Start, channel: Channel) -> AsyncIterator[Remot
             stats=stats,
             query_sample=settings.log.query_sample,
             server_id=runtime.server_id(settings, f"worker {start.index}"),
+            cookies=ServerCookies(start.cookie_secret, wall_clock),
         )
         state.subscribe(answerer.on_snapshot)
         updates: set[asyncio.Task[None]] = set()  # held until done: never fire and forget

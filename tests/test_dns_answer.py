@@ -450,6 +450,15 @@ def test_edns_version_above_zero_is_badvers(answerer):
     assert not reply.answer
 
 
+def test_the_do_bit_is_copied_into_badvers_too(answerer):
+    """RFC 3225 3: DO set in the query, DO set in the reply, BADVERS included; clear if not."""
+    for dnssec in (True, False):
+        query = dns.message.make_query(APP, "A", use_edns=1, want_dnssec=dnssec)
+        reply = dns.message.from_wire(answerer.answer(query.to_wire(), False) or b"")
+        assert reply.rcode() == dns.rcode.BADVERS
+        assert bool(reply.ednsflags & dns.flags.DO) is dnssec
+
+
 def test_two_opt_records_are_formerr(answerer):
     """A query with more than one OPT record is FORMERR."""
     wire = raw(QUESTION_APP_A + OPT_RR + OPT_RR, counts=(1, 0, 0, 2))

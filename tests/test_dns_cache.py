@@ -7,6 +7,7 @@ import struct
 from collections import Counter
 from dataclasses import dataclass, replace
 
+import dns.flags
 import dns.message
 import dns.rcode
 import dns.rdatatype
@@ -19,15 +20,18 @@ from glb.core.networks import NetworkTable
 from glb.core.snapshot import HealthSnapshot
 from glb.core.stats import Stats
 from glb.dns.answerer import DnsAnswerer
+from glb.dns.cookies import ServerCookies
 from glb.dns.steering import WEIGHTED_VARIANTS
 from glb.health.monitor import Monitor
-from tests.dns_helpers import ZONE, Box, addresses, make_topology, snapshot_of
+from tests.dns_helpers import CONFIG, ZONE, Box, addresses, make_topology, snapshot_of
 from tests.drain_records import drain_of
 
 QTYPES = (1, 28, 6, 2, 255, 15, 16, 65, 97, 5, 12, 257, 1234)
 POLICIES = ("latency", "failover", "weighted", "round_robin")
 WHEN_ALL_DOWN = ("return_all", "servfail", "no_answer")
 RD, AD, CD, DO = 0x0100, 0x0020, 0x0010, 0x8000
+COOKIE_SECRET = bytes(range(16))
+NOW = 1_765_000_000  # the clock of both answerers' cookies: the same bytes on both paths
 
 
 # ---------------------------------------------------------------------------------------------
@@ -136,8 +140,33 @@ def random_subnet(rnd: random.Random) -> bytes:
     return subnet_option(family, source, number.to_bytes(bits // 8, "big")[: (source + 7) // 8])
 
 
-def random_query(rnd: random.Random, names: list[str]) -> bytes:
+def cookie_option(data: bytes) -> bytes:
+    return struct.pack("!HH", 10, len(data)) + data
+
+
+def random_cookie(rnd: random.Random, source: str | None) -> bytes:
+    """A COOKIE option: a client cookie alone, with a server cookie glb made for `source` (fresh,
+    due for renewal, expired), with one of another client or a wrong hash, or malformed."""
+    client = rnd.randbytes(8)
+    made = rnd.choice([0, 0, 2000, 4000])  # seconds before NOW the server cookie was made
+    issued = ServerCookies(COOKIE_SECRET, clock=lambda: NOW - made)
+    kinds = [
+        client,
+        issued.reply_option(client, source)[4:],
+        issued.reply_option(client, "192.0.2.99")[4:],
+        client + rnd.randbytes(rnd.choice([8, 16, 32])),
+        rnd.randbytes(rnd.choice([0, 7, 9, 15, 41])),
+    ]
+    if rnd.random() < 0.05:  # two COOKIE options: FORMERR
+        return cookie_option(client) * 2
+    return cookie_option(rnd.choice(kinds))
+
+
+def random_query(rnd: random.Random, names: list[str], source: str | None = None) -> bytes:
     name = random_case(rnd, rnd.choice(names))
+    cookie = random_cookie(rnd, source)
+    payload = rnd.choice([0, 512, 540, 1232, 1232, 4096, 4096])
+    do = rnd.choice([0, DO])
     edns = rnd.choice(
         [
             None,
@@ -147,6 +176,7 @@ def random_query(rnd: random.Random, names: list[str]) -> bytes:
             opt(4096, options=struct.pack("!HH", 10, 8) + b"cookie!!"),
             opt(rnd.choice([512, 1232]), options=random_subnet(rnd)),
             opt(4096, options=struct.pack("!HH", 10, 8) + b"cookie!!" + random_subnet(rnd)),
+            opt(payload, flags=do, options=rnd.choice([b"", random_subnet(rnd)]) + cookie),
         ]
     )
     flags = rnd.choice([RD, RD, 0, RD | AD, CD, RD | CD])
@@ -171,8 +201,9 @@ class Pair:
     @classmethod
     def of(cls, topology: Topology, snapshot: HealthSnapshot | None = None) -> Pair:
         box = Box(snapshot or snapshot_of(topology))
-        fast = DnsAnswerer(topology, box, random.Random(1), Stats())
-        full = DnsAnswerer(topology, box, random.Random(2), Stats())
+        cookies = ServerCookies(COOKIE_SECRET, clock=lambda: NOW)  # both make the same cookies
+        fast = DnsAnswerer(topology, box, random.Random(1), Stats(), cookies=cookies)
+        full = DnsAnswerer(topology, box, random.Random(2), Stats(), cookies=cookies)
         return cls(box, fast, full)
 
     def publish(self, snapshot: HealthSnapshot) -> None:
@@ -266,14 +297,14 @@ def compare_paths(
     for i in range(queries):
         if i % 250 == 0:
             pair.publish(random_snapshot(rnd, topology))
-        wire = random_query(rnd, names)
         source = rnd.choice(sources)
+        wire = random_query(rnd, names, source)
         fast, full, hit = pair.both(wire, tcp=rnd.random() < 0.2, source=source)
         assert fast is not None
         assert full is not None
         hits += hit
-        qname = dns.message.from_wire(wire).question[0].name.to_text(True).lower()
-        reply = dns.message.from_wire(full)
+        reply = dns.message.from_wire(full)  # the query may be malformed: its echoed question
+        qname = reply.question[0].name.to_text(True).lower()
         if qname in weighted and reply.answer:
             assert without_addresses(fast) == without_addresses(full), wire.hex()
         else:
@@ -620,8 +651,9 @@ def test_snapshots_that_say_what_changed_give_the_full_paths_bytes(seed):
             fast, full, _ = pair.both(wire)
             assert fast is not None
             assert full is not None
-            qname = dns.message.from_wire(wire).question[0].name.to_text(True).lower()
-            if qname in weighted and dns.message.from_wire(full).answer:
+            reply = dns.message.from_wire(full)  # the query may be malformed
+            qname = reply.question[0].name.to_text(True).lower()
+            if qname in weighted and reply.answer:
                 assert without_addresses(fast) == without_addresses(full), wire.hex()
             else:
                 assert fast == full, wire.hex()
@@ -650,3 +682,62 @@ def test_a_hint_is_all_that_is_looked_at():
     pair.publish(HealthSnapshot.of(anew, version=start.version + 3))
     fast, full, _ = pair.both(query_wire)
     assert fast == full != before  # no hint and a skipped version: every target compared
+
+
+def test_do_and_cookie_queries_are_answered_from_the_cache():
+    """DO set, a client cookie, a valid server cookie, and both beside ECS: the cache answers
+    (its OPT rewritten), with the full path's bytes; a malformed cookie or a payload too small
+    for the reply's cookie goes to the full path (FORMERR, or the same bytes)."""
+    pair = Pair.of(make_topology())
+    client = bytes(range(8))
+    cookies = ServerCookies(COOKIE_SECRET, clock=lambda: NOW)
+    valid = cookies.reply_option(client, "192.0.2.7")[4:]
+    subnet = subnet_option(1, 24, bytes((198, 51, 100)))
+    cached = [
+        opt(1232, flags=DO),
+        opt(4096, options=cookie_option(client)),
+        opt(1232, flags=DO, options=cookie_option(valid)),
+        opt(1232, options=subnet + cookie_option(valid)),
+        opt(1232, flags=DO, options=subnet),
+    ]
+    for tcp in (False, True):
+        for edns in cached:
+            fast, full, hit = pair.both(query(APP, 1, edns=edns), tcp=tcp, source="192.0.2.7")
+            assert hit, edns.hex()
+            assert fast == full
+            reply = dns.message.from_wire(fast or b"")
+            assert bool(reply.ednsflags & DO) == bool(struct.unpack_from("!H", edns, 7)[0] & DO)
+    for edns in (
+        opt(4096, options=cookie_option(client[:7])),
+        opt(512, options=cookie_option(client)),
+    ):
+        fast, full, hit = pair.both(query(APP, 1, edns=edns), source="192.0.2.7")
+        assert not hit
+        assert fast == full
+
+
+def test_a_cookie_counts_towards_truncation_alike_on_both_paths():
+    """Payloads around the size of a reply with and without the cookie: the cache truncates (TC,
+    the OPT with the cookie kept) exactly where the full path does, and counts alike."""
+    name = f"mid.{ZONE}"  # 20 AAAA records: a reply of some 600 bytes
+    mid = (
+        f"  - {{name: {name}, policy: failover, max_answers: 20, backends: [{{cluster: many}}]}}\n"
+    )
+    pair = Pair.of(make_topology(CONFIG + mid))
+    client = cookie_option(bytes(range(8)))
+    plain = pair.full.answer_full(query(name, 28, edns=opt(4096)), True) or b""
+    sizes = {len(plain) + delta for delta in range(-30, 31)}
+    truncated = Counter[bool]()
+    for payload in sorted(s for s in sizes if 540 <= s <= 1232):
+        fast, full, hit = pair.both(query(name, 28, edns=opt(payload, options=client)))
+        assert hit
+        assert fast == full
+        reply = dns.message.from_wire(fast or b"")
+        cut = bool(reply.flags & dns.flags.TC)
+        assert cut == (payload < len(plain) + 28)  # the cookie option: 4 + 8 + 16 bytes
+        truncated[cut] += 1
+        assert [o.otype for o in reply.options] == [10]
+    assert truncated[True]
+    assert truncated[False]
+    fast_stats, full_stats = pair.stats()
+    assert fast_stats.dns_truncated == full_stats.dns_truncated

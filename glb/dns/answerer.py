@@ -31,6 +31,7 @@ import gc
 import logging
 import random
 import struct
+import time
 from collections.abc import Iterator
 from typing import Final
 
@@ -38,6 +39,7 @@ from glb.core.model import Topology
 from glb.core.snapshot import HealthSnapshot
 from glb.core.stats import Stats
 from glb.dns.cache import DnsCache
+from glb.dns.cookies import ServerCookies, new_master_secret
 from glb.dns.counting import QTYPE_LABELS, RCODE_LABELS, ReplyCounter
 from glb.dns.query import DnsQuery, Malformed, parse_query
 from glb.dns.render import Packer, render, render_error, truncated
@@ -49,6 +51,11 @@ logger = logging.getLogger(__name__)
 _QR: Final = int(Flag.QR)
 _USED, _MALFORMED, _ZERO_PREFIX = "used", "malformed", "zero_prefix"  # ECS query counts
 _ID_FLAGS: Final = struct.Struct("!HH")
+
+
+def wall_clock() -> int:
+    """Seconds since the epoch: the clock of server cookies' timestamps."""
+    return int(time.time())
 
 
 @contextlib.contextmanager
@@ -90,8 +97,11 @@ class DnsAnswerer:
         stats: Stats | None = None,
         query_sample: float = 0.0,
         server_id: str | None = None,
+        cookies: ServerCookies | None = None,
     ) -> None:
         self._counter = ReplyCounter(stats or Stats())
+        # DNS Cookies (RFC 7873) on both paths; a worker process is given its main's secret
+        self._cookies = cookies or ServerCookies(new_master_secret(), wall_clock)
         self._server_id = server_id  # answered to CH TXT id.server (None: REFUSED)
         self._query_sample = query_sample  # share of queries logged (0: none)
         self._snapshot = snapshot
@@ -169,6 +179,7 @@ class DnsAnswerer:
             self._counter,
             memoize=self._query_sample == 0,  # memo hits would skip the sampling
             rankings=tables.rankings,
+            cookies=self._cookies,
         )
         return self._cache
 
@@ -262,7 +273,10 @@ class DnsAnswerer:
         except Exception:
             logger.exception("failed to answer %s (id %d)", query.question.name, ident)
             resolution = SERVFAIL_RESOLUTION
-        reply = render(query, resolution, limit=None if tcp else query.udp_limit())
+        cookie = b""
+        if query.edns is not None and query.edns.cookie is not None:
+            cookie = self._cookies.reply_option(query.edns.cookie, source)
+        reply = render(query, resolution, limit=None if tcp else query.udp_limit(), cookie=cookie)
         qtype, cut = query.question.qtype, truncated(reply)
         self._counter.count(tcp, qtype, resolution.rcode, resolution.steered, truncated=cut)
         if sampled:

@@ -7,8 +7,9 @@ an optional OPT at the end, does one dict lookup and returns `id + head + questi
 body`: the query's own question bytes are spliced in (same length, so every offset holds), and
 every name in the reply that compresses to the question takes its case from them. Anything else
 returns None and the caller takes the full path: odd flags, other sections, an OPT that is not
-version 0 or carries an ECS option, a class other than IN, AXFR/IXFR, or (rarely) a name whose
-negative SOA would compress differently.
+version 0, a malformed ECS or COOKIE option, a class other than IN, AXFR/IXFR, or (rarely) a
+name whose negative SOA would compress differently. A query with the DO bit or a COOKIE option
+is answered as the query without them, the reply's OPT rewritten (`glb.dns.opt_extras`).
 
 Entries hold only names and types with data (and ANY, A and AAAA everywhere). Any other question
 is negative, answered per query from the zone (`glb.dns.negatives`). At a service name, an
@@ -45,8 +46,9 @@ from glb.core.policies import Decision, Query, decide
 from glb.core.scope import ClientRanking, GeoRankings
 from glb.core.snapshot import HealthSnapshot
 from glb.core.stats import ECS_USED, ECS_ZERO_PREFIX, TCP, TRUNCATED, UDP
+from glb.dns.cookies import ServerCookies
 from glb.dns.counting import ReplyCounter
-from glb.dns.ecs import Address, opt_payload
+from glb.dns.ecs import EXTRAS, Address, opt_payload
 from glb.dns.entries import (
     CACHED_QTYPES,
     QTYPE_KEYS,
@@ -61,6 +63,7 @@ from glb.dns.entries import (
 from glb.dns.geo_answers import Clients, GeoAnswers, GeoClient, GeoReply, Subnet, Subnets
 from glb.dns.memo import ExactQueryMemo
 from glb.dns.negatives import Negative, NegativeAnswers
+from glb.dns.opt_extras import restore, strip
 from glb.dns.refresh import ServiceWatch
 from glb.dns.steering import NO_ROTATION, variants
 from glb.dns.wire import (
@@ -134,6 +137,7 @@ class DnsCache:
         *,
         memoize: bool = True,
         rankings: GeoRankings | None = None,
+        cookies: ServerCookies,
     ) -> None:
         self.entries: dict[bytes, Entry] = {}
         self.memoize = memoize
@@ -156,6 +160,7 @@ class DnsCache:
         self._clients: dict[ClientRanking, Clients] = {}  # geo services', by their rankings
         self._subnets = Subnets()
         self._subnet_counts = self._tally.tally.subnets  # ECS queries, by ECS_RESULTS
+        self._cookies = cookies
 
     # -- the query path ---------------------------------------------------------------------
 
@@ -176,6 +181,8 @@ class DnsCache:
         elif (payload := opt_payload(wire, end)) < 0:
             if payload == -1:
                 return None
+            if payload == EXTRAS:
+                return self._extras_reply(wire, end, tcp, source)
             subnet = -2 - payload  # where the ECS option starts
             payload = (wire[end + 3] << 8) | wire[end + 4]
         flags = (wire[2] & _RD_HIGH) | ((wire[3] & _CD) >> 3)  # RD | CD << 1: which head
@@ -239,6 +246,17 @@ class DnsCache:
             self._counts[slot + TRUNCATED] += 1
             heads, body = form.tc_heads, form.tc_body
         return wire[:2] + heads[flags] + question + body
+
+    def _extras_reply(self, wire: bytes, end: int, tcp: bool, source: str | None) -> bytes | None:
+        """The reply to a query whose OPT (at `end`) has the DO bit or a COOKIE option: the
+        cache's reply to it without them, its OPT rewritten (`glb.dns.opt_extras`)."""
+        stripped = strip(wire, end, tcp)
+        reply = None if stripped is None else self.reply(stripped[0], tcp, source)
+        if reply is None or stripped is None:
+            return None
+        extras = stripped[1]
+        cookie = b"" if extras.cookie is None else self._cookies.reply_option(extras.cookie, source)
+        return restore(reply, extras, cookie)
 
     def _client_reply(
         self,

@@ -8,7 +8,7 @@ needs, or non-zero bits beyond the prefix. `echo_option` is the option a reply c
 query's FAMILY, SOURCE PREFIX-LENGTH and ADDRESS, with glb's SCOPE PREFIX-LENGTH.
 
 `opt_payload` is the pre-packed fast path's one scan of a query's OPT record: its payload size,
-or where its one ECS option starts.
+where its one ECS option starts, or that it has the DO bit or a COOKIE option.
 
 Pure: no sockets, no asyncio, no dnslib.
 """
@@ -20,11 +20,14 @@ import struct
 from dataclasses import dataclass
 from typing import Final
 
-from glb.dns.wire import EDNS_VERSION, OPT_RECORD, OptionType
+from glb.dns.wire import DO_BIT, EDNS_VERSION, OPT_RECORD, OptionType
 
 FAMILIES: Final = {1: (4, 32), 2: (6, 128)}  # ECS FAMILY -> (IP version, address bits)
 _OPTION_HEAD: Final = struct.Struct("!HH")  # OPTION-CODE, OPTION-LENGTH
 _ECS: Final = int(OptionType.ECS)
+_COOKIE: Final = int(OptionType.COOKIE)
+_DO_HIGH: Final = DO_BIT >> 8  # the DO bit in the OPT TTL's third byte
+EXTRAS: Final = -3  # `opt_payload`: the OPT has the DO bit or a COOKIE option
 _RDLENGTH: Final = struct.Struct("!H")
 _ECS_CODE: Final = _ECS.to_bytes(2, "big")
 _OPT_START: Final = OPT_RECORD[:3]  # root owner, type OPT
@@ -84,18 +87,21 @@ def subnet_record(data: bytes, scope: int) -> bytes:
 def opt_payload(wire: bytes, at: int) -> int:
     """The advertised payload of an OPT record that exactly ends `wire` at `at`; -1 when the fast
     path cannot take it (not an OPT at the root, version > 0, bad lengths, several ECS options);
-    for a well-framed OPT with one ECS option, -2 - (where that option starts)."""
+    `EXTRAS` when it has the DO bit set or a COOKIE option (`glb.dns.opt_extras` takes it); for
+    a well-framed OPT with one ECS option, -2 - (where that option starts)."""
     end = len(wire)
     if at + 11 > end or wire[at : at + 3] != _OPT_START or wire[at + 6] != EDNS_VERSION:
         return -1
     length = (wire[at + 9] << 8) | wire[at + 10]
     if at + 11 + length != end:
         return -1
+    extras = wire[at + 7] & _DO_HIGH  # or a COOKIE option, found below
     if not length:  # the common cases first: no option, or one ECS option alone
-        return (wire[at + 3] << 8) | wire[at + 4]
+        return EXTRAS if extras else (wire[at + 3] << 8) | wire[at + 4]
     option = at + 11
     if (
-        length >= 4
+        not extras
+        and length >= 4
         and wire[option : option + 2] == _ECS_CODE
         and 4 + ((wire[option + 2] << 8) | wire[option + 3]) == length
     ):
@@ -106,11 +112,16 @@ def opt_payload(wire: bytes, at: int) -> int:
             break
         if option + 4 > end:
             return -1
-        if ((wire[option] << 8) | wire[option + 1]) == _ECS:
+        code = (wire[option] << 8) | wire[option + 1]
+        if code == _ECS:
             if subnet >= 0:
                 return -1  # the full path answers FORMERR
             subnet = option
+        elif code == _COOKIE:
+            extras = 1
         option += 4 + ((wire[option + 2] << 8) | wire[option + 3])
     if option != end:
         return -1
+    if extras:
+        return EXTRAS
     return (wire[at + 3] << 8) | wire[at + 4] if subnet < 0 else -2 - subnet

@@ -15,11 +15,22 @@ from typing import Final
 
 from dnslib import DNSBuffer, DNSLabel
 
+from glb.dns.cookies import MalformedCookie, check_cookie
 from glb.dns.ecs import Address, ClientSubnet, MalformedSubnet, parse_client_subnet
-from glb.dns.wire import HEADER, MAX_LABEL, MAX_NAME, QTYPE_QCLASS, OptionType, RdataType, udp_limit
+from glb.dns.wire import (
+    DO_BIT,
+    HEADER,
+    MAX_LABEL,
+    MAX_NAME,
+    QTYPE_QCLASS,
+    OptionType,
+    RdataType,
+    udp_limit,
+)
 from glb.dns.zone import Key
 
 _ECS: Final = int(OptionType.ECS)
+_COOKIE: Final = int(OptionType.COOKIE)
 _ADDITIONAL = 2  # the index of the additional section among the three record sections
 
 
@@ -41,6 +52,8 @@ class Edns:
     payload: int  # the client's advertised UDP payload size
     version: int
     subnet: ClientSubnet | None = None  # EDNS Client Subnet (RFC 7871)
+    do: bool = False  # DNSSEC OK (RFC 3225): the reply's OPT copies it
+    cookie: bytes | None = None  # the COOKIE option's data (RFC 7873), well-formed
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +106,8 @@ def parse_query(wire: bytes) -> DnsQuery:
         edns = _read_edns(buffer, (ancount, nscount, arcount))
     except MalformedSubnet as exc:
         raise Malformed(question, str(exc), subnet=True) from exc
+    except MalformedCookie as exc:
+        raise Malformed(question, str(exc)) from exc
     except Exception as exc:
         raise Malformed(question, f"bad records: {exc!r}") from exc
     if buffer.remaining():
@@ -121,17 +136,20 @@ def _read_edns(buffer: DNSBuffer, counts: tuple[int, int, int]) -> Edns | None:
             if rtype == RdataType.OPT:
                 if section != _ADDITIONAL or owner.label:
                     raise ValueError("OPT outside the additional section or not at the root")
-                subnet = _subnet(bytes(rdata))
-                found.append(Edns(rclass, (ttl >> 16) & 0xFF, subnet))  # the TTL's 2nd byte
+                subnet, cookie = _options(bytes(rdata))
+                version = (ttl >> 16) & 0xFF  # the TTL's 2nd byte
+                found.append(Edns(rclass, version, subnet, bool(ttl & DO_BIT), cookie))
     if len(found) > 1:
         raise ValueError("more than one OPT record")
     return found[0] if found else None
 
 
-def _subnet(options: bytes) -> ClientSubnet | None:
-    """The ECS option among an OPT record's options, if any; `MalformedSubnet` if there are
-    several or it is malformed, ValueError if the options do not fill the data exactly."""
+def _options(options: bytes) -> tuple[ClientSubnet | None, bytes | None]:
+    """The ECS and COOKIE options among an OPT record's options, if any; `MalformedSubnet` or
+    `MalformedCookie` if there are several of one or one is malformed, ValueError if the options
+    do not fill the data exactly."""
     subnet: ClientSubnet | None = None
+    cookie: bytes | None = None
     at = 0
     while at < len(options):
         if at + 4 > len(options):
@@ -147,5 +165,10 @@ def _subnet(options: bytes) -> ClientSubnet | None:
             if subnet is not None:
                 raise MalformedSubnet("more than one ECS option")
             subnet = parse_client_subnet(data)
+        elif code == _COOKIE:
+            if cookie is not None:
+                raise MalformedCookie("more than one COOKIE option")
+            check_cookie(data)
+            cookie = data
         at += 4 + length
-    return subnet
+    return subnet, cookie

@@ -49,8 +49,9 @@ _AA: Final = int(Flag.AA)
 _TC: Final = int(Flag.TC)
 _TC_HIGH: Final = _TC >> 8  # TC in the flags' first byte (the message's third)
 _OPT: Final = EDNS0(udp_len=EDNS_PAYLOAD)
-_OPT_BADVERS: Final = EDNS0(udp_len=EDNS_PAYLOAD, ext_rcode=Rcode.BADVERS >> EXTENDED_RCODE_SHIFT)
+_BADVERS_HIGH: Final = Rcode.BADVERS >> EXTENDED_RCODE_SHIFT
 _ECS: Final = int(OptionType.ECS)
+_COOKIE: Final = int(OptionType.COOKIE)
 _U16: Final = struct.Struct("!H")
 _ADDRESS_FIXED: Final = struct.Struct("!HHHI")  # owner pointer, type, class, TTL
 
@@ -66,10 +67,14 @@ def truncated(reply: bytes) -> bool:
     return bool(reply[2] & _TC_HIGH)
 
 
-def render(query: DnsQuery, resolution: Resolution, *, limit: int | None) -> bytes:
+def render(
+    query: DnsQuery, resolution: Resolution, *, limit: int | None, cookie: bytes = b""
+) -> bytes:
     """The reply's wire form; over `limit` bytes, a TC=1 reply with the question kept. A query
-    with a client subnet gets it echoed with the resolution's scope (RFC 7871 7.2.1)."""
-    opt = _opt_for(query, resolution.rcode, resolution.scope)
+    with a client subnet gets it echoed with the resolution's scope (RFC 7871 7.2.1); the OPT
+    copies the query's DO bit (RFC 3225 3) and carries `cookie`, the reply's COOKIE option
+    (code, length, data: `glb.dns.cookies.ServerCookies.reply_option`), if any."""
+    opt = _opt_for(query, resolution.rcode, resolution.scope, cookie)
     flags = reply_flags(query.flags, resolution.rcode, aa=resolution.aa)
     additional = (*resolution.additional, *opt)
     wire = pack(query, flags, resolution.answer, resolution.authority, additional)
@@ -78,16 +83,22 @@ def render(query: DnsQuery, resolution: Resolution, *, limit: int | None) -> byt
     return pack(query, flags | _TC, (), (), opt)
 
 
-def _opt_for(query: DnsQuery, rcode: int, scope: int) -> tuple[RR, ...]:
+def _opt_for(query: DnsQuery, rcode: int, scope: int, cookie: bytes) -> tuple[RR, ...]:
     edns = query.edns
     if edns is None:
         return ()
     if rcode == Rcode.BADVERS:
-        return (_OPT_BADVERS,)
-    if edns.subnet is None:
+        flags = "do" if edns.do else ""
+        return (EDNS0(udp_len=EDNS_PAYLOAD, ext_rcode=_BADVERS_HIGH, flags=flags),)
+    if edns.subnet is None and not edns.do and not cookie:
         return (_OPT,)
-    echo = echo_option(edns.subnet.data, scope if edns.subnet.source else 0)
-    return (EDNS0(udp_len=EDNS_PAYLOAD, opts=[EDNSOption(_ECS, echo[4:])]),)
+    options = []
+    if edns.subnet is not None:
+        echo = echo_option(edns.subnet.data, scope if edns.subnet.source else 0)
+        options.append(EDNSOption(_ECS, echo[4:]))
+    if cookie:
+        options.append(EDNSOption(_COOKIE, cookie[4:]))
+    return (EDNS0(udp_len=EDNS_PAYLOAD, flags="do" if edns.do else "", opts=options),)
 
 
 def pack(

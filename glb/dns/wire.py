@@ -44,6 +44,7 @@ class Rcode(IntEnum):
     NOTIMP = 4
     REFUSED = 5
     BADVERS = 16  # extended: its high bits travel in the OPT TTL (RFC 6891)
+    BADCOOKIE = 23  # extended (RFC 7873): glb never sends it, see `glb.dns.cookies`
 
 
 class RdataType(IntEnum):
@@ -79,6 +80,10 @@ class OptionType(IntEnum):
     """EDNS option codes (RFC 6891)."""
 
     ECS = 8  # client subnet (RFC 7871)
+    COOKIE = 10  # DNS Cookies (RFC 7873)
+
+
+DO_BIT: Final = 0x8000  # DNSSEC OK: the top bit of the OPT TTL's flags (RFC 3225)
 
 
 HEADER: Final = struct.Struct("!6H")  # ID, flags, QDCOUNT, ANCOUNT, NSCOUNT, ARCOUNT

@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import copyreg
 import io
+import os
 import pickle
 import socket
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final
 
@@ -42,6 +43,9 @@ class Start:
     http_port: int
     topology: Topology
     snapshot: HealthSnapshot
+    # the master secret of DNS server cookies (`glb.dns.cookies`): the main's, so that a cookie
+    # one process hands out validates in every other
+    cookie_secret: bytes = field(default_factory=lambda: os.urandom(16))
 
 
 @dataclass(frozen=True, slots=True)

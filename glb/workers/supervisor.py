@@ -80,12 +80,14 @@ class WorkerPool:
         monitor: Monitor,
         stats: Stats,
         command: Sequence[str],
+        cookie_secret: bytes,
     ) -> None:
         self._workers = [_Worker(index) for index in range(1, count + 1)]
         self._settings = settings
         self._monitor = monitor
         self._stats = stats
         self._command = list(command)
+        self._cookie_secret = cookie_secret  # DNS server cookies' master secret, for every worker
         self._ports = (0, 0)
         self._retired = Stats()  # the counts of workers that have exited, so totals never drop
         self._pending: float | None = None  # when the oldest unsent publish happened
@@ -178,7 +180,9 @@ class WorkerPool:
     def _start_message(self, index: int) -> protocol.Start:
         dns_port, http_port = self._ports
         topology, snapshot = self._monitor.topology, self._monitor.current()
-        return protocol.Start(index, self._settings, dns_port, http_port, topology, snapshot)
+        return protocol.Start(
+            index, self._settings, dns_port, http_port, topology, snapshot, self._cookie_secret
+        )
 
     async def _read(self, worker: _Worker, channel: Channel, ready: asyncio.Future[int]) -> None:
         while (message := await channel.receive()) is not None:
