@@ -1,7 +1,9 @@
 """The `glb` command: `serve`, `check`, `demo`, `consistency`, `explain`. The only module that
 prints or handles signals.
 
-    glb serve -c FILE     validate FILE, then serve until SIGINT/SIGTERM; SIGHUP reloads FILE
+    glb serve -c FILE     validate FILE, then serve DNS, the HTTP front end and the admin API
+                          until SIGINT/SIGTERM; SIGHUP reloads FILE (under systemd: READY=1
+                          and STOPPING=1 on $NOTIFY_SOCKET)
                           (--workers N, or GLB_WORKERS: N processes share the DNS and HTTP ports;
                           --watch SECONDS: reload FILE when it changes, looked at that often)
     glb check -c FILE     validate FILE, print every problem, exit 2 if any (if none: OK, and
@@ -237,6 +239,7 @@ async def _serve_until_stopped(
     from glb.app import running
     from glb.config.runtime import state_path
     from glb.reload import watch_file
+    from glb.service_manager import notify
 
     interval, loaded = watch
     state = state_path(settings, path, os.environ)
@@ -246,8 +249,10 @@ async def _serve_until_stopped(
         watcher = None
         if interval:
             watcher = asyncio.create_task(watch_file(path, interval, glb.reload, loaded))
+        notify("READY=1")  # systemd (Type=notify): glb serves
         try:
             await signals.stop.wait()
+            notify("STOPPING=1")
         finally:
             signals.on_reload = None
             if watcher is not None:

@@ -1,8 +1,10 @@
-"""The container image's files: the Dockerfile, its entry point and health check, and the lock of
-runtime dependencies it installs with.
+"""The files that run glb as a service: the container image's (Dockerfile, its entry point and
+health check, the lock of runtime dependencies it installs with) and the systemd unit's
+(deploy/systemd/glb.service, and the READY=1/STOPPING=1 notifications its Type=notify needs).
 
 Docker is not needed: the Dockerfile is parsed, and the commands it runs (the entry point, the
-health check) are run here as the image would run them, against a real `glb serve`.
+health check) are run here as the image would run them, against a real `glb serve`. The unit is
+checked by `systemd-analyze verify` where it exists, and parsed everywhere.
 """
 
 from __future__ import annotations
@@ -12,7 +14,11 @@ import json
 import os
 import re
 import shlex
+import shutil
+import socket
+import subprocess
 import sys
+import tempfile
 import tomllib
 from pathlib import Path
 
@@ -20,12 +26,14 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from glb.service_manager import notify
 from tests.clusters import ROOT, start_clusters, write_config
 from tests.serve import start_serve, stop_serve
 
 DOCKERFILE = ROOT / "Dockerfile"
 ENTRYPOINT = ROOT / "deploy" / "docker" / "entrypoint.sh"
 LOCK = ROOT / "requirements.lock"
+UNIT = ROOT / "deploy" / "systemd" / "glb.service"
 DEFAULT_CONFIG_EXISTS = Path("/etc/glb/glb.yaml").exists()  # the image's path, on this machine
 
 
@@ -183,3 +191,111 @@ async def test_the_healthcheck_passes_when_glb_is_ready_and_fails_without_it(
         assert "Connection refused" in err
     finally:
         await cluster.stop()
+
+
+# --- the systemd unit ---------------------------------------------------------------------------
+
+
+def unit_settings(path: Path) -> dict[str, list[str]]:
+    """Every `Key=value` of the unit, as "Section.Key" -> its values in order (keys repeat)."""
+    settings: dict[str, list[str]] = {}
+    section = ""
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line.startswith("[") and line.endswith("]"):
+            section = line[1:-1]
+        elif line and not line.startswith(("#", ";")):
+            key, _, value = line.partition("=")
+            settings.setdefault(f"{section}.{key.strip()}", []).append(value.strip())
+    return settings
+
+
+def test_the_unit_runs_glb_serve_hardened() -> None:
+    """The unit runs `glb serve` on /etc/glb/glb.yaml as Type=notify, reloads with SIGHUP, keeps
+    state in StateDirectory=glb, and runs with the hardening it promises."""
+    unit = unit_settings(UNIT)
+    assert unit["Service.ExecStart"][0].endswith("/glb serve -c /etc/glb/glb.yaml")
+    required = {
+        "Service.Type": "notify",
+        "Service.NotifyAccess": "main",
+        "Service.ExecReload": "/bin/kill -HUP $MAINPID",
+        "Service.StateDirectory": "glb",
+        "Service.DynamicUser": "yes",
+        "Service.NoNewPrivileges": "yes",
+        "Service.ProtectSystem": "strict",
+        "Service.ProtectHome": "yes",
+        "Service.PrivateTmp": "yes",
+        "Service.CapabilityBoundingSet": "CAP_NET_BIND_SERVICE",
+        "Service.AmbientCapabilities": "CAP_NET_BIND_SERVICE",
+        "Service.SystemCallFilter": "@system-service",
+        "Install.WantedBy": "multi-user.target",
+    }
+    assert {key: unit.get(key, [""])[-1] for key in required} == required
+    # AF_UNIX: the notification socket and the workers' socket pairs
+    families = unit["Service.RestrictAddressFamilies"][-1].split()
+    assert sorted(families) == ["AF_INET", "AF_INET6", "AF_UNIX"]
+
+
+def test_systemd_analyze_verifies_the_unit(tmp_path: Path) -> None:
+    """`systemd-analyze verify` accepts the unit without a warning (its glb: this one's)."""
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed")
+    glb = Path(sys.executable).parent / "glb"
+    unit = tmp_path / "glb.service"
+    unit.write_text(UNIT.read_text().replace("/opt/glb/bin/glb", str(glb)))
+    result = subprocess.run(
+        [analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+
+
+def notification_socket(name: str) -> socket.socket:
+    """A datagram socket as systemd listens on for a service's notifications (non-blocking)."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(name)
+    listener.setblocking(False)
+    return listener
+
+
+async def received(listener: socket.socket) -> str:
+    async with asyncio.timeout(10):
+        return (await asyncio.get_running_loop().sock_recv(listener, 4096)).decode()
+
+
+async def test_serve_tells_systemd_when_it_is_ready_and_when_it_stops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`glb serve` under NOTIFY_SOCKET (an abstract name, as systemd uses) sends READY=1 once it
+    serves and STOPPING=1 on SIGTERM, then exits 0."""
+    name = f"glb-test-notify-{os.getpid()}-{id(tmp_path)}"
+    [cluster] = await start_clusters(["eu-west"])
+    try:
+        with notification_socket("\0" + name) as listener:
+            monkeypatch.setenv("NOTIFY_SOCKET", "@" + name)
+            served = await start_serve(write_config(tmp_path, [cluster]))
+            try:
+                assert await received(listener) == "READY=1"
+            finally:
+                code = await stop_serve(served)
+            assert await received(listener) == "STOPPING=1"
+            assert code == 0
+    finally:
+        await cluster.stop()
+
+
+def test_notify_sends_to_a_socket_path_and_nothing_without_one(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A NOTIFY_SOCKET path gets the datagram; none set: nothing sent; a path nobody listens on:
+    a warning, and glb goes on."""
+    with tempfile.TemporaryDirectory(prefix="glb-") as directory:  # unix paths are short
+        path = str(Path(directory) / "notify")
+        with notification_socket(path) as listener:
+            assert notify("READY=1", {"NOTIFY_SOCKET": path})
+            assert listener.recv(4096) == b"READY=1"
+        assert not notify("READY=1", {})
+        assert not notify("READY=1", {"NOTIFY_SOCKET": path})  # closed: nobody listens
+    assert "cannot tell systemd READY=1 on NOTIFY_SOCKET" in caplog.text
+    assert [r.levelname for r in caplog.records] == ["WARNING"]
