@@ -160,12 +160,19 @@ async def test_serve_without_a_mounted_configuration_says_where_to_mount_it(
     assert "no configuration file at /etc/glb/glb.yaml" in err
 
 
-async def test_other_commands_pass_through_the_entry_point() -> None:
-    """`docker run IMAGE check` runs `glb check` on the configured file."""
+async def test_other_commands_pass_through_the_entry_point(tmp_path: Path) -> None:
+    """`docker run IMAGE check` runs `glb check` on the configured file; `serve -c FILE` is
+    glb's to judge (its own message for a missing FILE)."""
     example = ROOT / "config" / "example.yaml"
     code, out, _ = await run([str(ENTRYPOINT), "check"], entry_env(GLB_CONFIG=str(example)))
     assert code == 0
     assert f"{example}: OK" in out
+    missing = tmp_path / "other.yaml"
+    command = [str(ENTRYPOINT), "serve", "-c", str(missing)]
+    code, _, err = await run(command, entry_env(GLB_CONFIG=str(example)))
+    assert code == 2
+    assert f"{missing}: cannot read the file" in err
+    assert "docker run" not in err
 
 
 async def test_the_healthcheck_passes_when_glb_is_ready_and_fails_without_it(

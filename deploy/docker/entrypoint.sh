@@ -4,7 +4,11 @@
 # Any other command (check, explain, --help...) runs as given: docker run IMAGE check -c FILE
 set -eu
 config="${GLB_CONFIG:-/etc/glb/glb.yaml}"
-if [ "${1:-serve}" = serve ] && [ ! -f "$config" ]; then
+case " $* " in
+  *" -c "* | *" --config "* | *" --config="*) named=yes ;;  # glb itself reports that file
+  *) named=no ;;
+esac
+if [ "${1:-serve}" = serve ] && [ "$named" = no ] && [ ! -f "$config" ]; then
   cat >&2 <<MESSAGE
 glb: no configuration file at $config; the image has none built in. Mount yours there:
   docker run -v "\$PWD/glb.yaml:$config:ro" -p 53:5353/udp -p 53:5353/tcp -p 8080:8080 IMAGE
