@@ -1,7 +1,9 @@
 """The `glb` command: `serve`, `check`, `demo`, `consistency`, `explain`. The only module that
 prints or handles signals.
 
-    glb serve -c FILE     validate FILE, then serve until SIGINT/SIGTERM; SIGHUP reloads FILE
+    glb serve -c FILE     validate FILE, then serve DNS, the HTTP front end and the admin API
+                          until SIGINT/SIGTERM; SIGHUP reloads FILE (under systemd: READY=1
+                          and STOPPING=1 on $NOTIFY_SOCKET)
                           (--workers N, or GLB_WORKERS: N processes share the DNS and HTTP ports;
                           --watch SECONDS: reload FILE when it changes, looked at that often)
     glb check -c FILE     validate FILE, print every problem, exit 2 if any (if none: OK, and
@@ -33,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from glb import __version__
 from glb.config import Settings, geo_summaries, load_settings
-from glb.errors import ConfigError, GLBError
+from glb.errors import ConfigError, GLBError, StartupError
 from glb.logs import setup_logging
 
 if TYPE_CHECKING:
@@ -59,7 +61,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"glb {__version__}")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
-    serve = commands.add_parser("serve", help="serve DNS for the zones in the configuration")
+    serve = commands.add_parser(
+        "serve",
+        help="run glb: authoritative DNS, the HTTP front end, health probes and the admin API",
+        description="Serve the configuration: authoritative DNS for its zones, the HTTP reverse "
+        "proxy front end, health probes and the admin API (status page, /readyz, /metrics) "
+        "until SIGINT/SIGTERM; SIGHUP reloads the file.",
+    )
     _add_config_option(serve)
     serve.add_argument(
         "-w",
@@ -78,19 +86,23 @@ def _parser() -> argparse.ArgumentParser:
         "off; SIGHUP and POST /api/v1/reload always work)",
     )
     serve.set_defaults(command=_serve)
-    worker = commands.add_parser("worker")  # internal: started by `glb serve --workers N`
+    worker = commands.add_parser("worker")  # internal, unlisted: `glb serve --workers N` starts it
     worker.add_argument("--fd", type=int, required=True)
     worker.add_argument("--log-level", default="info")
     worker.add_argument("--log-format", default="text")
     worker.set_defaults(command=_worker)
-    check = commands.add_parser("check", help="validate a configuration file and print problems")
+    check = commands.add_parser(
+        "check", help="validate a configuration file: print every problem, or a summary if none"
+    )
     _add_config_option(check)
     check.set_defaults(command=_check)
-    demo = commands.add_parser("demo", help="run glb against simulated clusters on loopback")
+    demo = commands.add_parser(
+        "demo", help="try glb: three simulated clusters on loopback with glb in front of them"
+    )
     demo.add_argument("-c", "--config", help="demo configuration (default: config/demo.yaml)")
     demo.set_defaults(command=_demo)
     consistency = commands.add_parser(
-        "consistency", help="compare what several glb instances answer now"
+        "consistency", help="compare what several running glb instances answer now"
     )
     consistency.add_argument(
         "--peers",
@@ -108,7 +120,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _add_explain(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     explain = commands.add_parser(
-        "explain", help="how long clients take to leave a failed cluster, and why"
+        "explain", help="per service: how long clients take to leave a failed cluster, and why"
     )
     _add_config_option(explain)
     explain.add_argument("service", nargs="?", help="one service (default: every service)")
@@ -210,7 +222,8 @@ def _serve(args: argparse.Namespace) -> int:
     setup_logging(settings.log.level, settings.log.format)
     path, workers, watch = args.config, args.workers, args.watch
     return run_until_signal(
-        lambda signals: _serve_until_stopped(settings, path, workers, (watch, loaded), signals)
+        lambda signals: _serve_until_stopped(settings, path, workers, (watch, loaded), signals),
+        advice=lambda exc: taken_port_advice(exc, settings, f"glb serve -c {path}", path),
     )
 
 
@@ -226,6 +239,7 @@ async def _serve_until_stopped(
     from glb.app import running
     from glb.config.runtime import state_path
     from glb.reload import watch_file
+    from glb.service_manager import notify
 
     interval, loaded = watch
     state = state_path(settings, path, os.environ)
@@ -235,8 +249,10 @@ async def _serve_until_stopped(
         watcher = None
         if interval:
             watcher = asyncio.create_task(watch_file(path, interval, glb.reload, loaded))
+        notify("READY=1")  # systemd (Type=notify): glb serves
         try:
             await signals.stop.wait()
+            notify("STOPPING=1")
         finally:
             signals.on_reload = None
             if watcher is not None:
@@ -263,7 +279,35 @@ def _demo(args: argparse.Namespace) -> int:
     if settings is None:
         return EXIT_CONFIG
     setup_logging(settings.log.level, settings.log.format)
-    return run_until_signal(lambda signals: run_demo(settings, signals.stop, announce=_announce))
+    return run_until_signal(
+        lambda signals: run_demo(settings, signals.stop, announce=_announce),
+        advice=lambda exc: taken_port_advice(exc, settings, "scripts/demo (or glb demo)"),
+    )
+
+
+ALTERNATIVE_PORTS = {"dns": 5399, "http": 8088, "admin": 9199}  # suggested when a port is taken
+
+
+def taken_port_advice(
+    exc: GLBError, settings: Settings, command: str, path: str | None = None
+) -> list[str]:
+    """When `exc` is a listen address that cannot be bound: the setting that chose it and how to
+    pick another (in the file at `path`, or by environment for `command`)."""
+    if not isinstance(exc, StartupError) or exc.listen is None:
+        return []
+    for key in ("dns", "http", "admin"):
+        host, port = getattr(settings, key).listen
+        if (host, port) == exc.listen:
+            break
+    else:
+        return []
+    lines = []
+    if key == "dns" and port == 5353:
+        lines.append("port 5353 is also mDNS's port (avahi, systemd-resolved may hold it)")
+    override = f"GLB_{key.upper()}__LISTEN={host}:{ALTERNATIVE_PORTS[key]} {command}"
+    where = f"change {key}.listen in {path}, or " if path else ""
+    lines.append(f"{where}pick another port: {override}")
+    return lines
 
 
 def _consistency(args: argparse.Namespace) -> int:
@@ -386,15 +430,20 @@ class Signals:
 
 
 def run_until_signal(
-    start: Callable[[Signals], Coroutine[Any, Any, object]], *, worker: bool = False
+    start: Callable[[Signals], Coroutine[Any, Any, object]],
+    *,
+    worker: bool = False,
+    advice: Callable[[GLBError], list[str]] = lambda exc: [],
 ) -> int:
     """Run `start(signals)` on uvloop (when installed) until SIGINT or SIGTERM (a `worker`:
-    SIGTERM only)."""
+    SIGTERM only). A GLBError is printed, followed by the lines of `advice` for it."""
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         try:
             runner.run(_with_signals(start, worker))
         except GLBError as exc:
             print(f"glb: {exc}", file=sys.stderr)
+            for line in advice(exc):
+                print(f"glb: {line}", file=sys.stderr)
             return EXIT_ERROR
     return EXIT_OK
 

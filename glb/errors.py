@@ -35,4 +35,10 @@ class GeoDatabaseError(ConfigError):
 
 
 class StartupError(GLBError):
-    """glb could not start (a port is taken, an address is not local...)."""
+    """glb could not start (a port is taken, an address is not local...). `listen` is the
+    (host, port) that could not be bound, when that is what failed: the command line names the
+    setting to change."""
+
+    def __init__(self, message: str, *, listen: tuple[str, int] | None = None) -> None:
+        self.listen = listen
+        super().__init__(message)

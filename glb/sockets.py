@@ -41,7 +41,7 @@ def _bound(family: int, kind: int, host: str, port: int, reuse_port: bool = Fals
         sock.close()
         proto = "TCP" if kind == socket.SOCK_STREAM else "UDP"
         raise StartupError(
-            f"cannot listen on {host} port {port} ({proto}): {exc.strerror}"
+            f"cannot listen on {host} port {port} ({proto}): {exc.strerror}", listen=(host, port)
         ) from None
     sock.setblocking(False)
     return sock

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import signal
 import socket
@@ -12,6 +13,9 @@ from pathlib import Path
 import dns.asyncquery
 import dns.message
 
+from glb.cli import taken_port_advice
+from glb.config import load_settings
+from glb.errors import StartupError
 from tests.clusters import ROOT, address_block, start_clusters
 from tests.serve import start_serve, stop_serve
 
@@ -141,8 +145,9 @@ async def _dns_port(stderr: asyncio.StreamReader) -> int:
     raise AssertionError("glb never said it was serving")
 
 
-async def test_demo_serves_its_simulated_clusters(tmp_path: Path):
-    """glb demo starts the simulated clusters and glb, and prints the dig commands to try."""
+def demo_config(tmp_path: Path) -> tuple[Path, list[str], int]:
+    """config/demo.yaml on fresh loopback addresses and free ports: its path, the clusters'
+    addresses and their port."""
     addresses = address_block(3)
     probe = socket.socket()  # a port free on these fresh addresses, which nothing else uses
     probe.bind((addresses[0], 0))
@@ -156,6 +161,12 @@ async def test_demo_serves_its_simulated_clusters(tmp_path: Path):
     config = config.replace("8080", str(port))
     path = tmp_path / "demo.yaml"
     path.write_text(config)
+    return path, addresses, port
+
+
+async def test_demo_serves_its_simulated_clusters(tmp_path: Path):
+    """glb demo starts the simulated clusters and glb, and prints the dig commands to try."""
+    path, addresses, port = demo_config(tmp_path)
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -194,3 +205,68 @@ async def test_watch_needs_a_sensible_number_of_seconds() -> None:
         code, _, err = await run_glb("serve", "-c", "x.yaml", "--watch", value)
         assert code == 2, value
         assert "number of seconds" in err, err
+
+
+def taken_udp_port() -> socket.socket:
+    """A UDP socket holding a loopback port, as mDNS holds 5353."""
+    holder = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    holder.bind(("127.0.0.1", 0))
+    return holder
+
+
+async def test_demo_says_how_to_pick_another_dns_port_when_its_is_taken(tmp_path: Path):
+    """glb demo on a DNS port another process holds exits 1, saying how to run it on another."""
+    path, _, _ = demo_config(tmp_path)
+    with taken_udp_port() as holder:
+        taken = holder.getsockname()[1]
+        env = {**os.environ, "GLB_DNS__LISTEN": f"127.0.0.1:{taken}"}
+        code, _, err = await run_glb("demo", "-c", str(path), env=env)
+    assert code == 1
+    assert f"cannot listen on 127.0.0.1 port {taken} (UDP)" in err
+    assert "pick another port: GLB_DNS__LISTEN=127.0.0.1:5399 scripts/demo" in err
+    assert "Traceback" not in err
+
+
+async def test_serve_names_the_setting_of_a_taken_port(tmp_path: Path):
+    """glb serve on a DNS port another process holds names dns.listen and its variable."""
+    with taken_udp_port() as holder:
+        taken = holder.getsockname()[1]
+        path = tmp_path / "glb.yaml"
+        config = GOOD.replace("ADDRESS", "127.0.0.1").replace("PORT", "8080")
+        path.write_text(
+            config.replace('dns: {listen: "127.0.0.1:0"}', f'dns: {{listen: "127.0.0.1:{taken}"}}')
+        )
+        code, _, err = await run_glb("serve", "-c", str(path))
+    assert code == 1
+    assert f"cannot listen on 127.0.0.1 port {taken} (UDP)" in err
+    assert f"change dns.listen in {path}, or pick another port: GLB_DNS__LISTEN=" in err
+    assert "Traceback" not in err
+
+
+def test_a_taken_mdns_port_is_named_as_mdns() -> None:
+    """The demo's default DNS port is mDNS's too: the advice says so before the override."""
+    settings = load_settings(ROOT / "config" / "demo.yaml")
+    taken = StartupError("cannot listen", listen=("127.0.0.1", 5353))
+    advice = taken_port_advice(taken, settings, "scripts/demo")
+    assert "mDNS" in advice[0]
+    assert advice[1] == "pick another port: GLB_DNS__LISTEN=127.0.0.1:5399 scripts/demo"
+    assert taken_port_advice(StartupError("other"), settings, "scripts/demo") == []
+
+
+async def test_help_describes_every_command_and_hides_the_internal_worker():
+    """`glb --help` lists each command with what it does; serve is more than DNS; no worker."""
+    code, out, _ = await run_glb("--help")
+    assert code == 0
+    listed = " ".join(out.split())  # argparse wraps lines at the terminal's width
+    assert (
+        "serve run glb: authoritative DNS, the HTTP front end, health probes and the admin API"
+        in listed
+    )
+    assert "check validate a configuration file" in listed
+    assert "demo try glb: three simulated clusters on loopback" in listed
+    assert "consistency compare what several running glb instances answer now" in listed
+    assert "explain per service: how long clients take to leave a failed cluster" in listed
+    assert "worker" not in out
+    code, out, _ = await run_glb("serve", "--help")
+    assert code == 0
+    assert "the HTTP reverse proxy front end" in " ".join(out.split())
