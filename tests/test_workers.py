@@ -256,8 +256,10 @@ async def test_a_drain_reaches_every_process_within_100_ms(serve, clusters):
 async def test_passive_failures_through_workers_eject_in_the_main(serve, clusters):
     """Failed proxied requests, reported by every process, eject the cluster in all of them."""
     eu, us = clusters
-    served = await serve(config(clusters, ["app.glb.test"], interval="60s"))
-    await eu.kill()  # probes are a minute apart: only proxied requests can notice
+    text = config(clusters, ["app.glb.test"], interval="60s")
+    text = text.replace("interval: 60s}", "interval: 60s, hold_connection: false}")
+    served = await serve(text)
+    await eu.kill()  # probes a minute apart, none held: only proxied requests can notice
     connector = aiohttp.TCPConnector(force_close=True)
     sent = 0
     async with aiohttp.ClientSession(connector=connector) as session:
