@@ -97,7 +97,7 @@ def random_snapshot(rnd: random.Random, topology: Topology) -> HealthSnapshot:
 
 
 def random_unstable(rnd: random.Random, topology: Topology) -> frozenset[Target]:
-    targets = sorted(topology.targets(), key=lambda t: t.address)
+    targets = sorted(topology.targets(), key=lambda t: (t.address, repr(t.probe)))  # a total order
     return frozenset(rnd.sample(targets, rnd.choice([0, 0, 1, 3, len(targets) // 2])))
 
 
