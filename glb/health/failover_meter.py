@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 
 from glb.core.failovers import Failovers
 from glb.core.health import Health
-from glb.core.model import Endpoint, Service, Target, Topology
+from glb.core.model import Endpoint, Target, Topology
 from glb.core.snapshot import HealthSnapshot
 from glb.core.stability import answer_ttl
 from glb.core.stats import Stats
@@ -41,7 +41,6 @@ class FailoverMeter:
         self._clock = clock
         self._failovers = Failovers()
         self._previous = current
-        self._services: tuple[Topology | None, dict[str, Service]] = (None, {})
 
     def on_snapshot(self, snapshot: HealthSnapshot) -> None:
         previous, self._previous = self._previous, snapshot
@@ -82,17 +81,9 @@ class FailoverMeter:
 
     def _ttls(self, endpoints: tuple[Endpoint, ...], snapshot: HealthSnapshot) -> dict[str, int]:
         """The answer TTL in `snapshot` of each service `endpoints` belong to."""
-        services = self._services_by_name()
-        return {
-            e.service: answer_ttl(services[e.service], snapshot)
-            for e in endpoints
-            if e.service in services
-        }
-
-    def _services_by_name(self) -> dict[str, Service]:
         topology = self._topology()
-        known, services = self._services
-        if known is not topology:
-            services = {service.name: service for service in topology.services}
-            self._services = (topology, services)
-        return services
+        return {
+            e.service: answer_ttl(service, snapshot)
+            for e in endpoints
+            if (service := topology.service(e.service)) is not None
+        }

@@ -117,7 +117,6 @@ class Monitor:
 
     def _index(self, topology: Topology) -> None:
         self._topology = topology
-        self._services = {service.name: service for service in topology.services}
         self._probe_keys = {
             target: (
                 endpoints[0].cluster,
@@ -240,7 +239,7 @@ class Monitor:
 
     def report_request(self, endpoint: Endpoint, *, failed: bool, detail: str = "") -> None:
         """Passive health: the HTTP proxy's outcome for one request to `endpoint`."""
-        service = self._services.get(endpoint.service)
+        service = self._topology.service(endpoint.service)
         target = endpoint.target
         previous = self._health.get(target)
         if service is None or previous is None:
