@@ -174,4 +174,5 @@ def fails_open(service: Service, snapshot: HealthSnapshot) -> bool:
     return any(
         decide(service, snapshot, Query(family), random.Random(0)).failed_open
         for family in families
-    )
+        if not any(e.family == family and snapshot.is_eligible(e) for e in service.endpoints)
+    )  # a family with an eligible endpoint is answered from it: no need to decide
