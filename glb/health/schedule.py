@@ -22,10 +22,12 @@ import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from contextlib import suppress
+from dataclasses import dataclass, field
 
 from glb.core.health import Health, Outcome, ProbeResult, TargetHealth, next_delay, timeout_for
 from glb.core.model import Target
+from glb.interrupts import Interrupted, Interruptible
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +49,7 @@ class _Watch:
     target: Target
     task: asyncio.Task[None] | None = None
     probing: bool = False  # a probe is in flight
-    pausing: bool = False  # waiting for the next probe's turn
-    woken: bool = False  # probe_now cut the pause short
+    pause: Interruptible = field(default_factory=Interruptible)  # waiting for the next turn
     again: bool = False  # probe_now came during a probe: one more right after it
 
 
@@ -104,9 +105,8 @@ class ProbeSchedule:
             return
         if watch.probing:
             watch.again = True
-        elif watch.pausing and not watch.woken and watch.task is not None:
-            watch.woken = True
-            watch.task.cancel()  # cuts the pause short (see _pause)
+        else:
+            watch.pause.interrupt()  # cuts the pause short, if it is pausing
 
     async def probe_once(self, target: Target) -> ProbeResult:
         """Run one probe with the target's timeout; a prober bug or a hang past the guard
@@ -144,14 +144,6 @@ class ProbeSchedule:
             await self._pause(watch, max(0.0, delay - (self._clock() - started)))
 
     async def _pause(self, watch: _Watch, seconds: float) -> None:
-        """Sleep `seconds`, or less if `probe_now` cuts it short: it cancels the task while it
-        pauses here, and that one cancellation is taken back (any other is raised)."""
-        watch.pausing = True
-        try:
+        """Sleep `seconds`, or less if `probe_now` interrupts the pause."""
+        with suppress(Interrupted), watch.pause.during():
             await self._sleep(seconds)
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if not watch.woken or task is None or task.uncancel() > 0:
-                raise
-        finally:
-            watch.pausing = watch.woken = False
