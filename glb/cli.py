@@ -52,7 +52,12 @@ EXIT_UNREACHABLE = 2  # glb consistency: an instance's admin API cannot be read
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     command: Callable[[argparse.Namespace], int] = args.command
-    return command(args)
+    try:
+        return command(args)
+    except BrokenPipeError:  # the reader went away (`glb explain | head`): stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # the interpreter's last flush must not fail too
+        return EXIT_ERROR
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -270,3 +270,26 @@ async def test_help_describes_every_command_and_hides_the_internal_worker():
     code, out, _ = await run_glb("serve", "--help")
     assert code == 0
     assert "the HTTP reverse proxy front end" in " ".join(out.split())
+
+
+def test_a_reader_that_goes_away_ends_the_output_quietly() -> None:
+    """`glb explain ... | head`: the pipe's reader is gone before glb writes; glb exits 1 with
+    no traceback instead of a BrokenPipeError's."""
+    import subprocess
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # before glb starts: its first write meets a closed pipe
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "glb", "explain", "-c", "config/example.yaml"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            cwd=ROOT,
+            timeout=30,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert done.returncode == 1
+    assert b"Traceback" not in done.stderr
+    assert b"BrokenPipeError" not in done.stderr
