@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 import re
 import resource
@@ -44,6 +45,7 @@ import aiohttp
 
 from glb.app import running
 from glb.config import parse_settings
+from glb.logs import setup_logging
 from tests.clusters import start_clusters
 
 HOST = "app.glb.test"
@@ -310,17 +312,48 @@ async def measure(plan: Plan) -> dict[tuple[int, str], Figures]:
                 urls["nginx"] = f"http://127.0.0.1:{nginx_port}/"
             config = CONFIG.format(address=address, host=HOST, port=port)
             async with running(parse_settings(config)) as glb:
-                urls["glb"] = f"{glb.http_url}/"
+                urls["glb"] = urls[LOGGED] = f"{glb.http_url}/"
                 for connections in plan.connections:
                     for name, url in urls.items():
-                        if name != "direct":  # warm up pools and caches
-                            await asyncio.to_thread(plan.run, url, 1.0, connections)
-                        before = resource.getrusage(resource.RUSAGE_SELF)
-                        figures = await asyncio.to_thread(plan.run, url, plan.seconds, connections)
-                        if name == "glb":  # it runs in this process: its CPU time is ours
-                            figures = with_cpu(figures, before, plan.seconds)
-                        results[connections, name] = figures
+                        with access_log(name == LOGGED):
+                            results[connections, name] = await _measure_one(
+                                plan, name, url, connections
+                            )
     return results
+
+
+LOGGED = "glb+log"  # glb with its access log written, one line per request, to a file
+
+
+async def _measure_one(plan: Plan, name: str, url: str, connections: int) -> Figures:
+    if name != "direct":  # warm up pools and caches
+        await asyncio.to_thread(plan.run, url, 1.0, connections)
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    figures = await asyncio.to_thread(plan.run, url, plan.seconds, connections)
+    if name.startswith("glb"):  # it runs in this process: its CPU time is ours
+        figures = with_cpu(figures, before, plan.seconds)
+    return figures
+
+
+@contextlib.contextmanager
+def access_log(on: bool) -> Iterator[None]:
+    """While `on`: glb's logs at info (the access log among them) in text to a temporary file,
+    as `glb serve` writes them to a redirected stderr; else no log handler, level warning."""
+    if not on:
+        yield
+        return
+    with tempfile.TemporaryFile("w+") as log:
+        setup_logging("info", "text", stream=log)
+        try:
+            yield
+        finally:
+            root = logging.getLogger()
+            for handler in list(root.handlers):
+                root.removeHandler(handler)
+            root.setLevel(logging.WARNING)
+            log.seek(0)
+            lines = sum(1 for line in log if "glb.access" in line)
+            print(f"access log: {lines} lines written", file=sys.stderr)
 
 
 def with_cpu(figures: Figures, before: resource.struct_rusage, seconds: float) -> Figures:
@@ -346,6 +379,10 @@ def report(results: dict[tuple[int, str], Figures], plan: Plan) -> None:
     for connections in plan.connections:
         direct, glb = results[connections, "direct"], results[connections, "glb"]
         parts = [f"{connections} conns: glb adds p50 {glb.p50_ms - direct.p50_ms:+.2f} ms"]
+        if (logged := results.get((connections, LOGGED))) is not None:
+            extra = logged.user_us + logged.system_us - glb.user_us - glb.system_us
+            ratio = logged.requests_per_second / glb.requests_per_second
+            parts.append(f"access log costs {extra:+.1f} us CPU per request (req/s {ratio:.2f}x)")
         if (nginx_figures := results.get((connections, "nginx"))) is not None:
             ratio = glb.requests_per_second / nginx_figures.requests_per_second
             parts.append(f"nginx adds p50 {nginx_figures.p50_ms - direct.p50_ms:+.2f} ms")
