@@ -40,6 +40,7 @@ CRD_KINDS = frozenset({"ServiceMonitor"})
 SOME_CLIENT = "203.0.113.77"  # an address outside the cluster
 MONITORING = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
 SAME_NAMESPACE: dict[str, Any] = {"podSelector": {}}
+NamedPorts = dict[str, tuple[int, str]]  # a container's named ports: name -> (port, protocol)
 DISCOVERY_READS = {
     ("", "services"),
     ("networking.k8s.io", "ingresses"),
@@ -77,11 +78,19 @@ def container_ports(objects: list[Manifest]) -> dict[str, tuple[int, str]]:
 def settings(objects: list[Manifest], monkeypatch: pytest.MonkeyPatch, tmp: Path) -> Settings:
     """The configuration the pod runs: the ConfigMap's glb.yaml as `glb check` and `glb serve`
     load it, under the container's environment (the image's ENV, then the Deployment's)."""
+    return configuration(objects, monkeypatch, tmp, pod_environment(objects))
+
+
+def configuration(
+    objects: list[Manifest], monkeypatch: pytest.MonkeyPatch, tmp: Path, env: dict[str, str]
+) -> Settings:
+    """The ConfigMap's glb.yaml loaded by `load_settings` (what `glb check` runs) with only
+    `env` of the GLB_* variables set."""
     path = tmp / "glb.yaml"
     path.write_text(one(objects, "ConfigMap", "glb-config")["data"]["glb.yaml"])
     for name in [n for n in os.environ if n.startswith("GLB_")]:
         monkeypatch.delenv(name)
-    for name, value in pod_environment(objects).items():
+    for name, value in env.items():
         monkeypatch.setenv(name, value)
     return load_settings(path)
 
@@ -95,7 +104,9 @@ def pod_environment(objects: list[Manifest]) -> dict[str, str]:
     return env
 
 
-def test_the_renderer_does_resources_generators_patches_namespace_and_images(tmp_path):
+def test_the_renderer_does_resources_generators_patches_namespace_and_images(
+    tmp_path: Path,
+) -> None:
     """The minimal kustomize on a small tree: a patch merges maps and named list items and
     replaces other lists, the namespace spares cluster-scoped objects, a generator replaces."""
     base, overlay = tmp_path / "base", tmp_path / "overlay"
@@ -152,7 +163,7 @@ def test_the_renderer_agrees_with_kubectl_kustomize(directory: Path) -> None:
     assert real == {identity(o): o for o in render(directory)}
 
 
-def test_every_object_is_valid_against_the_kubernetes_schemas(rendered):
+def test_every_object_is_valid_against_the_kubernetes_schemas(rendered: list[Manifest]) -> None:
     """Each object but the CRD kinds is valid for KUBERNETES_VERSION, unknown fields refused."""
     kinds = set()
     for manifest in rendered:
@@ -163,7 +174,7 @@ def test_every_object_is_valid_against_the_kubernetes_schemas(rendered):
     assert {"Deployment", "Service", "ConfigMap", "NetworkPolicy", "ClusterRole"} <= kinds
 
 
-def test_the_schema_check_refuses_unknown_fields(rendered):
+def test_the_schema_check_refuses_unknown_fields(rendered: list[Manifest]) -> None:
     """The strict validation really is strict: a misspelt field of a container is an error."""
     deployment = one(rendered, "Deployment")
     broken = yaml.safe_load(yaml.safe_dump(deployment))
@@ -172,7 +183,9 @@ def test_the_schema_check_refuses_unknown_fields(rendered):
         kubernetes_validate.validate(broken, KUBERNETES_VERSION, strict=True)
 
 
-def test_the_service_monitor_has_what_the_prometheus_operator_needs(rendered):
+def test_the_service_monitor_has_what_the_prometheus_operator_needs(
+    rendered: list[Manifest],
+) -> None:
     """Checked by hand against the ServiceMonitor CRD (monitoring.coreos.com/v1): only its
     fields, a selector (required) matching the admin Service in the same namespace, endpoints
     naming that Service's port by name, a path and durations in the CRD's pattern."""
@@ -201,7 +214,9 @@ def selects(selector: dict[str, Any], metadata: dict[str, Any]) -> bool:
     return bool(selector["matchLabels"].items() <= metadata.get("labels", {}).items())
 
 
-def test_rbac_grants_reading_the_discovered_resources_and_nothing_else(rendered):
+def test_rbac_grants_reading_the_discovered_resources_and_nothing_else(
+    rendered: list[Manifest],
+) -> None:
     """get/list/watch on exactly the resources the Kubernetes discovery reads, bound to the
     Deployment's ServiceAccount in its namespace; no Secrets, no other verb, no other rule."""
     role = one(rendered, "ClusterRole")
@@ -229,7 +244,9 @@ def test_rbac_grants_reading_the_discovered_resources_and_nothing_else(rendered)
     ]
 
 
-def test_the_configuration_passes_glb_check_in_the_static_schema(rendered, monkeypatch, tmp_path):
+def test_the_configuration_passes_glb_check_in_the_static_schema(
+    rendered: list[Manifest], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     """The ConfigMap's glb.yaml is valid for `glb check` (and `glb serve`) with the pod's
     environment, names clusters by addresses, shows where Kubernetes discovery will go, and
     leaves instance.name to each pod (replicas must not share one)."""
@@ -243,11 +260,13 @@ def test_the_configuration_passes_glb_check_in_the_static_schema(rendered, monke
     assert loaded.admin.token is not None  # from the Secret, through GLB_ADMIN__TOKEN
 
 
-def test_the_pod_listens_where_glb_yaml_says(rendered, monkeypatch, tmp_path):
+def test_the_pod_listens_where_glb_yaml_says(
+    rendered: list[Manifest], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     """The image's and the Deployment's GLB_*__LISTEN variables (which override the file) say
     what glb.yaml says; DNS, HTTP and admin listen on every IPv4 address, on unprivileged ports,
     and those are the container's named ports."""
-    from_file = load_settings_without_environment(rendered, monkeypatch, tmp_path)
+    from_file = configuration(rendered, monkeypatch, tmp_path, {})
     running = settings(rendered, monkeypatch, tmp_path)
     for section in ("dns", "http", "admin"):
         assert getattr(running, section).listen == getattr(from_file, section).listen
@@ -262,16 +281,7 @@ def test_the_pod_listens_where_glb_yaml_says(rendered, monkeypatch, tmp_path):
     }
 
 
-def load_settings_without_environment(rendered, monkeypatch, tmp_path) -> Settings:
-    with monkeypatch.context() as patch:
-        for name in [n for n in os.environ if n.startswith("GLB_")]:
-            patch.delenv(name)
-        path = tmp_path / "file-only.yaml"
-        path.write_text(one(rendered, "ConfigMap", "glb-config")["data"]["glb.yaml"])
-        return load_settings(path)
-
-
-def test_the_services_publish_dns_and_http_and_keep_admin_inside(rendered):
+def test_the_services_publish_dns_and_http_and_keep_admin_inside(rendered: list[Manifest]) -> None:
     """DNS on 53 (UDP and TCP) and HTTP on 80 through LoadBalancers that keep client
     addresses; the admin port only through a ClusterIP Service; every target port is one the
     container has, with the same protocol, and every Service selects the glb pods."""
@@ -293,7 +303,7 @@ def test_the_services_publish_dns_and_http_and_keep_admin_inside(rendered):
     }
 
 
-def test_the_probes_ask_the_admin_api(rendered):
+def test_the_probes_ask_the_admin_api(rendered: list[Manifest]) -> None:
     """Liveness (and start-up) on /healthz, readiness on /readyz, on the admin port."""
     glb_container = container(rendered)
     for probe, path in [
@@ -304,7 +314,9 @@ def test_the_probes_ask_the_admin_api(rendered):
         assert glb_container[probe]["httpGet"] == {"path": path, "port": "admin"}
 
 
-def test_the_container_is_the_images_and_watches_the_mounted_configuration(rendered, monkeypatch):
+def test_the_container_is_the_images_and_watches_the_mounted_configuration(
+    rendered: list[Manifest], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The image of the Dockerfile at glb's version, its entry point kept, its CMD with
     --watch; the ConfigMap mounted as the directory of the image's GLB_CONFIG (no subPath, so
     updates arrive), state on a writable volume at STATE_DIRECTORY, as the image's user."""
@@ -329,7 +341,7 @@ def test_the_container_is_the_images_and_watches_the_mounted_configuration(rende
     assert pod_spec(rendered)["securityContext"]["runAsUser"] == int(uid.group(1))
 
 
-def test_secrets_come_from_the_operator_read_only(rendered):
+def test_secrets_come_from_the_operator_read_only(rendered: list[Manifest]) -> None:
     """The admin token from the Secret glb-admin through GLB_ADMIN__TOKEN; the remote
     clusters' kubeconfigs from the Secret glb-kubeconfigs, mounted read-only."""
     env = {v["name"]: v for v in container(rendered)["env"]}
@@ -341,7 +353,7 @@ def test_secrets_come_from_the_operator_read_only(rendered):
     assert volumes["kubeconfigs"]["secret"]["defaultMode"] & 0o022 == 0
 
 
-def test_the_container_runs_unprivileged(rendered):
+def test_the_container_runs_unprivileged(rendered: list[Manifest]) -> None:
     """Non-root, read-only root file system, no privilege escalation, every capability
     dropped (nothing listens below 1024 inside the pod)."""
     assert pod_spec(rendered)["securityContext"]["runAsNonRoot"] is True
@@ -351,7 +363,9 @@ def test_the_container_runs_unprivileged(rendered):
     assert context["capabilities"] == {"drop": ["ALL"]}
 
 
-def test_termination_leaves_room_for_the_graceful_shutdown(rendered, monkeypatch, tmp_path):
+def test_termination_leaves_room_for_the_graceful_shutdown(
+    rendered: list[Manifest], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     """The grace period covers preStop's wait, http.shutdown_grace and 10 s for the rest."""
     shutdown_grace = settings(rendered, monkeypatch, tmp_path).http.shutdown_grace
     [sleep, seconds] = container(rendered)["lifecycle"]["preStop"]["exec"]["command"]
@@ -360,7 +374,9 @@ def test_termination_leaves_room_for_the_graceful_shutdown(rendered, monkeypatch
     assert grace >= int(seconds) + shutdown_grace + 10
 
 
-def test_replicas_spread_over_nodes_and_zones_and_survive_disruption(rendered):
+def test_replicas_spread_over_nodes_and_zones_and_survive_disruption(
+    rendered: list[Manifest],
+) -> None:
     """At least two replicas, preferably on different nodes, spread over zones; a PDB keeps
     one; each selector picks the glb pods."""
     deployment = one(rendered, "Deployment")
@@ -383,7 +399,9 @@ def test_replicas_spread_over_nodes_and_zones_and_survive_disruption(rendered):
         assert selects(selector, {"labels": labels})
 
 
-def test_the_network_policy_opens_dns_and_http_and_keeps_admin_private(rendered):
+def test_the_network_policy_opens_dns_and_http_and_keeps_admin_private(
+    rendered: list[Manifest],
+) -> None:
     """DNS and HTTP from anywhere; admin only from this namespace and from monitoring."""
     policy = one(rendered, "NetworkPolicy")["spec"]
     assert set(policy["policyTypes"]) == {"Ingress", "Egress"}
@@ -400,8 +418,8 @@ def test_the_network_policy_opens_dns_and_http_and_keeps_admin_private(rendered)
 
 
 def test_the_network_policy_lets_glb_reach_what_its_configuration_names(
-    rendered, monkeypatch, tmp_path
-):
+    rendered: list[Manifest], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     """Egress to each cluster address on each service and probe port, to Redis, to DNS and to
     the Kubernetes API (the Service's 443 and the API servers' 6443)."""
     loaded = settings(rendered, monkeypatch, tmp_path)
@@ -418,7 +436,9 @@ def test_the_network_policy_lets_glb_reach_what_its_configuration_names(
         assert allowed(egress, "to", SOME_CLIENT, port, protocol, {})
 
 
-def covering(rules, port: int, protocol: str, named: dict[str, tuple[int, str]]) -> Iterator[Any]:
+def covering(
+    rules: list[dict[str, Any]], port: int, protocol: str, named: NamedPorts
+) -> Iterator[dict[str, Any]]:
     """The rules of a policy direction that apply to `port`/`protocol`."""
     for rule in rules:
         for entry in rule.get("ports", [{}]):
@@ -428,7 +448,14 @@ def covering(rules, port: int, protocol: str, named: dict[str, tuple[int, str]])
                 break
 
 
-def allowed(rules, peers: str, address: str, port: int, protocol: str, named) -> bool:
+def allowed(
+    rules: list[dict[str, Any]],
+    peers: str,
+    address: str,
+    port: int,
+    protocol: str,
+    named: NamedPorts,
+) -> bool:
     """Whether a rule lets `address` (an address outside the cluster) through on the port."""
     for rule in covering(rules, port, protocol, named):
         if peers not in rule:
@@ -444,7 +471,9 @@ def allowed(rules, peers: str, address: str, port: int, protocol: str, named) ->
     return False
 
 
-def test_the_overlay_runs_two_clusters_sharing_state_in_its_namespace(monkeypatch, tmp_path):
+def test_the_overlay_runs_two_clusters_sharing_state_in_its_namespace(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     """The example overlay: every namespaced object in its own namespace, the image from a
     registry at glb's version, two clusters, drains and verdicts shared through Redis, more
     replicas than the base."""
