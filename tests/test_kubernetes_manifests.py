@@ -70,7 +70,7 @@ def container(objects: list[Manifest]) -> dict[str, Any]:
     return dict(glb_container)
 
 
-def container_ports(objects: list[Manifest]) -> dict[str, tuple[int, str]]:
+def container_ports(objects: list[Manifest]) -> NamedPorts:
     """The glb container's named ports: name -> (port, protocol)."""
     return {p["name"]: (p["containerPort"], p["protocol"]) for p in container(objects)["ports"]}
 
