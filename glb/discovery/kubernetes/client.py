@@ -23,6 +23,7 @@ from kubernetes_asyncio.client import (
     DiscoveryV1Api,
     NetworkingV1Api,
 )
+from kubernetes_asyncio.client.exceptions import ApiException
 from kubernetes_asyncio.config import load_incluster_config, load_kube_config
 
 WATCH_SECONDS = 300
@@ -122,11 +123,12 @@ _TIMEOUT = aiohttp.ClientTimeout(
 
 
 async def list_objects(lister: Lister) -> dict[str, Any]:
-    """One list request; raises kubernetes_asyncio's ApiException on an error status."""
+    """One list request; ApiException on an error status."""
     response = cast(
         aiohttp.ClientResponse, await lister(_preload_content=False, _request_timeout=_TIMEOUT)
     )
     async with response:
+        _check(response)
         answer = json.loads(await response.read())
     if not isinstance(answer, dict) or not isinstance(answer.get("items"), list):
         raise ValueError("the list answer has no items")
@@ -151,7 +153,14 @@ async def open_watch(
         ),
     )
     async with response:
+        _check(response)
         yield _events(response)
+
+
+def _check(response: aiohttp.ClientResponse) -> None:
+    """Unread answers (`_preload_content=False`) come back whatever their status."""
+    if not 200 <= response.status < 300:
+        raise ApiException(status=response.status, reason=response.reason)
 
 
 async def _events(response: aiohttp.ClientResponse) -> AsyncIterator[dict[str, Any]]:

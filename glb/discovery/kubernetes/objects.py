@@ -159,6 +159,8 @@ def read_gateway(raw: Mapping[str, Any]) -> tuple[Gateway, Problems]:
     entries = _mapping(raw.get("status")).get("addresses")
     if not entries:
         return Gateway(key, Addresses()), ("has no status.addresses yet",)
+    if not isinstance(entries, list):
+        return Gateway(key, Addresses()), ("has a status.addresses that is not a list",)
     ips: list[str] = []
     hostnames: list[str] = []
     problems: list[str] = []
@@ -196,6 +198,8 @@ def _load_balancer(raw: Mapping[str, Any]) -> tuple[Addresses, Problems]:
     entries = _mapping(status.get("loadBalancer")).get("ingress")
     if not entries:
         return Addresses(), ("has no status.loadBalancer.ingress yet",)
+    if not isinstance(entries, list):
+        return Addresses(), ("has a status.loadBalancer.ingress that is not a list",)
     ips: list[str] = []
     hostnames: list[str] = []
     problems: list[str] = []

@@ -214,8 +214,9 @@ class ResourceWatch(Generic[View]):
             logger.warning("%s: skipping an object: %s", self.place, error)
             return None
         if problems and problems != self._problems.get(key):
+            place = self.place
             for problem in problems:
-                logger.warning("%s %s/%s %s", self.place, key[0], key[1], problem)
+                logger.warning("cluster %s: %s %s/%s %s", place.cluster, place.kind, *key, problem)
         self._problems[key] = problems
         return key, view
 
