@@ -16,6 +16,9 @@ across all namespaces), with one resourceVersion counter like etcd's:
 - `send_raw(kind, object)` sends any object, even malformed, to the watches of its kind.
 
 Every request is logged (`requests`: path and query) for the tests to assert on.
+`recorded(name)` loads one of the objects of tests/data/kubernetes/ (see its README).
+
+`KubernetesEmulator(gateway_api=False)` serves no Gateway API, like a cluster without its CRDs.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import copy
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -37,6 +41,14 @@ RESOURCES = {
     "httproutes": ("/apis/gateway.networking.k8s.io/v1", "HTTPRoute"),
 }
 PLURALS = {kind: plural for plural, (_, kind) in RESOURCES.items()}
+DATA = Path(__file__).parent / "data" / "kubernetes"
+
+
+def recorded(name: str) -> dict[str, Any]:
+    """An object of tests/data/kubernetes/, fresh for each call."""
+    loaded: dict[str, Any] = json.loads((DATA / name).read_text())
+    return loaded
+
 
 ObjectKey = tuple[str, str]
 
@@ -61,7 +73,8 @@ class _Watcher:
 
 
 class KubernetesEmulator:
-    def __init__(self) -> None:
+    def __init__(self, *, gateway_api: bool = True) -> None:
+        self.gateway_api = gateway_api
         self.version = 1000
         self.objects: dict[str, dict[ObjectKey, dict[str, Any]]] = {p: {} for p in RESOURCES}
         self._history: dict[str, list[tuple[int, dict[str, Any]]]] = {p: [] for p in RESOURCES}
@@ -191,6 +204,8 @@ class KubernetesEmulator:
     async def _serve(self, request: web.Request) -> web.StreamResponse:
         self.requests.append(Logged(request.path, dict(request.query)))
         plural = request.path.rsplit("/", 1)[1]
+        if not self.gateway_api and plural in ("gateways", "httproutes"):
+            return _status(404, "NotFound", "the server could not find the requested resource")
         if self.failing is not None:
             return _status(self.failing, "InternalError", "the emulator is failing on purpose")
         namespace = request.match_info.get("namespace")

@@ -24,16 +24,10 @@ from glb.discovery.kubernetes import (
 )
 from glb.discovery.source import Discovered
 from tests.front_glb import until
-from tests.kubernetes_emulator import KubernetesEmulator
+from tests.kubernetes_emulator import KubernetesEmulator, recorded
 
-DATA = Path(__file__).parent / "data" / "kubernetes"
 FAST = BackoffPolicy(initial=0.02, maximum=0.2)
 CLUSTER = "eu-west"
-
-
-def recorded(name: str) -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads((DATA / name).read_text())
-    return loaded
 
 
 class Heard:
@@ -192,8 +186,9 @@ async def test_gone_lists_again_and_catches_up(
 
 
 async def test_api_errors_back_off_keep_the_last_state_and_recover(
-    emulator: KubernetesEmulator, tmp_path: Path
+    emulator: KubernetesEmulator, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="glb.discovery")
     ingress = recorded("ingress-shop-app.json")
     emulator.put(ingress)
     async with discovering(emulator, tmp_path, [SHOP]) as (discovery, heard):
@@ -249,6 +244,29 @@ async def test_dropped_watch_connections_are_watched_again(
         {"shop": SHOP_ADDRESSES},
         {"shop": moved},
     ]
+
+
+async def test_an_error_event_watches_again_from_the_last_version(
+    emulator: KubernetesEmulator, tmp_path: Path
+) -> None:
+    emulator.put(recorded("ingress-shop-app.json"))
+    async with discovering(emulator, tmp_path, [SHOP]) as (discovery, heard):
+        await until_watched(emulator, 1)
+        version = emulator.watches("Ingress")[0].query["resourceVersion"]
+        status = {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "status": "Failure",
+            "code": 500,
+            "reason": "InternalError",
+            "message": "etcd is slow",
+        }
+        emulator.send_raw("Ingress", status, "ERROR")
+        await until_watched(emulator, 2)
+        await until(lambda: discovery.up[CLUSTER])
+    assert emulator.watches("Ingress")[1].query["resourceVersion"] == version
+    assert sum(not r.watching for r in emulator.requests) == 1
+    assert heard.changes == [(CLUSTER, {"shop": SHOP_ADDRESSES})]
 
 
 async def test_readiness_comes_from_the_endpoint_slices_of_the_backends(
@@ -378,3 +396,31 @@ async def test_malformed_objects_are_skipped_with_a_warning_and_the_loop_goes_on
 def _readiness(heard: Heard, service: str = "shop") -> bool | None:
     latest = heard.latest or {}
     return latest[service].ready if service in latest else None
+
+
+async def test_a_cluster_without_the_gateway_api_is_up_and_discovers_the_rest(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="glb.discovery")
+    api = KubernetesEmulator(gateway_api=False)
+    await api.start()
+    try:
+        service = recorded("service-payments-api.json")
+        service["metadata"]["annotations"] = {"glb.dev/service": "payments"}
+        api.put(service)
+        async with discovering(api, tmp_path, annotated={"payments"}) as (discovery, heard):
+            await until(lambda: heard.latest is not None)
+            assert heard.latest == {
+                "payments": Discovered(("198.51.100.7",), (), "Service payments/api", None)
+            }
+            routes = "/apis/gateway.networking.k8s.io/v1/httproutes"
+            await until(lambda: sum(r.path == routes for r in api.requests) >= 3)
+            assert discovery.up[CLUSTER]
+    finally:
+        await api.close()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    unserved = (
+        "cluster eu-west: HTTPRoute in all namespaces: the API serves no such objects "
+        "(not installed?); looking again every 0.2s"
+    )
+    assert warnings.count(unserved) == 1  # once, not at every look

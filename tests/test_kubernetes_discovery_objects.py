@@ -4,9 +4,7 @@ them into discovered services, and the retry backoff."""
 from __future__ import annotations
 
 import copy
-import json
 import random
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,13 +21,7 @@ from glb.discovery.kubernetes.objects import (
 from glb.discovery.kubernetes.resolve import ClusterObjects, Target, Wanted, resolve
 from glb.discovery.kubernetes.watch import Backoff, BackoffPolicy
 from glb.discovery.source import Discovered
-
-DATA = Path(__file__).parent / "data" / "kubernetes"
-
-
-def recorded(name: str) -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads((DATA / name).read_text())
-    return loaded
+from tests.kubernetes_emulator import recorded
 
 
 def test_an_ingress_gives_its_load_balancer_addresses_and_backend_services() -> None:

@@ -13,6 +13,7 @@ of `ingress`, `service` (of type LoadBalancer) or `httproute` (addresses of its 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -26,22 +27,23 @@ _DNS_SUBDOMAIN = re.compile(
 )
 
 
-def check_namespace(value: str) -> str:
-    if not _DNS_LABEL.match(value):
-        raise ValueError(
-            f"{value!r} is not a Kubernetes namespace (lowercase letters, digits and '-', "
-            "at most 63, starting and ending with a letter or digit)"
-        )
-    return value
+def _matching(pattern: re.Pattern[str], what: str) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        if not pattern.match(value):
+            raise ValueError(f"{value!r} is not a Kubernetes {what}")
+        return value
+
+    return check
 
 
-def check_object_name(value: str) -> str:
-    if not _DNS_SUBDOMAIN.match(value):
-        raise ValueError(
-            f"{value!r} is not a Kubernetes object name (lowercase letters, digits, '-' and "
-            "'.', at most 253)"
-        )
-    return value
+check_namespace = _matching(
+    _DNS_LABEL,
+    "namespace (lowercase letters, digits and '-', at most 63, starting and ending with a "
+    "letter or digit)",
+)
+check_object_name = _matching(
+    _DNS_SUBDOMAIN, "object name (lowercase letters, digits, '-' and '.', at most 253)"
+)
 
 
 Namespace = Annotated[str, AfterValidator(check_namespace)]

@@ -53,7 +53,6 @@ from glb.discovery.kubernetes.watch import (
     Reader,
     ResourceWatch,
     View,
-    watch_for,
 )
 from glb.discovery.source import Discovered, OnChange
 
@@ -136,7 +135,7 @@ class ClusterWatch:
         while True:
             try:
                 return await connect(self.plan.connection)
-            except (*FAILURES, LookupError) as error:
+            except (*FAILURES, LookupError, TypeError) as error:  # bad kubeconfig content
                 delay = backoff.delay()
                 logger.warning(
                     "cluster %s: cannot load the API client configuration: %s; retrying in %.1fs",
@@ -165,9 +164,9 @@ class ClusterWatch:
         self, api: ApiClient, resource: Resource, namespace: str | None, reader: Reader[View]
     ) -> ResourceWatch[View]:
         place = Place(self.plan.cluster, resource.kind, namespace)
-        return watch_for(
-            place, resource, api, reader, self._resolve, self._judge_up, Backoff(self._policy)
-        )
+        lister = resource.lister(api, namespace)
+        backoff = Backoff(self._policy)
+        return ResourceWatch(place, lister, reader, self._resolve, self._judge_up, backoff)
 
     def _resolve(self) -> None:
         watches = self._watches

@@ -25,8 +25,9 @@ from typing import Any, Generic, NoReturn, TypeVar
 
 import aiohttp
 from kubernetes_asyncio.client.exceptions import ApiException
+from kubernetes_asyncio.config import ConfigException
 
-from glb.discovery.kubernetes.client import Lister, Resource, list_objects, open_watch
+from glb.discovery.kubernetes.client import Lister, list_objects, open_watch
 from glb.discovery.kubernetes.objects import (
     MalformedObject,
     ObjectKey,
@@ -40,8 +41,9 @@ logger = logging.getLogger(__name__)
 View = TypeVar("View")
 Reader = Callable[[Mapping[str, Any]], tuple[View, Problems]]
 
-FAILURES = (ApiException, aiohttp.ClientError, OSError, TimeoutError, ValueError)
-"""What a list or a watch may fail with: error statuses, connections, malformed answers."""
+FAILURES = (ApiException, ConfigException, aiohttp.ClientError, OSError, TimeoutError, ValueError)
+"""What a list or a watch may fail with: error statuses, credentials that cannot be refreshed,
+connections, malformed answers."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +112,7 @@ class ResourceWatch(Generic[View]):
         self._problems: dict[ObjectKey, Problems] = {}
         self.resource_version: str | None = None
         self.healthy = False
+        self._unserved = False
 
     async def run(self) -> NoReturn:
         while True:
@@ -141,6 +144,7 @@ class ResourceWatch(Generic[View]):
         self._problems = {key: self._problems.get(key, ()) for key in views}
         self.views = views
         self.resource_version = version
+        self._unserved = False
         self._set_healthy(True)
         self._backoff.reset()
         self._on_objects()
@@ -221,18 +225,23 @@ class ResourceWatch(Generic[View]):
         return key, view
 
     async def _fail_or_wait_for_kind(self, error: ApiException) -> None:
-        if error.status == 404 and self.resource_version is None:
+        """404 means the API serves no such kind (the Gateway API is not installed): there are
+        none, which is no failure; look again now and then."""
+        if error.status != 404:
+            await self._fail(_describe(error))
+            return
+        self.resource_version = None
+        if not self._unserved:
+            self._unserved = True
             logger.warning(
-                "%s: the API serves no such objects (not installed?); looking again in %.0fs",
+                "%s: the API serves no such objects (not installed?); looking again every %.1fs",
                 self.place,
                 self._backoff.longest,
             )
-            self.views = {}
-            self._set_healthy(True)
-            self._on_objects()
-            await asyncio.sleep(self._backoff.longest)
-            return
-        await self._fail(_describe(error))
+        self.views = {}
+        self._set_healthy(True)
+        self._on_objects()
+        await asyncio.sleep(self._backoff.longest)
 
     async def _fail(self, reason: str) -> None:
         delay = self._backoff.delay()
@@ -244,19 +253,6 @@ class ResourceWatch(Generic[View]):
         if healthy != self.healthy:
             self.healthy = healthy
             self._on_health()
-
-
-def watch_for(
-    place: Place,
-    resource: Resource,
-    api: Any,
-    reader: Reader[View],
-    on_objects: Callable[[], None],
-    on_health: Callable[[], None],
-    backoff: Backoff,
-) -> ResourceWatch[View]:
-    lister = resource.lister(api, place.namespace)
-    return ResourceWatch(place, lister, reader, on_objects, on_health, backoff)
 
 
 def _describe(error: BaseException) -> str:
