@@ -22,7 +22,7 @@ from glb.discovery.kubernetes import (
     KubernetesDiscovery,
     Target,
 )
-from glb.discovery.source import Discovered
+from glb.discovery.source import Discovered, DiscoverySource
 from tests.front_glb import until
 from tests.kubernetes_emulator import KubernetesEmulator, recorded
 
@@ -73,12 +73,12 @@ async def discovering(
     targets: Sequence[Target] = (),
     annotated: Collection[str] = frozenset(),
     readiness: bool = False,
-) -> AsyncIterator[tuple[KubernetesDiscovery, Heard]]:
+) -> AsyncIterator[tuple[DiscoverySource, Heard]]:
     plan = ClusterPlan(
         CLUSTER, Connection(kubeconfig(api, directory)), targets, annotated, readiness
     )
     heard = Heard()
-    discovery = KubernetesDiscovery([plan], heard, FAST)
+    discovery: DiscoverySource = KubernetesDiscovery([plan], heard, FAST)
     task = asyncio.create_task(discovery.run())
     try:
         await until(lambda: discovery.up[CLUSTER] or task.done())

@@ -112,6 +112,7 @@ class ResourceWatch(Generic[View]):
         self._problems: dict[ObjectKey, Problems] = {}
         self.resource_version: str | None = None
         self.healthy = False
+        self._listed = False
         self._unserved = False
 
     async def run(self) -> NoReturn:
@@ -145,6 +146,7 @@ class ResourceWatch(Generic[View]):
         self.views = views
         self.resource_version = version
         self._unserved = False
+        self._listed = True
         self._set_healthy(True)
         self._backoff.reset()
         self._on_objects()
@@ -175,16 +177,11 @@ class ResourceWatch(Generic[View]):
 
     def _apply(self, event: Mapping[str, Any]) -> None:
         kind, raw = event.get("type"), event.get("object")
-        if not isinstance(raw, Mapping):
-            raise ValueError(f"a {kind} watch event has no object")
         if kind == "ERROR":
-            code = raw.get("code")
-            if code == 410:
-                raise Gone
-            raise ApiException(
-                status=code if isinstance(code, int) else 500,
-                reason=str(raw.get("message", "watch ERROR event")),
-            )
+            raise _watch_error(raw)
+        if not isinstance(raw, Mapping):
+            logger.warning("%s: skipping a %s watch event without an object", self.place, kind)
+            return
         if version := resource_version(raw):
             self.resource_version = version
         if kind == "BOOKMARK":
@@ -225,12 +222,14 @@ class ResourceWatch(Generic[View]):
         return key, view
 
     async def _fail_or_wait_for_kind(self, error: ApiException) -> None:
-        """404 means the API serves no such kind (the Gateway API is not installed): there are
-        none, which is no failure; look again now and then."""
-        if error.status != 404:
+        """404 before any list means the API serves no such kind (the Gateway API is not
+        installed): there are none, which is no failure; look again now and then. After a list,
+        a 404 fails like any error status (the objects stay as last known), and lists again."""
+        if error.status != 404 or self._listed:
+            if error.status == 404:
+                self.resource_version = None
             await self._fail(_describe(error))
             return
-        self.resource_version = None
         if not self._unserved:
             self._unserved = True
             logger.warning(
@@ -238,9 +237,7 @@ class ResourceWatch(Generic[View]):
                 self.place,
                 self._backoff.longest,
             )
-        self.views = {}
         self._set_healthy(True)
-        self._on_objects()
         await asyncio.sleep(self._backoff.longest)
 
     async def _fail(self, reason: str) -> None:
@@ -253,6 +250,17 @@ class ResourceWatch(Generic[View]):
         if healthy != self.healthy:
             self.healthy = healthy
             self._on_health()
+
+
+def _watch_error(status: object) -> Exception:
+    """What an ERROR event (its object a Status) means: Gone for 410, else an API error."""
+    code = status.get("code") if isinstance(status, Mapping) else None
+    if code == 410:
+        return Gone()
+    message = status.get("message") if isinstance(status, Mapping) else None
+    return ApiException(
+        status=code if isinstance(code, int) else 500, reason=str(message or "an ERROR watch event")
+    )
 
 
 def _describe(error: BaseException) -> str:
