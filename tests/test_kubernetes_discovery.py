@@ -338,8 +338,14 @@ async def test_an_httproute_is_reached_at_its_gateways_addresses(
 
 
 async def test_the_annotation_route_discovers_annotated_objects_anywhere(
-    emulator: KubernetesEmulator, tmp_path: Path
+    emulator: KubernetesEmulator, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.WARNING, logger="glb.discovery")
+    internal = recorded("service-payments-api.json")
+    internal["metadata"]["name"] = "internal"
+    internal["spec"]["type"] = "ClusterIP"
+    del internal["status"]
+    emulator.put(internal)  # neither named nor annotated: no warning about it
     service = recorded("service-payments-api.json")
     service["metadata"]["annotations"] = {"glb.dev/service": "payments"}
     emulator.put(service)
@@ -359,6 +365,7 @@ async def test_the_annotation_route_discovers_annotated_objects_anywhere(
     assert "/apis/networking.k8s.io/v1/ingresses" in watched
     assert "/apis/gateway.networking.k8s.io/v1/httproutes" in watched
     assert not any("/namespaces/" in path for path in watched)
+    assert "internal" not in caplog.text
 
 
 async def test_malformed_objects_are_skipped_with_a_warning_and_the_loop_goes_on(

@@ -11,6 +11,7 @@ import pytest
 
 from glb.discovery.kubernetes.objects import (
     Addresses,
+    EndpointSlice,
     MalformedObject,
     read_endpoint_slice,
     read_gateway,
@@ -136,7 +137,7 @@ def test_an_endpoint_slice_is_ready_when_one_endpoint_is_or_says_nothing() -> No
     slice_["endpoints"] = []
     assert read_endpoint_slice(slice_)[0].ready is False
     del slice_["metadata"]["labels"]["kubernetes.io/service-name"]
-    assert read_endpoint_slice(slice_)[1] == ("has no kubernetes.io/service-name label",)
+    assert read_endpoint_slice(slice_) == (EndpointSlice(("shop", "app-x7k2p"), None, False), ())
 
 
 def objects_of(*raws: dict[str, Any]) -> ClusterObjects:

@@ -178,7 +178,8 @@ def read_gateway(raw: Mapping[str, Any]) -> tuple[Gateway, Problems]:
 
 def read_endpoint_slice(raw: Mapping[str, Any]) -> tuple[EndpointSlice, Problems]:
     """Ready when one endpoint is: `conditions.ready` true, or absent (the API reference says
-    consumers should read an unknown state as ready)."""
+    consumers should read an unknown state as ready). A slice without the service-name label
+    (made by another controller) belongs to no Service: no problem, it just counts for none."""
     key = object_key(raw)
     labels = _mapping(_mapping(raw.get("metadata")).get("labels"))
     service = labels.get(SERVICE_NAME_LABEL)
@@ -187,8 +188,7 @@ def read_endpoint_slice(raw: Mapping[str, Any]) -> tuple[EndpointSlice, Problems
         _mapping(_mapping(endpoint).get("conditions")).get("ready", True) is True
         for endpoint in _sequence(raw.get("endpoints"))
     )
-    problems = () if owner else (f"has no {SERVICE_NAME_LABEL} label",)
-    return EndpointSlice(key, owner, ready), problems
+    return EndpointSlice(key, owner, ready), ()
 
 
 def _load_balancer(raw: Mapping[str, Any]) -> tuple[Addresses, Problems]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -116,6 +116,7 @@ class ClusterWatch:
         self._on_change = on_change
         self._policy = policy
         self._wanted = plan.wanted
+        self._named = {(target.kind, target.key) for target in plan.targets}
         self._watches = _Watches()
         self.up = False
         self.discovered: Mapping[str, Discovered] = {}
@@ -149,7 +150,8 @@ class ClusterWatch:
         plan, watches = self.plan, _Watches()
         for kind, (resource, reader) in _EXPOSED.items():
             for namespace in plan.namespaces_of(kind):
-                watches.exposed.append((kind, self._watch(api, resource, namespace, reader)))
+                watch = self._watch(api, resource, namespace, reader, self._concerns)
+                watches.exposed.append((kind, watch))
         if plan.annotated_services or any(t.kind == "HTTPRoute" for t in plan.targets):
             watches.gateways.append(self._watch(api, GATEWAYS, None, read_gateway))
         if plan.readiness:
@@ -161,12 +163,26 @@ class ClusterWatch:
         return watches
 
     def _watch(
-        self, api: ApiClient, resource: Resource, namespace: str | None, reader: Reader[View]
+        self,
+        api: ApiClient,
+        resource: Resource,
+        namespace: str | None,
+        reader: Reader[View],
+        concerns: Callable[[View], bool] = lambda _: True,
     ) -> ResourceWatch[View]:
         place = Place(self.plan.cluster, resource.kind, namespace)
         lister = resource.lister(api, namespace)
         backoff = Backoff(self._policy)
-        return ResourceWatch(place, lister, reader, self._resolve, self._judge_up, backoff)
+        return ResourceWatch(
+            place, lister, reader, self._resolve, self._judge_up, backoff, concerns
+        )
+
+    def _concerns(self, exposed: Exposed) -> bool:
+        """Whether glb looks for this object: named in the configuration or annotated with a
+        service the annotation route takes."""
+        return (exposed.kind, exposed.key) in self._named or (
+            exposed.annotated_service in self._wanted.annotated_services
+        )
 
     def _resolve(self) -> None:
         watches = self._watches

@@ -7,9 +7,9 @@ event with code 410, makes it list again. Any other failure (an error status, a 
 dropped connection, a malformed answer) marks it unhealthy and retries after an exponential
 backoff with jitter; its objects stay as last known until a list or an event replaces them.
 
-Each object is read into its view once per change (glb.discovery.kubernetes.objects) and its
-problems are logged as warnings when they differ from the object's previous ones; an object
-without identity is skipped with a warning.
+Each object is read into its view once per change (glb.discovery.kubernetes.objects) and the
+problems of the objects glb looks for are logged as warnings when they differ from the object's
+previous ones; an object without identity is skipped with a warning.
 """
 
 from __future__ import annotations
@@ -101,13 +101,17 @@ class ResourceWatch(Generic[View]):
         on_objects: Callable[[], None],
         on_health: Callable[[], None],
         backoff: Backoff,
+        concerns: Callable[[View], bool] = lambda _: True,
     ) -> None:
+        """`concerns` says whether an object's problems are worth a warning (an object glb
+        looks for), not to warn about every Service of a cluster watched as a whole."""
         self.place = place
         self._lister = lister
         self._read = reader
         self._on_objects = on_objects
         self._on_health = on_health
         self._backoff = backoff
+        self._concerns = concerns
         self.views: dict[ObjectKey, View] = {}
         self._problems: dict[ObjectKey, Problems] = {}
         self.resource_version: str | None = None
@@ -214,7 +218,7 @@ class ResourceWatch(Generic[View]):
         except MalformedObject as error:
             logger.warning("%s: skipping an object: %s", self.place, error)
             return None
-        if problems and problems != self._problems.get(key):
+        if problems and problems != self._problems.get(key) and self._concerns(view):
             place = self.place
             for problem in problems:
                 logger.warning("cluster %s: %s %s/%s %s", place.cluster, place.kind, *key, problem)
