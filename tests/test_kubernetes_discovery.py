@@ -67,6 +67,21 @@ def kubeconfig(api: KubernetesEmulator, directory: Path) -> Path:
 
 
 @contextlib.asynccontextmanager
+async def running(*plans: ClusterPlan) -> AsyncIterator[tuple[DiscoverySource, Heard]]:
+    """The discovery of those clusters, running; on_change heard."""
+    heard = Heard()
+    discovery: DiscoverySource = KubernetesDiscovery(plans, heard, FAST)
+    task = asyncio.create_task(discovery.run())
+    try:
+        yield discovery, heard
+        assert not task.done()  # it never gives up
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+@contextlib.asynccontextmanager
 async def discovering(
     api: KubernetesEmulator,
     directory: Path,
@@ -74,20 +89,12 @@ async def discovering(
     annotated: Collection[str] = frozenset(),
     readiness: bool = False,
 ) -> AsyncIterator[tuple[DiscoverySource, Heard]]:
-    plan = ClusterPlan(
-        CLUSTER, Connection(kubeconfig(api, directory)), targets, annotated, readiness
-    )
-    heard = Heard()
-    discovery: DiscoverySource = KubernetesDiscovery([plan], heard, FAST)
-    task = asyncio.create_task(discovery.run())
-    try:
-        await until(lambda: discovery.up[CLUSTER] or task.done())
-        assert discovery.up[CLUSTER]
+    """The discovery of cluster eu-west served by the emulator, once it is up."""
+    connection = Connection(kubeconfig(api, directory))
+    plan = ClusterPlan(CLUSTER, connection, targets, annotated, readiness)
+    async with running(plan) as (discovery, heard):
+        await until(lambda: discovery.up[CLUSTER])
         yield discovery, heard
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 async def until_watched(api: KubernetesEmulator, times: int) -> None:
@@ -431,3 +438,31 @@ async def test_a_cluster_without_the_gateway_api_is_up_and_discovers_the_rest(
         "(not installed?); looking again every 0.2s"
     )
     assert warnings.count(unserved) == 1  # once, not at every look
+
+
+async def test_the_kubeconfig_context_picks_the_cluster(
+    emulator: KubernetesEmulator, tmp_path: Path
+) -> None:
+    emulator.put(recorded("ingress-shop-app.json"))
+    path = kubeconfig(emulator, tmp_path)
+    config = json.loads(path.read_text())
+    config["clusters"].append({"name": "gone", "cluster": {"server": "http://127.0.0.1:9"}})
+    config["contexts"].append({"name": "gone", "context": {"cluster": "gone", "user": "glb"}})
+    config["current-context"] = "gone"
+    path.write_text(json.dumps(config))
+    plan = ClusterPlan(CLUSTER, Connection(path, context="emulated"), [SHOP])
+    async with running(plan) as (_, heard):
+        await until(lambda: heard.latest == {"shop": SHOP_ADDRESSES})
+
+
+async def test_a_missing_kubeconfig_is_retried_with_a_warning_and_the_cluster_is_down(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="glb.discovery")
+    missing = tmp_path / "nowhere.kubeconfig"
+    async with running(ClusterPlan(CLUSTER, Connection(missing), [SHOP])) as (discovery, heard):
+        retried = "cluster eu-west: cannot load the API client configuration"
+        await until(lambda: caplog.text.count(retried) >= 2)
+        assert not discovery.up[CLUSTER]
+    assert heard.changes == []
+    assert all(r.levelno < logging.ERROR for r in caplog.records)
