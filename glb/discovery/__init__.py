@@ -1,0 +1,1 @@
+"""Sources of endpoint addresses beyond the configuration file."""
