@@ -9,8 +9,10 @@ import textwrap
 import pytest
 
 from glb.config import parse_settings, to_topology
+from glb.core.config_diff import diff_configs
 from glb.core.model import StaticRecord
 from glb.errors import ConfigError
+from glb.reload import plain_settings
 
 HEAD = """\
 zones:
@@ -272,3 +274,21 @@ def test_glue_below_a_delegation_and_other_types_at_a_service_are_fine():
         ("app.example.test", "TXT"),
         ("app.example.test", "MX"),
     ]
+
+
+def test_a_reload_diff_names_records_by_name_and_type():
+    """Records are compared by name and type, whatever their order: an added one is named, a
+    changed one says which key changed."""
+    before = with_records(
+        "- {name: www, type: TXT, values: [a]}\n- {name: mail, type: A, values: 192.0.2.9}\n"
+    )
+    after = with_records(
+        "- {name: mail, type: A, values: 192.0.2.9}\n- {name: www, type: TXT, values: [a, b]}\n"
+        "- {name: new, type: MX, values: '10 mail.example.test.'}\n"
+    )
+    old, new = (plain_settings(parse_settings(text)) for text in (before, after))
+    [change] = diff_configs(old, new).changes
+    assert str(change) == (
+        "zone example.test changed: records[new MX] (unset) -> {name: new, type: MX, ttl: null, "
+        "values: [10 mail.example.test.]}, records[www TXT].values [a] -> [a, b]"
+    )
