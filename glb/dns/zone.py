@@ -159,13 +159,16 @@ def _link(nodes: dict[Key, Node]) -> None:
     """Mark delegations (NS below an apex) on the names at and below them, CNAMEs' targets, and
     attach in-zone target addresses to NS, MX and SRV record sets."""
     cuts = {k for k, n in nodes.items() if _NS in n.rrsets and n.zone.zone.name and _below(k, n)}
-    for key, node in nodes.items():
+    for key, node in nodes.items():  # only the nodes that change are replaced
         apex = len(name_key(node.zone.zone.name))
         cut = next((key[s:] for s in range(len(key) - apex) if key[s:] in cuts), None)
         cname = node.rrsets.get(_CNAME)
         target = None if cname is None else name_key(target_of(cname.rdata[0]) or "")
-        sets = {t: _with_additional(r, nodes) for t, r in node.rrsets.items()}
-        nodes[key] = replace(node, cut=cut, target=target, rrsets=MappingProxyType(sets))
+        sets = node.rrsets
+        if any(rtype in sets for rtype in _WITH_TARGETS):
+            sets = MappingProxyType({t: _with_additional(r, nodes) for t, r in sets.items()})
+        if cut is not None or target is not None or sets is not node.rrsets:
+            nodes[key] = replace(node, cut=cut, target=target, rrsets=sets)
 
 
 def _below(key: Key, node: Node) -> bool:
