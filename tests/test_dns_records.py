@@ -270,3 +270,19 @@ async def test_reload_adding_a_record_changes_the_serial_and_the_answer(glb, clu
     assert await running_glb.reload() == []
     assert texts(await both(running_glb, "new.glb.test", "TXT")) == ['"fresh"']
     assert (await both(running_glb, "glb.test", "SOA")).answer[0][0].serial > before
+
+
+@pytest.mark.parametrize(
+    ("name", "rdtype"),
+    [
+        ("www.glb.test", dns.rdatatype.CNAME),  # the CNAME itself, not chased
+        ("mail.glb.test", dns.rdatatype.A),
+        ("dkim._domainkey.glb.test", dns.rdatatype.TXT),
+        ("anything.apps.glb.test", dns.rdatatype.A),
+    ],
+)
+async def test_any_is_one_record_set(glb, name, rdtype):
+    """RFC 8482: ANY at a record's name answers one of its record sets."""
+    running_glb, _ = glb
+    reply = await both(running_glb, name, "ANY")
+    assert [(r.name.to_text(), r.rdtype) for r in reply.answer] == [(f"{name}.", rdtype)]
