@@ -16,7 +16,7 @@ import pytest
 
 from glb.app import Running, running
 from glb.config import load_settings
-from tests.clusters import ClusterProcess
+from tests.clusters import ClusterProcess, write_config
 from tests.dns_helpers import addresses, query_over
 
 LONG = "v=DKIM1; p=" + "A" * 300  # one value over 255 bytes: split into two strings
@@ -46,36 +46,17 @@ RECORDS = f"""\
 """
 
 
-def config(clusters: list[ClusterProcess], records: str = RECORDS) -> str:
-    port = clusters[0].port
-    backends = ", ".join(
-        f"{{cluster: {c.name}, priority: {i + 1}}}" for i, c in enumerate(clusters)
-    )
-    return (
-        "\n".join(
-            [
-                "dns: {listen: '127.0.0.1:0'}",
-                "http: {listen: '127.0.0.1:0'}",
-                "admin: {listen: '127.0.0.1:0'}",
-                "zones:",
-                "  - name: glb.test",
-                "    nameservers: [{name: ns1.glb.test, address: 127.0.0.1}]",
-                records.rstrip(),
-                "clusters:",
-                *(f"  - {{name: {c.name}, addresses: [{c.address}]}}" for c in clusters),
-                "services:",
-                f"  - {{name: app.glb.test, port: {port}, policy: failover, probe: {PROBE}, "
-                f"backends: [{backends}]}}",
-            ]
-        )
-        + "\n"
-    )
+def config(directory: Path, clusters: list[ClusterProcess], records: str = RECORDS) -> Path:
+    """`tests.clusters.write_config`'s glb.yaml (app.glb.test, failover) with `records`."""
+    path = write_config(directory, clusters, probe=PROBE)
+    nameservers = "    nameservers: [{name: ns1.glb.test, address: 127.0.0.1}]\n"
+    path.write_text(path.read_text().replace(nameservers, nameservers + records))
+    return path
 
 
 @pytest.fixture
 async def glb(tmp_path: Path, clusters) -> AsyncIterator[tuple[Running, Path]]:
-    path = tmp_path / "glb.yaml"
-    path.write_text(config(clusters))
+    path = config(tmp_path, clusters)
     async with running(load_settings(path), load=lambda: load_settings(path)) as started:
         yield started, path
 
@@ -266,7 +247,7 @@ async def test_reload_adding_a_record_changes_the_serial_and_the_answer(glb, clu
     before = soa.answer[0][0].serial
     assert (await both(running_glb, "new.glb.test", "TXT")).rcode() == dns.rcode.NXDOMAIN
     added = RECORDS + '      - {name: new, type: TXT, values: "fresh"}\n'
-    path.write_text(config(clusters, added))
+    config(path.parent, clusters, added)
     assert await running_glb.reload() == []
     assert texts(await both(running_glb, "new.glb.test", "TXT")) == ['"fresh"']
     assert (await both(running_glb, "glb.test", "SOA")).answer[0][0].serial > before

@@ -71,8 +71,7 @@ async def resolved(
     async with child_server() as child:
         glue = "{name: ns1.child, type: A, values: 192.0.2.53}"
         records = RECORDS.replace(glue, glue.replace("192.0.2.53", child or "192.0.2.53"))
-        path = tmp_path / "glb.yaml"
-        path.write_text(config(clusters, records))
+        path = config(tmp_path, clusters, records)
         async with running(load_settings(path)) as glb:
             unbound = await UnboundServer.started("glb.test", glb.dns_addr)
             try:
