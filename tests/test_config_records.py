@@ -292,3 +292,13 @@ def test_a_reload_diff_names_records_by_name_and_type():
         "zone example.test changed: records[new MX] (unset) -> {name: new, type: MX, ttl: null, "
         "values: [10 mail.example.test.]}, records[www TXT].values [a] -> [a, b]"
     )
+
+
+def test_a_loop_is_reported_once():
+    records = "- {name: a, type: CNAME, values: b.example.test.}\n"
+    records += "- {name: b, type: CNAME, values: c.example.test.}\n"
+    records += "- {name: c, type: CNAME, values: b.example.test.}\n"
+    assert reasons_of(with_records(records)) == [
+        "<config>:5:40: zones[0].records[0].values[0]: the CNAME chain loops "
+        "(b.example.test -> c.example.test -> b.example.test)"
+    ]

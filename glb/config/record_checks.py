@@ -37,8 +37,9 @@ def check_records(
     """Every problem of the zones' records."""
     rrsets: dict[tuple[str, str], _RRSet] = {}
     for z, zone in enumerate(zones):
-        for r, record in enumerate(zone.records if zone else ()):
-            assert zone is not None  # noqa: S101 (the loop is empty otherwise)
+        if zone is None:
+            continue
+        for r, record in enumerate(zone.records):
             here = f"zones[{z}].records[{r}]"
             rrset = yield from _parse(here, zone, record.name, record.type, record.values)
             if rrset is None:
@@ -131,6 +132,7 @@ def _check_cnames(
                 f"{rrset.here}.name: {owner} has a CNAME ({cname.here}), so it can have no "
                 f"other data (this {rtype} record)"
             )
+    looped: set[str] = set()
     for owner in aliases:
         cname = rrsets[owner, "CNAME"]
         if owner in services:
@@ -140,16 +142,21 @@ def _check_cnames(
             )
         if owner in nameservers:
             yield f"{cname.here}.name: {owner} is a nameserver's name: a CNAME must be alone there"
-        yield from _chain(cname, aliases)
+        yield from _chain(cname, aliases, looped)
 
 
-def _chain(cname: _RRSet, aliases: dict[str, str]) -> Iterator[str]:
+def _chain(cname: _RRSet, aliases: dict[str, str], looped: set[str]) -> Iterator[str]:
+    """A loop is reported once, at its first member configured; a chain too long at each
+    start."""
     seen = [cname.owner]
     name = aliases[cname.owner]
     while name in aliases:
         if name in seen:
-            loop = " -> ".join([*seen[seen.index(name) :], name])
-            yield f"{cname.here}.values[0]: the CNAME chain loops ({loop})"
+            loop = seen[seen.index(name) :]
+            if not looped & set(loop):
+                text = " -> ".join([*loop, name])
+                yield f"{cname.here}.values[0]: the CNAME chain loops ({text})"
+            looped.update(loop)
             return
         seen.append(name)
         if len(seen) > MAX_CHAIN:
