@@ -434,6 +434,13 @@ def test_example_file_loads() -> None:
     topology = to_topology(load_settings(EXAMPLE))
     (zone,) = topology.zones
     assert (zone.name, zone.hostmaster) == ("glb.example.test", "hostmaster.example.test")
+    assert [(r.name, r.type) for r in zone.records] == [
+        ("glb.example.test", "MX"),
+        ("mail.glb.example.test", "A"),
+        ("glb.example.test", "TXT"),
+        ("glb.example.test", "CAA"),
+        ("www.glb.example.test", "CNAME"),
+    ]
     (service,) = topology.services
     assert service.zone == "glb.example.test"
     assert [(e.cluster, e.address, e.priority, e.index) for e in service.endpoints] == [

@@ -25,6 +25,7 @@ from glb.config.models import (
     Settings,
     ZoneSettings,
 )
+from glb.config.record_checks import check_records
 from glb.config.wording import did_you_mean
 from glb.core.model import PolicyName, ProbeType
 
@@ -145,6 +146,7 @@ def cross_check(parts: Parts) -> list[str]:
         *(r for i, z in enumerate(parts.zones) if z for r in _check_zone(i, z)),
         *(r for i, c in enumerate(parts.clusters) if c for r in _check_cluster(i, c)),
         *(r for i, s in enumerate(parts.services) if s for r in _check_service(i, s, parts, known)),
+        *check_records(parts.zones, parts.services, known.zones),
     ]
 
 

@@ -405,6 +405,27 @@ class NameserverSettings(Strict):
     address: Address | None = None
 
 
+def _record_type(value: object) -> object:
+    return value.strip().upper() if isinstance(value, str) else value
+
+
+def _one_or_list(value: object) -> object:
+    return [value] if isinstance(value, str) else value
+
+
+class RecordSettings(Strict):
+    """A static record set of a zone; its name and values are checked against the zone by
+    `glb.config.record_checks` (a TXT value may be a list of strings: one multi-string record)."""
+
+    name: str = Field(min_length=1)  # @ (the apex), relative (www, *.apps), or ending in a dot
+    type: Annotated[
+        Literal["A", "AAAA", "CNAME", "TXT", "MX", "SRV", "CAA", "NS", "PTR"],
+        BeforeValidator(_record_type),
+    ]
+    ttl: int | None = Field(default=None, ge=0, le=2**31 - 1)  # default: the zone's ttl
+    values: Annotated[list[str | list[str]], BeforeValidator(_one_or_list)] = Field(min_length=1)
+
+
 class ZoneSettings(Strict):
     name: Domain
     nameservers: list[NameserverSettings] = Field(min_length=1)
@@ -414,6 +435,7 @@ class ZoneSettings(Strict):
     refresh: int = Field(default=3600, ge=1, le=2**31 - 1)
     retry: int = Field(default=600, ge=1, le=2**31 - 1)
     expire: int = Field(default=604800, ge=1, le=2**31 - 1)
+    records: list[RecordSettings] = Field(default_factory=list)
 
 
 class LocationSettings(Strict):

@@ -18,6 +18,7 @@ from glb.config.models import (
     Settings,
     ZoneSettings,
 )
+from glb.config.records import static_record
 from glb.core.geo import GeoMap
 from glb.core.model import (
     Cluster,
@@ -105,6 +106,7 @@ def _zone(zone: ZoneSettings, serial: int) -> Zone:
         zone.refresh,
         zone.retry,
         zone.expire,
+        tuple(static_record(record, zone) for record in zone.records),
     )
 
 

@@ -124,14 +124,21 @@ def diff_configs(old: Mapping[str, object], new: Mapping[str, object]) -> Config
 
 
 def diff_values(old: object, new: object, path: str = "") -> Iterator[KeyChange]:
-    """The keys under `path` whose values differ. Mappings are compared key by key, lists of
-    mappings of the same length item by item; any other differing value is one change."""
+    """The keys under `path` whose values differ. Mappings are compared key by key, a zone's
+    records by name and type, lists of mappings of the same length item by item; any other
+    differing value is one change."""
     if old == new:
         return
     if isinstance(old, Mapping) and isinstance(new, Mapping):
         for key in sorted(old.keys() | new.keys(), key=str):
             inner = f"{path}.{key}" if path else str(key)
             yield from diff_values(old.get(key, MISSING), new.get(key, MISSING), inner)
+    elif isinstance(old, list) and isinstance(new, list) and _zone_records(old, new):
+        before, after = _by_owner(old), _by_owner(new)  # records[www TXT], whatever the order
+        for key in sorted(before.keys() | after.keys()):
+            yield from diff_values(
+                before.get(key, MISSING), after.get(key, MISSING), f"{path}[{key}]"
+            )
     elif isinstance(old, list) and isinstance(new, list) and _same_length_records(old, new):
         for index, (before, after) in enumerate(zip(old, new, strict=True)):
             yield from diff_values(before, after, f"{path}[{index}]")
@@ -156,6 +163,18 @@ def render(value: object) -> str:
 
 def _same_length_records(old: list[object], new: list[object]) -> bool:
     return len(old) == len(new) and all(isinstance(item, Mapping) for item in (*old, *new))
+
+
+def _zone_records(old: list[object], new: list[object]) -> bool:
+    """Whether both lists hold a zone's records (mappings with a name and a type)."""
+    items = (*old, *new)
+    return bool(items) and all(
+        isinstance(i, Mapping) and {"name", "type"} <= i.keys() for i in items
+    )
+
+
+def _by_owner(records: list[object]) -> dict[str, object]:
+    return {f"{r['name']} {r['type']}": r for r in records if isinstance(r, Mapping)}
 
 
 def _by_name(items: object) -> dict[str, Mapping[str, object]]:

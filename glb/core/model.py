@@ -206,6 +206,19 @@ class Nameserver:
 
 
 @dataclass(frozen=True, slots=True)
+class StaticRecord:
+    """One configured record set of a zone, in presentation form: `name` absolute (lowercase, no
+    trailing dot; a wildcard's first label is `*`), `type` its mnemonic (A, AAAA, CNAME, TXT,
+    MX, SRV, CAA, NS, PTR), `values` each record's data as a zone file writes it, with every
+    name in it fully qualified (trailing dot); a TXT value is its quoted strings."""
+
+    name: str
+    type: str
+    ttl: int
+    values: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Zone:
     name: str
     nameservers: tuple[Nameserver, ...]
@@ -216,6 +229,7 @@ class Zone:
     refresh: int = 3600
     retry: int = 600
     expire: int = 604800
+    records: tuple[StaticRecord, ...] = ()  # the configured static records (zones[].records)
 
 
 @dataclass(frozen=True, slots=True)

@@ -65,6 +65,7 @@ from glb.dns.memo import ExactQueryMemo
 from glb.dns.negatives import Negative, NegativeAnswers
 from glb.dns.opt_extras import restore, strip
 from glb.dns.refresh import ServiceWatch
+from glb.dns.static_entries import answered_in_full, every_type, packed_apart
 from glb.dns.steering import NO_ROTATION, variants
 from glb.dns.wire import (
     CLASSIC_PAYLOAD,
@@ -154,7 +155,7 @@ class DnsCache:
         self._rng = rng
         self._prepared: HealthSnapshot | None = None
         self._names: dict[Key, bytes] = {}  # wire form of each name, lowercase
-        self._negatives = NegativeAnswers({}, frozenset(), counter)
+        self._negatives = NegativeAnswers({}, frozenset(), frozenset(), counter)
         self._watch = ServiceWatch(Topology(zones=(), clusters=(), services=()))  # to prepare
         self._rankings = rankings or GeoRankings(topology)
         self._clients: dict[ClientRanking, Clients] = {}  # geo services', by their rankings
@@ -352,8 +353,7 @@ class DnsCache:
         negatives = {
             wire_name(apex): self._zone_negative(apex, zone) for apex, zone in zones.items()
         }
-        known = frozenset(self._name(key) for key in self._nodes)
-        self._negatives = NegativeAnswers(negatives, known, self._counter)
+        self._negatives = NegativeAnswers(negatives, *answered_in_full(self._nodes), self._counter)
         for key, node in self._nodes.items():
             qtypes = self._qtypes(key, node)
             self._put(key, qtypes, self._renderer.pack(key, qtypes, snapshot), NO_ROTATION)
@@ -386,13 +386,13 @@ class DnsCache:
 
     def _qtypes(self, key: Key, node: Node) -> list[int]:
         """The types to pack at a name: those with data, ANY, A and AAAA (every type at names
-        the negative path cannot take); services' A, AAAA and ANY are packed apart."""
-        steered = STEERED_QTYPES if node.service is not None else ()
-        every = self._negatives.zone_of(self._name(key)) is None
+        the negative path cannot take, CNAMEs, delegations), but those `packed_apart`."""
+        apart = packed_apart(node)
+        every = every_type(node) or self._negatives.zone_of(self._name(key)) is None
         return [
             t
             for t in CACHED_QTYPES
-            if t not in steered and (every or t in STEERED_QTYPES or t in node.rrsets)
+            if t not in apart and (every or t in STEERED_QTYPES or t in node.rrsets)
         ]
 
     def _name(self, key: Key) -> bytes:

@@ -2,8 +2,11 @@
 
 A question no entry holds is negative. `NegativeAnswers.reply` walks the name's labels to its
 longest zone suffix (a dict of zone apexes) and answers NXDOMAIN (the name is not in the zone) or
-NODATA (it is: a service, an apex, a nameserver or an empty non-terminal) with the zone's
-negative SOA, or REFUSED (no AA, no records) outside every zone. The SOA record is packed once
+NODATA (it is: a service, an apex, a nameserver, a static record's name or an empty
+non-terminal) with the zone's negative SOA, or REFUSED (no AA, no records) outside every zone.
+Names at or under a `deferred` name (a delegation, a CNAME, a wildcard's parent:
+`glb.dns.static_entries`) that are not known go to the full path: a referral, a chase or a
+synthesized answer is not negative. The SOA record is packed once
 per zone for a question naming the apex itself (`Negative`); under a longer name the apex sits
 further into the question, so the record's compression pointers move by that many bytes. Names
 at or under a name below the apex that the SOA itself contains (e.g. its MNAME ns1.<apex>) would
@@ -100,10 +103,15 @@ class NegativeAnswers:
     names that exist (lowercase wire form). Counts its replies through `counter`."""
 
     def __init__(
-        self, zones: dict[bytes, Negative], known: frozenset[bytes], counter: ReplyCounter
+        self,
+        zones: dict[bytes, Negative],
+        known: frozenset[bytes],
+        deferred: frozenset[bytes],
+        counter: ReplyCounter,
     ) -> None:
         self._zones = zones
         self._known = known
+        self._deferred = deferred  # at or under these, a name not known takes the full path
         self._counter = counter
 
     def reply(self, wire: bytes, end: int, payload: int, tcp: bool, flags: int) -> bytes | None:
@@ -123,6 +131,8 @@ class NegativeAnswers:
             if qtype in STEERED_QTYPES:  # ANY at a round robin or weighted service
                 return None
             reply_flags, rcode, authority = _NODATA_FLAGS, _NOERROR, negative.at(shift)
+        elif self._deferred and self._under_deferred(name):
+            return None
         else:
             reply_flags, rcode, authority = _NXDOMAIN_FLAGS, _NXDOMAIN, negative.at(shift)
         edns = payload >= 0
@@ -141,6 +151,15 @@ class NegativeAnswers:
             + authority
             + (OPT_RECORD if edns else b"")
         )
+
+    def _under_deferred(self, name: bytes) -> bool:
+        """Whether `name` (valid lowercase wire form) is at or under a deferred name."""
+        at = 0
+        while name[at]:
+            if name[at:] in self._deferred:
+                return True
+            at += name[at] + 1
+        return False
 
     def zone_of(self, name: bytes) -> tuple[Negative | None, int] | None:
         """The longest zone containing `name` (lowercase wire form) and the offset of its apex in

@@ -8,12 +8,18 @@ zone data, and for service names from `glb.core.policies.decide` over the curren
 full path and each cache's packer have their own resolver (own random source, own shared
 negative resolutions) over the same tables, so both advance the same round-robin counters.
 
+Static records follow RFC 1034 4.3.2: a CNAME is answered and chased inside our zones (the last
+name's rcode and SOA, RFC 6604; a service at the end steered as usual), a name at or below a
+delegation gets a referral (NOERROR, AA=0, the cut's NS and glue; DS at the cut itself is the
+parent's NODATA), and a name that does not exist is synthesized from the wildcard at its closest
+encloser (RFC 4592), if there is one.
+
 Choices: ANY (RFC 8482) is answered minimally: at a service, its A answer (else AAAA, else a
 synthesized HINFO "RFC8482" with the TTL its A answer would have); elsewhere a single record set
-(SOA, NS, A or AAAA), or NODATA. AXFR/IXFR are REFUSED. `CH TXT id.server` and
-`CH TXT hostname.bind` (RFC 4892) answer the resolver's `server_id` (which process answered,
-with `glb serve --workers`); every other non-IN query is REFUSED, and an EDNS version other than
-0 gets BADVERS.
+(SOA, NS, CNAME, A, AAAA, else the lowest type there), or NODATA. AXFR/IXFR are REFUSED.
+`CH TXT id.server` and `CH TXT hostname.bind` (RFC 4892) answer the resolver's `server_id`
+(which process answered, with `glb serve --workers`); every other non-IN query is REFUSED, and
+an EDNS version other than 0 gets BADVERS.
 
 No sockets, no asyncio.
 """
@@ -37,7 +43,7 @@ from glb.core.stats import Steered
 from glb.dns.ecs import Address
 from glb.dns.query import DnsQuery, Question, client_address
 from glb.dns.wire import EDNS_VERSION, Rcode, RdataClass, RdataType
-from glb.dns.zone import TYPE_FAMILY, Node, ZoneData, ZoneIndex
+from glb.dns.zone import MAX_CHAIN, TYPE_FAMILY, WILDCARD, Key, Node, ZoneData, ZoneIndex
 
 SnapshotSource = Callable[[], HealthSnapshot]
 ClientSource = Callable[[], Address | None]  # who asks (called only when a geo service needs it)
@@ -52,7 +58,7 @@ _NO_CLIENT: Final = _no_client
 SERVER_ID_NAMES: Final = frozenset({(b"id", b"server"), (b"hostname", b"bind")})  # RFC 4892
 _HINFO_RFC8482: Final = RD(b"\x07RFC8482\x00")  # CPU "RFC8482", OS ""
 _ANY_AT_A_SERVICE: Final = (RdataType.A, RdataType.AAAA)  # the first with an answer
-_ANY_ELSEWHERE: Final = (RdataType.SOA, RdataType.NS, RdataType.A, RdataType.AAAA)
+_ANY_ELSEWHERE: Final = (RdataType.SOA, RdataType.NS, RdataType.CNAME, RdataType.A, RdataType.AAAA)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,20 +129,85 @@ class Resolver:
     ) -> Resolution:
         """The resolution of an IN question; `snapshot` is called only for service names, and
         `client` (who asks) only for geo services."""
-        node = self.index.nodes.get(question.key)
+        resolution, target = self._at(
+            question.key, question.owner, question.qtype, snapshot, client
+        )
+        if target is None:
+            return resolution
+        return self._chase(resolution, target, question.qtype, snapshot, client)
+
+    def _at(
+        self, key: Key, owner: DNSLabel, qtype: int, snapshot: SnapshotSource, client: ClientSource
+    ) -> tuple[Resolution, Key | None]:
+        """The resolution at one name, and the target to follow when it is a CNAME's."""
+        node = self.index.nodes.get(key)
         if node is None:
-            zone = self.index.zone_for(question.key)
-            return _REFUSED if zone is None else self.negative(zone, Rcode.NXDOMAIN)
-        owner = question.owner
-        if node.service is not None and question.qtype in TYPE_FAMILY:
-            return self._steer(node.service, node.zone, owner, question.qtype, snapshot(), client)
-        if question.qtype == RdataType.ANY:
-            return self._any(node, owner, snapshot, client)
-        rrset = node.rrsets.get(question.qtype)
+            zone = self.index.zone_for(key)
+            if zone is None:
+                return _REFUSED, None
+            encloser, above = self.index.closest_encloser(key, zone)
+            if above.cut is not None:
+                return self._referral(above.cut, owner), None
+            node = self.index.nodes.get((WILDCARD, *encloser))  # RFC 4592: the owner is the qname
+            if node is None:
+                return self.negative(zone, Rcode.NXDOMAIN), None
+        elif node.cut is not None and (qtype != RdataType.DS or node.cut != key):
+            return self._referral(node.cut, owner), None  # DS at the cut: the parent's NODATA
+        if node.target is not None and qtype not in (RdataType.CNAME, RdataType.ANY):
+            cname = node.rrsets[RdataType.CNAME]
+            return Resolution(Rcode.NOERROR, True, tuple(cname.records(owner))), node.target
+        if node.service is not None and qtype in TYPE_FAMILY:
+            return self._steer(node.service, node.zone, owner, qtype, snapshot(), client), None
+        if qtype == RdataType.ANY:
+            return self._any(node, owner, snapshot, client), None
+        rrset = node.rrsets.get(qtype)
         if rrset is None:
-            return self.negative(node.zone, Rcode.NOERROR)
-        glue = node.zone.glue if question.qtype == RdataType.NS else ()
-        return Resolution(Rcode.NOERROR, True, tuple(rrset.records(owner)), (), glue)
+            return self.negative(node.zone, Rcode.NOERROR), None
+        additional = node.zone.glue if qtype == RdataType.NS else rrset.additional
+        return Resolution(Rcode.NOERROR, True, tuple(rrset.records(owner)), (), additional), None
+
+    def _chase(
+        self,
+        first: Resolution,
+        target: Key,
+        qtype: int,
+        snapshot: SnapshotSource,
+        client: ClientSource,
+    ) -> Resolution:
+        """RFC 1034 4.3.2: follow a CNAME chain inside our zones, each step's records appended;
+        the last name's rcode and authority (RFC 6604). A chain leaving our zones, looping or
+        longer than `MAX_CHAIN` stops where it is."""
+        answer, seen, last = list(first.answer), {target}, first
+        for _ in range(MAX_CHAIN):
+            if self.index.zone_for(target) is None:
+                break
+            last, following = self._at(target, DNSLabel(target), qtype, snapshot, client)
+            if last.rcode == Rcode.SERVFAIL:
+                return last
+            answer += last.answer
+            if following is None or following in seen:
+                break
+            seen.add(following)
+            target = following
+        else:
+            last = first
+        if last is first:
+            return Resolution(Rcode.NOERROR, True, tuple(answer))
+        return Resolution(
+            last.rcode,
+            True,
+            tuple(answer),
+            last.authority,
+            last.additional,
+            last.steered,
+            last.scope,
+        )
+
+    def _referral(self, cut: Key, owner: DNSLabel) -> Resolution:
+        """Not ours: the delegation's NS records (named as asked) and their glue, AA=0."""
+        ns = self.index.nodes[cut].rrsets[RdataType.NS]
+        at = DNSLabel(owner.label[len(owner.label) - len(cut) :])
+        return Resolution(Rcode.NOERROR, False, (), tuple(ns.records(at)), ns.additional)
 
     def decided(
         self,
@@ -219,7 +290,7 @@ class Resolver:
             ttl = answer_ttl(node.service, current)
             hinfo = RR(owner, RdataType.HINFO, RdataClass.IN, ttl, _HINFO_RFC8482)
             return Resolution(Rcode.NOERROR, True, (hinfo,))
-        for rtype in _ANY_ELSEWHERE:
+        for rtype in (*_ANY_ELSEWHERE, *sorted(node.rrsets)):
             rrset = node.rrsets.get(rtype)
             if rrset is not None:
                 return Resolution(Rcode.NOERROR, True, tuple(rrset.records(owner)))
