@@ -3,6 +3,7 @@ builder, and what an answer hands out under `hostname_answer`."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from types import MappingProxyType
 
 from glb.config import parse_settings, to_topology
@@ -25,7 +26,7 @@ services:
 """
 
 
-def book(resolved: dict[str, tuple[str, ...]]) -> AddressBook:
+def book(resolved: Mapping[str, tuple[str, ...]]) -> AddressBook:
     return AddressBook(MappingProxyType(resolved))
 
 
