@@ -46,8 +46,7 @@ async def backends() -> AsyncIterator[list[ClusterProcess]]:
 @pytest.fixture
 async def names() -> AsyncIterator[NameServer]:
     """A real unbound answering names.test from records the test sets (TTL 1 s)."""
-    server = NameServer("names.test")
-    await server.start({})
+    server = await NameServer.started("names.test", {})
     yield server
     await server.close()
 
