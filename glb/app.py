@@ -188,7 +188,7 @@ async def running(
             addresses=hostnames.book,
         )
         reloader_slot.append(reloader)
-        app_discovery.readdress_on_change(hostnames, reloader)
+        app_discovery.readdress_on_change(stack, hostnames, reloader)
         probing = asyncio.create_task(monitor.run(), name="monitor")
         stack.push_async_callback(cancel, probing)
         _hold_connections(stack, prober, monitor)

@@ -39,14 +39,18 @@ async def resolve_hostnames(
     return resolver
 
 
-def readdress_on_change(resolver: HostnameResolver, reloader: Reloader) -> None:
+def readdress_on_change(
+    stack: contextlib.AsyncExitStack, resolver: HostnameResolver, reloader: Reloader
+) -> None:
     """Follow the names from now on; each new set of addresses goes in force through
-    `reloader`, with what other sources discovered kept."""
+    `reloader`, with what other sources discovered kept. On exit, the following stops before
+    what the reloader feeds (the monitor, the answerer) does."""
 
     async def readdress(book: AddressBook) -> None:
         await reloader.readdress(reloader.addresses.with_resolved(book.resolved))
 
     resolver.run(readdress)
+    stack.push_async_callback(resolver.close)
 
 
 def follow_names(resolver: HostnameResolver) -> Callable[[Topology], None]:

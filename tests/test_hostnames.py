@@ -169,7 +169,7 @@ def failed_twice(glb: Running, result: str) -> Callable[[], Awaitable[bool]]:
     return counted
 
 
-async def test_failed_resolution_keeps_the_last_addresses(config, names, backends):
+async def test_failed_resolution_keeps_the_last_addresses(config, names, backends, caplog):
     """NXDOMAIN, then a name server that answers nothing: the last addresses stay in force."""
     eu_a, _, _ = backends
     await names.set(EU, [eu_a.address])
@@ -183,6 +183,15 @@ async def test_failed_resolution_keeps_the_last_addresses(config, names, backend
         metrics = await scrape(glb.admin_url)
         assert metrics[("glb_hostname_addresses", (("hostname", EU),))] == 1
         assert metrics[("glb_hostname_resolutions_total", (("hostname", EU), ("result", "ok")))]
+    warnings = [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.WARNING and r.name == "glb.discovery.hostnames"
+    ]
+    assert warnings == [
+        f"host name {EU} could not be resolved (nxdomain): keeping its last addresses "
+        f"{eu_a.address}, retrying"
+    ]  # once per failing spell, not per retry
 
 
 async def test_an_unresolvable_name_at_start_up_leaves_the_rest_serving(

@@ -173,6 +173,7 @@ class HostnameResolver:
                 self._follow(name, 0.0)
 
     async def close(self) -> None:
+        """Stop following the names (again: nothing more to stop)."""
         tasks = [*self._tasks.values(), *([self._publishing] if self._publishing else [])]
         for task in tasks:
             task.cancel()
@@ -180,6 +181,7 @@ class HostnameResolver:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        self._publishing = None
 
     def _follow(self, name: str, wait: float) -> None:
         loop = asyncio.get_running_loop()
@@ -204,7 +206,10 @@ class HostnameResolver:
         outcome = record.looked_up(ipv4.addresses, ipv6.addresses)
         if outcome is None:
             self._records[name] = failed = record.failed()
-            self._count(name, _failure(ipv4, ipv6))
+            result = _failure(ipv4, ipv6)
+            self._count(name, result)
+            if failed.failures == 1 and failed.addresses:
+                _log_failure(failed, result)
             return self._timing.after_failures(failed.failures)
         self._records[name], change = outcome
         self._count(name, OK)
@@ -235,6 +240,16 @@ def _failure(ipv4: Lookup, ipv6: Lookup) -> str:
     """The result a failed name is counted under: the first error, else no data."""
     errors = [each.result for each in (ipv4, ipv6) if each.result not in (OK, NODATA)]
     return errors[0] if errors else NODATA
+
+
+def _log_failure(record: NameRecord, result: str) -> None:
+    logger.warning(
+        "host name %s could not be resolved (%s): keeping its last addresses %s, retrying",
+        record.name,
+        result,
+        ", ".join(record.addresses or ()),
+        extra={"event": "hostname", "hostname": record.name, "result": result},
+    )
 
 
 def _log_change(change: Change) -> None:
