@@ -5,6 +5,9 @@ sockets are bound (fail fast), the first probe round has been applied, and the D
 answers. Leaving it stops everything in reverse order. `serve(settings, shutdown_trigger)` runs
 until the trigger completes. No signal handling here: that is the CLI's job.
 
+The host names in clusters' addresses are resolved (`glb.app_discovery`) before the first
+topology is built, then followed: new addresses go in force through the reloader.
+
 The state glb keeps and shares is wired in `glb.app_state`: with a state file (`state_path`,
 chosen by the CLI) the drains saved there are restored before the first probe round and saved
 (first) on every change, and only the main process reads or writes it; with `state.redis` the
@@ -37,7 +40,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from glb import __version__, app_state
+from glb import __version__, app_discovery, app_state
 from glb.admin.api import admin_app
 from glb.admin.drill_runner import DrillRunner
 from glb.admin.head_timeout import serve as serve_guarded
@@ -125,7 +128,6 @@ async def running(
     keeps them in memory only (`glb demo`, in-process tests). `stability`: when an endpoint counts
     as unstable, its service answering with `ttl_unstable` (default: `StabilityRule()`)."""
     serial = int(time.time())
-    topology = to_topology(settings, serial=serial)
     shared = workers > 1  # the DNS and HTTP ports are shared with the workers
     async with contextlib.AsyncExitStack() as stack:
         udp, tcp = bind_dns(*settings.dns.listen, reuse_port=shared)
@@ -137,6 +139,8 @@ async def running(
         prober = _prober(settings)
         stack.push_async_callback(prober.close)
         stats = Stats(last_reload_success=time.time())
+        hostnames = await app_discovery.resolve_hostnames(stack, settings, stats)
+        topology = to_topology(settings, serial=serial, addresses=hostnames.book)
         faults = FaultInjector(prober.probe)  # failover drills' simulated probe failures
         monitor = Monitor(topology, faults.probe, stats=stats, stability=stability)
         faults.follow(lambda: monitor.topology)
@@ -172,10 +176,19 @@ async def running(
         meter = FailoverMeter(lambda: monitor.topology, stats, current=monitor.current())
         monitor.subscribe(meter.on_snapshot)  # after the answerer: the answers have changed
         monitor.subscribe(FailingOpenLog(lambda: monitor.topology, monitor.current()).on_snapshot)
+        also = _also(pool, tls, app_discovery.follow_names(hostnames))
         reloader = Reloader(
-            settings, load, monitor, answerer, stats, serial=serial, also=_also(pool, tls)
+            settings,
+            load,
+            monitor,
+            answerer,
+            stats,
+            serial=serial,
+            also=also,
+            addresses=hostnames.book,
         )
         reloader_slot.append(reloader)
+        app_discovery.readdress_on_change(stack, hostnames, reloader)
         probing = asyncio.create_task(monitor.run(), name="monitor")
         stack.push_async_callback(cancel, probing)
         _hold_connections(stack, prober, monitor)
@@ -313,12 +326,15 @@ def _front_tls(settings: Settings) -> ServerCertificates | None:
         raise StartupError(f"http.tls: cannot serve {exc}") from None
 
 
-def _also(pool: WorkerPool, tls: ServerCertificates | None) -> Callable[[Topology], None]:
-    """What a configuration reload does besides the topology: the workers get it, and the
-    front end's certificates are read again."""
+def _also(
+    pool: WorkerPool, tls: ServerCertificates | None, follow: Callable[[Topology], None]
+) -> Callable[[Topology], None]:
+    """What a new topology (a reload, new addresses) does besides: the workers get it, the
+    host names it holds are followed, and the front end's certificates are read again."""
 
     def also(topology: Topology) -> None:
         pool.update_topology(topology)
+        follow(topology)
         if tls is not None:
             tls.refresh(force=True)
 

@@ -16,6 +16,11 @@ the state store are bound at start-up: a reload applies everything else and warn
 and new values, about those that differ from what the process runs with (not from the previous
 file: a change undone before a restart needs none).
 
+The addresses of clusters given by host name (and what discovery finds) change without a
+reload: `readdress(book)` rebuilds the topology of the settings in force with the new
+`AddressBook` and puts it in force as a reload does, under the same lock, with the same SOA
+serials and no reload logged; every reload then builds with the newest book.
+
 `watch_file` polls the configuration file and reloads when it has changed (`glb serve --watch`):
 for a file that is rewritten in place or swapped behind a symlink (a Kubernetes ConfigMap).
 """
@@ -35,6 +40,7 @@ from pathlib import PurePath
 from pydantic import SecretStr
 
 from glb.config import Settings, to_topology, zone_of
+from glb.core.addresses import EMPTY, AddressBook
 from glb.core.config_diff import (
     MISSING,
     ConfigDiff,
@@ -62,6 +68,7 @@ RESTART_ONLY = (
     "probes.source",
     "instance",
     "state",
+    "hostnames",
 )
 
 
@@ -78,11 +85,14 @@ class Reloader:
         *,
         serial: int,
         also: Callable[[Topology], None] | None = None,
+        addresses: AddressBook = EMPTY,
     ) -> None:
         """`settings`: those glb started with (and runs its listeners with); `serial`: every
-        zone's SOA serial in their topology. `also` is called with every new topology once the
-        monitor and answerer have it (the worker pool, which passes it on to the workers)."""
+        zone's SOA serial in their topology; `addresses`: the address book it was built with.
+        `also` is called with every new topology once the monitor and answerer have it (the
+        worker pool, which passes it on to the workers)."""
         self._also = also
+        self._book = addresses
         self._running = plain_settings(settings)
         self._settings = settings
         self._plain = self._running
@@ -118,15 +128,31 @@ class Reloader:
                 return self._failed(exc.reasons)
             return await self._apply(settings)
 
-    async def _apply(self, settings: Settings) -> ReloadOutcome:
-        plain = plain_settings(settings)
-        diff = diff_configs(self._plain, plain)
-        self._bump(zones_changed(diff, self._settings, settings))
-        topology = to_topology(settings, serials=self._serials)
+    @property
+    def addresses(self) -> AddressBook:
+        """The address book of the topology in force."""
+        return self._book
+
+    async def readdress(self, book: AddressBook) -> None:
+        """Put in force the topology of the settings in force with `book`'s addresses (host
+        names re-resolved, endpoints discovered): as a reload does, with the same serials."""
+        async with self._lock:
+            self._book = book
+            await self._put_in_force(self._settings)
+
+    async def _put_in_force(self, settings: Settings) -> Topology:
+        topology = to_topology(settings, serials=self._serials, addresses=self._book)
         await self._monitor.update(topology)
         await self._answerer.update_async(topology)
         if self._also is not None:
             self._also(topology)
+        return topology
+
+    async def _apply(self, settings: Settings) -> ReloadOutcome:
+        plain = plain_settings(settings)
+        diff = diff_configs(self._plain, plain)
+        self._bump(zones_changed(diff, self._settings, settings))
+        topology = await self._put_in_force(settings)
         self._settings, self._plain = settings, plain
         self._stats.reloads["success"] += 1
         self._stats.last_reload_success = time.time()

@@ -5,6 +5,7 @@ a service), a delegation, wildcards."""
 
 from __future__ import annotations
 
+import itertools
 import random
 import struct
 from collections import Counter
@@ -18,7 +19,7 @@ import pytest
 
 from glb.core.geo import GeoMap
 from glb.core.health import Health, TargetHealth
-from glb.core.model import Location, PolicyName, Target, Topology
+from glb.core.model import HostnameAnswer, Location, PolicyName, Target, Topology
 from glb.core.networks import NetworkTable
 from glb.core.snapshot import HealthSnapshot
 from glb.core.stats import Stats
@@ -274,6 +275,22 @@ def with_geo(rnd: random.Random, topology: Topology) -> Topology:
     return Topology(topology.zones, clusters, tuple(services), geo)
 
 
+def with_hostnames(rnd: random.Random, topology: Topology) -> Topology:
+    """`topology` with about half its clusters given by a host name (each endpoint of such a
+    cluster resolved from it) and about half its services answering `hostname_answer: cname`
+    (not weighted ones: the two paths' draws differ, so would whether a CNAME is answered)."""
+    named = {
+        c.name: f"{c.name}.ingress.example.net" for c in topology.clusters if rnd.random() < 0.5
+    }
+    services = []
+    for service in topology.services:
+        endpoints = tuple(replace(e, host=named.get(e.cluster)) for e in service.endpoints)
+        cname = rnd.random() < 0.5 and service.policy is not PolicyName.WEIGHTED
+        answer = HostnameAnswer.CNAME if cname else HostnameAnswer.RESOLVE
+        services.append(replace(service, endpoints=endpoints, hostname_answer=answer))
+    return Topology(topology.zones, topology.clusters, tuple(services), topology.geo)
+
+
 SOURCES: list[str | None] = [
     "10.1.2.3", "10.1.2.200", "10.1.3.9", "10.9.9.9", "192.0.2.7", "203.0.113.5",
     "2001:db8:1::5", "2001:db8:2::5", "::1", "127.0.0.1", "::ffff:10.1.2.3",
@@ -345,6 +362,27 @@ def test_geo_answers_are_the_same_on_both_paths(seed):
     fast_stats, full_stats = pair.stats()
     assert fast_stats.dns_ecs_queries == full_stats.dns_ecs_queries
     assert fast_stats.dns_ecs_queries["used"] > 100
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_cname_answers_are_the_same_on_both_paths(seed):
+    """With clusters given by host name and services answering `hostname_answer: cname` (geo
+    ones too), the cache answers byte for byte as the full path does: a CNAME to the chosen
+    cluster's host name, or the addresses given as such."""
+    rnd = random.Random(900 + seed)
+    topology = with_hostnames(rnd, with_geo(rnd, make_topology(random_config(rnd, 30))))
+    pair, _ = compare_paths(rnd, topology, list(SOURCES))
+    cnames: Counter[int] = Counter()
+    named = [s.name for s in topology.services if s.hostname_answer is HostnameAnswer.CNAME]
+    for _ in range(8):
+        pair.publish(random_snapshot(rnd, topology))
+        for name, qtype in itertools.product(named, (1, 28)):
+            fast, full, _ = pair.both(query(name, qtype), source=rnd.choice(SOURCES))
+            assert fast == full
+            reply = dns.message.from_wire(full or b"")
+            cnames[bool(reply.answer) and reply.answer[0].rdtype] += 1
+    assert cnames[5] > 0  # CNAME answers were compared
+    assert cnames[1] + cnames[28] > 0  # and address answers of cname services
 
 
 @pytest.mark.parametrize("seed", range(3))

@@ -28,7 +28,8 @@ from tests.redis_server import free_port
 
 UNBOUND = shutil.which("unbound", path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin")
 
-CONFIG = """\
+# a foreground unbound on 127.0.0.1:{port}, logging to {directory}/log (also tests.name_server)
+SERVER = """\
 server:
   interface: 127.0.0.1
   port: {port}
@@ -44,6 +45,11 @@ server:
   verbosity: 1
   num-threads: 1
   access-control: 127.0.0.0/8 allow
+"""
+
+CONFIG = (
+    SERVER
+    + """\
   do-not-query-localhost: no
   cache-min-ttl: 0
   module-config: "iterator"
@@ -57,6 +63,7 @@ stub-zone:
   name: "{zone}"
   stub-addr: {glb_host}@{glb_port}
 """
+)
 
 
 @dataclass
@@ -84,47 +91,60 @@ class UnboundServer:
 
     async def start(self, within: float = 10.0) -> None:
         """Start unbound; returns once it answers a query for the zone (through glb)."""
-        assert UNBOUND is not None
-        config = self.directory / "unbound.conf"
         host, port = self.glb
-        config.write_text(
-            CONFIG.format(
-                port=self.port,
-                directory=self.directory,
-                zone=self.zone,
-                glb_host=host,
-                glb_port=port,
-            )
+        config = CONFIG.format(
+            port=self.port, directory=self.directory, zone=self.zone, glb_host=host, glb_port=port
         )
-        self.process = await asyncio.create_subprocess_exec(
-            UNBOUND,
-            "-d",
-            "-c",
-            str(config),
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-        async with asyncio.timeout(within):
-            while not await self._answers():
-                if self.process.returncode is not None:
-                    raise RuntimeError(f"unbound exited with {self.process.returncode}: {self.log}")
-                await asyncio.sleep(0.05)
-
-    async def _answers(self) -> bool:
-        query = dns.message.make_query(self.zone, "SOA")
-        try:
-            await dns.asyncquery.udp(query, "127.0.0.1", port=self.port, timeout=0.5)
-        except (OSError, dns.exception.DNSException):
-            return False
-        return True
+        self.process = await launch(self.directory, config, self.port, self.zone, within)
 
     async def stop(self) -> None:
-        if self.process is not None and self.process.returncode is None:
-            self.process.terminate()
-            try:
-                async with asyncio.timeout(10):
-                    await self.process.wait()
-            except TimeoutError:
-                self.process.kill()
-                await self.process.wait()
+        await terminate(self.process)
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+async def launch(
+    directory: Path, config: str, port: int, zone: str, within: float
+) -> asyncio.subprocess.Process:
+    """Run unbound in the foreground with `config` (written to `directory`); returns once it
+    answers a query for `zone`'s SOA on 127.0.0.1:`port`."""
+    assert UNBOUND is not None
+    path = directory / "unbound.conf"
+    path.write_text(config)
+    process = await asyncio.create_subprocess_exec(
+        UNBOUND,
+        "-d",
+        "-c",
+        str(path),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    async with asyncio.timeout(within):
+        while not await answers_soa(port, zone):
+            if process.returncode is not None:
+                log = directory / "log"
+                problem = log.read_text() if log.exists() else ""
+                raise RuntimeError(f"unbound exited with {process.returncode}: {problem}")
+            await asyncio.sleep(0.05)
+    return process
+
+
+async def answers_soa(port: int, zone: str) -> bool:
+    """Whether the server on 127.0.0.1:`port` answers a query for `zone`'s SOA."""
+    query = dns.message.make_query(zone, "SOA")
+    try:
+        await dns.asyncquery.udp(query, "127.0.0.1", port=port, timeout=0.5)
+    except (OSError, dns.exception.DNSException):
+        return False
+    return True
+
+
+async def terminate(process: asyncio.subprocess.Process | None) -> None:
+    """SIGTERM `process` if it runs, SIGKILL after 10 s; returns once it has exited."""
+    if process is not None and process.returncode is None:
+        process.terminate()
+        try:
+            async with asyncio.timeout(10):
+                await process.wait()
+        except TimeoutError:
+            process.kill()
+            await process.wait()

@@ -220,6 +220,7 @@ class _View:
             "cluster": endpoint.cluster,
             "region": self._region(endpoint.cluster),
             "address": endpoint.address,
+            "host": endpoint.host,  # the host name the address was resolved from, or None
             "family": endpoint.family,
             "weight": endpoint.weight,
             "priority": endpoint.priority,

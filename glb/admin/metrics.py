@@ -66,6 +66,7 @@ class GlbCollector(Collector):
         yield from self._dns()
         yield from self._proxy()
         yield from self._config()
+        yield from self._hostnames()
         yield from self._workers()
 
     def _endpoints(self, snapshot: HealthSnapshot) -> Iterator[Metric]:
@@ -250,6 +251,23 @@ class GlbCollector(Collector):
         )
         info.add_metric([__version__, platform.python_version()], 1.0)
         yield info
+
+    def _hostnames(self) -> Iterator[Metric]:
+        stats = self._stats
+        yield _counter(
+            "glb_hostname_resolutions",
+            "Lookups of clusters' host names by name and result",
+            ["hostname", "result"],
+            stats.hostname_resolutions.items(),
+        )
+        known = GaugeMetricFamily(
+            "glb_hostname_addresses",
+            "The addresses known of each cluster host name",
+            labels=["hostname"],
+        )
+        for name, count in sorted(stats.hostname_addresses.items()):
+            known.add_metric([name], count)
+        yield known
 
     def _workers(self) -> Iterator[Metric]:
         yield GaugeMetricFamily(

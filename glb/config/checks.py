@@ -27,7 +27,8 @@ from glb.config.models import (
 )
 from glb.config.record_checks import check_records
 from glb.config.wording import did_you_mean
-from glb.core.model import PolicyName, ProbeType
+from glb.core.addresses import is_address
+from glb.core.model import HostnameAnswer, PolicyName, ProbeType
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -144,7 +145,7 @@ def cross_check(parts: Parts) -> list[str]:
         *_check_listeners(parts.listeners),
         *_check_geo_networks(parts.geo_networks),
         *(r for i, z in enumerate(parts.zones) if z for r in _check_zone(i, z)),
-        *(r for i, c in enumerate(parts.clusters) if c for r in _check_cluster(i, c)),
+        *(r for i, c in enumerate(parts.clusters) if c for r in _check_cluster(i, c, known)),
         *(r for i, s in enumerate(parts.services) if s for r in _check_service(i, s, parts, known)),
         *check_records(parts.zones, parts.services, known.zones),
     ]
@@ -210,12 +211,19 @@ def _check_zone(index: int, zone: ZoneSettings) -> Iterator[str]:
             )
 
 
-def _check_cluster(index: int, cluster: ClusterSettings) -> Iterator[str]:
+def _check_cluster(index: int, cluster: ClusterSettings, known: _Known) -> Iterator[str]:
     seen: set[str] = set()
     for n, address in enumerate(cluster.addresses):
         if address in seen:
             yield f"clusters[{index}].addresses[{n}]: {address} is listed twice"
         seen.add(address)
+        zone = None if is_address(address) else zone_of(address, known.zones)
+        if zone is not None:
+            yield (
+                f"clusters[{index}].addresses[{n}]: {address} is inside glb's own zone {zone}, "
+                "which glb answers itself: it cannot resolve it into the cluster's addresses "
+                "(give the addresses, or a host name outside glb's zones)"
+            )
 
 
 def inside(name: str, zone: str) -> bool:
@@ -240,6 +248,11 @@ def _check_service(
         yield (
             f"{here}.ttl_unstable: {service.ttl_unstable} is above the ttl ({service.ttl}): "
             "answers given while an endpoint is unstable must not be cached longer"
+        )
+    if service.hostname_answer is HostnameAnswer.CNAME and service.name in known.zones:
+        yield (
+            f"{here}.hostname_answer: cname cannot be answered at {service.name}, the apex of "
+            "a zone (a CNAME cannot sit beside the zone's SOA and NS records); use resolve"
         )
     yield from _check_backends(here, service, parts, known)
     yield from _check_probe(f"{here}.probe", service.probe)

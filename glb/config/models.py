@@ -38,7 +38,7 @@ from pydantic_settings import (
 )
 
 from glb.config.store_url import parse_quorum, parse_redis_url
-from glb.core.model import PolicyName, ProbeType, Scheme, WhenAllDown
+from glb.core.model import HostnameAnswer, PolicyName, ProbeType, Scheme, WhenAllDown
 from glb.errors import GeoDatabaseError
 from glb.geodb import MmdbDatabase, open_database
 from glb.http1.server_tls import CertificateError, CertificateFiles, server_context
@@ -107,6 +107,44 @@ def parse_address(value: object) -> str:
         return str(ipaddress.ip_address(str(value).strip()))
     except ValueError:
         raise ValueError(f"{value!r} is not an IPv4 or IPv6 address") from None
+
+
+_HOST_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+
+def parse_address_or_host(value: object) -> str:
+    """An IP address in its canonical text form, or a host name (letters, digits and hyphens,
+    two labels or more, the last not all digits), lowercased without the trailing dot."""
+    try:
+        return parse_address(value)
+    except ValueError:
+        pass
+    name = value.strip().lower().removesuffix(".") if isinstance(value, str) else ""
+    labels = name.split(".")
+    if (
+        len(name) > 253
+        or len(labels) < 2
+        or labels[-1].isdigit()
+        or not all(_HOST_LABEL.match(label) for label in labels)
+    ):
+        raise ValueError(
+            f"{value!r} is not an IPv4 or IPv6 address, nor a host name "
+            "(two labels or more of letters, digits and hyphens, e.g. ingress.example.net)"
+        )
+    return name
+
+
+def parse_nameserver(value: object) -> tuple[str, int]:
+    """A DNS server: `address`, `address:port` or `[v6]:port` (port 53 when not given)."""
+    text = str(value).strip()
+    try:
+        return parse_address(text.removeprefix("[").removesuffix("]")), 53
+    except ValueError:
+        pass
+    try:
+        return parse_listen(text)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a DNS server address (e.g. 10.0.0.2:53)") from None
 
 
 _IPV4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
@@ -236,6 +274,7 @@ DurationOrZero = Annotated[float, BeforeValidator(parse_duration_or_zero)]
 HeaderText = Annotated[str, AfterValidator(check_header_text)]
 Domain = Annotated[str, BeforeValidator(parse_domain)]
 Address = Annotated[str, BeforeValidator(parse_address)]
+AddressOrHost = Annotated[str, BeforeValidator(parse_address_or_host)]
 Listen = Annotated[tuple[str, int], BeforeValidator(parse_listen), NoDecode]
 StatusRanges = Annotated[tuple[tuple[int, int], ...], BeforeValidator(parse_status_ranges)]
 Port = Annotated[int, Field(ge=1, le=65535)]
@@ -448,7 +487,7 @@ class LocationSettings(Strict):
 class ClusterSettings(Strict):
     name: Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9_.-]+$")]
     region: str | None = None  # default: the cluster's name
-    addresses: list[Address] = Field(min_length=1)
+    addresses: list[AddressOrHost] = Field(min_length=1)  # host names: resolved (`hostnames`)
     location: LocationSettings | None = None  # where it is: needed by the geo policy
 
 
@@ -533,6 +572,28 @@ class ServiceSettings(Strict):
     eject_after: int = Field(default=3, ge=1, le=1000)
     eject_on_5xx: bool = False
     max_body_size: Size | None = None  # bytes; a larger request body is answered 413
+    hostname_answer: HostnameAnswer = HostnameAnswer.RESOLVE  # clusters given by host name
+
+
+class HostnamesSettings(Strict):
+    """Resolving the host names in clusters' addresses: each again when its TTL runs out,
+    within [min_interval, max_interval]; at start-up all of them, waiting at most `timeout`."""
+
+    nameservers: list[Annotated[tuple[str, int], BeforeValidator(parse_nameserver)]] = Field(
+        default_factory=list
+    )  # default: those of the system's resolv.conf
+    min_interval: Duration = 5.0
+    max_interval: Duration = 300.0
+    timeout: Duration = 5.0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> HostnamesSettings:
+        if self.min_interval > self.max_interval:
+            raise ValueError(
+                f"min_interval ({self.min_interval:g}s) is longer than max_interval "
+                f"({self.max_interval:g}s)"
+            )
+        return self
 
 
 class Settings(BaseSettings):
@@ -551,6 +612,7 @@ class Settings(BaseSettings):
     state: StateSettings = Field(default_factory=StateSettings)
     probes: ProbesSettings = Field(default_factory=ProbesSettings)
     geo: GeoSettings = Field(default_factory=GeoSettings)
+    hostnames: HostnamesSettings = Field(default_factory=HostnamesSettings)
     zones: list[ZoneSettings] = Field(min_length=1)
     clusters: list[ClusterSettings] = Field(min_length=1)
     services: list[ServiceSettings] = Field(default_factory=list)

@@ -1,6 +1,11 @@
 """From valid Settings to the core's immutable Topology: zones, clusters (with their locations),
 services with their endpoints, and the `GeoMap` placing clients (networks, the database opened
-by this load, the default location)."""
+by this load, the default location).
+
+A cluster's host names become an endpoint per address the `AddressBook` knows for them (none
+yet: none), and so do the addresses and host names discovered for a (cluster, service). An
+address already one of the service's endpoints (through another name or cluster) is not
+repeated: the first in configuration order keeps it."""
 
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ from glb.config.models import (
     ZoneSettings,
 )
 from glb.config.records import static_record
+from glb.core.addresses import EMPTY, AddressBook
 from glb.core.geo import GeoMap
 from glb.core.model import (
     Cluster,
@@ -39,10 +45,15 @@ from glb.core.stability import TTL_UNSTABLE
 
 
 def to_topology(
-    settings: Settings, *, serial: int = 1, serials: Mapping[str, int] | None = None
+    settings: Settings,
+    *,
+    serial: int = 1,
+    serials: Mapping[str, int] | None = None,
+    addresses: AddressBook = EMPTY,
 ) -> Topology:
     """The immutable core model of valid settings. A zone's SOA serial is its own in `serials`
-    (by zone name), else `serial`."""
+    (by zone name), else `serial`; `addresses` gives the current addresses of host names and
+    what discovery found."""
     own = serials or {}
     with gc_paused():
         zones = tuple(_zone(z, own.get(z.name, serial)) for z in settings.zones)
@@ -54,7 +65,8 @@ def to_topology(
         zone_names = [z.name for z in zones]
         targets = _Targets()
         services = tuple(
-            _service(s, by_name, zone_names, targets, settings.probes) for s in settings.services
+            _service(s, by_name, zone_names, targets, settings.probes, addresses)
+            for s in settings.services
         )
         return Topology(zones, clusters, services, geo_map(settings.geo))
 
@@ -161,13 +173,18 @@ def _service(
     zones: list[str],
     targets: _Targets,
     probes: ProbesSettings,
+    book: AddressBook = EMPTY,
 ) -> Service:
     spec = targets.spec(probe_spec(service.probe, service, probes))
     endpoints: list[Endpoint] = []
+    used: set[str] = set()
     for backend in service.backends:
         cluster = clusters[backend.cluster]
-        for address in cluster.addresses:
-            target = targets.target(address, spec)
+        entries = book.entries(cluster.name, service.name, cluster.addresses)
+        for address, host in book.expand(entries):
+            if address in used:
+                continue
+            used.add(address)
             endpoints.append(
                 Endpoint(
                     service.name,
@@ -175,9 +192,10 @@ def _service(
                     address,
                     backend.weight,
                     backend.priority,
-                    target,
+                    targets.target(address, spec),
                     len(endpoints),
                     cluster.location,
+                    host,
                 )
             )
     band = LatencyBand(service.latency_band.relative, service.latency_band.absolute)
@@ -189,6 +207,7 @@ def _service(
         policy=service.policy,
         ttl=service.ttl,
         ttl_unstable=ttl_unstable(service),
+        hostname_answer=service.hostname_answer,
         max_answers=service.max_answers,
         when_all_down=service.when_all_down,
         port=service.port,

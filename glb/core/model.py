@@ -39,6 +39,13 @@ class Scheme(StrEnum):
     HTTPS = "https"
 
 
+class HostnameAnswer(StrEnum):
+    """How a service answers for an endpoint resolved from a cluster's host name."""
+
+    RESOLVE = "resolve"  # the name's addresses, each probed and answered on its own
+    CNAME = "cname"  # a CNAME to the host name of the decision's first endpoint
+
+
 class WhenAllDown(StrEnum):
     """What DNS answers when no endpoint of a service is eligible."""
 
@@ -116,7 +123,8 @@ class Cluster:
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
-    """One address of one cluster serving one service."""
+    """One address of one cluster serving one service; `host` is the host name the address was
+    resolved from (None for an address given as such)."""
 
     service: str
     cluster: str
@@ -126,22 +134,26 @@ class Endpoint:
     target: Target
     index: int  # position in the service's configuration; the stable tie-breaker
     location: Location | None = None  # its cluster's, for the geo policy
+    host: str | None = None  # the cluster's host name this address is one of
     family: int = field(init=False, compare=False)  # 4 or 6, derived from the address
     _hash: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "family", _family(self.address))
         key = (self.service, self.cluster, self.address, self.weight, self.priority)
-        object.__setattr__(self, "_hash", hash((*key, self.target, self.index)))
+        object.__setattr__(self, "_hash", hash((*key, self.target, self.index, self.host)))
 
     def __hash__(self) -> int:  # hashed per request and per answer: computed once
         return self._hash
 
     def __reduce__(
         self,
-    ) -> tuple[type[Endpoint], tuple[str, str, str, int, int, Target, int, Location | None]]:
+    ) -> tuple[
+        type[Endpoint], tuple[str, str, str, int, int, Target, int, Location | None, str | None]
+    ]:
         fields = (self.service, self.cluster, self.address, self.weight, self.priority)
-        return Endpoint, (*fields, self.target, self.index, self.location)  # never the hash
+        extra = (self.target, self.index, self.location, self.host)
+        return Endpoint, (*fields, *extra)  # never the hash
 
 
 def _no_geo() -> GeoMap:
@@ -197,6 +209,7 @@ class Service:
     aliases: tuple[str, ...] = ()  # further names the HTTP front end routes to this service
     proxy: ProxyOptions = field(default_factory=ProxyOptions)
     ttl_unstable: int = 1  # the TTL while an endpoint is unstable (glb.core.stability), <= ttl
+    hostname_answer: HostnameAnswer = HostnameAnswer.RESOLVE
 
 
 @dataclass(frozen=True, slots=True)

@@ -164,6 +164,9 @@ class Stats:
     # that plus the TTL of the last answer that still named it
     failover_detection: dict[str, Histogram] = field(default_factory=dict)
     failover_exposure: dict[str, Histogram] = field(default_factory=dict)
+    # host names in clusters' addresses: lookups by (name, result); known addresses (a gauge)
+    hostname_resolutions: Counter[tuple[str, str]] = field(default_factory=Counter)
+    hostname_addresses: Counter[str] = field(default_factory=Counter)
     # configuration
     reloads: Counter[str] = field(default_factory=Counter)  # result: success | error
     last_reload_success: float | None = None  # unix time

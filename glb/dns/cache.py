@@ -41,6 +41,7 @@ import struct
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Final, Protocol
 
+from glb.core.addresses import answered, by_address
 from glb.core.model import Endpoint, PolicyName, Service, Topology
 from glb.core.policies import Decision, Query, decide
 from glb.core.scope import ClientRanking, GeoRankings
@@ -455,20 +456,26 @@ class DnsCache:
         self, key: Key, qtype: int, decision: Decision, memo: dict[object, _Memo]
     ) -> Packed:
         """Replies handing out addresses are cut from one reply with every endpoint of the
-        family (packed once per name, type and snapshot: every decision then has one TTL);
-        others are packed as they are."""
+        family answerable by address (packed once per name, type and snapshot: every decision
+        then has one TTL); others (a CNAME of `hostname_answer: cname`) are packed as they
+        are."""
         order = decision.answer
         known = memo.get(order)
         if known is None:
-            if order and not decision.servfail:
+            service = self._watch.services[key]
+            given = answered(service, decision)
+            if given.endpoints and not decision.servfail:
                 every = memo.get(_EVERY)
                 if every is None:
-                    endpoints = self._watch.services[key].endpoints
-                    family = tuple(e for e in endpoints if e.family == TYPE_FAMILY[qtype])
+                    family = tuple(
+                        e
+                        for e in service.endpoints
+                        if e.family == TYPE_FAMILY[qtype] and by_address(service, e)
+                    )
                     every_one = Decision(family, family, decision.ttl)
                     packed = self._renderer.pack_decision(key, qtype, every_one)
                     every = memo[_EVERY] = (packed, family)
-                known = (reordered(*every, order), order)
+                known = (reordered(*every, given.endpoints), order)
             else:
                 known = (self._renderer.pack_decision(key, qtype, decision), order)
             memo[order] = known

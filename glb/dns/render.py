@@ -20,6 +20,7 @@ from typing import Final
 
 from dnslib import EDNS0, RR, DNSHeader, DNSLabel, DNSQuestion, DNSRecord, EDNSOption
 
+from glb.core.addresses import answered
 from glb.core.model import Endpoint
 from glb.core.policies import Decision
 from glb.core.snapshot import HealthSnapshot
@@ -157,11 +158,13 @@ class Packer:
         return out
 
     def pack_decision(self, key: Key, qtype: int, decision: Decision) -> Packed:
-        """The A or AAAA reply at the service named `key` handing out `decision`."""
+        """The A or AAAA reply at the service named `key` handing out `decision` (its addresses,
+        or a CNAME under `hostname_answer: cname`, as `Resolver.decided` says)."""
         node = self._index.nodes[key]
         assert node.service is not None  # noqa: S101  # the cache asks for service names only
-        if decision.answer and not decision.servfail:
-            return self._pack_addresses(key, qtype, decision.ttl, decision.answer)
+        given = answered(node.service, decision)
+        if given.endpoints and not decision.servfail:
+            return self._pack_addresses(key, qtype, decision.ttl, given.endpoints)
         question = _question(key, qtype)
         resolved = self._resolver.decided(node.service, node.zone, question.owner, qtype, decision)
         return _packed(question, resolved)

@@ -32,8 +32,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Final
 
-from dnslib import RD, RR, TXT, DNSLabel
+from dnslib import CNAME, RD, RR, TXT, DNSLabel
 
+from glb.core.addresses import answered
 from glb.core.model import PolicyName, Service, Topology
 from glb.core.policies import Decision, Query, decide
 from glb.core.scope import GeoRankings
@@ -219,16 +220,24 @@ class Resolver:
         scope: int = 0,
     ) -> Resolution:
         """The A or AAAA resolution at `service` (named `owner`) handing out `decision`, which
-        holds for the clients of a /`scope` (an answer handing out nothing holds for all)."""
+        holds for the clients of a /`scope` (an answer handing out nothing holds for all): its
+        addresses, or with `hostname_answer: cname` a CNAME to its first endpoint's host name
+        (`glb.core.addresses.answered`)."""
         if decision.servfail:
             return SERVFAIL_RESOLUTION
         if not decision.answer:
             return self.negative(zone, Rcode.NOERROR)
+        given = answered(service, decision)
+        if given.cname is not None and given.cname.host is not None:
+            alias = CNAME(given.cname.host + ".")
+            record = RR(owner, RdataType.CNAME, RdataClass.IN, decision.ttl, alias)
+            steered: Steered = ((service.name, given.cname.cluster),)
+            return Resolution(Rcode.NOERROR, True, (record,), steered=steered, scope=scope)
         rdata = self.index.rdata
         records = tuple(
-            RR(owner, qtype, RdataClass.IN, decision.ttl, rdata[e.address]) for e in decision.answer
+            RR(owner, qtype, RdataClass.IN, decision.ttl, rdata[e.address]) for e in given.endpoints
         )
-        steered = tuple((service.name, e.cluster) for e in decision.answer)
+        steered = tuple((service.name, e.cluster) for e in given.endpoints)
         return Resolution(Rcode.NOERROR, True, records, steered=steered, scope=scope)
 
     def negative(self, zone: ZoneData, rcode: int) -> Resolution:
