@@ -12,8 +12,10 @@ conversion to the core model (`topology`) and the summary `glb check` prints (`s
 
 from glb.config.checks import cross_check, zone_of
 from glb.config.loading import load_settings, parse_settings, validate_settings
-from glb.config.models import (
-    Settings,
+from glb.config.models import Settings
+from glb.config.summary import geo_summaries
+from glb.config.topology import probe_spec, to_topology
+from glb.config.values import (
     parse_address,
     parse_domain,
     parse_duration,
@@ -21,8 +23,6 @@ from glb.config.models import (
     parse_network,
     parse_status_ranges,
 )
-from glb.config.summary import geo_summaries
-from glb.config.topology import probe_spec, to_topology
 
 __all__ = [
     "Settings",

@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from glb.config.checks import zone_of
 from glb.config.loading import gc_paused
 from glb.config.models import (
-    PROBE_HOST_ADDRESS,
     GeoSettings,
     LocationSettings,
     ProbeSettings,
@@ -24,6 +23,7 @@ from glb.config.models import (
     ZoneSettings,
 )
 from glb.config.records import static_record
+from glb.config.values import PROBE_HOST_ADDRESS
 from glb.core.addresses import EMPTY, AddressBook
 from glb.core.geo import GeoMap
 from glb.core.model import (
