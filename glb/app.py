@@ -48,6 +48,7 @@ from glb.admin.metrics import metrics_handler, metrics_registry
 from glb.admin.peers import VantagePoints
 from glb.app_state import cancel
 from glb.config import Settings, runtime, to_topology
+from glb.core.addresses import EMPTY
 from glb.core.config_diff import ReloadOutcome
 from glb.core.model import Topology
 from glb.core.ports import DrainControls, PassiveHealth, StateView
@@ -139,8 +140,11 @@ async def running(
         prober = _prober(settings)
         stack.push_async_callback(prober.close)
         stats = Stats(last_reload_success=time.time())
-        hostnames = await app_discovery.resolve_hostnames(stack, settings, stats)
-        topology = to_topology(settings, serial=serial, addresses=hostnames.book)
+        kubernetes = await app_discovery.discover_kubernetes(stack, settings, stats)
+        discovered = EMPTY.with_discovered(kubernetes.found)
+        hostnames = await app_discovery.resolve_hostnames(stack, settings, stats, discovered)
+        book = discovered.with_resolved(hostnames.book.resolved)
+        topology = to_topology(settings, serial=serial, addresses=book)
         faults = FaultInjector(prober.probe)  # failover drills' simulated probe failures
         monitor = Monitor(topology, faults.probe, stats=stats, stability=stability)
         faults.follow(lambda: monitor.topology)
@@ -176,7 +180,7 @@ async def running(
         meter = FailoverMeter(lambda: monitor.topology, stats, current=monitor.current())
         monitor.subscribe(meter.on_snapshot)  # after the answerer: the answers have changed
         monitor.subscribe(FailingOpenLog(lambda: monitor.topology, monitor.current()).on_snapshot)
-        also = _also(pool, tls, app_discovery.follow_names(hostnames))
+        also = _also(pool, tls, app_discovery.follow_names(hostnames, lambda: reloader.addresses))
         reloader = Reloader(
             settings,
             load,
@@ -185,10 +189,11 @@ async def running(
             stats,
             serial=serial,
             also=also,
-            addresses=hostnames.book,
+            addresses=book,
+            reloaded=kubernetes.follow,
         )
         reloader_slot.append(reloader)
-        app_discovery.readdress_on_change(stack, hostnames, reloader)
+        app_discovery.readdress_on_change(stack, hostnames, kubernetes, reloader)
         probing = asyncio.create_task(monitor.run(), name="monitor")
         stack.push_async_callback(cancel, probing)
         _hold_connections(stack, prober, monitor)

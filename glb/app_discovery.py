@@ -1,19 +1,22 @@
 """The wiring of the address sources (`glb.discovery`) into a running glb.
 
-`resolve_hostnames` resolves the host names in the configuration's clusters before the first
-topology is built (so the first probe round probes their addresses), and stops following them
-on exit. Once the reloader exists, `readdress_on_change` puts each new address book in force
-through it (`Reloader.readdress`), keeping what other sources discovered; `follow_names` keeps
-the names followed those of each new topology (a reload may add or remove some).
+Before the first topology is built (so the first probe round probes what they find),
+`discover_kubernetes` starts Kubernetes discovery (`glb.app_kubernetes`) and waits a little for
+the clusters' APIs, then `resolve_hostnames` resolves the host names in the configuration's
+clusters and those discovered. Once the reloader exists, `readdress_on_change` puts each change
+in force through it (`Reloader.readdress`), each source changing only its part of the address
+book; `follow_names` keeps the names followed those of each new topology and of what is
+discovered (a reload may add or remove some). Both stop on exit.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 
+from glb.app_kubernetes import KubernetesFollower
 from glb.config import Settings
-from glb.core.addresses import EMPTY, AddressBook
+from glb.core.addresses import EMPTY, AddressBook, Found
 from glb.core.model import Topology
 from glb.core.name_refresh import RefreshTiming
 from glb.core.stats import Stats
@@ -22,10 +25,14 @@ from glb.reload import Reloader
 
 
 async def resolve_hostnames(
-    stack: contextlib.AsyncExitStack, settings: Settings, stats: Stats
+    stack: contextlib.AsyncExitStack,
+    settings: Settings,
+    stats: Stats,
+    addresses: AddressBook = EMPTY,
 ) -> HostnameResolver:
-    """A resolver of the host names in `settings`' clusters, each resolved once (or given up
-    on after `hostnames.timeout`); closed on exit."""
+    """A resolver of the host names in `settings`' clusters and those discovered (in
+    `addresses`), each resolved once (or given up on after `hostnames.timeout`); closed on
+    exit."""
     options = settings.hostnames
     resolver = HostnameResolver(
         stats,
@@ -34,30 +41,57 @@ async def resolve_hostnames(
         timeout=options.timeout,
     )
     stack.push_async_callback(resolver.close)
-    configured = (entry for cluster in settings.clusters for entry in cluster.addresses)
-    await resolver.start(EMPTY.host_names(configured))
+    await resolver.start(addresses.host_names(configured(settings)))
     return resolver
 
 
+async def discover_kubernetes(
+    stack: contextlib.AsyncExitStack, settings: Settings, stats: Stats
+) -> KubernetesFollower:
+    """Kubernetes discovery for `settings` (nothing runs without clusters' `kubernetes:`),
+    waited for at most `START_WAIT` seconds; stopped on exit."""
+    follower = KubernetesFollower(stats)
+    stack.push_async_callback(follower.close)
+    await follower.start(settings)
+    return follower
+
+
 def readdress_on_change(
-    stack: contextlib.AsyncExitStack, resolver: HostnameResolver, reloader: Reloader
+    stack: contextlib.AsyncExitStack,
+    resolver: HostnameResolver,
+    kubernetes: KubernetesFollower,
+    reloader: Reloader,
 ) -> None:
-    """Follow the names from now on; each new set of addresses goes in force through
-    `reloader`, with what other sources discovered kept. On exit, the following stops before
-    what the reloader feeds (the monitor, the answerer) does."""
+    """Follow the names and the clusters' APIs from now on; each change goes in force through
+    `reloader`, each source changing only its part of the address book. On exit, the following
+    stops before what the reloader feeds (the monitor, the answerer) does."""
 
-    async def readdress(book: AddressBook) -> None:
-        await reloader.readdress(reloader.addresses.with_resolved(book.resolved))
+    async def resolved(book: AddressBook) -> None:
+        await reloader.readdress(lambda known: known.with_resolved(book.resolved))
 
-    resolver.run(readdress)
+    async def discovered(found: Mapping[tuple[str, str], Found]) -> None:
+        await reloader.readdress(lambda known: known.with_discovered(found))
+        resolver.follow(reloader.addresses.host_names(configured(reloader.settings)))
+
+    resolver.run(resolved)
     stack.push_async_callback(resolver.close)
+    kubernetes.attach(discovered)
+    stack.push_async_callback(kubernetes.close)
 
 
-def follow_names(resolver: HostnameResolver) -> Callable[[Topology], None]:
-    """What each new topology tells the resolver: the host names its clusters hold now."""
+def follow_names(
+    resolver: HostnameResolver, book: Callable[[], AddressBook]
+) -> Callable[[Topology], None]:
+    """What each new topology tells the resolver: the host names its clusters hold now, and
+    those discovered (`book()`: the address book in force)."""
 
     def follow(topology: Topology) -> None:
         entries = (entry for cluster in topology.clusters for entry in cluster.addresses)
-        resolver.follow(EMPTY.host_names(entries))
+        resolver.follow(book().host_names(entries))
 
     return follow
+
+
+def configured(settings: Settings) -> Iterator[str]:
+    """The addresses and host names written in `settings`' clusters."""
+    return (entry for cluster in settings.clusters for entry in cluster.addresses)

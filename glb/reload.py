@@ -17,9 +17,10 @@ and new values, about those that differ from what the process runs with (not fro
 file: a change undone before a restart needs none).
 
 The addresses of clusters given by host name (and what discovery finds) change without a
-reload: `readdress(book)` rebuilds the topology of the settings in force with the new
-`AddressBook` and puts it in force as a reload does, under the same lock, with the same SOA
-serials and no reload logged; every reload then builds with the newest book.
+reload: `readdress(change)` rebuilds the topology of the settings in force with the
+`AddressBook` `change` makes of the one in force, and puts it in force as a reload does, under
+the same lock, with the same SOA serials and no reload logged; every reload then builds with
+the newest book.
 
 `watch_file` polls the configuration file and reloads when it has changed (`glb serve --watch`):
 for a file that is rewritten in place or swapped behind a symlink (a Kubernetes ConfigMap).
@@ -86,12 +87,15 @@ class Reloader:
         serial: int,
         also: Callable[[Topology], None] | None = None,
         addresses: AddressBook = EMPTY,
+        reloaded: Callable[[Settings], None] | None = None,
     ) -> None:
         """`settings`: those glb started with (and runs its listeners with); `serial`: every
         zone's SOA serial in their topology; `addresses`: the address book it was built with.
         `also` is called with every new topology once the monitor and answerer have it (the
-        worker pool, which passes it on to the workers)."""
+        worker pool, which passes it on to the workers); `reloaded` with the settings of each
+        reload once they are in force (discovery follows what they ask for)."""
         self._also = also
+        self._reloaded = reloaded
         self._book = addresses
         self._running = plain_settings(settings)
         self._settings = settings
@@ -102,6 +106,11 @@ class Reloader:
         self._stats = stats
         self._serials = {zone.name: serial for zone in settings.zones}
         self._lock = asyncio.Lock()
+
+    @property
+    def settings(self) -> Settings:
+        """The settings in force."""
+        return self._settings
 
     @property
     def serial(self) -> int:
@@ -133,10 +142,15 @@ class Reloader:
         """The address book of the topology in force."""
         return self._book
 
-    async def readdress(self, book: AddressBook) -> None:
-        """Put in force the topology of the settings in force with `book`'s addresses (host
-        names re-resolved, endpoints discovered): as a reload does, with the same serials."""
+    async def readdress(self, change: Callable[[AddressBook], AddressBook]) -> None:
+        """Put in force the topology of the settings in force with the address book `change`
+        makes of the one in force (host names re-resolved, endpoints discovered): as a reload
+        does, with the same serials. `change` runs under the reload lock, so address sources
+        changing their parts of the book at once never undo each other's."""
         async with self._lock:
+            book = change(self._book)
+            if book == self._book:
+                return
             self._book = book
             await self._put_in_force(self._settings)
 
@@ -154,6 +168,8 @@ class Reloader:
         self._bump(zones_changed(diff, self._settings, settings))
         topology = await self._put_in_force(settings)
         self._settings, self._plain = settings, plain
+        if self._reloaded is not None:
+            self._reloaded(settings)
         self._stats.reloads["success"] += 1
         self._stats.last_reload_success = time.time()
         outcome = ReloadOutcome((), diff, restart_changes(self._running, plain))

@@ -196,7 +196,7 @@ async def test_killed_cluster_goes_from_up_to_down(glb, clusters):
     after = await scrape(glb)
     assert after.value("glb_endpoint_up", **eu) == 0
     states = {s.labels["state"]: s.value for s in after.find("glb_endpoint_state", **eu)}
-    assert states == {"up": 0, "down": 1, "unknown": 0, "drained": 0, "ejected": 0}
+    assert states == {"up": 0, "down": 1, "unknown": 0, "drained": 0, "ejected": 0, "not_ready": 0}
     assert after.value("glb_endpoint_transitions_total", **eu, to="down") == 1
     results = {
         s.labels["result"]: s.value

@@ -221,6 +221,8 @@ class _View:
             "region": self._region(endpoint.cluster),
             "address": endpoint.address,
             "host": endpoint.host,  # the host name the address was resolved from, or None
+            "origin": endpoint.origin,  # discovered: the objects it comes from, or None
+            "ready": endpoint.ready,  # False: its cluster reports no ready endpoints behind it
             "family": endpoint.family,
             "weight": endpoint.weight,
             "priority": endpoint.priority,

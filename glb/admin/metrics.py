@@ -268,6 +268,14 @@ class GlbCollector(Collector):
         for name, count in sorted(stats.hostname_addresses.items()):
             known.add_metric([name], count)
         yield known
+        up = GaugeMetricFamily(
+            "glb_discovery_up",
+            "1 while the cluster's Kubernetes API answers discovery's list and watch requests",
+            labels=["cluster"],
+        )
+        for cluster, answers in sorted(stats.discovery_up.items()):
+            up.add_metric([cluster], 1.0 if answers else 0.0)
+        yield up
 
     def _workers(self) -> Iterator[Metric]:
         yield GaugeMetricFamily(

@@ -255,6 +255,7 @@ def _check_service(
             "a zone (a CNAME cannot sit beside the zone's SOA and NS records); use resolve"
         )
     yield from _check_backends(here, service, parts, known)
+    yield from _check_discovered(here, service, known)
     yield from _check_probe(f"{here}.probe", service.probe)
     if service.policy is PolicyName.GEO:
         yield from _check_geo_service(here, service, known)
@@ -275,10 +276,28 @@ def _check_backends(
             continue
         listed.add(backend.cluster)
         cluster = known.clusters.get(backend.cluster)
+        if backend.kubernetes is not None and cluster is not None and cluster.kubernetes is None:
+            yield (
+                f"{here}.backends[{b}].kubernetes: cluster {cluster.name!r} has no kubernetes: "
+                "settings to discover from (add clusters[].kubernetes, or remove this)"
+            )
         for address in cluster.addresses if cluster else ():
             first = owner.setdefault(address, backend.cluster)
             if first != backend.cluster:
                 yield f"{key}: address {address} is also in cluster {first!r}"
+
+
+def _check_discovered(here: str, service: ServiceSettings, known: _Known) -> Iterator[str]:
+    """A service naming a Kubernetes object needs a cluster that discovers from its API."""
+    if service.kubernetes is None:
+        return
+    clusters = [known.clusters.get(backend.cluster) for backend in service.backends]
+    if not any(c is not None and c.kubernetes is not None for c in clusters):
+        yield (
+            f"{here}.kubernetes: none of the service's clusters has kubernetes: settings, so "
+            f"no cluster would look for {service.kubernetes.kind} "
+            f"{service.kubernetes.namespace}/{service.kubernetes.name}"
+        )
 
 
 def _check_geo_service(here: str, service: ServiceSettings, known: _Known) -> Iterator[str]:

@@ -6,8 +6,10 @@ it serves a glb service.
 combines the EndpointSlices' readiness into what is discovered; `annotations` turns on the
 annotation route (objects annotated `glb.dev/service: <service>`, watched in all namespaces).
 
-`services[].backends[].kubernetes` (KubernetesServiceSettings): the `namespace` and exactly one
-of `ingress`, `service` (of type LoadBalancer) or `httproute` (addresses of its Gateways).
+`services[].kubernetes` (KubernetesServiceSettings, for every cluster of the service that has
+`kubernetes`; `services[].backends[].kubernetes` overrides it for one cluster): the `namespace`
+and exactly one of `ingress`, `service` (of type LoadBalancer) or `httproute` (addresses of its
+Gateways).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, model_validator
 
-from glb.config.models import Strict
+from glb.config.base import Strict
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(

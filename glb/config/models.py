@@ -1,4 +1,5 @@
-"""The configuration's shape: pydantic models of the YAML file and the parsers of its values.
+"""The configuration's shape: pydantic models of the YAML file (their values' parsers are in
+`glb.config.values`).
 
 Every model forbids unknown keys. `Settings` also reads `GLB_*` environment variables, which win
 over the file (`GLB_DNS__LISTEN=0.0.0.0:53`: nested keys joined with `__`).
@@ -18,7 +19,6 @@ from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
@@ -32,6 +32,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from glb.config.base import Strict
+from glb.config.kubernetes import KubernetesClusterSettings, KubernetesServiceSettings
 from glb.config.store_url import parse_quorum, parse_redis_url
 from glb.config.values import (
     Address,
@@ -67,10 +69,6 @@ def check_server_id(value: str) -> str:
     if not 1 <= len(value) <= 255 or not all(" " <= c <= "~" for c in value):
         raise ValueError("a server id is 1-255 printable ASCII characters")
     return value
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class RrlSettings(Strict):
@@ -258,8 +256,18 @@ class LocationSettings(Strict):
 class ClusterSettings(Strict):
     name: Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9_.-]+$")]
     region: str | None = None  # default: the cluster's name
-    addresses: list[AddressOrHost] = Field(min_length=1)  # host names: resolved (`hostnames`)
+    addresses: list[AddressOrHost] = Field(default_factory=list)  # host names: resolved
     location: LocationSettings | None = None  # where it is: needed by the geo policy
+    kubernetes: KubernetesClusterSettings | None = None  # addresses discovered from its API
+
+    @model_validator(mode="after")
+    def _addresses_from_somewhere(self) -> ClusterSettings:
+        if not self.addresses and self.kubernetes is None:
+            raise ValueError(
+                "a cluster needs addresses (addresses or host names), or kubernetes: to "
+                "discover them from its API"
+            )
+        return self
 
 
 class GeoNetworkSettings(Strict):
@@ -308,6 +316,7 @@ class BackendSettings(Strict):
     cluster: str
     weight: int = Field(default=100, ge=0, le=1_000_000)
     priority: int = Field(default=1, ge=0, le=1_000_000)
+    kubernetes: KubernetesServiceSettings | None = None  # in this cluster, instead of the service's
 
 
 class LatencyBandSettings(Strict):
@@ -344,6 +353,7 @@ class ServiceSettings(Strict):
     eject_on_5xx: bool = False
     max_body_size: Size | None = None  # bytes; a larger request body is answered 413
     hostname_answer: HostnameAnswer = HostnameAnswer.RESOLVE  # clusters given by host name
+    kubernetes: KubernetesServiceSettings | None = None  # the object serving it in each cluster
 
 
 class HostnamesSettings(Strict):

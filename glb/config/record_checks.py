@@ -14,6 +14,7 @@ from typing import Final
 
 from glb.config.models import ServiceSettings, ZoneSettings
 from glb.config.records import owner_name, record_value
+from glb.core.model import HostnameAnswer
 
 MAX_CHAIN: Final = 8  # CNAMEs one answer may follow
 
@@ -55,6 +56,9 @@ def check_records(
     nameservers = {ns.name for zone in zones if zone for ns in zone.nameservers if ns.address}
     yield from _check_cnames(rrsets, names, nameservers)
     yield from _check_services(rrsets, names)
+    cname = HostnameAnswer.CNAME
+    cnames = {s.name: names[s.name] for s in services if s and s.hostname_answer is cname}
+    yield from _check_cname_services(rrsets, cnames)
     yield from _check_delegations(rrsets, names)
 
 
@@ -176,6 +180,20 @@ def _check_services(
         if owner in services and rtype in ("A", "AAAA", "NS"):
             why = "its addresses are steered" if rtype != "NS" else "it cannot be delegated"
             yield (f"{rrset.here}.type: {rtype} at {owner}, the service {services[owner]}: {why}")
+
+
+def _check_cname_services(
+    rrsets: dict[tuple[str, str], _RRSet], services: dict[str, str]
+) -> Iterator[str]:
+    """A service answering `hostname_answer: cname` may answer a CNAME, which must be alone
+    at its name: no record may sit beside it."""
+    for (owner, rtype), rrset in rrsets.items():
+        if owner in services:
+            yield (
+                f"{rrset.here}.name: {rtype} at {owner}, the service {services[owner]}, which "
+                "answers a CNAME (hostname_answer: cname) and a CNAME must be alone at its name "
+                "(use hostname_answer: resolve, or put the record elsewhere)"
+            )
 
 
 def _check_delegations(

@@ -180,24 +180,30 @@ def _service(
     used: set[str] = set()
     for backend in service.backends:
         cluster = clusters[backend.cluster]
-        entries = book.entries(cluster.name, service.name, cluster.addresses)
-        for address, host in book.expand(entries):
-            if address in used:
-                continue
-            used.add(address)
-            endpoints.append(
-                Endpoint(
-                    service.name,
-                    backend.cluster,
-                    address,
-                    backend.weight,
-                    backend.priority,
-                    targets.target(address, spec),
-                    len(endpoints),
-                    cluster.location,
-                    host,
+        found = book.discovered.get((cluster.name, service.name))
+        sources: list[tuple[tuple[str, ...], str | None, bool]] = [(cluster.addresses, None, True)]
+        if found is not None:
+            sources.append((found.entries, found.origin, found.ready is not False))
+        for entries, origin, ready in sources:
+            for address, host in book.expand(entries):
+                if address in used:
+                    continue
+                used.add(address)
+                endpoints.append(
+                    Endpoint(
+                        service.name,
+                        backend.cluster,
+                        address,
+                        backend.weight,
+                        backend.priority,
+                        targets.target(address, spec),
+                        len(endpoints),
+                        cluster.location,
+                        host,
+                        origin,
+                        ready,
+                    )
                 )
-            )
     band = LatencyBand(service.latency_band.relative, service.latency_band.absolute)
     zone = zone_of(service.name, zones)
     assert zone is not None  # noqa: S101 (cross_check guarantees it)

@@ -3,9 +3,10 @@
 A cluster's `addresses` may hold host names (an ingress behind a cloud load balancer is
 `a1b2.elb.amazonaws.com`); an `AddressBook` says what they stand for right now: each host
 name's current addresses (`resolved`, filled by `glb.discovery.hostnames`), and the extra
-addresses or host names a discovery source found for a (cluster, service) (`discovered`). The
-topology builder turns each into endpoints; the empty book (`EMPTY`) leaves only the addresses
-written in the configuration.
+addresses or host names a discovery source found for a (cluster, service) (`discovered`: a
+`Found`, with the objects they come from and whether the cluster reports ready endpoints behind
+them). The topology builder turns each into endpoints; the empty book (`EMPTY`) leaves only the
+addresses written in the configuration.
 
 `answered(service, decision)` is what a DNS answer at a service hands out for a policy's
 decision: with `hostname_answer: cname` and a first endpoint resolved from a host name, a CNAME
@@ -34,13 +35,22 @@ def is_address(text: str) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
+class Found:
+    """What a discovery source found for one service in one cluster."""
+
+    entries: tuple[str, ...]  # addresses or host names
+    origin: str  # the objects they come from, as `Ingress shop/app`
+    ready: bool | None = None  # whether ready endpoints are behind them; None: not known
+
+
+@dataclass(frozen=True, slots=True)
 class AddressBook:
     """The current addresses of host names, and what discovery found per (cluster, service)."""
 
     resolved: Mapping[str, tuple[str, ...]] = field(
         default_factory=lambda: MappingProxyType({})
     )  # host name -> its current addresses (none known yet: absent)
-    discovered: Mapping[tuple[str, str], tuple[str, ...]] = field(
+    discovered: Mapping[tuple[str, str], Found] = field(
         default_factory=lambda: MappingProxyType({})
     )  # (cluster, service) -> further addresses or host names
 
@@ -54,18 +64,16 @@ class AddressBook:
                 for address in self.resolved.get(entry, ()):
                     yield address, entry
 
-    def entries(self, cluster: str, service: str, configured: Iterable[str]) -> tuple[str, ...]:
-        """A cluster's configured addresses and host names, then those discovered for it and
-        `service`."""
-        return (*configured, *self.discovered.get((cluster, service), ()))
-
     def host_names(self, configured: Iterable[str]) -> frozenset[str]:
         """The host names among `configured` and everything discovered: those to resolve."""
-        found = (*configured, *(e for each in self.discovered.values() for e in each))
+        found = (*configured, *(e for each in self.discovered.values() for e in each.entries))
         return frozenset(entry for entry in found if not is_address(entry))
 
     def with_resolved(self, resolved: Mapping[str, tuple[str, ...]]) -> AddressBook:
         return AddressBook(MappingProxyType(dict(resolved)), self.discovered)
+
+    def with_discovered(self, discovered: Mapping[tuple[str, str], Found]) -> AddressBook:
+        return AddressBook(self.resolved, MappingProxyType(dict(discovered)))
 
 
 EMPTY: Final = AddressBook()

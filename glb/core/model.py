@@ -124,7 +124,8 @@ class Cluster:
 @dataclass(frozen=True, slots=True)
 class Endpoint:
     """One address of one cluster serving one service; `host` is the host name the address was
-    resolved from (None for an address given as such)."""
+    resolved from (None for an address given as such); `origin` and `ready` come from discovery
+    (`glb.core.addresses.Found`): an endpoint not ready is not eligible, whatever its probes say."""
 
     service: str
     cluster: str
@@ -135,24 +136,23 @@ class Endpoint:
     index: int  # position in the service's configuration; the stable tie-breaker
     location: Location | None = None  # its cluster's, for the geo policy
     host: str | None = None  # the cluster's host name this address is one of
+    origin: str | None = None  # discovered: the objects it comes from (`Ingress shop/app`)
+    ready: bool = True  # False: its cluster reports no ready endpoints behind it (discovery)
     family: int = field(init=False, compare=False)  # 4 or 6, derived from the address
     _hash: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "family", _family(self.address))
         key = (self.service, self.cluster, self.address, self.weight, self.priority)
-        object.__setattr__(self, "_hash", hash((*key, self.target, self.index, self.host)))
+        extra = (self.target, self.index, self.host, self.origin, self.ready)
+        object.__setattr__(self, "_hash", hash((*key, *extra)))
 
     def __hash__(self) -> int:  # hashed per request and per answer: computed once
         return self._hash
 
-    def __reduce__(
-        self,
-    ) -> tuple[
-        type[Endpoint], tuple[str, str, str, int, int, Target, int, Location | None, str | None]
-    ]:
+    def __reduce__(self) -> tuple[type[Endpoint], tuple[object, ...]]:
         fields = (self.service, self.cluster, self.address, self.weight, self.priority)
-        extra = (self.target, self.index, self.location, self.host)
+        extra = (self.target, self.index, self.location, self.host, self.origin, self.ready)
         return Endpoint, (*fields, *extra)  # never the hash
 
 

@@ -23,6 +23,7 @@ class EndpointState(StrEnum):
     UNKNOWN = "unknown"
     DRAINED = "drained"
     EJECTED = "ejected"
+    NOT_READY = "not_ready"  # its cluster reports no ready endpoints behind it (discovery)
 
 
 def _frozen(mapping: Mapping[Target, TargetHealth]) -> Mapping[Target, TargetHealth]:
@@ -68,14 +69,20 @@ class HealthSnapshot:
     def state(self, endpoint: Endpoint) -> EndpointState:
         if self.is_drained(endpoint):
             return EndpointState.DRAINED
+        if not endpoint.ready:
+            return EndpointState.NOT_READY
         health = self.health(endpoint.target)
         if health.ejected:
             return EndpointState.EJECTED
         return EndpointState(health.state.value)
 
     def is_eligible(self, endpoint: Endpoint) -> bool:
-        """May this endpoint be handed to clients? (up and not drained)"""
-        return self.health(endpoint.target).state is Health.UP and not self.is_drained(endpoint)
+        """May this endpoint be handed to clients? (up, ready and not drained)"""
+        return (
+            self.health(endpoint.target).state is Health.UP
+            and endpoint.ready
+            and not self.is_drained(endpoint)
+        )
 
     def latency(self, endpoint: Endpoint) -> float | None:
         return self.health(endpoint.target).latency

@@ -167,6 +167,8 @@ class Stats:
     # host names in clusters' addresses: lookups by (name, result); known addresses (a gauge)
     hostname_resolutions: Counter[tuple[str, str]] = field(default_factory=Counter)
     hostname_addresses: Counter[str] = field(default_factory=Counter)
+    # Kubernetes discovery: per cluster, whether its API answers
+    discovery_up: dict[str, bool] = field(default_factory=dict)
     # configuration
     reloads: Counter[str] = field(default_factory=Counter)  # result: success | error
     last_reload_success: float | None = None  # unix time

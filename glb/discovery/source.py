@@ -28,6 +28,9 @@ class Discovered:
 OnChange = Callable[[str, Mapping[str, Discovered]], None]
 """Called with a cluster and every service discovered there, whenever that mapping changes."""
 
+OnUp = Callable[[str, bool], None]
+"""Called with a cluster and whether its source answers, whenever that changes."""
+
 
 class DiscoverySource(Protocol):
     async def run(self) -> None:

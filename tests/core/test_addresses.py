@@ -3,13 +3,17 @@ builder, and what an answer hands out under `hostname_answer`."""
 
 from __future__ import annotations
 
+import dataclasses
+import random
 from collections.abc import Mapping
 from types import MappingProxyType
 
 from glb.config import parse_settings, to_topology
-from glb.core.addresses import EMPTY, AddressBook, answered
+from glb.core.addresses import EMPTY, AddressBook, Found, answered
+from glb.core.health import Health, TargetHealth
 from glb.core.model import HostnameAnswer
-from glb.core.policies import Decision
+from glb.core.policies import Decision, Query, decide
+from glb.core.snapshot import EndpointState, HealthSnapshot
 
 CONFIG = """
 zones: [{name: glb.test, nameservers: [{name: ns1.glb.test, address: 192.0.2.53}]}]
@@ -63,7 +67,13 @@ def test_discovered_entries_join_their_cluster_for_their_service_only():
     resolved = {"extra.ingress.example.net": ("198.51.100.9",)}
     found = AddressBook(
         MappingProxyType(resolved),
-        MappingProxyType({("us", "app.glb.test"): ("203.0.113.50", "extra.ingress.example.net")}),
+        MappingProxyType(
+            {
+                ("us", "app.glb.test"): Found(
+                    ("203.0.113.50", "extra.ingress.example.net"), "Ingress shop/app"
+                )
+            }
+        ),
     )
     assert endpoints(found) == [
         ("eu", "192.0.2.10", "-"),
@@ -75,6 +85,36 @@ def test_discovered_entries_join_their_cluster_for_their_service_only():
         "a.example.net",
         "extra.ingress.example.net",
     }
+
+
+def test_a_discovered_endpoint_carries_its_origin_and_is_not_eligible_unready():
+    """What discovery says about the objects (`Ingress shop/app`, no ready endpoints behind)
+    reaches the endpoints: one its cluster reports unready is not eligible even when up, shows
+    as not_ready, and is still handed out when the service fails open."""
+    unready = Found(("203.0.113.50",), "Ingress shop/app", ready=False)
+    ready = Found(("203.0.113.60",), "Service shop/app", ready=True)
+    addresses = AddressBook(
+        discovered=MappingProxyType(
+            {("us", "app.glb.test"): unready, ("eu", "app.glb.test"): ready}
+        )
+    )
+    service = to_topology(parse_settings(CONFIG), addresses=addresses).service("app.glb.test")
+    assert service is not None
+    by_address = {e.address: e for e in service.endpoints}
+    assert [(e.origin, e.ready) for e in service.endpoints] == [
+        (None, True),
+        ("Service shop/app", True),
+        ("Ingress shop/app", False),
+    ]
+    up = TargetHealth(state=Health.UP)
+    snapshot = HealthSnapshot.of({e.target: up for e in service.endpoints})
+    assert snapshot.is_eligible(by_address["203.0.113.60"])
+    assert not snapshot.is_eligible(by_address["203.0.113.50"])
+    assert snapshot.state(by_address["203.0.113.50"]) is EndpointState.NOT_READY
+    alone = dataclasses.replace(service, endpoints=(by_address["203.0.113.50"],))
+    decision = decide(alone, snapshot, Query(4), random.Random(0))
+    assert decision.failed_open
+    assert decision.answer == (by_address["203.0.113.50"],)
 
 
 def test_an_address_reached_twice_is_one_endpoint_the_first_keeps():

@@ -54,7 +54,7 @@ from glb.discovery.kubernetes.watch import (
     ResourceWatch,
     View,
 )
-from glb.discovery.source import Discovered, OnChange
+from glb.discovery.source import Discovered, OnChange, OnUp
 
 logger = logging.getLogger(__name__)
 
@@ -111,9 +111,16 @@ class _Watches:
 class ClusterWatch:
     """One cluster: its loops, whether it is up, and its last discovered services."""
 
-    def __init__(self, plan: ClusterPlan, on_change: OnChange, policy: BackoffPolicy) -> None:
+    def __init__(
+        self,
+        plan: ClusterPlan,
+        on_change: OnChange,
+        policy: BackoffPolicy,
+        on_up: OnUp | None = None,
+    ) -> None:
         self.plan = plan
         self._on_change = on_change
+        self._on_up = on_up
         self._policy = policy
         self._wanted = plan.wanted
         self._named = {(target.kind, target.key) for target in plan.targets}
@@ -200,6 +207,8 @@ class ClusterWatch:
         if up == self.up:
             return
         self.up = up
+        if self._on_up is not None:
+            self._on_up(self.plan.cluster, up)
         if up:
             logger.info(
                 "cluster %s: the Kubernetes API answers; discovery is up", self.plan.cluster
@@ -227,8 +236,12 @@ class KubernetesDiscovery:
         plans: Sequence[ClusterPlan],
         on_change: OnChange,
         backoff: BackoffPolicy = DEFAULT_BACKOFF,
+        on_up: OnUp | None = None,
     ) -> None:
-        self._clusters = {plan.cluster: ClusterWatch(plan, on_change, backoff) for plan in plans}
+        """`on_up(cluster, up)` hears each change of whether a cluster's API answers."""
+        self._clusters = {
+            plan.cluster: ClusterWatch(plan, on_change, backoff, on_up) for plan in plans
+        }
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as group:
