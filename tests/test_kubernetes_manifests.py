@@ -244,18 +244,22 @@ def test_rbac_grants_reading_the_discovered_resources_and_nothing_else(
     ]
 
 
-def test_the_configuration_passes_glb_check_in_the_static_schema(
+def test_the_configuration_passes_glb_check_and_discovers(
     rendered: list[Manifest], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """The ConfigMap's glb.yaml is valid for `glb check` (and `glb serve`) with the pod's
-    environment, names clusters by addresses, shows where Kubernetes discovery will go, and
-    leaves instance.name to each pod (replicas must not share one)."""
+    environment; every cluster's addresses are discovered from its Kubernetes API (its own
+    through the ServiceAccount, another's through a kubeconfig of the mounted Secret), every
+    service names its object; instance.name is left to each pod (replicas must not share one)."""
     loaded = settings(rendered, monkeypatch, tmp_path)
-    assert all(cluster.addresses for cluster in loaded.clusters)
-    text = one(rendered, "ConfigMap", "glb-config")["data"]["glb.yaml"]
-    document = yaml.safe_load(text)
-    assert "kubernetes" not in yaml.safe_dump(document)
-    assert "Kubernetes discovery will go here" in text
+    for cluster in loaded.clusters:
+        assert cluster.kubernetes is not None, cluster.name
+        path = cluster.kubernetes.kubeconfig
+        assert cluster.kubernetes.in_cluster or (
+            path is not None and path.parent == Path("/etc/glb-kubeconfigs")
+        )
+    assert all(service.kubernetes is not None for service in loaded.services)
+    document = yaml.safe_load(one(rendered, "ConfigMap", "glb-config")["data"]["glb.yaml"])
     assert "name" not in document.get("instance", {})
     assert loaded.admin.token is not None  # from the Secret, through GLB_ADMIN__TOKEN
 
