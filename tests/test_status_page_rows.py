@@ -4,6 +4,7 @@ tests/test_status_page.py): a drained endpoint's card and last change, the laten
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 
 import aiohttp
@@ -93,3 +94,40 @@ async def test_the_latency_trend_is_a_readable_line_across_the_sparkline():
     assert line["span"][0] >= 100
     assert line["stroke"] >= 2
     assert line["dot"] >= 3
+
+
+async def test_a_discovered_endpoint_shows_its_origin_and_not_ready():
+    """In Chromium, an endpoint discovered from Kubernetes shows the object it comes from under
+    its address, and one whose cluster reports no ready endpoints shows `not_ready` (probed up
+    all the same), as the legend explains."""
+    apps = {"eu": healthy_app(), "us": healthy_app()}
+    async with upstreams(apps) as at, monitored(config(at)) as monitor:
+        topology = monitor.topology
+        service = topology.service("app.glb.test")
+        assert service is not None
+        discovered = tuple(
+            dataclasses.replace(e, origin="Ingress shop/app", ready=e.cluster != "eu")
+            for e in service.endpoints
+        )
+        services = tuple(
+            dataclasses.replace(s, endpoints=discovered) if s is service else s
+            for s in topology.services
+        )
+        await monitor.update(dataclasses.replace(topology, services=services))
+        async with admin_server_of(monitor, DurableDrains(monitor)) as server, browser() as page:
+            async with asyncio.timeout(10):
+                await page.open(str(server.make_url("/")), width=1366, height=768)
+                await page.wait_for('tr[data-cluster="eu"][data-state="not_ready"]')
+                await page.wait_for('tr[data-cluster="us"][data-state="up"]')
+            address = await page.evaluate(ADDRESS_CELL.replace("CLUSTER", "eu"))
+            legend = await page.evaluate(
+                "document.querySelector('li[data-state=\"not_ready\"]').textContent"
+            )
+            save(ARTIFACTS / "status-page-discovered.png", await page.screenshot())
+            assert page.errors == []
+    assert address[-1] == "Ingress shop/app"
+    assert "its Kubernetes cluster reports no ready endpoints" in legend
+
+
+ADDRESS_CELL = """[...document.querySelectorAll('tr[data-cluster="CLUSTER"] td:nth-child(2) span')]
+  .map((span) => span.textContent)"""
