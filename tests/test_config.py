@@ -713,7 +713,7 @@ def test_service_error(services: str, expected: tuple[str, str]) -> None:
         ),
         (
             BASE.replace("addresses: [192.0.2.2]", "addresses: []"),
-            ("clusters[1].addresses", "at least 1 item"),
+            ("clusters[1]", "a cluster needs addresses (addresses or host names), or kubernetes:"),
         ),
         (
             BASE.replace("address: 192.0.2.53", "address: null"),
