@@ -2,8 +2,14 @@
 
 `running(settings)` is an async context manager that yields a `Running` once glb is serving:
 sockets are bound (fail fast), the first probe round has been applied, and the DNS server
-answers. Leaving it stops everything in reverse order. `serve(settings, shutdown_trigger)` runs
-until the trigger completes. No signal handling here: that is the CLI's job.
+answers. Leaving it stops everything in reverse order. No signal handling here: that is the
+CLI's job.
+
+This module is the start and stop sequence; the pieces it assembles are built in its siblings:
+`glb.app_front` (the HTTP front end: proxy, TLS certificates, glb's HTTP server),
+`glb.app_admin` (the admin API and /metrics, served by aiohttp), `glb.app_dns` (the DNS answerer
+and server), `glb.app_probing` (the prober, held connections), `glb.app_state` (drains, drills,
+shared verdicts), `glb.app_discovery` and `glb.app_kubernetes` (address sources).
 
 The host names in clusters' addresses are resolved (`glb.app_discovery`) before the first
 topology is built, then followed: new addresses go in force through the reloader.
@@ -21,7 +27,8 @@ starting and stopping failing open.
 
 With `workers=N` the main process also starts N-1 worker processes (`glb.workers`) that
 serve DNS and HTTP on the same ports (SO_REUSEPORT); `serve_worker(fd, stop)` is a worker's own
-composition: the same DNS answerer, DNS server and proxy, fed by the main instead of a monitor.
+composition (`glb.app_worker`, importable from here): the same DNS answerer, DNS server and proxy,
+fed by the main instead of a monitor.
 """
 
 from __future__ import annotations
@@ -29,54 +36,37 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import socket
-import ssl
-import sys
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from aiohttp import web
-
-from glb import __version__, app_discovery, app_state
-from glb.admin.api import admin_app
-from glb.admin.drill_runner import DrillRunner
-from glb.admin.head_timeout import serve as serve_guarded
-from glb.admin.metrics import metrics_handler, metrics_registry
-from glb.admin.peers import VantagePoints
+from glb import __version__, app_discovery, app_probing, app_state, app_worker
+from glb.app_admin import admin_api, serve_admin
+from glb.app_dns import dns_answerer, dns_server
+from glb.app_front import front_proxy, front_tls, serve_front
 from glb.app_state import cancel
+from glb.app_worker import serve_worker
 from glb.config import Settings, runtime, to_topology
 from glb.core.addresses import EMPTY
-from glb.core.config_diff import ReloadOutcome
 from glb.core.model import Topology
-from glb.core.ports import DrainControls, PassiveHealth, StateView
-from glb.core.rrl import ResponseRateLimiter
 from glb.core.stability import StabilityRule
 from glb.core.stats import Stats
-from glb.dns.answerer import DnsAnswerer, wall_clock
-from glb.dns.cookies import ServerCookies, new_master_secret
-from glb.dns.server import DnsServer
-from glb.errors import StartupError
+from glb.dns.cookies import new_master_secret
 from glb.health.failing_open import FailingOpenLog
 from glb.health.failover_meter import FailoverMeter
 from glb.health.faults import FaultInjector
-from glb.health.held import HeldConnections
 from glb.health.monitor import Monitor
-from glb.health.probes import Prober, source_problem
 from glb.health.triggers import AddressTriggers
-from glb.http1.client import Origin
-from glb.http1.server import ClientLimits, HttpServer
-from glb.http1.server_tls import CertificateError, ServerCertificates
-from glb.proxy.handler import HttpProxy
+from glb.http1.server_tls import ServerCertificates
 from glb.reload import Reloader
 from glb.sockets import bind_dns, bind_tcp
 from glb.state.file import StateFile
 from glb.state.shared import SharedDrains
-from glb.workers.protocol import Channel, Start
-from glb.workers.remote_state import RemoteState, receive_start
 from glb.workers.supervisor import WorkerInfo, WorkerPool
+
+__all__ = ["Running", "running", "serve_worker"]
 
 logger = logging.getLogger(__name__)
 
@@ -136,8 +126,8 @@ async def running(
         stack.callback(tcp.close)
         http_sock = stack.enter_context(bind_tcp(*settings.http.listen, reuse_port=shared))
         admin_sock = stack.enter_context(bind_tcp(*settings.admin.listen))
-        tls = _front_tls(settings)
-        prober = _prober(settings)
+        tls = front_tls(settings)
+        prober = app_probing.prober(settings)
         stack.push_async_callback(prober.close)
         stats = Stats(last_reload_success=time.time())
         kubernetes = await app_discovery.discover_kubernetes(stack, settings, stats)
@@ -152,7 +142,7 @@ async def running(
         durable = app_state.durable_drains(monitor, store)
         stack.push_async_callback(durable.close)
         drains = await app_state.shared_drains(stack, settings, durable)
-        command = worker_command or _worker_command(settings)
+        command = worker_command or app_worker.worker_command(settings)
         cookie_secret = new_master_secret()  # DNS server cookies: shared with every worker
         pool = WorkerPool(
             workers - 1,
@@ -164,17 +154,17 @@ async def running(
         )
         drills = await app_state.drills(stack, monitor, drains, faults, pool.stats, store, workers)
         reloader_slot: list[Reloader] = []
-        admin = _admin(settings, monitor, drains, pool.stats, reloader_slot, drills, workers)
+        admin = admin_api(settings, monitor, drains, pool.stats, reloader_slot, drills, workers)
         limits = runtime.client_limits(settings)
-        await _serve_http(stack, admin, admin_sock, grace=1.0, limits=limits)
+        await serve_admin(stack, admin, admin_sock, grace=1.0, limits=limits)
         await monitor.first_round()
-        answerer = DnsAnswerer(
+        answerer = dns_answerer(
+            settings,
             topology,
             monitor.current,
-            stats=stats,
-            query_sample=settings.log.query_sample,
-            server_id=runtime.server_id(settings, "main"),
-            cookies=ServerCookies(cookie_secret, wall_clock),
+            stats,
+            process="main",
+            cookie_secret=cookie_secret,
         )
         monitor.subscribe(answerer.on_snapshot)  # pre-packed answers follow every change
         meter = FailoverMeter(lambda: monitor.topology, stats, current=monitor.current())
@@ -196,22 +186,22 @@ async def running(
         app_discovery.readdress_on_change(stack, hostnames, kubernetes, reloader)
         probing = asyncio.create_task(monitor.run(), name="monitor")
         stack.push_async_callback(cancel, probing)
-        _hold_connections(stack, prober, monitor)
+        app_probing.hold_connections(stack, prober, monitor)
         if isinstance(drains, SharedDrains):
             following = asyncio.create_task(drains.run(), name="shared drains")
             stack.push_async_callback(cancel, following)
         await app_state.share_verdicts(stack, settings, monitor)
-        dns = _dns_server(settings, answerer, udp, tcp, stats)
+        dns = dns_server(settings, answerer, udp, tcp, stats)
         await dns.start()
         stack.push_async_callback(dns.close)
         grace = settings.http.shutdown_grace
         stack.push_async_callback(pool.close, grace + 5.0)  # after the main's own drain
         lost = AddressTriggers(lambda: monitor.topology, monitor.probe_now)
-        proxy = _proxy(settings, monitor, monitor, stats, tls, lambda o: lost.lost(o.host, o.port))
-        monitor.subscribe(proxy.on_snapshot)  # requests stop waiting on an endpoint gone down
-        await _serve_proxy(
-            stack, proxy, http_sock, grace=grace, limits=limits, stats=stats, tls=tls
+        proxy = front_proxy(
+            settings, monitor, monitor, stats, tls, lambda o: lost.lost(o.host, o.port)
         )
+        monitor.subscribe(proxy.on_snapshot)  # requests stop waiting on an endpoint gone down
+        await serve_front(stack, proxy, http_sock, grace=grace, limits=limits, stats=stats, tls=tls)
         await pool.start(udp.getsockname()[1], http_sock.getsockname()[1])
         stack.callback(pool.stop)  # the workers drain while the main does
         stack.callback(_stopping, monitor)  # runs first on exit: /readyz fails at once
@@ -219,116 +209,6 @@ async def running(
         glb = Running(udp.getsockname()[:2], http_url, _url(admin_sock), monitor, reloader, pool)
         _log_started(glb)
         yield glb
-
-
-async def serve_worker(fd: int, stop: asyncio.Event) -> None:
-    """A worker process: serve DNS and HTTP on the main's ports from the state the main sends
-    over the socketpair end `fd`, until the main says stop or goes away, or `stop` is set."""
-    channel = await Channel.open(socket.socket(fileno=fd))
-    try:
-        start = await receive_start(channel)
-        async with _worker_serving(start, channel) as state:
-            await state.run(stop)
-    finally:
-        channel.close()
-
-
-@contextlib.asynccontextmanager
-async def _worker_serving(start: Start, channel: Channel) -> AsyncIterator[RemoteState]:
-    """A worker's listeners, bound with SO_REUSEPORT to the ports the main chose."""
-    settings = start.settings
-    async with contextlib.AsyncExitStack() as stack:
-        udp, tcp = bind_dns(settings.dns.listen[0], start.dns_port, reuse_port=True)
-        stack.callback(udp.close)
-        stack.callback(tcp.close)
-        http_host = settings.http.listen[0]
-        http_sock = stack.enter_context(bind_tcp(http_host, start.http_port, reuse_port=True))
-        tls = _front_tls(settings)
-        stats = Stats()
-        state = RemoteState(channel, start, stats)
-        answerer = DnsAnswerer(
-            start.topology,
-            state.current,
-            stats=stats,
-            query_sample=settings.log.query_sample,
-            server_id=runtime.server_id(settings, f"worker {start.index}"),
-            cookies=ServerCookies(start.cookie_secret, wall_clock),
-        )
-        state.subscribe(answerer.on_snapshot)
-        updates: set[asyncio.Task[None]] = set()  # held until done: never fire and forget
-
-        def follow_topology(topology: Topology) -> None:
-            task = asyncio.get_running_loop().create_task(answerer.update_async(topology))
-            updates.add(task)
-            task.add_done_callback(updates.discard)
-
-        state.subscribe_topology(follow_topology)  # packs off the loop, like the main's reload
-        dns = _dns_server(settings, answerer, udp, tcp, stats)
-        await dns.start()
-        stack.push_async_callback(dns.close)
-        limits = runtime.client_limits(settings)
-        proxy = _proxy(settings, state, state, stats, tls)
-        state.subscribe(proxy.on_snapshot)
-        grace = settings.http.shutdown_grace
-        await _serve_proxy(
-            stack, proxy, http_sock, grace=grace, limits=limits, stats=stats, tls=tls
-        )
-        logger.info(
-            "worker %d (pid %d) serving: DNS port %d, HTTP port %d",
-            start.index,
-            os.getpid(),
-            start.dns_port,
-            start.http_port,
-            extra={"event": "start", "worker": start.index},
-        )
-        yield state
-
-
-def _worker_command(settings: Settings) -> list[str]:
-    log = settings.log
-    return [
-        sys.executable,
-        "-m",
-        "glb",
-        "worker",
-        "--log-level",
-        log.level,
-        "--log-format",
-        log.format,
-    ]
-
-
-def _proxy(
-    settings: Settings,
-    state: StateView,
-    passive: PassiveHealth,
-    stats: Stats,
-    tls: ServerCertificates | None,
-    on_idle_lost: Callable[[Origin], None] | None = None,
-) -> HttpProxy:
-    return HttpProxy(
-        state,
-        passive,
-        cluster_header=settings.http.cluster_header,
-        ca_file=runtime.ca_file(settings),
-        stats=stats,
-        trusted_proxies=runtime.trusted_proxies(settings),
-        on_idle_lost=on_idle_lost,
-        scheme="http" if tls is None else "https",
-        access_sample=runtime.access_log_sample(settings),
-    )
-
-
-def _front_tls(settings: Settings) -> ServerCertificates | None:
-    """The front end's certificates (`http.tls`), None without TLS; a StartupError naming the
-    file when one cannot be loaded."""
-    files = runtime.front_certificates(settings)
-    if not files:
-        return None
-    try:
-        return ServerCertificates(files)
-    except CertificateError as exc:
-        raise StartupError(f"http.tls: cannot serve {exc}") from None
 
 
 def _also(
@@ -346,126 +226,9 @@ def _also(
     return also
 
 
-def _hold_connections(stack: contextlib.AsyncExitStack, prober: Prober, monitor: Monitor) -> None:
-    """One idle connection per probe target, following the monitor's targets across reloads;
-    a lost one probes its target at once. Closed on exit."""
-    held = HeldConnections(prober, monitor.probe_now)
-    held.follow(monitor.topology.targets())
-    monitor.subscribe(lambda _: held.follow(monitor.topology.targets()))
-    stack.push_async_callback(held.close)
-
-
 def _stopping(monitor: Monitor) -> None:
     logger.info("glb stopping", extra={"event": "stop"})
     monitor.mark_stopping()
-
-
-def _admin(
-    settings: Settings,
-    monitor: Monitor,
-    drains: DrainControls,
-    stats: Callable[[], Stats],
-    reloader: list[Reloader],
-    drills: DrillRunner,
-    workers: int,
-) -> web.Application:
-    """The admin API plus /metrics (`stats`: every process's counts, summed; `workers`: the
-    processes configured to serve). `reloader` holds the Reloader once there is one."""
-    token = settings.admin.token.get_secret_value() if settings.admin.token else None
-
-    async def reload() -> ReloadOutcome:
-        if not reloader:
-            return ReloadOutcome(["glb is still starting; try again once /readyz answers 200"])
-        return await reloader[0].reload_outcome()
-
-    state = settings.state
-    points = VantagePoints(
-        settings.instance.name,
-        monitor if state.redis else None,
-        quorum=state.quorum,
-        stale_after=state.stale_after,
-    )
-    app = admin_app(monitor, drains, token=token, reload=reload, vantage=points, drills=drills)
-    store_up = (lambda: drains.shared is True) if settings.state.redis else None
-    vantage = (lambda: monitor.vantage) if settings.state.redis else None
-    consistency = monitor if settings.state.redis else None
-    registry = metrics_registry(
-        stats, monitor, monitor, store_up, vantage, consistency, drills, workers=workers
-    )
-    app.router.add_get("/metrics", metrics_handler(registry))
-    return app
-
-
-def _dns_server(
-    settings: Settings,
-    answerer: DnsAnswerer,
-    udp: socket.socket,
-    tcp: socket.socket,
-    stats: Stats,
-) -> DnsServer:
-    dns = settings.dns
-    rrl = runtime.rrl_config(settings)
-    return DnsServer(
-        answerer.answer,
-        udp,
-        tcp,
-        udp_handler=answerer.answer_udp,
-        tcp_idle_timeout=dns.tcp_idle_timeout,
-        max_tcp_connections=dns.max_tcp_connections,
-        max_queries_per_connection=dns.max_queries_per_connection,
-        rrl=None if rrl is None else ResponseRateLimiter(rrl),
-        stats=stats,
-    )
-
-
-async def _serve_http(
-    stack: contextlib.AsyncExitStack,
-    app: web.Application,
-    sock: socket.socket,
-    *,
-    grace: float,
-    limits: ClientLimits,
-) -> None:
-    """Serve `app` on `sock`; on exit stop listening, then give open requests `grace` seconds."""
-    runner = web.AppRunner(
-        app,
-        access_log=None,
-        handle_signals=False,
-        shutdown_timeout=grace,
-        handlercancellation=True,  # a client that goes away cancels its upstream request
-        max_line_size=limits.max_request_line,
-        max_field_size=limits.max_header_size,
-        max_headers=limits.max_headers,
-        keepalive_timeout=limits.idle_timeout,  # an idle (or never used) connection is closed
-    )
-    await runner.setup()
-    stack.push_async_callback(runner.cleanup)
-    listener = await serve_guarded(runner, sock, limits)
-    stack.callback(listener.close)  # runs before runner.cleanup: stop listening first
-
-
-async def _serve_proxy(
-    stack: contextlib.AsyncExitStack,
-    proxy: HttpProxy,
-    sock: socket.socket,
-    *,
-    grace: float,
-    limits: ClientLimits,
-    stats: Stats,
-    tls: ServerCertificates | None,
-) -> None:
-    """Serve the proxy on `sock` with glb's own HTTP server (over TLS with `tls`); on exit stop
-    listening, give open requests `grace` seconds, then close the upstream connections."""
-    server = HttpServer(
-        proxy.handle,
-        limits,
-        on_reject=stats.observe_rejected,
-        on_over_cap=stats.observe_connection_refused,
-        tls=None if tls is None else tls.listening,
-    )
-    stack.push_async_callback(proxy.close)
-    await server.start(sock)
-    stack.push_async_callback(server.close, grace)
 
 
 def _url(sock: socket.socket, scheme: str = "http") -> str:
@@ -485,15 +248,3 @@ def _log_started(glb: Running) -> None:
         extra={"event": "start", "version": __version__},
     )
     logger.info("HTTP proxy on %s, admin API on %s", glb.http_url, glb.admin_url)
-
-
-def _prober(settings: Settings) -> Prober:
-    """The prober of `probes.*`; a StartupError when its CA file or source address is unusable."""
-    ca_file = runtime.ca_file(settings)
-    source = runtime.probe_source(settings)
-    if source is not None and (problem := source_problem(source)):
-        raise StartupError(f"probes.source: {problem}")
-    try:
-        return Prober(ca_file=ca_file, source=source)
-    except (OSError, ssl.SSLError) as exc:
-        raise StartupError(f"probes.ca_file: cannot load {ca_file}: {exc}") from None
