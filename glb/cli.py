@@ -9,6 +9,8 @@ prints or handles signals.
     glb check -c FILE     validate FILE, print every problem, exit 2 if any (if none: OK, and
                           a line per geo service: its clusters' locations, what places clients)
     glb demo              simulated clusters on loopback plus glb, for trying it out
+                          (--kubernetes: their addresses discovered from emulated Kubernetes
+                          APIs, arriving and moving; --move-every SECONDS)
     glb consistency --peers URL...
                           ask each instance's admin API what it answers now; a line per
                           service they answer differently, with the reason (exit 1), exit 2
@@ -27,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ipaddress
 import os
 import signal
 import sys
@@ -104,7 +107,33 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo", help="try glb: three simulated clusters on loopback with glb in front of them"
     )
-    demo.add_argument("-c", "--config", help="demo configuration (default: config/demo.yaml)")
+    demo.add_argument(
+        "-c",
+        "--config",
+        help="demo configuration (default: config/demo.yaml, with --kubernetes "
+        "config/demo-kubernetes.yaml)",
+    )
+    demo.add_argument(
+        "--kubernetes",
+        action="store_true",
+        help="discover the clusters' addresses from an emulated Kubernetes API per cluster, "
+        "whose Ingress gets its address after 2 s and moves now and then",
+    )
+    demo.add_argument(
+        "--move-every",
+        type=_seconds,
+        default=30.0,
+        metavar="SECONDS",
+        help="with --kubernetes: move one cluster's load balancer this often (default 30)",
+    )
+    demo.add_argument(
+        "--address-prefix",
+        type=_address_prefix,
+        default="127.0.1",
+        metavar="A.B.C",
+        help="with --kubernetes: the clusters' addresses are A.B.C.n and A.B.C.n+10 "
+        "(default 127.0.1)",
+    )
     demo.set_defaults(command=_demo)
     consistency = commands.add_parser(
         "consistency", help="compare what several running glb instances answer now"
@@ -278,16 +307,38 @@ def _worker(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     from glb.demo import demo_config_path, run_demo
+    from glb.demo_kubernetes import Timings, run_kubernetes_demo
 
-    args.config = args.config or demo_config_path()
+    default = "demo-kubernetes.yaml" if args.kubernetes else "demo.yaml"
+    args.config = args.config or demo_config_path(default)
     settings = _load(args)
     if settings is None:
         return EXIT_CONFIG
     setup_logging(settings.log.level, settings.log.format)
+
+    def start(signals: Signals) -> Coroutine[Any, Any, object]:
+        if not args.kubernetes:
+            return run_demo(settings, signals.stop, announce=_announce)
+        timings = Timings(move_every=args.move_every)
+        return run_kubernetes_demo(
+            settings, signals.stop, announce=_announce, timings=timings, prefix=args.address_prefix
+        )
+
+    command = "scripts/demo --kubernetes" if args.kubernetes else "scripts/demo"
     return run_until_signal(
-        lambda signals: run_demo(settings, signals.stop, announce=_announce),
-        advice=lambda exc: taken_port_advice(exc, settings, "scripts/demo (or glb demo)"),
+        start, advice=lambda exc: taken_port_advice(exc, settings, f"{command} (or glb demo)")
     )
+
+
+def _address_prefix(value: str) -> str:
+    """Three octets of an IPv4 address: the demo's clusters are value.1 to value.20."""
+    try:
+        ipaddress.IPv4Address(f"{value}.1")
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not the first three octets of an IPv4 address (like 127.0.1)"
+        ) from None
+    return value
 
 
 ALTERNATIVE_PORTS = {"dns": 5399, "http": 8088, "admin": 9199}  # suggested when a port is taken

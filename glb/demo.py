@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 
 from aiohttp import web
@@ -68,8 +68,11 @@ def cluster_app(cluster: SimulatedCluster) -> web.Application:
 
 
 @contextlib.asynccontextmanager
-async def simulated_clusters(settings: Settings) -> AsyncIterator[list[str]]:
-    """Serve every cluster address of `settings` on every service port; yield their URLs."""
+async def simulated_clusters(
+    settings: Settings, addresses: Mapping[str, Sequence[str]] | None = None
+) -> AsyncIterator[list[str]]:
+    """Serve every cluster of `settings` on its addresses (by cluster name in `addresses`, else
+    those of its settings) on every service port; yield their URLs."""
     ports = sorted({s.port for s in settings.services} or {8080})
     runners: list[web.AppRunner] = []
     urls: list[str] = []
@@ -79,7 +82,7 @@ async def simulated_clusters(settings: Settings) -> AsyncIterator[list[str]]:
             runner = web.AppRunner(cluster_app(cluster), access_log=None)
             await runner.setup()
             runners.append(runner)
-            for address in spec.addresses:
+            for address in (addresses or {}).get(spec.name, spec.addresses):
                 for port in ports:
                     urls.append(await _start_site(runner, address, port))
         yield urls
@@ -102,11 +105,16 @@ async def run_demo(
     settings: Settings, stop: asyncio.Event, *, announce: Callable[[str], object]
 ) -> None:
     async with simulated_clusters(settings) as urls, running(settings) as glb:
-        announce(_banner(glb, urls, settings))
+        announce("\n".join([*banner_lines(glb, urls, settings), *FOOTER]))
         await stop.wait()
 
 
-def _banner(glb: Running, urls: list[str], settings: Settings) -> str:
+FOOTER = ("", "Press Ctrl-C to stop.", "")
+
+
+def banner_lines(glb: Running, urls: list[str], settings: Settings) -> list[str]:
+    """What to try on a running demo: dig, curl through the front end and the admin API, and
+    the simulated clusters' controls."""
     host, port = glb.dns_addr
     services = [s.name for s in glb.topology.services]
     first = services[0] if services else "app.example"
@@ -123,14 +131,13 @@ def _banner(glb: Running, urls: list[str], settings: Settings) -> str:
         lines += [f"  curl -X POST {auth} {drain}    # /undrain"]
     lines += ["", "Simulated clusters (make one fail, hang or recover):"]
     lines += [f"  curl -X POST {url}/fail    # /hang, /recover" for url in urls]
-    lines += ["", "Press Ctrl-C to stop.", ""]
-    return "\n".join(lines)
+    return lines
 
 
-def demo_config_path() -> str:
-    """config/demo.yaml in the current directory or in the source tree glb runs from."""
+def demo_config_path(name: str = "demo.yaml") -> str:
+    """config/`name` in the current directory or in the source tree glb runs from."""
     for base in (Path.cwd(), Path(__file__).resolve().parent.parent):
-        candidate = base / "config" / "demo.yaml"
+        candidate = base / "config" / name
         if candidate.is_file():
             return str(candidate)
-    return "config/demo.yaml"
+    return f"config/{name}"

@@ -9,7 +9,9 @@ import signal
 import socket
 import sys
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import dns.asyncquery
 import dns.message
 
@@ -18,6 +20,7 @@ from glb.config import load_settings
 from glb.errors import StartupError
 from tests.clusters import ROOT, address_block, start_clusters
 from tests.serve import start_serve, stop_serve
+from tests.test_kubernetes_glb import until
 
 GOOD = """
 dns: {listen: "127.0.0.1:0"}
@@ -293,3 +296,122 @@ def test_a_reader_that_goes_away_ends_the_output_quietly() -> None:
     assert done.returncode == 1
     assert b"Traceback" not in done.stderr
     assert b"BrokenPipeError" not in done.stderr
+
+
+def free_port(address: str) -> int:
+    """A TCP port free on `address` now."""
+    with socket.socket() as probe:
+        probe.bind((address, 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def kubernetes_demo_config(tmp_path: Path) -> tuple[Path, str, int]:
+    """config/demo-kubernetes.yaml on free ports, its kubeconfigs (in tmp_path) pointing at free
+    ports: its path, the address prefix for the clusters and their port."""
+    prefix = address_block(1)[0].rsplit(".", 1)[0]
+    port = free_port(f"{prefix}.1")
+    config = (ROOT / "config" / "demo-kubernetes.yaml").read_text()
+    for name in ("eu-west", "us-east", "ap-south"):
+        shipped = (ROOT / "config" / "kube" / f"{name}.kubeconfig").read_text()
+        kubeconfig = tmp_path / f"{name}.kubeconfig"
+        kubeconfig.write_text(
+            re.sub(r"127\.0\.0\.1:\d+", f"127.0.0.1:{free_port('127.0.0.1')}", shipped)
+        )
+        config = config.replace(f"config/kube/{name}.kubeconfig", str(kubeconfig))
+    for listen in ("127.0.0.1:5353", "127.0.0.1:8080", "127.0.0.1:9100"):
+        config = config.replace(listen, "127.0.0.1:0")
+    path = tmp_path / "demo-kubernetes.yaml"
+    path.write_text(config.replace("8080", str(port)))
+    return path, prefix, port
+
+
+async def _admin_url(stderr: asyncio.StreamReader) -> str:
+    async with asyncio.timeout(20):
+        while line := (await stderr.readline()).decode():
+            if match := re.search(r"admin API on (http://\S+)", line):
+                return match[1]
+    raise AssertionError("glb never said where its admin API is")
+
+
+async def _answers(dns_port: int, name: str) -> set[str]:
+    query = dns.message.make_query(name, "A")
+    reply = await dns.asyncquery.udp(query, "127.0.0.1", port=dns_port, timeout=2)
+    return {item.address for rrset in reply.answer for item in rrset if rrset.rdtype == 1}
+
+
+async def test_the_kubernetes_demo_shows_addresses_arriving_and_moving(tmp_path: Path):
+    """glb demo --kubernetes: glb answers the address the emulated Ingress gets once its load
+    balancer arrives, then the one it moves to; the admin API names the Ingress as the origin
+    (the annotated one for the annotation route), and shows the cluster losing its ready
+    endpoints as not_ready."""
+    path, prefix, _ = kubernetes_demo_config(tmp_path)
+    args = ["--kubernetes", "-c", str(path), "--move-every", "2", "--address-prefix", prefix]
+    process = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "glb", "demo", *args),
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stderr is not None
+        dns_port = await _dns_port(process.stderr)
+        admin = await _admin_url(process.stderr)
+        async with asyncio.timeout(10):
+            banner = (await process.stdout.readuntil(b"Press Ctrl-C")).decode()
+        assert "us-east: http://127.0.0.1:" in banner
+        assert f"(load balancer {prefix}.2 / {prefix}.12)" in banner
+        www, store = "www.glb.example.test", "store.glb.example.test"
+
+        async def answered(name: str, expected: set[str]) -> bool:
+            return await _answers(dns_port, name) == expected
+
+        await until(lambda: answered(www, {f"{prefix}.2"}), 20)  # arrived: us-east first
+        async with aiohttp.ClientSession() as session:
+
+            async def service(name: str) -> Any:
+                async with session.get(f"{admin}/api/v1/services/{name}") as reply:
+                    return await reply.json()
+
+            endpoints = (await service(www))["endpoints"]
+            assert {e["origin"] for e in endpoints} == {"Ingress shop/app"}
+            assert {e["cluster"] for e in endpoints} == {"eu-west", "us-east", "ap-south"}
+            stored = (await service(store))["endpoints"]
+            assert [(e["cluster"], e["origin"]) for e in stored] == [
+                ("ap-south", "Ingress shop/store")
+            ]
+
+            async def ap_south_not_ready() -> bool:
+                states = {e["cluster"]: e["state"] for e in (await service(www))["endpoints"]}
+                return states.get("ap-south") == "not_ready"
+
+            await until(ap_south_not_ready, 20)
+        await until(lambda: answered(www, {f"{prefix}.12"}), 20)  # moved
+    finally:
+        process.send_signal(signal.SIGINT)
+        async with asyncio.timeout(10):
+            assert await process.wait() == 0
+
+
+async def test_check_accepts_the_kubernetes_demo_config():
+    """The Kubernetes demo's configuration (and its shipped kubeconfigs) pass glb check."""
+    code, out, _ = await run_glb("check", "-c", "config/demo-kubernetes.yaml")
+    assert code == 0
+    assert "OK (1 zone(s), 3 cluster(s), 3 service(s))" in out
+
+
+async def test_the_kubernetes_demo_says_when_a_kubeconfig_is_missing(tmp_path: Path):
+    """A kubeconfig the demo cannot read (to know where to serve that cluster's API) is a clear
+    error (exit 1), as is an address prefix that is not three octets (exit 2)."""
+    path, prefix, _ = kubernetes_demo_config(tmp_path)
+    (tmp_path / "us-east.kubeconfig").unlink()
+    code, _, err = await run_glb(
+        "demo", "--kubernetes", "-c", str(path), "--address-prefix", prefix
+    )
+    assert code == 1
+    assert "demo cluster 'us-east': cannot read its kubeconfig" in err
+    assert "Traceback" not in err
+    code, _, err = await run_glb("demo", "--kubernetes", "--address-prefix", "127.0.300")
+    assert code == 2
+    assert "'127.0.300' is not the first three octets of an IPv4 address" in err
