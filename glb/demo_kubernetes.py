@@ -34,13 +34,13 @@ from glb.app import Running, running
 from glb.config import Settings
 from glb.config.models import ClusterSettings
 from glb.demo import FOOTER, banner_lines, simulated_clusters
+from glb.discovery.kubernetes.objects import SERVICE_ANNOTATION
 from glb.errors import StartupError
 from glb.kubernetes_emulator import KubernetesEmulator
 
 log = logging.getLogger(__name__)
 
 ADDRESS_PREFIX = "127.0.1"
-SERVICE_ANNOTATION = "glb.dev/service"
 NAMESPACE, APP = "shop", "app"
 
 
