@@ -25,8 +25,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.processes import terminate
 from tests.redis_server import free_port
-from tests.unbound_server import SERVER, UNBOUND, launch, terminate
+from tests.unbound_server import SERVER, UNBOUND, launch
 
 __all__ = ["UNBOUND", "UNBOUND_CONTROL", "NameServer"]
 

@@ -20,7 +20,7 @@ from glb.config import load_settings
 from glb.errors import StartupError
 from tests.clusters import ROOT, address_block, start_clusters
 from tests.serve import start_serve, stop_serve
-from tests.test_kubernetes_glb import until
+from tests.test_hostnames import until
 
 GOOD = """
 dns: {listen: "127.0.0.1:0"}
@@ -167,26 +167,32 @@ def demo_config(tmp_path: Path) -> tuple[Path, list[str], int]:
     return path, addresses, port
 
 
-async def test_demo_serves_its_simulated_clusters(tmp_path: Path):
-    """glb demo starts the simulated clusters and glb, and prints the dig commands to try."""
-    path, addresses, port = demo_config(tmp_path)
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "glb",
-        "demo",
-        "-c",
-        str(path),
+async def start_demo(*args: str) -> asyncio.subprocess.Process:
+    """`glb demo ARGS` as a real process, its output piped."""
+    return await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "glb", "demo", *args),
         cwd=ROOT,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
+
+
+async def demo_banner(process: asyncio.subprocess.Process) -> tuple[int, str]:
+    """The DNS port a running demo logs, and the banner it prints once serving."""
+    assert process.stdout is not None
+    assert process.stderr is not None
+    dns_port = await _dns_port(process.stderr)
+    async with asyncio.timeout(10):
+        banner = (await process.stdout.readuntil(b"Press Ctrl-C")).decode()
+    return dns_port, banner
+
+
+async def test_demo_serves_its_simulated_clusters(tmp_path: Path):
+    """glb demo starts the simulated clusters and glb, and prints the dig commands to try."""
+    path, addresses, port = demo_config(tmp_path)
+    process = await start_demo("-c", str(path))
     try:
-        assert process.stdout is not None
-        assert process.stderr is not None
-        dns_port = await _dns_port(process.stderr)
-        async with asyncio.timeout(10):
-            banner = (await process.stdout.readuntil(b"Press Ctrl-C")).decode()
+        dns_port, banner = await demo_banner(process)
         assert f"dig @127.0.0.1 -p {dns_port} app.glb.example.test A +short" in banner
         assert f"curl -X POST http://{addresses[0]}:{port}/fail" in banner
         reply = await dns.asyncquery.udp(
@@ -347,19 +353,11 @@ async def test_the_kubernetes_demo_shows_addresses_arriving_and_moving(tmp_path:
     endpoints as not_ready."""
     path, prefix, _ = kubernetes_demo_config(tmp_path)
     args = ["--kubernetes", "-c", str(path), "--move-every", "2", "--address-prefix", prefix]
-    process = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "glb", "demo", *args),
-        cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    process = await start_demo(*args)
     try:
-        assert process.stdout is not None
+        dns_port, banner = await demo_banner(process)
         assert process.stderr is not None
-        dns_port = await _dns_port(process.stderr)
-        admin = await _admin_url(process.stderr)
-        async with asyncio.timeout(10):
-            banner = (await process.stdout.readuntil(b"Press Ctrl-C")).decode()
+        admin = await _admin_url(process.stderr)  # logged after the DNS port: still buffered
         assert "us-east: http://127.0.0.1:" in banner
         assert f"(load balancer {prefix}.2 / {prefix}.12)" in banner
         www, store = "www.glb.example.test", "store.glb.example.test"

@@ -6,7 +6,7 @@ it finds; glb is asked over DNS and its admin API as a client would."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from tests.clusters import ClusterProcess, start_clusters
 from tests.dns_helpers import query_over
 from tests.kubernetes_emulator import KubernetesEmulator, recorded
 from tests.name_server import UNBOUND, UNBOUND_CONTROL, NameServer
+from tests.test_hostnames import until
 
 APP = "app.glb.test"
 
@@ -94,15 +95,6 @@ def write_config(
 
 def addresses(reply: dns.message.Message) -> set[str]:
     return {item.address for rrset in reply.answer for item in rrset if rrset.rdtype == 1}
-
-
-async def until(check: Callable[[], Awaitable[bool]], within: float = 10) -> None:
-    """Poll `check` (from outside, as a client would) until it holds."""
-    async with asyncio.timeout(within):
-        while True:  # polling from outside, bounded by the timeout
-            if await check():
-                return
-            await asyncio.sleep(0.02)
 
 
 async def answer_becomes(glb: Running, expected: set[str], within: float = 10) -> None:

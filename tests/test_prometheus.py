@@ -21,6 +21,7 @@ from yarl import URL
 from glb.app import Running, running
 from glb.config import load_settings
 from tests.clusters import ClusterProcess
+from tests.processes import terminate
 from tests.test_metrics import SERVICE, WIDE, Scrape, needs, run, scrape, write_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -133,18 +134,7 @@ async def prometheus(tmp_path: Path, target: str) -> AsyncIterator[str]:
             await poll(session, f"{url}/-/ready", lambda _: True, within=15, log=log)
         yield url
     finally:
-        await stop(process)
-
-
-async def stop(process: asyncio.subprocess.Process) -> None:
-    if process.returncode is None:
-        process.terminate()
-        try:
-            async with asyncio.timeout(10):
-                await process.wait()
-        except TimeoutError:
-            process.kill()
-            await process.wait()
+        await terminate(process)
 
 
 async def poll(

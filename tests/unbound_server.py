@@ -24,6 +24,7 @@ import dns.asyncquery
 import dns.exception
 import dns.message
 
+from tests.processes import terminate
 from tests.redis_server import free_port
 
 UNBOUND = shutil.which("unbound", path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin")
@@ -136,15 +137,3 @@ async def answers_soa(port: int, zone: str) -> bool:
     except (OSError, dns.exception.DNSException):
         return False
     return True
-
-
-async def terminate(process: asyncio.subprocess.Process | None) -> None:
-    """SIGTERM `process` if it runs, SIGKILL after 10 s; returns once it has exited."""
-    if process is not None and process.returncode is None:
-        process.terminate()
-        try:
-            async with asyncio.timeout(10):
-                await process.wait()
-        except TimeoutError:
-            process.kill()
-            await process.wait()
