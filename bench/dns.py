@@ -91,7 +91,8 @@ def config(services: int, geo_db: Path | None = None) -> str:
         for c in range(4)
     )
     lines = [
-        f"zones: [{{name: {ZONE}, nameservers: [{{name: ns1.{ZONE}, address: 192.0.2.53}}]}}]",
+        f"zones: [{{name: {ZONE}, nameservers: [{{name: ns1.{ZONE}, address: 192.0.2.53}}],",
+        f"         records: [{RECORDS}]}}]",
         "clusters:",
         clusters,
         "services:",
@@ -103,6 +104,20 @@ def config(services: int, geo_db: Path | None = None) -> str:
     if geo_db is not None:
         lines += geo_config_lines(ZONE, geo_db)
     return "\n".join(lines) + "\n"
+
+
+# zone records: static answers (MX, TXT, a CNAME chain to a static A), a CNAME into service s0
+# (its A answer steered per query, on the full path) and a wildcard (full path)
+RECORDS = ", ".join(
+    (
+        f'{{name: "@", type: MX, values: ["10 mail.{ZONE}."]}}',
+        '{name: "@", type: TXT, values: ["v=spf1 -all"]}',
+        "{name: mail, type: A, values: [192.0.2.25]}",
+        f"{{name: www, type: CNAME, values: [mail.{ZONE}.]}}",
+        f"{{name: app, type: CNAME, values: [s0.{ZONE}.]}}",
+        '{name: "*.apps", type: A, values: [192.0.2.30]}',
+    )
+)
 
 
 def topology_of(services: int, geo_db: Path | None = None) -> Topology:
@@ -126,6 +141,9 @@ def raw_query(name: str, qtype: int, *, edns: bytes | None = None) -> bytes:
 ECS_OPT = b"\x00" + struct.pack("!HHIH", 41, 1232, 0, 11) + struct.pack("!HHHBB", 8, 7, 1, 24, 0)
 ECS_OPT += bytes([198, 51, 100])
 PLAIN_OPT = b"\x00" + struct.pack("!HHIH", 41, 1232, 0, 0)  # EDNS0, no options
+# EDNS0 with the DO bit and a client cookie (RFC 7873): 8 bytes, no server cookie yet
+DO_COOKIE_OPT = b"\x00" + struct.pack("!HHIH", 41, 1232, 0x8000, 12) + struct.pack("!HH", 10, 8)
+DO_COOKIE_OPT += bytes(range(1, 9))
 
 
 def mix_queries(services: int, count: int, rnd: random.Random) -> list[bytes]:
@@ -425,6 +443,11 @@ def _micro(topology: Topology, geo: bool) -> None:
         "TXT (NODATA)": raw_query(f"s0.{ZONE}", 16),
         "A latency + ECS": raw_query(f"s0.{ZONE}", 1, edns=ECS_OPT),
         "NXDOMAIN": raw_query(f"nx.{ZONE}", 1),
+        "MX (zone record)": raw_query(ZONE, 15),
+        "A via static CNAME": raw_query(f"www.{ZONE}", 1),
+        "A via CNAME to service": raw_query(f"app.{ZONE}", 1),
+        "A from a wildcard": raw_query(f"x.apps.{ZONE}", 1),
+        "A latency, DO + cookie": raw_query(f"s0.{ZONE}", 1, edns=DO_COOKIE_OPT),
     }
     if geo:
         cases["A geo + ECS (seen /24)"] = raw_query(f"g0.{ZONE}", 1, edns=ecs_option((1, 2, 3)))
@@ -435,7 +458,7 @@ def _micro(topology: Topology, geo: bool) -> None:
         fast = rates[label] = _rate(lambda w, s: answerer.answer(w, False, s), wire, 0.5)
         full = _rate(lambda w, s: answerer.answer_full(w, False, s), wire, 0.5)
         print(
-            f"{label:24} answer_udp() {udp:>10,.0f}/s  answer() {fast:>10,.0f}/s"
+            f"{label:26} answer_udp() {udp:>10,.0f}/s  answer() {fast:>10,.0f}/s"
             f"  full path {full:>8,.0f}/s  x{udp / full:.0f}"
         )
     if geo:
