@@ -27,7 +27,7 @@ zones:
     nameservers:
       - {{name: ns1.{Z}, address: 192.0.2.53}}
       - {{name: ns.provider.test}}
-    {records_yaml(Z, f"app.{Z}")}
+    {records_yaml(Z, f"app.{Z}", f"rr.{Z}")}
   - name: nested.{Z}
     hostmaster: admin.example.test
     nameservers: [{{name: ns1.{Z}, address: 192.0.2.53}}]
@@ -132,7 +132,9 @@ def test_negative_answers_are_the_full_paths_bytes_and_counts(seed):
         pytest.param(f"ns1.child.{Z}", 99, dns.rcode.NOERROR, False, id="glue-other-type"),
         pytest.param(f"child.{Z}", 43, dns.rcode.NOERROR, True, id="ds-at-the-cut"),
         pytest.param(f"www.{Z}", 99, dns.rcode.NOERROR, False, id="cname-other-type"),
-        pytest.param(f"www.{Z}", 1, dns.rcode.NOERROR, False, id="cname-to-a-service"),
+        pytest.param(f"www.{Z}", 1, dns.rcode.NOERROR, True, id="cname-to-a-failover-service"),
+        pytest.param(f"WwW.{Z}", 28, dns.rcode.NOERROR, True, id="cname-to-a-service-aaaa"),
+        pytest.param(f"rrwww.{Z}", 1, dns.rcode.NOERROR, False, id="cname-to-round-robin"),
         pytest.param(f"www.{Z}", 16, dns.rcode.NOERROR, True, id="cname-to-a-service-txt"),
         pytest.param(f"dangling.{Z}", 1, dns.rcode.NXDOMAIN, True, id="cname-to-nothing"),
     ],
@@ -140,7 +142,8 @@ def test_negative_answers_are_the_full_paths_bytes_and_counts(seed):
 def test_which_negatives_the_cache_answers(name, qtype, rcode, hit):
     """Negatives come from the cache, except names whose SOA would compress differently, and
     names a wildcard or a delegation covers or a CNAME owns (a synthesized answer, a referral,
-    a chase); a chain to a service's addresses takes the full path too."""
+    a chase); a chain to a round robin service's addresses takes the full path too (a chain to
+    a failover one is packed with the service)."""
     pair = Pair.of(make_topology(CONFIG))
     fast, full, used_cache = pair.both(query(name, qtype, edns=opt(1232)))
     assert used_cache is hit

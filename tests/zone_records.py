@@ -7,8 +7,9 @@ from __future__ import annotations
 LONG_TXT = "k=" + "x" * 300  # over 255 bytes: two strings
 
 
-def records_yaml(zone: str, service: str) -> str:
-    """`records: [...]` for `zone` (a flow mapping's entry), a CNAME chain ending at `service`."""
+def records_yaml(zone: str, service: str, other: str | None = None) -> str:
+    """`records: [...]` for `zone` (a flow mapping's entry), a CNAME chain ending at `service`
+    (and with `other`, a CNAME `rrwww` to that service too)."""
     records = [
         f'{{name: "@", type: MX, values: ["10 mail.{zone}.", "20 mx.example.org."]}}',
         "{name: mail, type: A, values: 192.0.2.25}",
@@ -30,6 +31,8 @@ def records_yaml(zone: str, service: str) -> str:
         "{name: real.apps, type: TXT, values: real}",
         "{name: x.ent.apps, type: TXT, values: deep}",
     ]
+    if other is not None:
+        records.append(f"{{name: rrwww, type: CNAME, values: {other}.}}")
     return f"records: [{', '.join(records)}]"
 
 

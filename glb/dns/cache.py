@@ -47,6 +47,7 @@ from glb.core.policies import Decision, Query, decide
 from glb.core.scope import ClientRanking, GeoRankings
 from glb.core.snapshot import HealthSnapshot
 from glb.core.stats import ECS_USED, ECS_ZERO_PREFIX, TCP, TRUNCATED, UDP
+from glb.dns.chains import stable_chains
 from glb.dns.cookies import ServerCookies
 from glb.dns.counting import ReplyCounter
 from glb.dns.ecs import EXTRAS, Address, opt_payload
@@ -154,6 +155,7 @@ class DnsCache:
         self._renderer = renderer
         self._rotation = rotation
         self._rng = rng
+        self._chains = stable_chains(nodes)  # by service: the CNAMEs packed with its replies
         self._prepared: HealthSnapshot | None = None
         self._names: dict[Key, bytes] = {}  # wire form of each name, lowercase
         self._negatives = NegativeAnswers({}, frozenset(), frozenset(), counter)
@@ -421,6 +423,8 @@ class DnsCache:
                 self._by_client(key, qtype, service, snapshot, memo)
         if service.policy in (PolicyName.LATENCY, PolicyName.FAILOVER):  # ANY: no per-query draw
             self._put(key, [_ANY], self._renderer.pack(key, [_ANY], snapshot), NO_ROTATION)
+        for chain in self._chains.get(key, ()):  # CNAME chains ending here (`glb.dns.chains`)
+            self._put(chain, _A_AAAA, self._renderer.pack(chain, _A_AAAA, snapshot), NO_ROTATION)
         self._watch.packed(service, signature)
         self.rebuilt += 1
 
