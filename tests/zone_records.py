@@ -1,6 +1,7 @@
 """Test helper: a zone's static records covering every type and rule (CNAME chains to static
 data, to a service, out of the zones and to nothing; a delegation with glue; wildcards and the
-names that block them), as a YAML flow list, and the names worth asking about."""
+names that block them, a wildcard naming a name it covers, a wildcard CNAME to a service), as a
+YAML flow list, and the names worth asking about."""
 
 from __future__ import annotations
 
@@ -30,6 +31,8 @@ def records_yaml(zone: str, service: str, other: str | None = None) -> str:
         f'{{name: "*.wild", type: CNAME, values: static.{zone}.}}',
         "{name: real.apps, type: TXT, values: real}",
         "{name: x.ent.apps, type: TXT, values: deep}",
+        f'{{name: "*.mx", type: MX, values: "10 host.mx.{zone}."}}',
+        f'{{name: "*.chain", type: CNAME, values: {service}.}}',
     ]
     if other is not None:
         records.append(f"{{name: rrwww, type: CNAME, values: {other}.}}")
@@ -40,5 +43,6 @@ def record_names(zone: str) -> list[str]:
     """Record names, names a wildcard or a delegation covers, and names that block a wildcard."""
     names = ["mail", "_sip._tcp", "ptr", "www", "alias", "static", "away", "dangling", "child"]
     names += ["ns1.child", "x.child", "apps", "q.apps", "real.apps", "ent.apps", "y.ent.apps"]
-    names += ["q.wild", "*.apps", "x.real.apps"]
+    names += ["q.wild", "*.apps", "x.real.apps", "Q.x.ApPs", "host.mx", "a.host.mx", "b.mx"]
+    names += ["q.chain", "-.apps", "-glb-wildcard-probe-.apps"]
     return [f"{name}.{zone}" for name in names]

@@ -69,6 +69,7 @@ from glb.dns.opt_extras import restore, strip
 from glb.dns.refresh import ServiceWatch
 from glb.dns.static_entries import answered_in_full, every_type, packed_apart
 from glb.dns.steering import NO_ROTATION, variants
+from glb.dns.wildcards import pack_wildcards
 from glb.dns.wire import (
     CLASSIC_PAYLOAD,
     EDNS_PAYLOAD,
@@ -356,7 +357,10 @@ class DnsCache:
         negatives = {
             wire_name(apex): self._zone_negative(apex, zone) for apex, zone in zones.items()
         }
-        self._negatives = NegativeAnswers(negatives, *answered_in_full(self._nodes), self._counter)
+        wildcards = pack_wildcards(self._nodes, self._renderer.pack, snapshot)
+        known, deferred = answered_in_full(self._nodes, wildcards)
+        by_name = {wire_name(parent): wildcard for parent, wildcard in wildcards.items()}
+        self._negatives = NegativeAnswers(negatives, known, deferred, self._counter, by_name)
         for key, node in self._nodes.items():
             qtypes = self._qtypes(key, node)
             self._put(key, qtypes, self._renderer.pack(key, qtypes, snapshot), NO_ROTATION)
