@@ -47,7 +47,7 @@ from glb.core.policies import Decision, Query, decide
 from glb.core.scope import ClientRanking, GeoRankings
 from glb.core.snapshot import HealthSnapshot
 from glb.core.stats import ECS_USED, ECS_ZERO_PREFIX, TCP, TRUNCATED, UDP
-from glb.dns.chains import stable_chains
+from glb.dns.chains import Chains
 from glb.dns.cookies import ServerCookies
 from glb.dns.counting import ReplyCounter
 from glb.dns.ecs import EXTRAS, Address, opt_payload
@@ -156,7 +156,7 @@ class DnsCache:
         self._renderer = renderer
         self._rotation = rotation
         self._rng = rng
-        self._chains = stable_chains(nodes)  # by service: the CNAMEs packed with its replies
+        self._chains = Chains(nodes, renderer.pack)  # CNAMEs packed with the service they reach
         self._prepared: HealthSnapshot | None = None
         self._names: dict[Key, bytes] = {}  # wire form of each name, lowercase
         self._negatives = NegativeAnswers({}, frozenset(), frozenset(), counter)
@@ -422,13 +422,16 @@ class DnsCache:
             for d in decisions:
                 if id(d) not in by_id:
                     by_id[id(d)] = self._pack_decision(key, qtype, d, memo)
-            self._put_variants(key, qtype, [by_id[id(d)] for d in decisions], counter)
+            packed = [by_id[id(d)] for d in decisions]
+            self._put_variants(key, qtype, packed, counter)
+            for chain, replies in self._chains.spliced(key, service, packed, snapshot):
+                self._put_variants(chain, qtype, replies, counter)  # the service's order
             if service.policy is PolicyName.GEO:
                 self._by_client(key, qtype, service, snapshot, memo)
         if service.policy in (PolicyName.LATENCY, PolicyName.FAILOVER):  # ANY: no per-query draw
             self._put(key, [_ANY], self._renderer.pack(key, [_ANY], snapshot), NO_ROTATION)
-        for chain in self._chains.get(key, ()):  # CNAME chains ending here (`glb.dns.chains`)
-            self._put(chain, _A_AAAA, self._renderer.pack(chain, _A_AAAA, snapshot), NO_ROTATION)
+        for chain, packed_chain in self._chains.stable(key, service, snapshot):
+            self._put(chain, _A_AAAA, packed_chain, NO_ROTATION)
         self._watch.packed(service, signature)
         self.rebuilt += 1
 
@@ -500,15 +503,19 @@ class DnsCache:
         self,
         key: Key,
         qtype: int,
-        packed: Sequence[Packed],
+        packed: Sequence[Packed] | None,
         counter: Iterator[int],
         shared: dict[int, Variant] | None = None,
     ) -> None:
         """Enter the replies to (key, qtype, IN), in place of any before (and of the memo's);
-        `shared` shares the variants of equal replies."""
+        `shared` shares the variants of equal replies. None: remove the entry (the full path
+        answers)."""
         name = self._name(key)
         entry_key = name + QTYPE_KEYS[qtype][1]
         self.exact.forget(entry_key)
+        if packed is None:
+            self.entries.pop(entry_key, None)
+            return
         shared = {} if shared is None else shared
         question_length = len(name) + 4  # type and class
         self.entries[entry_key] = make_entry(

@@ -29,7 +29,8 @@ from glb.core.snapshot import HealthSnapshot
 from glb.core.stats import Steered
 from glb.dns.counting import ReplyCounter
 from glb.dns.entries import CACHED_QTYPES, Packed, Variant, make_variant
-from glb.dns.wire import CLASSIC_PAYLOAD, EDNS_PAYLOAD, HEADER_SIZE, POINTER, RdataType
+from glb.dns.wire import CLASSIC_PAYLOAD, EDNS_PAYLOAD, HEADER_SIZE, RdataType
+from glb.dns.wire_names import pointer_at, read_name, skip_name
 from glb.dns.zone import WILDCARD, Key, Node, wire_name
 
 Pack = Callable[[Key, Sequence[int], HealthSnapshot], list[Packed]]  # `Renderer.pack`
@@ -37,7 +38,6 @@ Pack = Callable[[Key, Sequence[int], HealthSnapshot], list[Packed]]  # `Renderer
 _POINTER: Final = struct.Struct("!H")
 _RECORD: Final = struct.Struct("!HHIH")  # type, class, TTL, RDLENGTH
 _SECTIONS: Final = struct.Struct("!HHH")  # answer, authority and additional counts
-_OFFSET: Final = 0x3FFF  # a pointer's offset bits
 # where the names in an rdata start, and how many follow one another; types with no name: ()
 _NAMES_IN_RDATA: Final[dict[int, tuple[int, int]]] = {
     int(RdataType.NS): (0, 1),
@@ -184,9 +184,7 @@ def _synthesized(one: Packed, other: Packed, longer: int) -> Synthesized | None:
         return None
     start = one.wire.find(0, HEADER_SIZE) + 5  # after the question: root, type and class
     wire = one.wire
-    moving = tuple(
-        p - start for p in found[0] if _POINTER.unpack_from(wire, p)[0] & _OFFSET > HEADER_SIZE
-    )
+    moving = tuple(p - start for p in found[0] if pointer_at(wire, p) > HEADER_SIZE)
     synthesized = Synthesized(
         one.wire[2:HEADER_SIZE], one.wire[start:], moving, one.rcode, one.steered
     )
@@ -207,7 +205,7 @@ def _layout(wire: bytes) -> tuple[list[int], list[int]] | None:
     at = wire.find(0, HEADER_SIZE) + 5
     for _ in range(sum(_SECTIONS.unpack_from(wire, 6))):
         names.append(at)
-        at = _skip_name(wire, at, pointers)
+        at = skip_name(wire, at, pointers)
         rtype, _, _, length = _RECORD.unpack_from(wire, at)
         at += _RECORD.size
         if rtype in _NAMES_IN_RDATA:
@@ -215,33 +213,11 @@ def _layout(wire: bytes) -> tuple[list[int], list[int]] | None:
             inner = at + offset
             for _ in range(count):
                 names.append(inner)
-                inner = _skip_name(wire, inner, pointers)
+                inner = skip_name(wire, inner, pointers)
         elif rtype not in _NO_NAMES:
             return None
         at += length
     return (pointers, names) if at == len(wire) else None
-
-
-def _skip_name(wire: bytes, at: int, pointers: list[int]) -> int:
-    """The offset after the name at `at`, noting its compression pointer (if any)."""
-    while wire[at]:
-        if wire[at] >= POINTER:
-            pointers.append(at)
-            return at + 2
-        at += wire[at] + 1
-    return at + 1
-
-
-def _read_name(wire: bytes, at: int) -> bytes:
-    """The name at `at`, its pointers followed (lowercase wire form)."""
-    out = bytearray()
-    while wire[at]:
-        if wire[at] >= POINTER:
-            at = _POINTER.unpack_from(wire, at)[0] & _OFFSET
-            continue
-        out += wire[at : at + wire[at] + 1]
-        at += wire[at] + 1
-    return bytes(out + b"\x00").lower()
 
 
 def _names_below(wire: bytes, parent: Key, probe: bytes) -> set[bytes]:
@@ -252,7 +228,7 @@ def _names_below(wire: bytes, parent: Key, probe: bytes) -> set[bytes]:
     suffix = wire_name(parent)
     below: set[bytes] = set()
     for at in layout[1]:
-        name = _read_name(wire, at)
+        name = read_name(wire, at).lower()
         if name == probe:  # the owner: the question itself
             continue
         while len(name) > len(suffix) and name.endswith(suffix):
