@@ -12,10 +12,12 @@ name whose negative SOA would compress differently. A query with the DO bit or a
 is answered as the query without them, the reply's OPT rewritten (`glb.dns.opt_extras`).
 
 Entries hold only names and types with data (and ANY, A and AAAA everywhere). Any other question
-is negative, answered per query from the zone (`glb.dns.negatives`). At a service name, an
-entry's variants are the policy's draws (`glb.dns.steering`): round robin shares the full path's
+is negative, answered per query from the zone (`glb.dns.negatives`), and so is a name a wildcard
+covers (`glb.dns.wildcards`). At a service name, an entry's variants are the policy's draws
+(`glb.dns.steering`, packed by `glb.dns.decision_replies`): round robin shares the full path's
 per-service counter so both paths rotate alike; weighted cycles over draws that follow the
-weights. Per variant only one reply is packed (no EDNS, by the `Renderer`); the EDNS and
+weights. A CNAME chain ending at a service is packed with it (`glb.dns.chains`), sharing its
+order and counter. Per variant only one reply is packed (no EDNS, by the `Renderer`); the EDNS and
 truncated (TC=1) forms are derived. Replies count through the `ReplyCounter` given: from entries
 by bumping one slot of the cache's tally, negative replies one by one. UDP queries for an entry
 whose question is in lowercase also land in `exact`, the exact-query memo (`glb.dns.memo`),
@@ -41,8 +43,7 @@ import struct
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Final, Protocol
 
-from glb.core.addresses import answered, by_address
-from glb.core.model import Endpoint, PolicyName, Service, Topology
+from glb.core.model import PolicyName, Service, Topology
 from glb.core.policies import Decision, Query, decide
 from glb.core.scope import ClientRanking, GeoRankings
 from glb.core.snapshot import HealthSnapshot
@@ -50,6 +51,7 @@ from glb.core.stats import ECS_USED, ECS_ZERO_PREFIX, TCP, TRUNCATED, UDP
 from glb.dns.chains import Chains
 from glb.dns.cookies import ServerCookies
 from glb.dns.counting import ReplyCounter
+from glb.dns.decision_replies import DecisionReplies
 from glb.dns.ecs import EXTRAS, Address, opt_payload
 from glb.dns.entries import (
     CACHED_QTYPES,
@@ -60,7 +62,6 @@ from glb.dns.entries import (
     Variant,
     make_entry,
     make_variant,
-    reordered,
 )
 from glb.dns.geo_answers import Clients, GeoAnswers, GeoClient, GeoReply, Subnet, Subnets
 from glb.dns.memo import ExactQueryMemo
@@ -93,9 +94,6 @@ _ONE_QUESTION_OPT: Final = struct.pack("!4H", 1, 0, 0, 1)
 _UNSEEN: Final[Subnet] = (None, b"")  # type: ignore[assignment]  # a marker, never stored
 _A_AAAA: Final = (int(RdataType.A), int(RdataType.AAAA))
 _ANY: Final = int(RdataType.ANY)
-
-_Memo = tuple[Packed, tuple[Endpoint, ...]]  # a packed reply and its answer order
-_EVERY: Final = "every endpoint"  # memo key of the reply listing all of a family
 
 
 class Renderer(Protocol):
@@ -417,11 +415,11 @@ class DnsCache:
             family = TYPE_FAMILY[qtype]
             rotation = self._rotation[service.name]
             decisions, counter = variants(service, family, snapshot, self._rng, rotation)
-            memo: dict[object, _Memo] = {}
+            memo = DecisionReplies(self._renderer.pack_decision, service, key, qtype)
             by_id: dict[int, Packed] = {}  # repeated Decision objects (weighted) pack once
             for d in decisions:
                 if id(d) not in by_id:
-                    by_id[id(d)] = self._pack_decision(key, qtype, d, memo)
+                    by_id[id(d)] = memo.of(d)
             packed = [by_id[id(d)] for d in decisions]
             self._put_variants(key, qtype, packed, counter)
             for chain, replies in self._chains.spliced(key, service, packed, snapshot):
@@ -441,7 +439,7 @@ class DnsCache:
         qtype: int,
         service: Service,
         snapshot: HealthSnapshot,
-        memo: dict[object, _Memo],
+        memo: DecisionReplies,
     ) -> None:
         """Make the entry at (key, qtype) a geo service's: replies by client ranking, each
         packed for `snapshot` on first use (the entry is replaced when its inputs change)."""
@@ -455,42 +453,13 @@ class DnsCache:
         def pack(ranking: int) -> GeoReply:
             query = Query(family, 0, clients.ranking.place(ranking))
             decision = decide(service, snapshot, query, self._rng)
-            packed = self._pack_decision(key, qtype, decision, memo)
+            packed = memo.of(decision)
             variant = make_variant(packed, question_length)
             slot = self._tally.slot(qtype, packed.rcode, variant.steered)
             return variant, slot, bool(decision.answer) and not decision.servfail
 
         entry = self.entries[entry_key]
         self.entries[entry_key] = dataclasses.replace(entry, geo=GeoAnswers(clients, pack))
-
-    def _pack_decision(
-        self, key: Key, qtype: int, decision: Decision, memo: dict[object, _Memo]
-    ) -> Packed:
-        """Replies handing out addresses are cut from one reply with every endpoint of the
-        family answerable by address (packed once per name, type and snapshot: every decision
-        then has one TTL); others (a CNAME of `hostname_answer: cname`) are packed as they
-        are."""
-        order = decision.answer
-        known = memo.get(order)
-        if known is None:
-            service = self._watch.services[key]
-            given = answered(service, decision)
-            if given.endpoints and not decision.servfail:
-                every = memo.get(_EVERY)
-                if every is None:
-                    family = tuple(
-                        e
-                        for e in service.endpoints
-                        if e.family == TYPE_FAMILY[qtype] and by_address(service, e)
-                    )
-                    every_one = Decision(family, family, decision.ttl)
-                    packed = self._renderer.pack_decision(key, qtype, every_one)
-                    every = memo[_EVERY] = (packed, family)
-                known = (reordered(*every, given.endpoints), order)
-            else:
-                known = (self._renderer.pack_decision(key, qtype, decision), order)
-            memo[order] = known
-        return known[0]
 
     def _put(
         self, key: Key, qtypes: Sequence[int], packed: Sequence[Packed], counter: Iterator[int]
