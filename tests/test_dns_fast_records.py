@@ -17,7 +17,7 @@ import pytest
 from glb.core.health import Health
 from glb.core.model import HostnameAnswer, Topology
 from glb.dns.cookies import ServerCookies
-from tests.dns_helpers import addresses, make_topology, snapshot_of
+from tests.dns_helpers import ZONE, addresses, make_topology, snapshot_of
 from tests.test_dns_cache import (
     COOKIE_SECRET,
     DO,
@@ -27,6 +27,9 @@ from tests.test_dns_cache import (
     opt,
     query,
     random_case,
+    random_config,
+    random_snapshot,
+    weighted_names,
     without_addresses,
 )
 
@@ -321,3 +324,50 @@ def test_wildcard_answers_count_alike():
     assert fast_stats.dns_queries == full_stats.dns_queries
     assert fast_stats.dns_truncated == full_stats.dns_truncated
     assert fast_stats.dns_answers == full_stats.dns_answers
+
+
+# ---------------------------------------------------------------------------------------------
+# Generated topologies
+
+COVERED = ["q.apps", "Q.x.ApPs", "b.mx", "q.wild", "-.apps", "y.ent.apps"]  # tests.zone_records
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_generated_topologies_answer_chains_and_wildcards_from_the_cache(seed):
+    """In the differential tests' generated topologies (`tests.zone_records`, the chain's service
+    of any policy) and snapshots: A/AAAA at the CNAME chains into the service and questions
+    under the wildcards come from the cache, with the full path's bytes (weighted draws aside)."""
+    rnd = random.Random(300 + seed)
+    top = make_topology(random_config(rnd, 8))
+    pair = Pair.of(top, random_snapshot(rnd, top))
+    weighted = f"s0.{ZONE}" in weighted_names(top)
+    for step in range(200):
+        if step % 50 == 0:
+            pair.publish(random_snapshot(rnd, top))
+        chain = step % 2 == 0
+        name = random_case(rnd, f"{rnd.choice(['www', 'alias'] if chain else COVERED)}.{ZONE}")
+        qtype = rnd.choice([1, 28]) if chain else rnd.choice([1, 28, 16, 15, 99, 255])
+        edns = rnd.choice(EDNS)
+        fast, full, hit = ask(pair, name, qtype, edns, tcp=rnd.random() < 0.2)
+        unpacked = qtype == 99 and name.lower().startswith("q.wild")  # a wildcard CNAME's
+        assert hit is not unpacked, (name, qtype)
+        if chain and weighted:
+            assert without_addresses(fast) == without_addresses(full)
+        else:
+            assert fast == full, (name, qtype)
+
+
+def test_a_wildcard_too_deep_to_probe_is_left_to_the_full_path():
+    """A wildcard hanging 253 bytes deep (a name under it is 255 bytes at most): no probe name
+    fits, so the full path answers the one-letter names it covers, correctly."""
+    parent = ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 52, Z])
+    config = CONFIG.replace(
+        "    records:\n",
+        f'    records:\n      - {{name: "*.{parent}.", type: TXT, values: deep}}\n',
+    )
+    pair = Pair.of(make_topology(config))
+    fast, full, hit = ask(pair, f"X.{parent}", 16, opt(1232))
+    assert not hit
+    assert fast == full
+    assert dns.message.from_wire(fast).answer[0].name.to_text() == f"X.{parent}."
+    assert ask(pair, f"q.apps.{Z}", 16, None)[2]  # the other wildcards still are packed

@@ -44,5 +44,5 @@ def record_names(zone: str) -> list[str]:
     names = ["mail", "_sip._tcp", "ptr", "www", "alias", "static", "away", "dangling", "child"]
     names += ["ns1.child", "x.child", "apps", "q.apps", "real.apps", "ent.apps", "y.ent.apps"]
     names += ["q.wild", "*.apps", "x.real.apps", "Q.x.ApPs", "host.mx", "a.host.mx", "b.mx"]
-    names += ["q.chain", "-.apps", "-glb-wildcard-probe-.apps"]
+    names += ["q.chain", "-.apps", "--.apps"]
     return [f"{name}.{zone}" for name in names]

@@ -29,7 +29,7 @@ from glb.core.snapshot import HealthSnapshot
 from glb.core.stats import Steered
 from glb.dns.counting import ReplyCounter
 from glb.dns.entries import CACHED_QTYPES, Packed, Variant, make_variant
-from glb.dns.wire import CLASSIC_PAYLOAD, EDNS_PAYLOAD, HEADER_SIZE, RdataType
+from glb.dns.wire import CLASSIC_PAYLOAD, EDNS_PAYLOAD, HEADER_SIZE, MAX_NAME, RdataType
 from glb.dns.wire_names import pointer_at, read_name, skip_name
 from glb.dns.zone import WILDCARD, Key, Node, wire_name
 
@@ -52,7 +52,7 @@ _NO_NAMES: Final = frozenset(
 )
 _ADDRESSES: Final = (int(RdataType.A), int(RdataType.AAAA))
 _NODATA_TYPE: Final = int(RdataType.SOA)  # never at a wildcard: its reply is the NODATA
-_PROBES: Final = (b"-", b"-glb-wildcard-probe-")  # first labels of names a wildcard covers
+_PROBE: Final = b"-"  # the first label of the names a wildcard covers that are packed
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +153,10 @@ def pack_wildcards(
 def _wildcard(
     parent: Key, node: Node, nodes: Mapping[Key, Node], pack: Pack, snapshot: HealthSnapshot
 ) -> Wildcard | None:
-    short, long = _probe(parent, _PROBES[0], nodes), _probe(parent, _PROBES[1], nodes)
+    short = _probe(parent, _PROBE, nodes)
+    long = _probe(parent, short[0] + _PROBE, nodes)
+    if len(wire_name(long)) > MAX_NAME:  # no room for the probes: the full path answers
+        return None
     qtypes = [t for t in CACHED_QTYPES if not (node.reaches_service and t in _ADDRESSES)]
     by_type: dict[int, Synthesized] = {}
     blocked: set[bytes] = set()
