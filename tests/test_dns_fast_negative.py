@@ -15,7 +15,7 @@ from glb.dns.answerer import DnsAnswerer
 from glb.dns.cache import DnsCache
 from tests.dns_helpers import make_topology, snapshot_of
 from tests.test_dns_cache import SPLIT, Pair, opt, query, random_case
-from tests.zone_records import record_names, records_yaml
+from tests.zone_records import covered_names, record_names, records_yaml
 
 Z = "glb.example.test"
 LONG = ".".join(["l" * 60] * 3)  # 183 characters: with a long query name, replies pass 512 bytes
@@ -75,7 +75,7 @@ def names() -> list[str]:
     out = [prefix + name for name in EXISTING for prefix in PREFIXES] + OUTSIDE
     out += [f"ns.{name}" for name in ("other.test", "x.other.test")]
     out += [f"{'q' * 50}.{'r' * 50}.long.test", f"{'q' * 60}.{'r' * 60}.{'s' * 60}.{Z}"]
-    return out + record_names(Z)
+    return out + record_names(Z) + covered_names(Z)
 
 
 def random_wire(rnd: random.Random, pool: list[str]) -> bytes:
