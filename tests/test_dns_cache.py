@@ -29,10 +29,11 @@ from glb.dns.steering import WEIGHTED_VARIANTS
 from glb.health.monitor import Monitor
 from tests.dns_helpers import CONFIG, ZONE, Box, addresses, make_topology, snapshot_of
 from tests.drain_records import drain_of
-from tests.zone_records import record_names, records_yaml
+from tests.zone_records import covered_names, record_names, records_yaml
 
 QTYPES = (1, 28, 6, 2, 255, 15, 16, 65, 97, 5, 12, 257, 1234, 33, 43)
 POLICIES = ("latency", "failover", "weighted", "round_robin")
+SWEPT = (1, 28, 16, 15, 99, 255)  # the types asked of every record name after the random ones
 WHEN_ALL_DOWN = ("return_all", "servfail", "no_answer")
 RD, AD, CD, DO = 0x0100, 0x0020, 0x0010, 0x8000
 COOKIE_SECRET = bytes(range(16))
@@ -309,7 +310,8 @@ def compare_paths(
     rnd: random.Random, topology: Topology, sources: list[str | None], queries: int = 1500
 ) -> tuple[Pair, Counter[bool]]:
     """Ask both paths `queries` generated queries from random `sources`, a new snapshot every
-    250; every reply must be the same bytes (weighted draws aside) and most from the cache.
+    250; every reply must be the same bytes (weighted draws aside) and most from the cache; then
+    every record name and name a wildcard covers, for the usual types (`SWEPT`), likewise.
     Also returns how many address answers carried a TTL shorter than the service's `ttl`
     (True) or not (False)."""
     pair = Pair.of(topology, random_snapshot(rnd, topology))
@@ -336,6 +338,16 @@ def compare_paths(
         if service is not None and reply.answer and reply.answer[0].rdtype in (1, 28):
             shortened[reply.answer[0].ttl < service.ttl] += 1
     assert hits > queries * 0.6
+    for name, qtype in itertools.product(record_names(ZONE) + covered_names(ZONE), SWEPT):
+        for edns, tcp in ((None, False), (opt(1232, flags=DO), False), (opt(512), True)):
+            fast, full, _ = pair.both(query(name, qtype, edns=edns), tcp=tcp, source=sources[0])
+            owners = {
+                r.name.to_text(True).lower() for r in dns.message.from_wire(full or b"").answer
+            }
+            if owners & weighted:
+                assert without_addresses(fast or b"") == without_addresses(full or b"")
+            else:
+                assert fast == full, (name, qtype)
     return pair, shortened
 
 

@@ -15,7 +15,7 @@ from glb.dns.answerer import DnsAnswerer
 from glb.dns.cache import DnsCache
 from tests.dns_helpers import make_topology, snapshot_of
 from tests.test_dns_cache import SPLIT, Pair, opt, query, random_case
-from tests.zone_records import record_names, records_yaml
+from tests.zone_records import covered_names, record_names, records_yaml
 
 Z = "glb.example.test"
 LONG = ".".join(["l" * 60] * 3)  # 183 characters: with a long query name, replies pass 512 bytes
@@ -27,7 +27,7 @@ zones:
     nameservers:
       - {{name: ns1.{Z}, address: 192.0.2.53}}
       - {{name: ns.provider.test}}
-    {records_yaml(Z, f"app.{Z}")}
+    {records_yaml(Z, f"app.{Z}", f"rr.{Z}")}
   - name: nested.{Z}
     hostmaster: admin.example.test
     nameservers: [{{name: ns1.{Z}, address: 192.0.2.53}}]
@@ -75,7 +75,7 @@ def names() -> list[str]:
     out = [prefix + name for name in EXISTING for prefix in PREFIXES] + OUTSIDE
     out += [f"ns.{name}" for name in ("other.test", "x.other.test")]
     out += [f"{'q' * 50}.{'r' * 50}.long.test", f"{'q' * 60}.{'r' * 60}.{'s' * 60}.{Z}"]
-    return out + record_names(Z)
+    return out + record_names(Z) + covered_names(Z)
 
 
 def random_wire(rnd: random.Random, pool: list[str]) -> bytes:
@@ -124,23 +124,38 @@ def test_negative_answers_are_the_full_paths_bytes_and_counts(seed):
         pytest.param(f"rr.{Z}", 255, dns.rcode.NOERROR, False, id="any-at-round-robin"),
         pytest.param(f"mail.{Z}", 16, dns.rcode.NOERROR, True, id="nodata-at-a-record"),
         pytest.param(f"x.mail.{Z}", 1, dns.rcode.NXDOMAIN, True, id="under-a-record"),
-        pytest.param(f"q.apps.{Z}", 1, dns.rcode.NOERROR, False, id="wildcard-synthesized"),
-        pytest.param(f"q.apps.{Z}", 99, dns.rcode.NOERROR, False, id="wildcard-nodata"),
-        pytest.param(f"y.ent.apps.{Z}", 1, dns.rcode.NXDOMAIN, False, id="under-a-wildcard"),
+        pytest.param(f"q.apps.{Z}", 1, dns.rcode.NOERROR, True, id="wildcard-synthesized"),
+        pytest.param(f"Q.x.ApPs.{Z}", 16, dns.rcode.NOERROR, True, id="wildcard-two-labels"),
+        pytest.param(f"q.apps.{Z}", 99, dns.rcode.NOERROR, True, id="wildcard-nodata"),
+        pytest.param(f"q.apps.{Z}", 15, dns.rcode.NOERROR, True, id="wildcard-nodata-cached"),
+        pytest.param(f"q.apps.{Z}", 255, dns.rcode.NOERROR, True, id="wildcard-any"),
+        pytest.param(f"q.wild.{Z}", 1, dns.rcode.NOERROR, True, id="wildcard-cname-chain"),
+        pytest.param(f"q.wild.{Z}", 99, dns.rcode.NOERROR, False, id="wildcard-cname-other"),
+        pytest.param(f"b.mx.{Z}", 15, dns.rcode.NOERROR, True, id="wildcard-naming-below"),
+        pytest.param(f"host.mx.{Z}", 15, dns.rcode.NOERROR, False, id="wildcard-naming-itself"),
+        pytest.param(f"a.host.mx.{Z}", 15, dns.rcode.NOERROR, False, id="under-a-named-one"),
+        pytest.param(f"q.chain.{Z}", 1, dns.rcode.NOERROR, False, id="wildcard-to-a-service"),
+        pytest.param(f"q.chain.{Z}", 16, dns.rcode.NOERROR, True, id="wildcard-to-service-txt"),
+        pytest.param(f"y.ent.apps.{Z}", 1, dns.rcode.NXDOMAIN, True, id="under-a-wildcard"),
+        pytest.param(f"x.apps.{Z}", 252, dns.rcode.REFUSED, True, id="wildcard-axfr"),
         pytest.param(f"real.apps.{Z}", 99, dns.rcode.NOERROR, True, id="blocks-a-wildcard"),
         pytest.param(f"x.child.{Z}", 1, dns.rcode.NOERROR, False, id="below-a-delegation"),
         pytest.param(f"ns1.child.{Z}", 99, dns.rcode.NOERROR, False, id="glue-other-type"),
         pytest.param(f"child.{Z}", 43, dns.rcode.NOERROR, True, id="ds-at-the-cut"),
         pytest.param(f"www.{Z}", 99, dns.rcode.NOERROR, False, id="cname-other-type"),
-        pytest.param(f"www.{Z}", 1, dns.rcode.NOERROR, False, id="cname-to-a-service"),
+        pytest.param(f"www.{Z}", 1, dns.rcode.NOERROR, True, id="cname-to-a-failover-service"),
+        pytest.param(f"WwW.{Z}", 28, dns.rcode.NOERROR, True, id="cname-to-a-service-aaaa"),
+        pytest.param(f"rrwww.{Z}", 1, dns.rcode.NOERROR, True, id="cname-to-round-robin"),
         pytest.param(f"www.{Z}", 16, dns.rcode.NOERROR, True, id="cname-to-a-service-txt"),
         pytest.param(f"dangling.{Z}", 1, dns.rcode.NXDOMAIN, True, id="cname-to-nothing"),
     ],
 )
 def test_which_negatives_the_cache_answers(name, qtype, rcode, hit):
-    """Negatives come from the cache, except names whose SOA would compress differently, and
-    names a wildcard or a delegation covers or a CNAME owns (a synthesized answer, a referral,
-    a chase); a chain to a service's addresses takes the full path too."""
+    """Negatives come from the cache, and so do answers synthesized from a wildcard (at the
+    closest encloser only), except names whose SOA would compress differently, names a
+    delegation covers or a CNAME owns (a referral, a chase), a wildcard CNAME's unpacked types
+    or its A/AAAA into a service, and names the wildcard's own reply holds below it. A chain to
+    a failover or round robin service's addresses is packed with the service."""
     pair = Pair.of(make_topology(CONFIG))
     fast, full, used_cache = pair.both(query(name, qtype, edns=opt(1232)))
     assert used_cache is hit

@@ -12,10 +12,12 @@ name whose negative SOA would compress differently. A query with the DO bit or a
 is answered as the query without them, the reply's OPT rewritten (`glb.dns.opt_extras`).
 
 Entries hold only names and types with data (and ANY, A and AAAA everywhere). Any other question
-is negative, answered per query from the zone (`glb.dns.negatives`). At a service name, an
-entry's variants are the policy's draws (`glb.dns.steering`): round robin shares the full path's
+is negative, answered per query from the zone (`glb.dns.negatives`), and so is a name a wildcard
+covers (`glb.dns.wildcards`). At a service name, an entry's variants are the policy's draws
+(`glb.dns.steering`, packed by `glb.dns.decision_replies`): round robin shares the full path's
 per-service counter so both paths rotate alike; weighted cycles over draws that follow the
-weights. Per variant only one reply is packed (no EDNS, by the `Renderer`); the EDNS and
+weights. A CNAME chain ending at a service is packed with it (`glb.dns.chains`), sharing its
+order and counter. Per variant only one reply is packed (no EDNS, by the `Renderer`); the EDNS and
 truncated (TC=1) forms are derived. Replies count through the `ReplyCounter` given: from entries
 by bumping one slot of the cache's tally, negative replies one by one. UDP queries for an entry
 whose question is in lowercase also land in `exact`, the exact-query memo (`glb.dns.memo`),
@@ -41,14 +43,15 @@ import struct
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Final, Protocol
 
-from glb.core.addresses import answered, by_address
-from glb.core.model import Endpoint, PolicyName, Service, Topology
+from glb.core.model import PolicyName, Service, Topology
 from glb.core.policies import Decision, Query, decide
 from glb.core.scope import ClientRanking, GeoRankings
 from glb.core.snapshot import HealthSnapshot
 from glb.core.stats import ECS_USED, ECS_ZERO_PREFIX, TCP, TRUNCATED, UDP
+from glb.dns.chains import Chains
 from glb.dns.cookies import ServerCookies
 from glb.dns.counting import ReplyCounter
+from glb.dns.decision_replies import DecisionReplies
 from glb.dns.ecs import EXTRAS, Address, opt_payload
 from glb.dns.entries import (
     CACHED_QTYPES,
@@ -59,7 +62,6 @@ from glb.dns.entries import (
     Variant,
     make_entry,
     make_variant,
-    reordered,
 )
 from glb.dns.geo_answers import Clients, GeoAnswers, GeoClient, GeoReply, Subnet, Subnets
 from glb.dns.memo import ExactQueryMemo
@@ -68,6 +70,7 @@ from glb.dns.opt_extras import restore, strip
 from glb.dns.refresh import ServiceWatch
 from glb.dns.static_entries import answered_in_full, every_type, packed_apart
 from glb.dns.steering import NO_ROTATION, variants
+from glb.dns.wildcards import pack_wildcards
 from glb.dns.wire import (
     CLASSIC_PAYLOAD,
     EDNS_PAYLOAD,
@@ -91,9 +94,6 @@ _ONE_QUESTION_OPT: Final = struct.pack("!4H", 1, 0, 0, 1)
 _UNSEEN: Final[Subnet] = (None, b"")  # type: ignore[assignment]  # a marker, never stored
 _A_AAAA: Final = (int(RdataType.A), int(RdataType.AAAA))
 _ANY: Final = int(RdataType.ANY)
-
-_Memo = tuple[Packed, tuple[Endpoint, ...]]  # a packed reply and its answer order
-_EVERY: Final = "every endpoint"  # memo key of the reply listing all of a family
 
 
 class Renderer(Protocol):
@@ -154,6 +154,7 @@ class DnsCache:
         self._renderer = renderer
         self._rotation = rotation
         self._rng = rng
+        self._chains = Chains(nodes, renderer.pack)  # CNAMEs packed with the service they reach
         self._prepared: HealthSnapshot | None = None
         self._names: dict[Key, bytes] = {}  # wire form of each name, lowercase
         self._negatives = NegativeAnswers({}, frozenset(), frozenset(), counter)
@@ -354,7 +355,10 @@ class DnsCache:
         negatives = {
             wire_name(apex): self._zone_negative(apex, zone) for apex, zone in zones.items()
         }
-        self._negatives = NegativeAnswers(negatives, *answered_in_full(self._nodes), self._counter)
+        wildcards = pack_wildcards(self._nodes, self._renderer.pack, snapshot)
+        known, deferred = answered_in_full(self._nodes, wildcards)
+        by_name = {wire_name(parent): wildcard for parent, wildcard in wildcards.items()}
+        self._negatives = NegativeAnswers(negatives, known, deferred, self._counter, by_name)
         for key, node in self._nodes.items():
             qtypes = self._qtypes(key, node)
             self._put(key, qtypes, self._renderer.pack(key, qtypes, snapshot), NO_ROTATION)
@@ -411,16 +415,21 @@ class DnsCache:
             family = TYPE_FAMILY[qtype]
             rotation = self._rotation[service.name]
             decisions, counter = variants(service, family, snapshot, self._rng, rotation)
-            memo: dict[object, _Memo] = {}
+            memo = DecisionReplies(self._renderer.pack_decision, service, key, qtype)
             by_id: dict[int, Packed] = {}  # repeated Decision objects (weighted) pack once
             for d in decisions:
                 if id(d) not in by_id:
-                    by_id[id(d)] = self._pack_decision(key, qtype, d, memo)
-            self._put_variants(key, qtype, [by_id[id(d)] for d in decisions], counter)
+                    by_id[id(d)] = memo.of(d)
+            packed = [by_id[id(d)] for d in decisions]
+            self._put_variants(key, qtype, packed, counter)
+            for chain, replies in self._chains.spliced(key, service, packed, snapshot):
+                self._put_variants(chain, qtype, replies, counter)  # the service's order
             if service.policy is PolicyName.GEO:
                 self._by_client(key, qtype, service, snapshot, memo)
         if service.policy in (PolicyName.LATENCY, PolicyName.FAILOVER):  # ANY: no per-query draw
             self._put(key, [_ANY], self._renderer.pack(key, [_ANY], snapshot), NO_ROTATION)
+        for chain, packed_chain in self._chains.stable(key, service, snapshot):
+            self._put(chain, _A_AAAA, packed_chain, NO_ROTATION)
         self._watch.packed(service, signature)
         self.rebuilt += 1
 
@@ -430,7 +439,7 @@ class DnsCache:
         qtype: int,
         service: Service,
         snapshot: HealthSnapshot,
-        memo: dict[object, _Memo],
+        memo: DecisionReplies,
     ) -> None:
         """Make the entry at (key, qtype) a geo service's: replies by client ranking, each
         packed for `snapshot` on first use (the entry is replaced when its inputs change)."""
@@ -444,42 +453,13 @@ class DnsCache:
         def pack(ranking: int) -> GeoReply:
             query = Query(family, 0, clients.ranking.place(ranking))
             decision = decide(service, snapshot, query, self._rng)
-            packed = self._pack_decision(key, qtype, decision, memo)
+            packed = memo.of(decision)
             variant = make_variant(packed, question_length)
             slot = self._tally.slot(qtype, packed.rcode, variant.steered)
             return variant, slot, bool(decision.answer) and not decision.servfail
 
         entry = self.entries[entry_key]
         self.entries[entry_key] = dataclasses.replace(entry, geo=GeoAnswers(clients, pack))
-
-    def _pack_decision(
-        self, key: Key, qtype: int, decision: Decision, memo: dict[object, _Memo]
-    ) -> Packed:
-        """Replies handing out addresses are cut from one reply with every endpoint of the
-        family answerable by address (packed once per name, type and snapshot: every decision
-        then has one TTL); others (a CNAME of `hostname_answer: cname`) are packed as they
-        are."""
-        order = decision.answer
-        known = memo.get(order)
-        if known is None:
-            service = self._watch.services[key]
-            given = answered(service, decision)
-            if given.endpoints and not decision.servfail:
-                every = memo.get(_EVERY)
-                if every is None:
-                    family = tuple(
-                        e
-                        for e in service.endpoints
-                        if e.family == TYPE_FAMILY[qtype] and by_address(service, e)
-                    )
-                    every_one = Decision(family, family, decision.ttl)
-                    packed = self._renderer.pack_decision(key, qtype, every_one)
-                    every = memo[_EVERY] = (packed, family)
-                known = (reordered(*every, given.endpoints), order)
-            else:
-                known = (self._renderer.pack_decision(key, qtype, decision), order)
-            memo[order] = known
-        return known[0]
 
     def _put(
         self, key: Key, qtypes: Sequence[int], packed: Sequence[Packed], counter: Iterator[int]
@@ -492,15 +472,19 @@ class DnsCache:
         self,
         key: Key,
         qtype: int,
-        packed: Sequence[Packed],
+        packed: Sequence[Packed] | None,
         counter: Iterator[int],
         shared: dict[int, Variant] | None = None,
     ) -> None:
         """Enter the replies to (key, qtype, IN), in place of any before (and of the memo's);
-        `shared` shares the variants of equal replies."""
+        `shared` shares the variants of equal replies. None: remove the entry (the full path
+        answers)."""
         name = self._name(key)
         entry_key = name + QTYPE_KEYS[qtype][1]
         self.exact.forget(entry_key)
+        if packed is None:
+            self.entries.pop(entry_key, None)
+            return
         shared = {} if shared is None else shared
         question_length = len(name) + 4  # type and class
         self.entries[entry_key] = make_entry(

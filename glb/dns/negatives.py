@@ -4,9 +4,11 @@ A question no entry holds is negative. `NegativeAnswers.reply` walks the name's 
 longest zone suffix (a dict of zone apexes) and answers NXDOMAIN (the name is not in the zone) or
 NODATA (it is: a service, an apex, a nameserver, a static record's name or an empty
 non-terminal) with the zone's negative SOA, or REFUSED (no AA, no records) outside every zone.
-Names at or under a `deferred` name (a delegation, a CNAME, a wildcard's parent:
-`glb.dns.static_entries`) that are not known go to the full path: a referral, a chase or a
-synthesized answer is not negative. The SOA record is packed once
+A name that does not exist is first walked up to its closest encloser (RFC 4592): met on the way,
+a `deferred` name (a delegation, a CNAME, the parent of a wildcard not packed:
+`glb.dns.static_entries`) sends the question to the full path (a referral, a chase or a
+synthesized answer is not negative); an encloser holding a packed wildcard answers it from the
+wildcard (`glb.dns.wildcards`). The SOA record is packed once
 per zone for a question naming the apex itself (`Negative`); under a longer name the apex sits
 further into the question, so the record's compression pointers move by that many bytes. Names
 at or under a name below the apex that the SOA itself contains (e.g. its MNAME ns1.<apex>) would
@@ -19,13 +21,14 @@ Pure: no sockets, no asyncio, no dnslib.
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
 from glb.dns import wire as dns_wire
 from glb.dns.counting import ReplyCounter
 from glb.dns.entries import STEERED_QTYPES, Packed, reply_heads
+from glb.dns.wildcards import Wildcard
 from glb.dns.wire import CLASSIC_PAYLOAD, EDNS_PAYLOAD, HEADER_SIZE, MAX_LABEL, MAX_NAME, OPT_RECORD
 from glb.dns.zone import Key, name_key, wire_name
 
@@ -100,7 +103,8 @@ def _below_apex(apex: Key, names: Sequence[str]) -> frozenset[bytes]:
 
 class NegativeAnswers:
     """The negative replies of one topology: `zones` by apex (lowercase wire form), `known` the
-    names that exist (lowercase wire form). Counts its replies through `counter`."""
+    names that exist (lowercase wire form), `wildcards` the wildcards answered per query by the
+    name they hang under (`glb.dns.wildcards`). Counts its replies through `counter`."""
 
     def __init__(
         self,
@@ -108,20 +112,24 @@ class NegativeAnswers:
         known: frozenset[bytes],
         deferred: frozenset[bytes],
         counter: ReplyCounter,
+        wildcards: Mapping[bytes, Wildcard] | None = None,
     ) -> None:
         self._zones = zones
         self._known = known
         self._deferred = deferred  # at or under these, a name not known takes the full path
         self._counter = counter
+        self._wildcards = wildcards or {}
 
     def reply(self, wire: bytes, end: int, payload: int, tcp: bool, flags: int) -> bytes | None:
-        """NXDOMAIN, NODATA or REFUSED for the question ending at `end`, which no entry holds;
-        `flags`: the query's RD | CD << 1. None: take the full path."""
+        """NXDOMAIN, NODATA or REFUSED for the question ending at `end`, which no entry holds, or
+        the answer a wildcard synthesizes for it; `flags`: the query's RD | CD << 1. None: take
+        the full path."""
         if wire[end - 2 : end] != _CLASS_IN:  # the full path answers CH
             return None
         name = wire[HEADER_SIZE : end - 4].lower()
-        found = self.zone_of(name)
-        if found is None:
+        starts = _label_starts(name)
+        found = None if starts is None else self._zone_at(name, starts)
+        if found is None or starts is None:
             return None
         negative, shift = found
         qtype = (wire[end - 4] << 8) | wire[end - 3]
@@ -131,9 +139,15 @@ class NegativeAnswers:
             if qtype in STEERED_QTYPES:  # ANY at a round robin or weighted service
                 return None
             reply_flags, rcode, authority = _NODATA_FLAGS, _NOERROR, negative.at(shift)
-        elif self._deferred and self._under_deferred(name):
-            return None
         else:
+            encloser = self._encloser(name, starts)
+            if encloser < 0:
+                return None
+            wildcard = self._wildcards.get(name[encloser:])
+            if wildcard is not None:
+                return wildcard.reply(
+                    wire, end, name, starts, encloser, payload, tcp, flags, self._counter
+                )
             reply_flags, rcode, authority = _NXDOMAIN_FLAGS, _NXDOMAIN, negative.at(shift)
         edns = payload >= 0
         size = end + len(authority) + (len(OPT_RECORD) if edns else 0)
@@ -152,31 +166,26 @@ class NegativeAnswers:
             + (OPT_RECORD if edns else b"")
         )
 
-    def _under_deferred(self, name: bytes) -> bool:
-        """Whether `name` (valid lowercase wire form) is at or under a deferred name."""
-        at = 0
-        while name[at]:
-            if name[at:] in self._deferred:
-                return True
-            at += name[at] + 1
-        return False
+    def _encloser(self, name: bytes, starts: list[int]) -> int:
+        """The offset in `name` (which does not exist) of its closest encloser (RFC 4592), the
+        longest known name above it; -1 when `name` is at or under a deferred name first."""
+        for start in starts:
+            suffix = name[start:]
+            if suffix in self._deferred:
+                return -1
+            if start and suffix in self._known:
+                return start
+        return -1
 
     def zone_of(self, name: bytes) -> tuple[Negative | None, int] | None:
         """The longest zone containing `name` (lowercase wire form) and the offset of its apex in
         `name`; (None, 0) outside every zone; None when the full path must answer (a malformed
         or overlong name, or one at or under a name the zone's SOA contains)."""
-        last = len(name) - 1
-        if last >= MAX_NAME:
-            return None
-        starts, at = [], 0
-        while at < last:
-            if name[at] > MAX_LABEL:
-                return None
-            starts.append(at)
-            at += name[at] + 1
-        if at != last:  # a label ran past the first zero byte
-            return None
-        starts.append(last)
+        starts = _label_starts(name)
+        return None if starts is None else self._zone_at(name, starts)
+
+    def _zone_at(self, name: bytes, starts: list[int]) -> tuple[Negative | None, int] | None:
+        """`zone_of(name)`, its labels starting at `starts`."""
         for i, start in enumerate(starts):
             negative = self._zones.get(name[start:])
             if negative is not None:
@@ -184,3 +193,21 @@ class NegativeAnswers:
                     return None
                 return negative, start
         return None, 0
+
+
+def _label_starts(name: bytes) -> list[int] | None:
+    """Where each label of `name` (wire form) starts, the root's included; None for a malformed
+    or overlong name."""
+    last = len(name) - 1
+    if last >= MAX_NAME:
+        return None
+    starts, at = [], 0
+    while at < last:
+        if name[at] > MAX_LABEL:
+            return None
+        starts.append(at)
+        at += name[at] + 1
+    if at != last:  # a label ran past the first zero byte
+        return None
+    starts.append(last)
+    return starts

@@ -2,19 +2,20 @@
 
 Names at or below a delegation (referrals) and CNAME owners (chased answers) answer every type
 with data of their own, so the cache packs every type there. A CNAME chain ending at a service
-answers A and AAAA by the service's health: those two are left to the full path (the service's
-round robin, weighted draws and geo ranking are per query, and only the full path keeps them
-exact for the alias), every other type there is packed. The negative path must not answer
-below a delegation (a referral), at a CNAME (a chase), nor NXDOMAIN for a name a wildcard covers
-(a synthesized answer): those names are `deferred`, and the negative path sends questions at or
-under them to the full path.
+answers A and AAAA by the service's health: those two are packed apart, with the service when
+its policy is stable (`glb.dns.chains`), else left to the full path (the service's round robin,
+weighted draws and geo ranking are per query, and only the full path keeps them exact for the
+alias); every other type there is packed. The negative path must not answer below a delegation
+(a referral), at a CNAME (a chase), nor NXDOMAIN for a name a wildcard covers (a synthesized
+answer): those names are `deferred`, and the negative path sends questions at or under them to
+the full path, but for the wildcards it answers itself (`glb.dns.wildcards`).
 
 Pure: no sockets, no asyncio, no dnslib.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Final
 
 from glb.dns.entries import STEERED_QTYPES
@@ -26,7 +27,8 @@ _CHAINED: Final = (int(RdataType.A), int(RdataType.AAAA))
 
 def packed_apart(node: Node) -> tuple[int, ...]:
     """The types not packed with the name's other entries: a service's steered ones (packed
-    per service), a chain to a service's A and AAAA (the full path's)."""
+    per service), a chain to a service's A and AAAA (packed with a stable service, else the
+    full path's)."""
     if node.service is not None:
         return STEERED_QTYPES
     return _CHAINED if node.reaches_service else ()
@@ -37,9 +39,12 @@ def every_type(node: Node) -> bool:
     return node.cut is not None or node.target is not None
 
 
-def answered_in_full(nodes: Mapping[Key, Node]) -> tuple[frozenset[bytes], frozenset[bytes]]:
+def answered_in_full(
+    nodes: Mapping[Key, Node], packed_wildcards: Collection[Key] = ()
+) -> tuple[frozenset[bytes], frozenset[bytes]]:
     """(the names the negative path answers NODATA at, the names at or under which it leaves
-    every other question to the full path), each in lowercase wire form."""
+    every other question to the full path), each in lowercase wire form; `packed_wildcards`:
+    the parents of the wildcards the negative path answers from (`glb.dns.wildcards`)."""
     known: set[bytes] = set()
     deferred: set[bytes] = set()
     for key, node in nodes.items():
@@ -49,6 +54,6 @@ def answered_in_full(nodes: Mapping[Key, Node]) -> tuple[frozenset[bytes], froze
             deferred.add(wire_name(key))
         else:
             known.add(wire_name(key))
-        if key and key[0] == WILDCARD:
+        if key and key[0] == WILDCARD and key[1:] not in packed_wildcards:
             deferred.add(wire_name(key[1:]))
     return frozenset(known), frozenset(deferred)
