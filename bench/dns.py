@@ -107,7 +107,7 @@ def config(services: int, geo_db: Path | None = None) -> str:
 
 
 # zone records: static answers (MX, TXT, a CNAME chain to a static A), a CNAME into service s0
-# (its A answer steered per query, on the full path) and a wildcard (full path)
+# (its A answer re-packed with the service) and a wildcard (one packed reply for every name)
 RECORDS = ", ".join(
     (
         f'{{name: "@", type: MX, values: ["10 mail.{ZONE}."]}}',
