@@ -28,7 +28,7 @@ from glb.core.addresses import Found
 from glb.core.stats import Stats
 
 if TYPE_CHECKING:
-    from glb.discovery.kubernetes import BackoffPolicy, ClusterPlan, KubernetesDiscovery
+    from glb.discovery.kubernetes import ClusterPlan, KubernetesDiscovery
     from glb.discovery.source import Discovered
 
 logger = logging.getLogger(__name__)
@@ -67,13 +67,13 @@ def plans(settings: Settings) -> list[ClusterPlan]:
 class KubernetesFollower:
     """Kubernetes discovery for the settings in force; see the module docstring."""
 
-    def __init__(self, stats: Stats, backoff: BackoffPolicy | None = None) -> None:
+    def __init__(self, stats: Stats) -> None:
         self._stats = stats
-        self._backoff = backoff
         self.found: dict[tuple[str, str], Found] = {}
         self._plans: Sequence[ClusterPlan] = ()
         self._source: KubernetesDiscovery | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopped: list[asyncio.Task[None]] = []  # cancelled by a restart, awaited at close
         self._changed = asyncio.Event()
         self._all_up = asyncio.Event()  # every cluster's API answers
         self._apply: Apply | None = None
@@ -118,17 +118,18 @@ class KubernetesFollower:
             self._changed.set()
 
     async def close(self) -> None:
-        tasks = [*self._tasks, *([self._applying] if self._applying else [])]
+        tasks = [*self._stopped, *self._tasks, *([self._applying] if self._applying else [])]
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        self._tasks, self._applying = [], None
+        self._stopped, self._tasks, self._applying = [], [], None
 
     def _restart(self, new: Sequence[ClusterPlan]) -> None:
         for task in self._tasks:
             task.cancel()
+        self._stopped = [task for task in (*self._stopped, *self._tasks) if not task.done()]
         self._tasks = []
         self._plans = new
         self._source = None
@@ -137,8 +138,7 @@ class KubernetesFollower:
             return
         from glb.discovery.kubernetes.source import DEFAULT_BACKOFF, KubernetesDiscovery
 
-        backoff = self._backoff or DEFAULT_BACKOFF
-        source = KubernetesDiscovery(new, self._on_change, backoff, self._on_up)
+        source = KubernetesDiscovery(new, self._on_change, DEFAULT_BACKOFF, self._on_up)
         self._source = source
         self._all_up.clear()
         self._stats.discovery_up.update(source.up)
