@@ -70,8 +70,8 @@ def readdress_on_change(
         await reloader.readdress(lambda known: known.with_resolved(book.resolved))
 
     async def discovered(found: Mapping[tuple[str, str], Found]) -> None:
+        # the new topology's `also` follows the discovered host names (`follow_names`)
         await reloader.readdress(lambda known: known.with_discovered(found))
-        resolver.follow(reloader.addresses.host_names(configured(reloader.settings)))
 
     resolver.run(resolved)
     stack.push_async_callback(resolver.close)

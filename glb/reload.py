@@ -108,11 +108,6 @@ class Reloader:
         self._lock = asyncio.Lock()
 
     @property
-    def settings(self) -> Settings:
-        """The settings in force."""
-        return self._settings
-
-    @property
     def serial(self) -> int:
         """The highest SOA serial of the zones in force."""
         return max(self._serials[zone.name] for zone in self._settings.zones)
