@@ -19,6 +19,7 @@ from glb.cli import taken_port_advice
 from glb.config import load_settings
 from glb.errors import StartupError
 from tests.clusters import ROOT, address_block, start_clusters
+from tests.processes import run
 from tests.serve import start_serve, stop_serve
 from tests.test_hostnames import until
 
@@ -45,20 +46,7 @@ services:
 
 
 async def run_glb(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "glb",
-        *args,
-        cwd=ROOT,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    async with asyncio.timeout(30):
-        out, err = await process.communicate()
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
+    return await run([sys.executable, "-m", "glb", *args], cwd=ROOT, env=env, within=30)
 
 
 async def test_check_accepts_the_example_config():

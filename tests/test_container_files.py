@@ -28,6 +28,7 @@ from packaging.utils import canonicalize_name
 
 from glb.service_manager import notify
 from tests.clusters import ROOT, start_clusters, write_config
+from tests.processes import run
 from tests.serve import start_serve, stop_serve
 
 DOCKERFILE = ROOT / "Dockerfile"
@@ -97,6 +98,11 @@ def test_the_build_installs_with_the_lock() -> None:
     assert all("-c requirements.lock" in a for a in installs)
 
 
+async def run_entry(command: list[str], env: dict[str, str]) -> tuple[int, str, str]:
+    """The image's entry point (or glb) as a process from the repository, to its end."""
+    return await run(command, cwd=ROOT, env=env, within=20)
+
+
 def test_the_lock_pins_every_runtime_dependency() -> None:
     """Every dependency of pyproject.toml is in requirements.lock, pinned (==) to a version its
     specifier admits; every line of the lock is a pin."""
@@ -112,20 +118,6 @@ def test_the_lock_pins_every_runtime_dependency() -> None:
         name = canonicalize_name(dependency.name)
         assert name in pins, f"{dependency.name} is not in requirements.lock"
         assert dependency.specifier.contains(pins[name]), f"{name}=={pins[name]}: {dependency}"
-
-
-async def run(command: list[str], env: dict[str, str]) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        *command,
-        cwd=ROOT,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    async with asyncio.timeout(20):
-        out, err = await process.communicate()
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
 
 
 def entry_env(**extra: str) -> dict[str, str]:
@@ -149,13 +141,13 @@ async def test_serve_without_a_mounted_configuration_says_where_to_mount_it(
     """The entry point without the configuration file exits 2, naming the expected path and the
     docker run -v line that mounts it; without GLB_CONFIG the path is /etc/glb/glb.yaml."""
     missing = tmp_path / "glb.yaml"
-    code, _, err = await run([str(ENTRYPOINT), "serve"], entry_env(GLB_CONFIG=str(missing)))
+    code, _, err = await run_entry([str(ENTRYPOINT), "serve"], entry_env(GLB_CONFIG=str(missing)))
     assert code == 2
     assert f"no configuration file at {missing}" in err
     assert f'docker run -v "$PWD/glb.yaml:{missing}:ro"' in err
     if DEFAULT_CONFIG_EXISTS:
         pytest.skip("this machine has an /etc/glb/glb.yaml")
-    code, _, err = await run([str(ENTRYPOINT)], entry_env())
+    code, _, err = await run_entry([str(ENTRYPOINT)], entry_env())
     assert code == 2
     assert "no configuration file at /etc/glb/glb.yaml" in err
 
@@ -164,12 +156,12 @@ async def test_other_commands_pass_through_the_entry_point(tmp_path: Path) -> No
     """`docker run IMAGE check` runs `glb check` on the configured file; `serve -c FILE` is
     glb's to judge (its own message for a missing FILE)."""
     example = ROOT / "config" / "example.yaml"
-    code, out, _ = await run([str(ENTRYPOINT), "check"], entry_env(GLB_CONFIG=str(example)))
+    code, out, _ = await run_entry([str(ENTRYPOINT), "check"], entry_env(GLB_CONFIG=str(example)))
     assert code == 0
     assert f"{example}: OK" in out
     missing = tmp_path / "other.yaml"
     command = [str(ENTRYPOINT), "serve", "-c", str(missing)]
-    code, _, err = await run(command, entry_env(GLB_CONFIG=str(example)))
+    code, _, err = await run_entry(command, entry_env(GLB_CONFIG=str(example)))
     assert code == 2
     assert f"{missing}: cannot read the file" in err
     assert "docker run" not in err
@@ -189,11 +181,11 @@ async def test_the_healthcheck_passes_when_glb_is_ready_and_fails_without_it(
         served = await start_serve(write_config(tmp_path, [cluster]))
         admin = served.admin.removeprefix("http://")
         try:  # glb logs its addresses after its first probe round: /readyz is 200 by then
-            code, _, err = await run(command, entry_env(GLB_ADMIN__LISTEN=admin))
+            code, _, err = await run_entry(command, entry_env(GLB_ADMIN__LISTEN=admin))
             assert code == 0, err
         finally:
             assert await stop_serve(served) == 0
-        code, _, err = await run(command, entry_env(GLB_ADMIN__LISTEN=admin))
+        code, _, err = await run_entry(command, entry_env(GLB_ADMIN__LISTEN=admin))
         assert code != 0
         assert "Connection refused" in err
     finally:
