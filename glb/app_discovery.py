@@ -41,7 +41,7 @@ async def resolve_hostnames(
         timeout=options.timeout,
     )
     stack.push_async_callback(resolver.close)
-    await resolver.start(addresses.host_names(configured(settings)))
+    await resolver.start(addresses.host_names(_configured(settings)))
     return resolver
 
 
@@ -92,6 +92,6 @@ def follow_names(
     return follow
 
 
-def configured(settings: Settings) -> Iterator[str]:
+def _configured(settings: Settings) -> Iterator[str]:
     """The addresses and host names written in `settings`' clusters."""
     return (entry for cluster in settings.clusters for entry in cluster.addresses)
